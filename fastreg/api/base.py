@@ -1,0 +1,71 @@
+"""What every handler receives besides the request: the registry and URL building."""
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from ..registry import Registry
+from .errors import RegistryError
+from .http import Request, Response, h
+
+
+@dataclass(slots=True)
+class Context:
+    registry: Registry
+    relative_urls: bool = False
+    host: str | None = None          # http.host: external base URL, e.g. https://reg.example.com
+
+    def url(self, req: Request, path: str) -> str:
+        if self.relative_urls:
+            return path
+        if self.host:
+            return self.host.rstrip("/") + path
+        host = req.header(b"x-forwarded-host") or req.header(b"host")
+        if not host:
+            return path
+        scheme = req.header(b"x-forwarded-proto") or req.scope.get("scheme", "http")
+        return f"{scheme}://{host.split(',')[0].strip()}{path}"
+
+    def digest(self, text: str) -> Digest:
+        try:
+            return parse_digest(text, allow_blake3=self.registry.allow_blake3)
+        except (InvalidDigest, UnsupportedDigest) as exc:
+            raise RegistryError("DIGEST_INVALID", str(exc)) from None
+
+    def check_writable(self) -> None:
+        if self.registry.readonly:
+            raise RegistryError("UNSUPPORTED", "the registry is in read-only mode",
+                                message="the registry is in read-only mode")
+
+
+async def get_base(req: Request, ctx: Context) -> Response:
+    return Response(200, [(b"content-type", b"application/json"), (b"content-length", b"2")],
+                    b"" if req.method == "HEAD" else b"{}")
+
+
+def page_size(req: Request, maximum: int, *, strict: bool) -> int:
+    """The `n` query parameter: absent → maximum; over maximum → 400 (strict) or clamped."""
+    raw = req.query.get("n")
+    if raw is None or raw == "":
+        return maximum
+    if not raw.isdigit() or len(raw) > 18:
+        raise RegistryError("PAGINATION_NUMBER_INVALID", {"n": raw})
+    n = int(raw)
+    if n > maximum:
+        if strict:
+            raise RegistryError("PAGINATION_NUMBER_INVALID", {"n": n, "max": maximum})
+        n = maximum
+    return n
+
+
+def paginate(items: list[str], n: int, last: str | None) -> tuple[list[str], bool]:
+    """Items after `last` (lexical), at most n; and whether more follow."""
+    start = bisect_right(items, last) if last else 0
+    page = items[start:start + n]
+    return page, start + n < len(items)
+
+
+def link_header(path: str, n: int, last: str) -> tuple[bytes, bytes]:
+    return h("Link", f'<{path}?last={quote(last, safe="")}&n={n}>; rel="next"')

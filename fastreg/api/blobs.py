@@ -1,0 +1,57 @@
+"""GET/HEAD/DELETE /v2/<name>/blobs/<digest>."""
+from __future__ import annotations
+
+from ..digest import RangeNotSatisfiable, format_content_range, parse_range
+from .base import Context
+from .errors import RegistryError
+from .http import Request, Response, h
+
+
+async def get(req: Request, ctx: Context) -> Response:
+    name = req.params["name"]
+    d = ctx.digest(req.params["digest"])
+    reg = ctx.registry
+    info = await reg.blobs.stat(name, d)
+    size = info.size
+    dstr = str(d)
+    headers = [(b"docker-content-digest", dstr.encode()), (b"etag", f'"{dstr}"'.encode()),
+               (b"accept-ranges", b"bytes"), (b"cache-control", b"max-age=31536000"),
+               (b"content-type", b"application/octet-stream")]
+    inm = req.header(b"if-none-match")
+    if inm is not None and inm.strip() in (f'"{dstr}"', dstr):
+        return Response(304, headers)
+    path = reg.blobs.data_path(d)
+    rng = req.header(b"range")
+    span = None
+    if rng is not None:
+        try:
+            span = parse_range(rng, size)
+        except RangeNotSatisfiable:
+            raise RegistryError("RANGE_INVALID", {"range": rng, "size": size},
+                                message="requested range not satisfiable",
+                                headers=[h("Content-Range", f"bytes */{size}")]) from None
+    if span is None:
+        headers.append(h("Content-Length", size))
+        if req.method == "HEAD":
+            return Response(200, headers)
+        redirect = await reg.driver.redirect_url(path, "GET")
+        if redirect is not None:
+            return Response(307, [(b"location", redirect.encode()), (b"content-length", b"0")])
+        return Response(200, headers, file=reg.driver.local_path(path), stream=reg.driver.reader(path))
+    start, end = span
+    length = end - start + 1
+    headers.append(h("Content-Range", format_content_range(start, end, size)))
+    headers.append(h("Content-Length", length))
+    if req.method == "HEAD":
+        return Response(206, headers)
+    return Response(206, headers, stream=reg.driver.reader(path, start, length))
+
+
+async def delete(req: Request, ctx: Context) -> Response:
+    reg = ctx.registry
+    if not reg.delete_enabled:
+        raise RegistryError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
+    ctx.check_writable()
+    d = ctx.digest(req.params["digest"])
+    await reg.blobs.unlink(req.params["name"], d)
+    return Response(202, [(b"docker-content-digest", str(d).encode()), (b"content-length", b"0")])

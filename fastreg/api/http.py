@@ -1,0 +1,114 @@
+"""Thin request/response helpers over raw ASGI (no framework)."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ..registry.uploads import BodyInterrupted
+from .errors import RegistryError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Request:
+    __slots__ = ("scope", "receive", "method", "path", "params", "_query", "_consumed")
+
+    def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.params = params
+        self._query: dict[str, str] | None = None
+        self._consumed = False
+
+    def header(self, name: bytes) -> str | None:
+        """The last value of a (lower-case) header, or None."""
+        value = None
+        for k, v in self.scope["headers"]:
+            if k == name:
+                value = v
+        return value.decode("latin-1") if value is not None else None
+
+    def header_all(self, name: bytes) -> list[str]:
+        return [v.decode("latin-1") for k, v in self.scope["headers"] if k == name]
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            qs = self.scope.get("query_string", b"")
+            self._query = dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True)) if qs else {}
+        return self._query
+
+    def content_length(self) -> int | None:
+        raw = self.header(b"content-length")
+        if raw is None:
+            return None
+        if not raw.isdigit() or len(raw) > 19:
+            raise RegistryError("SIZE_INVALID", "Content-Length is not a number")
+        return int(raw)
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The request body, chunk by chunk as the server hands it over (never joined).
+
+        Raises BodyInterrupted if the client goes away or sends fewer bytes than it announced."""
+        self._consumed = True
+        expected = self.content_length()
+        seen = 0
+        receive = self.receive
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                raise BodyInterrupted("client disconnected")
+            chunk = msg.get("body", b"")
+            if chunk:
+                seen += len(chunk)
+                if expected is not None and seen > expected:
+                    raise BodyInterrupted("body longer than Content-Length")
+                yield chunk
+            if not msg.get("more_body", False):
+                break
+        if expected is not None and seen != expected:
+            raise BodyInterrupted(f"body ended after {seen} of {expected} bytes")
+
+    async def read(self, limit: int) -> bytes:
+        """A small body whole (manifests); SIZE_INVALID/413 past `limit` bytes."""
+        cl = self.content_length()
+        if cl is not None and cl > limit:
+            raise RegistryError("SIZE_INVALID", f"body of {cl} bytes exceeds the limit of {limit}",
+                                status=413, message="payload too large")
+        parts: list[bytes] = []
+        total = 0
+        async for chunk in self.body():
+            total += len(chunk)
+            if total > limit:
+                raise RegistryError("SIZE_INVALID", f"body exceeds the limit of {limit} bytes",
+                                    status=413, message="payload too large")
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    @property
+    def consumed(self) -> bool:
+        return self._consumed
+
+
+class Response:
+    """What a handler answers: bytes, a local file (pathsend), or a stream of chunks."""
+
+    __slots__ = ("status", "headers", "body", "file", "stream")
+
+    def __init__(self, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None,
+                 body: bytes = b"", file: str | None = None,
+                 stream: AsyncIterator[bytes] | None = None) -> None:
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.file = file
+        self.stream = stream
+
+
+def h(name: str, value: str | int) -> tuple[bytes, bytes]:
+    return name.encode("latin-1"), str(value).encode("latin-1")

@@ -1,0 +1,39 @@
+"""HEAD/GET/PUT/DELETE /v2/<name>/manifests/<reference>."""
+from __future__ import annotations
+
+from .base import Context
+from .errors import RegistryError
+from .http import Request, Response, h
+
+
+async def get(req: Request, ctx: Context) -> Response:
+    sm = await ctx.registry.manifests.get(req.params["name"], req.params["reference"])
+    dstr = str(sm.digest)
+    headers = [h("Content-Type", sm.media_type), h("Docker-Content-Digest", dstr),
+               h("ETag", f'"{dstr}"'), h("Content-Length", len(sm.body))]
+    inm = req.header(b"if-none-match")
+    if inm is not None and inm.strip() in (f'"{dstr}"', dstr):
+        return Response(304, headers[1:3])
+    return Response(200, headers, b"" if req.method == "HEAD" else sm.body)
+
+
+async def put(req: Request, ctx: Context) -> Response:
+    ctx.check_writable()
+    reg = ctx.registry
+    name = req.params["name"]
+    body = await req.read(reg.limits.manifest_max)
+    d, parsed = await reg.manifests.put(name, req.params["reference"], body, req.header(b"content-type"))
+    headers = [h("Location", ctx.url(req, f"/v2/{name}/manifests/{d}")), h("Docker-Content-Digest", str(d)),
+               (b"content-length", b"0")]
+    if parsed.subject is not None:
+        headers.append(h("OCI-Subject", str(parsed.subject.digest)))
+    return Response(201, headers)
+
+
+async def delete(req: Request, ctx: Context) -> Response:
+    reg = ctx.registry
+    if not reg.delete_enabled:
+        raise RegistryError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
+    ctx.check_writable()
+    await reg.manifests.delete(req.params["name"], req.params["reference"])
+    return Response(202, [(b"content-length", b"0")])

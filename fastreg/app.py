@@ -1,0 +1,147 @@
+"""The ASGI entry point: lifespan (open storage in each worker) and dispatch."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from typing import Any
+
+from .api.base import Context
+from .api.errors import RegistryError, error_body
+from .api.http import Receive, Request, Response, Scope, Send
+from .api.routes import match
+from .reference import valid_name
+from .registry import Limits, Registry
+from .registry.uploads import BodyInterrupted
+from .storage.driver.base import StorageError, StorageFull
+from .storage.driver.factory import create_driver
+
+log = logging.getLogger("fastreg")
+
+API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+JSON = (b"content-type", b"application/json; charset=utf-8")
+
+
+class App:
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.ctx: Context | None = None
+        extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                 for k, vs in (cfg.http.headers or {}).items() for v in vs]
+        self.common = [API_VERSION, *extra]
+
+    # -- lifespan --------------------------------------------------------------------------
+    def open(self) -> Context:
+        cfg = self.cfg
+        driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
+                               fsync=getattr(cfg.fastreg, "fsync", True))
+        secret = (cfg.http.secret or os.environ.get("FASTREG_SECRET") or secrets.token_hex(32)).encode()
+        registry = Registry(
+            driver, secret=secret, allow_blake3=cfg.fastreg.digest.blake3,
+            delete_enabled=cfg.storage.delete.enabled,
+            readonly=cfg.storage.maintenance.readonly.enabled,
+            limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
+                          tags_max=cfg.fastreg.tags.maxentries))
+        self.ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
+        return self.ctx
+
+    async def close(self) -> None:
+        if self.ctx is not None:
+            await self.ctx.registry.close()
+            self.ctx = None
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    self.open()
+                except Exception as exc:  # noqa: BLE001 - reported to the server
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- requests --------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = self.ctx or self.open()
+        try:
+            resp = await self.dispatch(scope, receive, ctx)
+        except RegistryError as exc:
+            resp = self.error(exc)
+        except StorageFull as exc:
+            log.error("storage full: %s", exc)
+            resp = self.error(RegistryError("UNKNOWN", "no space left on the storage backend", status=507,
+                                            message="insufficient storage"))
+        except BodyInterrupted as exc:
+            resp = self.error(RegistryError("SIZE_INVALID", str(exc)))
+        except StorageError as exc:
+            log.error("storage error on %s %s: %s", scope["method"], scope["path"], exc)
+            resp = self.error(RegistryError("UNKNOWN", "storage backend error", status=500))
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            resp = self.error(RegistryError("UNKNOWN", "internal server error"))
+        await self.send(scope, send, resp)
+
+    async def dispatch(self, scope: Scope, receive: Receive, ctx: Context) -> Response:
+        path = scope["path"]
+        found = match(path)
+        if found is None:
+            raise RegistryError("UNSUPPORTED", {"path": path}, status=404, message="not found")
+        route, params = found
+        handler = route.handlers.get(scope["method"])
+        if handler is None:
+            raise RegistryError("UNSUPPORTED", {"method": scope["method"]}, status=405,
+                                message="method not allowed", headers=[(b"allow", route.allow.encode())])
+        name = params.get("name")
+        if name is not None and not valid_name(name):
+            raise RegistryError("NAME_INVALID", {"name": name})
+        return await handler(Request(scope, receive, params), ctx)
+
+    def error(self, exc: RegistryError) -> Response:
+        body = error_body(exc)
+        return Response(exc.status, [JSON, (b"content-length", str(len(body)).encode()), *exc.headers], body)
+
+    async def send(self, scope: Scope, send: Send, resp: Response) -> None:
+        headers = resp.headers + self.common
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if resp.file is not None:  # handlers give a stream too, for servers without pathsend
+            if "http.response.pathsend" in (scope.get("extensions") or {}):
+                await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+                await send({"type": "http.response.pathsend", "path": resp.file})
+                return
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        if resp.stream is None:
+            await send({"type": "http.response.body", "body": resp.body})
+            return
+        try:
+            async for chunk in resp.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except Exception:
+            log.exception("error while streaming %s", scope["path"])
+            raise
+        await send({"type": "http.response.body", "body": b""})
+
+
+def create_app() -> App:
+    """Factory for granian workers: the resolved config arrives through the environment."""
+    from .config import config_from_json, load_config
+    from .logging import setup_logging
+
+    raw = os.environ.get("FASTREG_RESOLVED_CONFIG")
+    cfg = config_from_json(raw.encode()) if raw else load_config(os.environ.get("FASTREG_CONFIG"))
+    setup_logging(cfg.log.level)
+    return App(cfg)

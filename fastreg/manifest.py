@@ -1,0 +1,170 @@
+"""Manifest media types, parsing and validation (OCI image-spec v1.1, Docker schema2).
+
+Bytes are stored and served exactly as pushed; this module only reads them to check
+that they are what they claim to be and to find what they reference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .api.errors import RegistryError
+from .digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
+
+IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES
+
+# Layers that are not stored in the registry (fetched from `urls`): not required to exist.
+FOREIGN_LAYER_TYPES = frozenset({
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    media_type: str
+    digest: Digest
+    size: int
+    foreign: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedManifest:
+    media_type: str
+    blobs: tuple[Descriptor, ...]        # config + layers (image manifests)
+    manifests: tuple[Descriptor, ...]    # children (indexes)
+    subject: Descriptor | None
+    artifact_type: str | None
+    annotations: dict[str, str] | None
+
+
+def _invalid(detail: str) -> RegistryError:
+    return RegistryError("MANIFEST_INVALID", detail)
+
+
+def _descriptor(obj: Any, where: str, allow_blake3: bool) -> Descriptor:
+    if not isinstance(obj, dict):
+        raise _invalid(f"{where}: descriptor must be an object")
+    mt, dg, size = obj.get("mediaType"), obj.get("digest"), obj.get("size")
+    if not isinstance(mt, str) or not mt:
+        raise _invalid(f"{where}: mediaType must be a non-empty string")
+    if not isinstance(dg, str):
+        raise _invalid(f"{where}: digest must be a string")
+    try:
+        digest = parse_digest(dg, allow_blake3=allow_blake3)
+    except (InvalidDigest, UnsupportedDigest) as exc:
+        raise _invalid(f"{where}: {exc}") from None
+    if type(size) is not int or size < 0:
+        raise _invalid(f"{where}: size must be a non-negative integer")
+    foreign = mt in FOREIGN_LAYER_TYPES or bool(obj.get("urls"))
+    return Descriptor(mt, digest, size, foreign)
+
+
+def _content_type(value: str | None) -> str:
+    if not value:
+        return ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def parse(body: bytes, content_type: str | None, *, allow_blake3: bool = False) -> ParsedManifest:
+    """Parse and check a pushed manifest; raise MANIFEST_INVALID with a precise detail."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid(f"malformed JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _invalid("manifest must be a JSON object")
+    if doc.get("schemaVersion") != 2:
+        raise _invalid("schemaVersion must be 2 (schema1 manifests are not accepted)")
+    ctype = _content_type(content_type)
+    body_type = doc.get("mediaType")
+    if body_type is not None and not isinstance(body_type, str):
+        raise _invalid("mediaType must be a string")
+    if body_type and ctype and ctype != body_type:
+        raise _invalid(f"mediaType {body_type!r} in the body does not match Content-Type {ctype!r}")
+    media_type = body_type or ctype
+    if not media_type:
+        media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
+    if media_type not in MANIFEST_TYPES:
+        raise _invalid(f"unsupported manifest media type {media_type!r}")
+    if media_type in (DOCKER_MANIFEST, DOCKER_LIST) and not body_type:
+        raise _invalid("Docker manifests must carry their mediaType")
+
+    blobs: list[Descriptor] = []
+    children: list[Descriptor] = []
+    if media_type in IMAGE_TYPES:
+        if "manifests" in doc:
+            raise _invalid("an image manifest must not have 'manifests'")
+        blobs.append(_descriptor(doc.get("config"), "config", allow_blake3))
+        layers = doc.get("layers")
+        if layers is None and media_type == OCI_MANIFEST:
+            layers = []
+        if not isinstance(layers, list):
+            raise _invalid("layers must be an array")
+        for i, layer in enumerate(layers):
+            blobs.append(_descriptor(layer, f"layers[{i}]", allow_blake3))
+    else:
+        if "layers" in doc or "config" in doc:
+            raise _invalid("an index must not have 'layers' or 'config'")
+        manifests = doc.get("manifests")
+        if not isinstance(manifests, list):
+            raise _invalid("manifests must be an array")
+        for i, m in enumerate(manifests):
+            children.append(_descriptor(m, f"manifests[{i}]", allow_blake3))
+
+    subject = None
+    if doc.get("subject") is not None:
+        subject = _descriptor(doc["subject"], "subject", allow_blake3)
+    artifact_type = doc.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise _invalid("artifactType must be a string")
+    annotations = doc.get("annotations")
+    if annotations is not None and (not isinstance(annotations, dict)
+                                    or not all(isinstance(v, str) for v in annotations.values())):
+        raise _invalid("annotations must map strings to strings")
+    return ParsedManifest(media_type, tuple(blobs), tuple(children), subject, artifact_type, annotations)
+
+
+def sniff_media_type(body: bytes) -> str:
+    """The media type to serve stored bytes with (Distribution derives it the same way)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return OCI_MANIFEST
+    if isinstance(doc, dict):
+        mt = doc.get("mediaType")
+        if isinstance(mt, str) and mt:
+            return mt
+        if doc.get("schemaVersion") == 1:
+            return ("application/vnd.docker.distribution.manifest.v1+prettyjws" if "signatures" in doc
+                    else "application/vnd.docker.distribution.manifest.v1+json")
+        if "manifests" in doc:
+            return OCI_INDEX
+    return OCI_MANIFEST
+
+
+def referrer_descriptor(body: bytes, digest: Digest) -> dict[str, Any]:
+    """The descriptor of a referrer for the referrers API (artifactType falls back to config's mediaType)."""
+    doc = orjson.loads(body)
+    desc: dict[str, Any] = {"mediaType": doc.get("mediaType") or sniff_media_type(body),
+                            "digest": str(digest), "size": len(body)}
+    at = doc.get("artifactType")
+    if not at and isinstance(doc.get("config"), dict):
+        at = doc["config"].get("mediaType")
+    if at:
+        desc["artifactType"] = at
+    if doc.get("annotations"):
+        desc["annotations"] = doc["annotations"]
+    return desc

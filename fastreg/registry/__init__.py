@@ -1,0 +1,40 @@
+"""The registry's domain services: blobs, uploads, manifests, tags, referrers, catalog.
+
+Handlers speak only to these; these speak only to the storage driver interface.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..storage.driver.base import StorageDriver
+from .blobs import BlobStore
+from .catalog import Catalog
+from .manifests import ManifestStore
+from .tags import TagStore
+from .uploads import UploadStore
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    manifest_max: int = 4 * 1024 * 1024
+    catalog_max: int = 1000
+    tags_max: int = 10000
+
+
+class Registry:
+    def __init__(self, driver: StorageDriver, *, secret: bytes, allow_blake3: bool = False,
+                 delete_enabled: bool = False, readonly: bool = False, limits: Limits = Limits()) -> None:
+        self.driver = driver
+        self.allow_blake3 = allow_blake3
+        self.delete_enabled = delete_enabled
+        self.readonly = readonly
+        self.limits = limits
+        self.blobs = BlobStore(driver)
+        self.uploads = UploadStore(driver, self.blobs, secret)
+        self.tags = TagStore(driver)
+        self.manifests = ManifestStore(driver, self.blobs, self.tags, allow_blake3=allow_blake3,
+                                       max_size=limits.manifest_max)
+        self.catalog = Catalog(driver)
+
+    async def close(self) -> None:
+        await self.driver.close()

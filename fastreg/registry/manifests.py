@@ -1,0 +1,212 @@
+"""Manifests: stored as blobs, linked as revisions, named by tags, indexed by subject.
+
+Push order (a crash between steps leaves only unreferenced data, never a dangling name):
+data under ``blobs/`` → revision link → referrers link → tag.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .. import manifest as mf
+from ..api.errors import RegistryError
+from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, parse_digest
+from ..reference import is_digest_reference, valid_tag
+from ..storage import layout
+from ..storage.driver.base import PathNotFound, StorageDriver
+from .blobs import BlobStore
+from .tags import TagStore
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: Digest
+    body: bytes
+    media_type: str
+
+
+class _LRU(OrderedDict[Any, Any]):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_fresh(self, key: Any) -> Any:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
+class ManifestStore:
+    def __init__(self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, *,
+                 allow_blake3: bool, max_size: int) -> None:
+        self.driver = driver
+        self.blobs = blobs
+        self.tags = tags
+        self.allow_blake3 = allow_blake3
+        self.max_size = max_size
+        # Content is immutable by digest: cache bytes + media type (bounded by total bytes).
+        self._cache: _LRU = _LRU(4096)
+        self._descriptors: _LRU = _LRU(4096)
+
+    def parse_reference(self, reference: str) -> Digest | str:
+        if is_digest_reference(reference):
+            try:
+                return parse_digest(reference, allow_blake3=self.allow_blake3)
+            except (InvalidDigest, UnsupportedDigest) as exc:
+                raise RegistryError("DIGEST_INVALID", str(exc)) from None
+        if not valid_tag(reference):
+            raise RegistryError("TAG_INVALID", {"tag": reference},
+                                message="invalid tag: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+        return reference
+
+    async def _revision_exists(self, name: str, d: Digest) -> bool:
+        try:
+            await self.driver.stat(layout.revision_link(name, d.algorithm, d.hex))
+            return True
+        except PathNotFound:
+            return False
+
+    async def _content(self, d: Digest) -> StoredManifest:
+        key = (d.algorithm, d.hex)
+        hit = self._cache.get_fresh(key)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        try:
+            body = await self.driver.get_content(layout.blob_data(d.algorithm, d.hex))
+        except PathNotFound:
+            raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(d)}) from None
+        sm = StoredManifest(d, body, mf.sniff_media_type(body))
+        if len(body) <= 256 * 1024:
+            self._cache.put(key, sm)
+        return sm
+
+    async def get(self, name: str, reference: str) -> StoredManifest:
+        ref = self.parse_reference(reference)
+        d = ref if isinstance(ref, Digest) else await self.tags.resolve(name, ref)
+        if not await self._revision_exists(name, d):
+            raise RegistryError("MANIFEST_UNKNOWN", {"name": name, "reference": reference})
+        return await self._content(d)
+
+    async def put(self, name: str, reference: str, body: bytes, content_type: str | None
+                  ) -> tuple[Digest, mf.ParsedManifest]:
+        ref = self.parse_reference(reference)
+        if isinstance(ref, Digest):
+            d = digest_bytes(body, ref.algorithm)
+            if d != ref:
+                raise RegistryError("DIGEST_INVALID", {"expected": str(ref), "computed": str(d)})
+        else:
+            d = digest_bytes(body, "sha256")
+        parsed = mf.parse(body, content_type, allow_blake3=self.allow_blake3)
+        await self._check_references(name, parsed)
+
+        if await self.blobs.stat_data(d) is None:
+            await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
+        await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())
+        if parsed.subject is not None:
+            s = parsed.subject.digest
+            await self.driver.put_content(layout.referrer_link(name, s.algorithm, s.hex, d.algorithm, d.hex),
+                                          str(d).encode())
+        if isinstance(ref, str):
+            await self.tags.tag(name, ref, d)
+        self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type))
+        return d, parsed
+
+    async def _check_references(self, name: str, parsed: mf.ParsedManifest) -> None:
+        missing: list[str] = []
+        for desc in parsed.blobs:
+            if desc.foreign:
+                continue
+            if not await self.blobs.is_linked(name, desc.digest):
+                missing.append(str(desc.digest))
+                continue
+            info = await self.blobs.stat_data(desc.digest)
+            if info is None:
+                missing.append(str(desc.digest))
+            elif info.size != desc.size:
+                raise RegistryError("MANIFEST_INVALID", {
+                    "digest": str(desc.digest), "detail": f"descriptor size {desc.size} != stored {info.size}"})
+        for desc in parsed.manifests:
+            if not await self._revision_exists(name, desc.digest):
+                missing.append(str(desc.digest))
+        if missing:
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": missing})
+
+    async def delete(self, name: str, reference: str) -> None:
+        ref = self.parse_reference(reference)
+        if isinstance(ref, str):
+            await self.tags.untag(name, ref)
+            return
+        d = ref
+        if not await self._revision_exists(name, d):
+            raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(d)})
+        try:
+            sm = await self._content(d)
+            parsed_subject = _subject_of(sm.body)
+        except RegistryError:
+            parsed_subject = None
+        for tag in await self._tags_or_empty(name, d):
+            try:
+                await self.driver.delete(layout.tag_dir(name, tag))
+            except PathNotFound:
+                pass
+        await self.driver.delete(layout.revision_dir(name, d.algorithm, d.hex))
+        if parsed_subject is not None:
+            try:
+                await self.driver.delete(layout.referrer_link(
+                    name, parsed_subject.algorithm, parsed_subject.hex, d.algorithm, d.hex).rsplit("/", 1)[0])
+            except PathNotFound:
+                pass
+
+    async def _tags_or_empty(self, name: str, d: Digest) -> list[str]:
+        try:
+            return await self.tags.pointing_at(name, d)
+        except RegistryError:
+            return []
+
+    async def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
+        base = layout.referrers_dir(name, subject.algorithm, subject.hex)
+        out: list[dict[str, Any]] = []
+        try:
+            algs = await self.driver.list(base)
+        except PathNotFound:
+            return out
+        for alg in sorted(algs):
+            try:
+                hexes = await self.driver.list(f"{base}/{alg}")
+            except PathNotFound:
+                continue
+            for hex_ in sorted(hexes):
+                try:
+                    d = parse_digest(f"{alg}:{hex_}", allow_blake3=True)
+                except (InvalidDigest, UnsupportedDigest):
+                    continue
+                if not await self._revision_exists(name, d):
+                    continue
+                desc = self._descriptors.get_fresh((alg, hex_))
+                if desc is None:
+                    try:
+                        sm = await self._content(d)
+                    except RegistryError:
+                        continue
+                    desc = mf.referrer_descriptor(sm.body, d)
+                    self._descriptors.put((alg, hex_), desc)
+                if artifact_type is None or desc.get("artifactType") == artifact_type:
+                    out.append(desc)
+        return out
+
+
+def _subject_of(body: bytes) -> Digest | None:
+    try:
+        doc = orjson.loads(body)
+        return parse_digest(doc["subject"]["digest"], allow_blake3=True)
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+        return None

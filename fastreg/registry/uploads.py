@@ -1,0 +1,252 @@
+"""Upload sessions: POST → PATCH* → PUT, or DELETE (distribution-spec "Pushing blobs").
+
+Theory of operation
+-------------------
+A session is a directory ``_uploads/<uuid>/`` holding ``data`` (the bytes so far),
+``startedat`` and ``hashstates/sha256/<offset>`` (the SHA-256 state after ``offset``
+bytes, in Go's ``MarshalBinary`` format, as Distribution writes it).  Servers keep no
+session state of their own: the client carries a signed token (``_state`` in the
+``Location`` URL: name, uuid, offset, start time, HMAC-SHA256 under ``http.secret``), so
+any replica can take the next request.  Each chunk is hashed and written as it arrives
+(the driver runs both in one worker-thread job, overlapping the next network read).  At
+``PUT`` the digest is finished from the state for the final offset — from this process's
+cache of live hashers, else the saved state, else by re-reading the data: the saved state
+is a cache, never the truth.  A digest that does not match cancels the session; one that
+matches is flushed to stable storage and *then* renamed into ``blobs/``, so nothing
+unverified or half-written is ever visible.  Two sessions committing the same blob both
+succeed: the second finds the data present and drops its own copy.
+
+State machine (rows: request; each checks the session exists, then the token):
+
+    POST               → new session, 202 Range 0-0   (or ?digest=: whole body, 201)
+    GET    <uuid>      → 204 Range 0-<offset-1>
+    PATCH  <uuid>      → Content-Range start must equal offset (else 416); 202
+    PUT    <uuid>?digest → optional final chunk, verify, commit; 201
+    DELETE <uuid>      → session removed; 204
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+import uuid as uuidlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..api.errors import RegistryError
+from ..digest import Digest, hasher_from_state, new_hasher
+from ..storage import layout
+from ..storage.driver.base import PathNotFound, StorageDriver
+from .blobs import BlobStore
+
+
+class BodyInterrupted(Exception):
+    """The request body ended early (client went away, or fewer bytes than announced).
+
+    Bytes received before it are written and consistent: the session can resume."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    name: str
+    uuid: str
+    offset: int
+    started: str
+
+    @property
+    def range_header(self) -> str:
+        # Distribution's form: inclusive end, "0-0" for an empty upload.
+        return f"0-{max(self.offset - 1, 0)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class UploadStore:
+    HASHER_CACHE = 512
+
+    def __init__(self, driver: StorageDriver, blobs: BlobStore, secret: bytes) -> None:
+        self.driver = driver
+        self.blobs = blobs
+        self._secret = secret
+        self._hashers: OrderedDict[tuple[str, str], tuple[int, Any]] = OrderedDict()
+
+    # -- state tokens ----------------------------------------------------------------------
+    def token(self, st: UploadState) -> str:
+        payload = orjson.dumps([st.name, st.uuid, st.offset, st.started])
+        mac = hmac.new(self._secret, payload, hashlib.sha256).digest()
+        return f"{_b64(payload)}.{_b64(mac)}"
+
+    def verify(self, name: str, uuid: str, token: str | None, offset: int) -> UploadState:
+        """The state a request carries. A missing token means "the session as stored"."""
+        if token is None:
+            return UploadState(name, uuid, offset, "")
+        try:
+            p64, m64 = token.split(".", 1)
+            payload = _unb64(p64)
+            ok = hmac.compare_digest(_unb64(m64), hmac.new(self._secret, payload, hashlib.sha256).digest())
+            if ok:
+                n, u, o, s = orjson.loads(payload)
+        except (ValueError, TypeError, orjson.JSONDecodeError):
+            ok = False
+        if not ok:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "upload state token is invalid or tampered with")
+        if n != name or u != uuid:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "upload state token belongs to another upload")
+        return UploadState(name, uuid, int(o), str(s))
+
+    # -- sessions --------------------------------------------------------------------------
+    async def start(self, name: str) -> UploadState:
+        uuid = str(uuidlib.uuid4())
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        await self.driver.put_content(layout.upload_startedat(name, uuid), started.encode(), durable=False)
+        await self.driver.put_content(layout.upload_data(name, uuid), b"", durable=False)
+        return UploadState(name, uuid, 0, started)
+
+    async def stored_size(self, name: str, uuid: str) -> int:
+        try:
+            return (await self.driver.stat(layout.upload_data(name, uuid))).size
+        except PathNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": uuid}) from None
+
+    async def resume(self, name: str, uuid: str, token: str | None, *, check_offset: bool) -> UploadState:
+        size = await self.stored_size(name, uuid)
+        st = self.verify(name, uuid, token, size)
+        if check_offset and st.offset != size:
+            raise RegistryError("BLOB_UPLOAD_INVALID",
+                                f"upload resumed at offset {st.offset} but {size} bytes are stored")
+        return UploadState(name, uuid, size, st.started)
+
+    async def cancel(self, name: str, uuid: str) -> None:
+        self._hashers.pop((name, uuid), None)
+        try:
+            await self.driver.delete(layout.upload_dir(name, uuid))
+        except PathNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": uuid}) from None
+
+    # -- hashing ---------------------------------------------------------------------------
+    async def _sha256_at(self, name: str, uuid: str, offset: int) -> Any:
+        """A SHA-256 hasher that has seen exactly the first `offset` stored bytes."""
+        cached = self._hashers.pop((name, uuid), None)
+        if cached is not None and cached[0] == offset:
+            return cached[1]
+        if offset == 0:
+            return new_hasher("sha256")
+        try:
+            state = await self.driver.get_content(layout.upload_hashstate(name, uuid, "sha256", offset))
+            h = hasher_from_state("sha256", state)
+            if h is not None:
+                return h
+        except PathNotFound:
+            pass
+        return await self._rehash(layout.upload_data(name, uuid), "sha256", offset)
+
+    async def _rehash(self, path: str, algorithm: str, length: int) -> Any:
+        h = new_hasher(algorithm)
+        loop = asyncio.get_running_loop()
+        seen = 0
+        async for chunk in self.driver.reader(path, 0, length, chunk_size=4 << 20):
+            await loop.run_in_executor(None, h.update, chunk)
+            seen += len(chunk)
+        if seen != length:
+            raise RegistryError("BLOB_UPLOAD_INVALID", f"stored upload has {seen} bytes, expected {length}")
+        return h
+
+    def _remember(self, name: str, uuid: str, offset: int, h: Any) -> None:
+        self._hashers[(name, uuid)] = (offset, h)
+        while len(self._hashers) > self.HASHER_CACHE:
+            self._hashers.popitem(last=False)
+
+    # -- data ------------------------------------------------------------------------------
+    async def _receive(self, st: UploadState, body: AsyncIterator[bytes], h: Any,
+                       *, commit: bool) -> UploadState:
+        """Append `body` to the session's data, hashing it with `h` on the way."""
+        path = layout.upload_data(st.name, st.uuid)
+        w = await self.driver.writer(path, append=True)
+        if w.size != st.offset:
+            await w.close()
+            raise RegistryError("BLOB_UPLOAD_INVALID", f"stored size {w.size} != offset {st.offset}")
+        consistent, committed = True, False
+        try:
+            async for chunk in body:
+                await w.write(chunk, h.update)
+            if commit:
+                await w.commit()
+                committed = True
+            else:
+                await w.close()
+        except BodyInterrupted:
+            await w.close()
+            raise
+        except BaseException:
+            consistent = False
+            self._hashers.pop((st.name, st.uuid), None)
+            await w.close()
+            raise
+        finally:
+            if consistent and not committed:
+                await self._checkpoint(st, w.size, h)
+        return UploadState(st.name, st.uuid, w.size, st.started)
+
+    async def _checkpoint(self, st: UploadState, size: int, h: Any) -> None:
+        """Keep the hasher for the next request here, and its state for any other replica."""
+        if h.name != "sha256":
+            return
+        self._remember(st.name, st.uuid, size, h)
+        if size != st.offset:
+            state = h.export_state()
+            if state is not None:
+                await self.driver.put_content(
+                    layout.upload_hashstate(st.name, st.uuid, "sha256", size), state, durable=False)
+
+    async def append(self, st: UploadState, body: AsyncIterator[bytes]) -> UploadState:
+        h = await self._sha256_at(st.name, st.uuid, st.offset)
+        return await self._receive(st, body, h, commit=False)
+
+    async def commit(self, st: UploadState, digest: Digest, body: AsyncIterator[bytes] | None) -> int:
+        """Finish the session as blob `digest`; returns the blob's size."""
+        if digest.algorithm == "sha256":
+            h = await self._sha256_at(st.name, st.uuid, st.offset)
+        elif st.offset == 0:
+            h = new_hasher(digest.algorithm)        # whole body in this request: hash it directly
+        else:
+            h = None
+        if body is not None:
+            st = await self._receive(st, body, h if h is not None else _NullHasher(), commit=True)
+        else:
+            w = await self.driver.writer(layout.upload_data(st.name, st.uuid), append=True)
+            await w.commit()
+        if h is None:
+            h = await self._rehash(layout.upload_data(st.name, st.uuid), digest.algorithm, st.offset)
+        if h.hexdigest() != digest.hex:
+            await self.cancel(st.name, st.uuid)
+            raise RegistryError("DIGEST_INVALID", {"digest": str(digest),
+                                                   "detail": "content does not match digest"})
+        self._hashers.pop((st.name, st.uuid), None)
+        existing = await self.blobs.stat_data(digest)
+        if existing is None:
+            await self.driver.move(layout.upload_data(st.name, st.uuid), self.blobs.data_path(digest))
+        await self.blobs.link(st.name, digest)
+        try:
+            await self.driver.delete(layout.upload_dir(st.name, st.uuid))
+        except PathNotFound:
+            pass
+        return st.offset
+
+
+class _NullHasher:
+    name = "none"
+
+    def update(self, data: object) -> None:
+        pass

@@ -1,0 +1,113 @@
+"""The storage driver interface.
+
+Drivers know nothing of HTTP or OCI: they store byte objects at '/'-separated absolute
+paths (see ``fastreg.storage.layout``).  Contract every driver honours (checked by the
+conformance suite in ``tests/storage``):
+
+* ``get_content``/``put_content`` move small objects whole; ``put_content`` is atomic:
+  a reader sees the old object or the new one, never a mix or a truncated file.
+  ``durable=False`` skips the flush to stable storage (for caches such as hash states).
+* ``writer(path, append)`` streams a large object.  ``write`` may return before the
+  bytes are on disk (one write is kept in flight so that hashing and I/O overlap the
+  next network read); ``size`` counts every byte accepted.  ``commit`` makes the
+  object durable; ``close`` releases it, leaving what was written for a later
+  ``writer(path, append=True)`` (another request, process or replica); ``cancel``
+  deletes it.  ``write(data, observe)`` calls ``observe(data)`` on the same bytes in the
+  same worker thread: this is how upload digests are computed without a second pass.
+* ``reader(path, offset, length)`` yields chunks from ``offset``.
+* ``list(path)`` returns the names of direct children; ``delete`` is recursive.
+* ``move(src, dst)`` replaces ``dst`` atomically when it exists.
+* A missing path raises ``PathNotFound``; a bad offset raises ``InvalidOffset``.
+* ``local_path`` returns an OS path when the object is a local file (for sendfile-style
+  responses), else ``None``; ``redirect_url`` may return a URL the client can fetch the
+  object from directly (object stores), else ``None``.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+Observer = Callable[[memoryview | bytes], object]
+
+
+class StorageError(Exception):
+    """Base of typed driver errors."""
+
+    def __init__(self, path: str, detail: str = "") -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{type(self).__name__}: {path}" + (f": {detail}" if detail else ""))
+
+
+class PathNotFound(StorageError):
+    pass
+
+
+class InvalidPath(StorageError):
+    pass
+
+
+class InvalidOffset(StorageError):
+    pass
+
+
+class StorageFull(StorageError):
+    """No space left (ENOSPC / quota)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    mtime: float
+    is_dir: bool
+
+
+class FileWriter(Protocol):
+    @property
+    def size(self) -> int: ...
+
+    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def cancel(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class StorageDriver(Protocol):
+    name: str
+
+    async def get_content(self, path: str) -> bytes: ...
+
+    async def put_content(self, path: str, data: bytes, durable: bool = True) -> None: ...
+
+    async def stat(self, path: str) -> FileInfo: ...
+
+    async def list(self, path: str) -> list[str]: ...
+
+    async def move(self, src: str, dst: str) -> None: ...
+
+    async def delete(self, path: str) -> None: ...
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter: ...
+
+    def reader(self, path: str, offset: int = 0, length: int | None = None,
+               chunk_size: int = 1 << 20) -> AsyncIterator[bytes]: ...
+
+    def local_path(self, path: str) -> str | None: ...
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None: ...
+
+    async def close(self) -> None: ...
+
+
+def check_path(path: str) -> str:
+    """Reject anything that is not a clean absolute path (defence in depth: callers validate)."""
+    if (not path.startswith("/") or "\x00" in path or "//" in path or "\\" in path
+            or any(p in (".", "..") for p in path.split("/")[1:])):
+        raise InvalidPath(path)
+    return path
