@@ -166,6 +166,15 @@ def relative(location: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
+def q(location: str, **params: str) -> str:
+    """`location` (made relative) with `params` added to its query.
+
+    httpx's ``params=`` replaces a URL's query instead of merging it, which would drop the
+    upload session's state parameter; always build session URLs with this.
+    """
+    return str(httpx.URL(relative(location)).copy_merge_params(params))
+
+
 def start_upload(client: httpx.Client, repo: str) -> httpx.Response:
     resp = client.post(f"/v2/{repo}/blobs/uploads/")
     assert resp.status_code == 202, (resp.status_code, resp.text)
@@ -178,7 +187,7 @@ def push_blob(client: httpx.Client, repo: str, blob: Blob | bytes, algorithm: st
     if isinstance(blob, bytes):
         blob = Blob(blob, algorithm=algorithm or "sha256")
     loc = relative(start_upload(client, repo).headers["Location"])
-    resp = client.put(loc, params={"digest": blob.digest}, content=blob.data,
+    resp = client.put(q(loc, digest=blob.digest), content=blob.data,
                       headers={"Content-Type": OCTET})
     assert resp.status_code == 201, (resp.status_code, resp.text)
     assert resp.headers["Docker-Content-Digest"] == blob.digest

@@ -18,7 +18,7 @@ import pytest
 from .helpers import (
     DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, OCTET,
     assert_error, digest_of, make_config, make_index, make_layer, make_manifest, push_blob,
-    push_manifest, put_manifest, random_bytes, relative, start_upload, unique_repo,
+    push_manifest, put_manifest, q, random_bytes, relative, start_upload, unique_repo,
 )
 
 pytestmark = pytest.mark.e2e
@@ -62,7 +62,7 @@ def test_post_then_put_monolithic(client: httpx.Client) -> None:
     d = digest_of(data)
     resp = client.post(f"/v2/{repo}/blobs/uploads/")
     loc = _assert_session(resp, 202, repo, None)
-    resp = client.put(loc, params={"digest": d}, content=data,
+    resp = client.put(q(loc, digest=d), content=data,
                       headers={"Content-Type": OCTET, "Content-Length": str(len(data))})
     _assert_blob_created(resp, repo, d)
     _assert_blob(client, repo, data)
@@ -93,7 +93,7 @@ def test_empty_blob(client: httpx.Client) -> None:
     repo = unique_repo("push")
     d = digest_of(b"")
     loc = relative(start_upload(client, repo).headers["Location"])
-    resp = client.put(loc, params={"digest": d}, content=b"", headers={"Content-Type": OCTET})
+    resp = client.put(q(loc, digest=d), content=b"", headers={"Content-Type": OCTET})
     _assert_blob_created(resp, repo, d)
     resp = client.get(f"/v2/{repo}/blobs/{d}")
     assert resp.status_code == 200
@@ -124,7 +124,7 @@ def test_put_with_wrong_digest_is_400_and_blob_not_created(client: httpx.Client)
     data = random_bytes(1000)
     wrong = digest_of(data + b"x")
     loc = relative(start_upload(client, repo).headers["Location"])
-    resp = client.put(loc, params={"digest": wrong}, content=data, headers={"Content-Type": OCTET})
+    resp = client.put(q(loc, digest=wrong), content=data, headers={"Content-Type": OCTET})
     assert_error(resp, 400, "DIGEST_INVALID")
     _blob_is_absent(client, repo, wrong)
     _blob_is_absent(client, repo, digest_of(data))
@@ -133,7 +133,7 @@ def test_put_with_wrong_digest_is_400_and_blob_not_created(client: httpx.Client)
 def test_put_with_malformed_digest_is_400(client: httpx.Client) -> None:
     repo = unique_repo("push")
     loc = relative(start_upload(client, repo).headers["Location"])
-    resp = client.put(loc, params={"digest": "sha256:nothex"}, content=b"abc",
+    resp = client.put(q(loc, digest="sha256:nothex"), content=b"abc",
                       headers={"Content-Type": OCTET})
     assert_error(resp, 400, "DIGEST_INVALID")
 
@@ -146,7 +146,7 @@ def test_sha512_monolithic_and_chunked(client: httpx.Client) -> None:
     resp = client.patch(loc, content=data[:1500], headers={
         "Content-Type": OCTET, "Content-Range": "0-1499", "Content-Length": "1500"})
     loc = _assert_session(resp, 202, repo, 1499)
-    resp = client.put(loc, params={"digest": d}, content=data[1500:], headers={
+    resp = client.put(q(loc, digest=d), content=data[1500:], headers={
         "Content-Type": OCTET, "Content-Range": f"1500-{len(data) - 1}"})
     _assert_blob_created(resp, repo, d)
     _assert_blob(client, repo, data, d)
@@ -161,7 +161,7 @@ def test_blake3_chunked(client: httpx.Client) -> None:
     loc = _assert_session(resp, 202, repo, 999)
     resp = client.patch(loc, content=data[1000:], headers={"Content-Type": OCTET, "Content-Range": "1000-2999"})
     loc = _assert_session(resp, 202, repo, 2999)
-    resp = client.put(loc, params={"digest": d})
+    resp = client.put(q(loc, digest=d))
     _assert_blob_created(resp, repo, d)
     _assert_blob(client, repo, data, d)
 
@@ -175,7 +175,7 @@ def test_streamed_patch_without_content_range(client: httpx.Client) -> None:
     loc = relative(start_upload(client, repo).headers["Location"])
     resp = client.patch(loc, content=data, headers={"Content-Type": OCTET})
     loc = _assert_session(resp, 202, repo, len(data) - 1)
-    resp = client.put(loc, params={"digest": d}, headers={"Content-Type": OCTET, "Content-Length": "0"})
+    resp = client.put(q(loc, digest=d), headers={"Content-Type": OCTET, "Content-Length": "0"})
     _assert_blob_created(resp, repo, d)
     _assert_blob(client, repo, data)
 
@@ -187,7 +187,7 @@ def test_streamed_patch_with_chunked_transfer_encoding(client: httpx.Client) -> 
     loc = relative(start_upload(client, repo).headers["Location"])
     resp = client.patch(loc, content=iter(parts), headers={"Content-Type": OCTET})
     loc = _assert_session(resp, 202, repo, len(data) - 1)
-    resp = client.put(loc, params={"digest": digest_of(data)})
+    resp = client.put(q(loc, digest=digest_of(data)))
     _assert_blob_created(resp, repo, digest_of(data))
     _assert_blob(client, repo, data)
 
@@ -215,7 +215,7 @@ def test_chunked_upload_full_flow(client: httpx.Client) -> None:
         assert _assert_session(status, 204, repo, end)
         assert status.headers["Docker-Upload-UUID"] == uuid
         assert status.content == b""
-    resp = client.put(loc, params={"digest": d}, headers={"Content-Type": OCTET})
+    resp = client.put(q(loc, digest=d), headers={"Content-Type": OCTET})
     _assert_blob_created(resp, repo, d)
     _assert_blob(client, repo, data)
     # The session is gone once committed.
@@ -238,7 +238,7 @@ def test_put_with_final_chunk(client: httpx.Client) -> None:
     resp = client.patch(loc, content=data[:1200], headers={
         "Content-Type": OCTET, "Content-Range": "0-1199", "Content-Length": "1200"})
     loc = _assert_session(resp, 202, repo, 1199)
-    resp = client.put(loc, params={"digest": d}, content=data[1200:], headers={
+    resp = client.put(q(loc, digest=d), content=data[1200:], headers={
         "Content-Type": OCTET, "Content-Range": "1200-1999", "Content-Length": "800"})
     _assert_blob_created(resp, repo, d)
     _assert_blob(client, repo, data)
@@ -263,7 +263,7 @@ def test_out_of_order_chunk_is_416(client: httpx.Client) -> None:
     resp = client.patch(loc, content=data[50:], headers={
         "Content-Type": OCTET, "Content-Range": "50-99", "Content-Length": "50"})
     loc = _assert_session(resp, 202, repo, 99)
-    resp = client.put(loc, params={"digest": digest_of(data)})
+    resp = client.put(q(loc, digest=digest_of(data)))
     _assert_blob_created(resp, repo, digest_of(data))
     _assert_blob(client, repo, data)
 
@@ -290,7 +290,7 @@ def test_stale_location_after_patch_is_refused(client: httpx.Client) -> None:
     assert_error(resp, resp.status_code, "BLOB_UPLOAD_INVALID", "RANGE_INVALID")
     resp = client.patch(new, content=data[32:], headers={"Content-Type": OCTET, "Content-Range": "32-63"})
     new = _assert_session(resp, 202, repo, 63)
-    _assert_blob_created(client.put(new, params={"digest": digest_of(data)}), repo, digest_of(data))
+    _assert_blob_created(client.put(q(new, digest=digest_of(data))), repo, digest_of(data))
     _assert_blob(client, repo, data)
 
 
@@ -303,7 +303,7 @@ def test_delete_upload_session(client: httpx.Client) -> None:
     assert resp.status_code == 204
     assert_error(client.get(loc), 404, "BLOB_UPLOAD_UNKNOWN")
     assert_error(client.patch(loc, content=b"more", headers={"Content-Type": OCTET}), 404, "BLOB_UPLOAD_UNKNOWN")
-    assert_error(client.put(loc, params={"digest": digest_of(b"hello")}), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(client.put(q(loc, digest=digest_of(b"hello"))), 404, "BLOB_UPLOAD_UNKNOWN")
     assert_error(client.delete(loc), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
@@ -340,12 +340,14 @@ def test_tampered_state_token_is_refused(client: httpx.Client) -> None:
             if method in ("PATCH", "PUT"):
                 kw = {"content": b"data", "headers": {"Content-Type": OCTET}}
             if method == "PUT":
-                kw["params"] = {"digest": digest_of(b"data")}
-            resp = client.request(method, tampered, **kw)  # type: ignore[arg-type]
+                tampered_url = q(tampered, digest=digest_of(b"data"))
+            else:
+                tampered_url = tampered
+            resp = client.request(method, tampered_url, **kw)  # type: ignore[arg-type]
             assert 400 <= resp.status_code < 500, (method, bad, resp.status_code, resp.text)
             assert_error(resp, resp.status_code, "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN")
     # The genuine session still works afterwards.
-    resp = client.put(loc, params={"digest": digest_of(b"ok")}, content=b"ok")
+    resp = client.put(q(loc, digest=digest_of(b"ok")), content=b"ok")
     _assert_blob_created(resp, repo, digest_of(b"ok"))
 
 
@@ -360,7 +362,7 @@ def test_session_of_another_repository_is_refused(client: httpx.Client) -> None:
         resp = client.patch(target, content=b"data", headers={"Content-Type": OCTET})
         assert 400 <= resp.status_code < 500, (target, resp.status_code, resp.text)
         assert_error(resp, resp.status_code, "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN")
-        resp = client.put(target, params={"digest": digest_of(b"data")}, content=b"data")
+        resp = client.put(q(target, digest=digest_of(b"data")), content=b"data")
         assert 400 <= resp.status_code < 500, (target, resp.status_code, resp.text)
         assert_error(resp, resp.status_code, "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN")
     _blob_is_absent(client, repo_b, digest_of(b"data"))
@@ -383,7 +385,7 @@ def test_mount_missing_blob_falls_back_to_upload(client: httpx.Client) -> None:
     d = digest_of(data)
     resp = client.post(f"/v2/{dst}/blobs/uploads/", params={"mount": d, "from": src})
     loc = _assert_session(resp, 202, dst, None)
-    resp = client.put(loc, params={"digest": d}, content=data, headers={"Content-Type": OCTET})
+    resp = client.put(q(loc, digest=d), content=data, headers={"Content-Type": OCTET})
     _assert_blob_created(resp, dst, d)
     _assert_blob(client, dst, data)
 
@@ -694,10 +696,10 @@ def test_concurrent_uploads_of_the_same_blob(registry: object) -> None:
                     r = c.patch(loc, content=data[:half], headers={
                         "Content-Type": OCTET, "Content-Range": f"0-{half - 1}"})
                     assert r.status_code == 202, r.text
-                    r = c.put(relative(r.headers["Location"]), params={"digest": d}, content=data[half:],
+                    r = c.put(q(relative(r.headers["Location"]), digest=d), content=data[half:],
                               headers={"Content-Type": OCTET, "Content-Range": f"{half}-{len(data) - 1}"})
                 else:
-                    r = c.put(loc, params={"digest": d}, content=data, headers={"Content-Type": OCTET})
+                    r = c.put(q(loc, digest=d), content=data, headers={"Content-Type": OCTET})
                 results.append(r.status_code)
         except Exception as exc:  # noqa: BLE001 - reported below
             results.append(exc)
@@ -769,7 +771,7 @@ def test_truncated_patch_then_resume_from_reported_range(registry: object, clien
         resp = client.patch(cur, content=data[offset:], headers={
             "Content-Type": OCTET, "Content-Range": f"{offset}-{len(data) - 1}"})
         assert resp.status_code == 202, resp.text
-        resp = client.put(relative(resp.headers["Location"]), params={"digest": d})
+        resp = client.put(q(relative(resp.headers["Location"]), digest=d))
         _assert_blob_created(resp, repo, d)
         _assert_blob(client, repo, data)
     else:
@@ -783,7 +785,7 @@ def test_put_blob_with_json_content_type_still_works(client: httpx.Client) -> No
     repo = unique_repo("push")
     data = b'{"a": 1}'
     loc = relative(start_upload(client, repo).headers["Location"])
-    resp = client.put(loc, params={"digest": digest_of(data)}, content=data)
+    resp = client.put(q(loc, digest=digest_of(data)), content=data)
     _assert_blob_created(resp, repo, digest_of(data))
     _assert_blob(client, repo, data)
 
