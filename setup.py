@@ -1,0 +1,32 @@
+"""Build of fastreg's compiled extension, fastreg._digest (Cython over OpenSSL's libcrypto).
+
+Project metadata lives in pyproject.toml; this file only declares the extension.
+`pip install .`, `pip install -e .` and `python setup.py build_ext --inplace` all build it.
+Set FASTREG_NO_EXTENSIONS=1 at build time for a pure-Python install (fastreg.digest then
+uses its pure twin, fastreg._digest_py).
+"""
+from __future__ import annotations
+
+import os
+
+from setuptools import Extension, setup
+
+
+def extensions() -> list[Extension]:
+    if os.environ.get("FASTREG_NO_EXTENSIONS", "") == "1":
+        return []
+    from Cython.Build import cythonize
+
+    ext = Extension(
+        "fastreg._digest",
+        ["fastreg/_digest.pyx"],
+        libraries=["crypto"],
+        extra_compile_args=["-O2", "-Wno-deprecated-declarations"],
+    )
+    return cythonize(
+        [ext],
+        compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False},
+    )
+
+
+setup(ext_modules=extensions())
