@@ -267,6 +267,20 @@ def test_referrers_without_annotations_or_type(client: httpx.Client) -> None:
     assert d.get("annotations") in (None, {})
 
 
+def test_index_referrer_without_artifact_type_omits_it(client: httpx.Client) -> None:
+    """Spec: "If the artifactType is empty or missing in an index, the artifactType MUST be omitted"."""
+    repo = unique_repo("referrers")
+    subject = make_manifest()
+    push_manifest(client, repo, subject)
+    child = make_manifest()
+    push_manifest(client, repo, child)
+    idx = make_index([child], subject=subject, annotations={ANNOTATION: "plain-index"})
+    push_manifest(client, repo, idx, with_blobs=False)
+    got = _index(client.get(f"/v2/{repo}/referrers/{subject.digest}"))
+    assert got == [{"mediaType": OCI_INDEX, "digest": idx.digest, "size": idx.size,
+                    "annotations": {ANNOTATION: "plain-index"}}]
+
+
 def test_referrers_invalid_digest(client: httpx.Client, disc: Discovery) -> None:
     resp = client.get(f"/v2/{disc.repo}/referrers/sha256:nothex")
     assert_error(resp, 400, "DIGEST_INVALID")
