@@ -44,6 +44,6 @@ cdef class sha512:
     cdef cython.pymutex _lock
 
 
-cpdef tuple parse_range(str value, long long size)
+cpdef tuple parse_range(str value, object size)
 cpdef tuple parse_content_range(str value)
-cpdef str format_content_range(long long start, long long end, long long size)
+cpdef str format_content_range(object start_, object end_, object size)

@@ -24,6 +24,7 @@ The pure-Python twin with the same API is `fastreg._digest_py`.
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.number cimport PyNumber_Index
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -349,15 +350,16 @@ cdef inline Py_ssize_t _digits(str s, Py_ssize_t i, Py_ssize_t end, unsigned lon
 # Satisfiable (§14.1.1): an int-range if first-pos < length; a suffix-range if suffix-length > 0
 # and the representation is not empty.  Otherwise RangeNotSatisfiable (-> 416).
 
-cpdef tuple parse_range(str value, long long size):
+cpdef tuple parse_range(str value, object size):
     """`Range` header -> (start, end_inclusive), None to ignore it, or RangeNotSatisfiable."""
+    cdef long long length = PyNumber_Index(size)   # ints only (no floats), OverflowError past 2**63-1
     cdef Py_ssize_t i = 0, n, j
     cdef uint32_t c
     cdef bint seen = False, suffix = False, has_last = False
     cdef unsigned long long first = 0, last = 0
     if value is None:
         raise TypeError("parse_range() argument 'value' must be str, not None")
-    if size < 0:
+    if length < 0:
         raise ValueError("size must be >= 0")
     n = len(value)
     while i < n and _ows(_ch(value, i)):
@@ -403,17 +405,17 @@ cpdef tuple parse_range(str value, long long size):
     if not seen:
         return None
     if suffix:
-        if last == 0 or size == 0:
+        if last == 0 or length == 0:
             raise RangeNotSatisfiable(value)
-        if last >= <unsigned long long>size:
-            return (0, size - 1)
-        return (size - <long long>last, size - 1)
+        if last >= <unsigned long long>length:
+            return (0, length - 1)
+        return (length - <long long>last, length - 1)
     if has_last and last < first:
         return None
-    if first >= <unsigned long long>size:
+    if first >= <unsigned long long>length:
         raise RangeNotSatisfiable(value)
-    if not has_last or last >= <unsigned long long>size:
-        return (<long long>first, size - 1)
+    if not has_last or last >= <unsigned long long>length:
+        return (<long long>first, length - 1)
     return (<long long>first, <long long>last)
 
 
@@ -467,8 +469,11 @@ cpdef tuple parse_content_range(str value):
     return (start, end)
 
 
-cpdef str format_content_range(long long start, long long end, long long size):
+cpdef str format_content_range(object start, object end, object size):
     """`Content-Range` of a 206 response: "bytes start-end/size"."""
-    if start < 0 or end < start or end >= size:
-        raise ValueError(f"invalid range {start}-{end} of {size} bytes")
-    return f"bytes {start}-{end}/{size}"
+    cdef long long first = PyNumber_Index(start)
+    cdef long long last = PyNumber_Index(end)
+    cdef long long length = PyNumber_Index(size)
+    if first < 0 or last < first or last >= length:
+        raise ValueError(f"invalid range {first}-{last} of {length} bytes")
+    return f"bytes {first}-{last}/{length}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import re
+import threading
 from typing import Any
 
 NOGIL_THRESHOLD = 4096
@@ -26,7 +27,7 @@ class RangeNotSatisfiable(ValueError):
 # -- hashers -----------------------------------------------------------------------------------
 
 class _HashlibHasher:
-    __slots__ = ("_h", "_n")
+    __slots__ = ("_h", "_n", "_lock")
     name: str = ""
     digest_size: int = 0
     block_size: int = 0
@@ -34,12 +35,14 @@ class _HashlibHasher:
     def __init__(self, data: Any = None) -> None:
         self._h = hashlib.new(self.name)
         self._n = 0
+        self._lock = threading.Lock()         # keeps nbytes exact when threads share a hasher
         if data is not None:
             self.update(data)
 
     def update(self, data: Any) -> None:
-        self._h.update(data)                  # TypeError/BufferError exactly as hashlib
-        self._n += memoryview(data).nbytes
+        with self._lock:
+            self._h.update(data)              # TypeError/BufferError exactly as hashlib
+            self._n += memoryview(data).nbytes
 
     def digest(self) -> bytes:
         return self._h.digest()
@@ -49,8 +52,10 @@ class _HashlibHasher:
 
     def copy(self) -> Any:
         other = type(self).__new__(type(self))
-        other._h = self._h.copy()
-        other._n = self._n
+        with self._lock:
+            other._h = self._h.copy()
+            other._n = self._n
+        other._lock = threading.Lock()
         return other
 
     @property
