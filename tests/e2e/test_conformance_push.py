@@ -789,3 +789,29 @@ def test_put_blob_with_json_content_type_still_works(client: httpx.Client) -> No
     _assert_blob_created(resp, repo, digest_of(data))
     _assert_blob(client, repo, data)
 
+
+
+def test_upload_continues_on_another_replica_and_the_pure_twin(fastreg_factory: object,
+                                                                tmp_path: object) -> None:
+    """Stateless servers: a session begun on one server continues on another sharing storage and
+    http.secret — here one with the compiled digest engine, one with FASTREG_NO_EXTENSIONS=1."""
+    shared = {"storage": {"filesystem": {"rootdirectory": str(tmp_path) + "/shared"}}}  # type: ignore[operator]
+    a = fastreg_factory(config=shared)  # type: ignore[operator]
+    b = fastreg_factory(config=shared, env={"FASTREG_NO_EXTENSIONS": "1"})  # type: ignore[operator]
+    repo = unique_repo("replica")
+    data = random_bytes(300_000)
+    d = digest_of(data)
+    with httpx.Client(base_url=a.url, timeout=30.0) as ca, httpx.Client(base_url=b.url, timeout=30.0) as cb:
+        loc = relative(start_upload(ca, repo).headers["Location"])
+        resp = ca.patch(loc, content=data[:100_000], headers={"Content-Type": OCTET, "Content-Range": "0-99999"})
+        loc = _assert_session(resp, 202, repo, 99_999)
+        status = cb.get(loc)
+        _assert_session(status, 204, repo, 99_999)
+        resp = cb.patch(loc, content=data[100_000:200_000],
+                        headers={"Content-Type": OCTET, "Content-Range": "100000-199999"})
+        loc = _assert_session(resp, 202, repo, 199_999)
+        resp = ca.put(q(loc, digest=d), content=data[200_000:],
+                      headers={"Content-Type": OCTET, "Content-Range": f"200000-{len(data) - 1}"})
+        _assert_blob_created(resp, repo, d)
+        _assert_blob(cb, repo, data)
+        _assert_blob(ca, repo, data)
