@@ -795,7 +795,9 @@ def test_upload_continues_on_another_replica_and_the_pure_twin(fastreg_factory: 
                                                                 tmp_path: object) -> None:
     """Stateless servers: a session begun on one server continues on another sharing storage and
     http.secret — here one with the compiled digest engine, one with FASTREG_NO_EXTENSIONS=1."""
-    shared = {"storage": {"filesystem": {"rootdirectory": str(tmp_path) + "/shared"}}}  # type: ignore[operator]
+    root = tmp_path / "shared"  # type: ignore[operator]
+    root.mkdir()
+    shared = {"storage": {"filesystem": {"rootdirectory": str(root)}}}
     a = fastreg_factory(config=shared)  # type: ignore[operator]
     b = fastreg_factory(config=shared, env={"FASTREG_NO_EXTENSIONS": "1"})  # type: ignore[operator]
     repo = unique_repo("replica")
