@@ -29,4 +29,4 @@ def extensions() -> list[Extension]:
     )
 
 
-setup(ext_modules=extensions())
+setup(ext_modules=extensions(), exclude_package_data={"fastreg": ["*.c", "*.html"]})

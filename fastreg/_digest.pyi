@@ -1,6 +1,7 @@
 """Type stubs for the compiled engine fastreg._digest (its pure twin is fastreg._digest_py)."""
-from typing_extensions import Buffer
 from typing import ClassVar, final
+
+from typing_extensions import Buffer
 
 NOGIL_THRESHOLD: int
 CAN_RESUME: bool

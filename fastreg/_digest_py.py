@@ -27,7 +27,7 @@ class RangeNotSatisfiable(ValueError):
 # -- hashers -----------------------------------------------------------------------------------
 
 class _HashlibHasher:
-    __slots__ = ("_h", "_n", "_lock")
+    __slots__ = ("_h", "_lock", "_n")
     name: str = ""
     digest_size: int = 0
     block_size: int = 0
@@ -63,7 +63,7 @@ class _HashlibHasher:
         """Total number of bytes hashed so far."""
         return self._n
 
-    def export_state(self) -> None:
+    def export_state(self) -> bytes | None:
         """hashlib cannot export its state: always None (re-hash from storage instead)."""
         return None
 

@@ -87,7 +87,8 @@ class Hasher(Protocol):
 # -- parsing -----------------------------------------------------------------------------------
 
 _GRAMMAR = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
-_SHA256 = re.compile(r"sha256:([0-9a-f]{64})")
+_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+_new_tuple = tuple.__new__                    # Digest(...) without NamedTuple.__new__'s Python frame
 _ENCODED = {
     "sha256": re.compile(r"[0-9a-f]{64}"),
     "sha512": re.compile(r"[0-9a-f]{128}"),
@@ -97,9 +98,8 @@ _ENCODED = {
 
 def parse_digest(s: str, *, allow_blake3: bool = False) -> Digest:
     """Parse and validate `algorithm:encoded`; InvalidDigest or UnsupportedDigest otherwise."""
-    m = _SHA256.fullmatch(s)                  # the common case, on every request
-    if m is not None:
-        return Digest("sha256", m.group(1))
+    if _SHA256.fullmatch(s) is not None:     # the common case, on every request
+        return _new_tuple(Digest, ("sha256", s[7:]))
     if len(s) > MAX_DIGEST_LENGTH:
         raise InvalidDigest(f"digest longer than {MAX_DIGEST_LENGTH} characters")
     m = _GRAMMAR.fullmatch(s)
@@ -118,7 +118,7 @@ def parse_digest(s: str, *, allow_blake3: bool = False) -> Digest:
 
 class _Blake3:
     """blake3.blake3 with the hasher interface (single-threaded; no state export)."""
-    __slots__ = ("_h", "update", "digest")
+    __slots__ = ("_h", "digest", "update")
     name = "blake3"
     digest_size = 32
 

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import fastreg.digest
 from fastreg import _digest_py
 
+_compiled: ModuleType | None
 try:
     from fastreg import _digest as _compiled  # type: ignore[attr-defined, unused-ignore]
 except ImportError:
@@ -32,9 +33,8 @@ except ImportError:
         raise ImportError("fastreg._digest is not built: run `python setup.py build_ext --inplace`") from None
     _compiled = None
 
-ENGINES = [pytest.param(_digest_py, id="pure")]
-if _compiled is not None:
-    ENGINES.insert(0, pytest.param(_compiled, id="compiled"))
+ENGINE_MODULES: list[ModuleType] = [_digest_py] if _compiled is None else [_compiled, _digest_py]
+ENGINES = [pytest.param(m, id="pure" if m is _digest_py else "compiled") for m in ENGINE_MODULES]
 
 HASHES = ["sha256", "sha512"]
 SPLITS = [0, 1, 55, 56, 63, 64, 65, 111, 112, 127, 128, 129, 1000, 4095, 4096, 4097, 10_000]
@@ -62,9 +62,8 @@ def _load_digest_module(pure: bool) -> ModuleType:
     return mod
 
 
-DIGEST_MODULES = [pytest.param(True, id="pure")]
-if _compiled is not None:
-    DIGEST_MODULES.insert(0, pytest.param(False, id="compiled"))
+PURE_FLAGS: list[bool] = [True] if _compiled is None else [False, True]
+DIGEST_MODULES = [pytest.param(pure, id="pure" if pure else "compiled") for pure in PURE_FLAGS]
 
 
 @pytest.fixture(params=DIGEST_MODULES)
@@ -250,7 +249,7 @@ def test_split_points_equal_hashlib(engine: ModuleType, alg: str, cut: int) -> N
 @given(data=st.binary(max_size=20_000), st_data=st.data())
 def test_arbitrary_splits_equal_hashlib(data: bytes, st_data: st.DataObject) -> None:
     cuts = sorted(st_data.draw(st.lists(st.integers(0, len(data)), max_size=8)))
-    for eng in [p.values[0] for p in ENGINES]:
+    for eng in ENGINE_MODULES:
         for alg in HASHES:
             h = getattr(eng, alg)()
             prev = 0
@@ -512,14 +511,14 @@ _digest_strings = st.one_of(
 )
 
 
-_DG = {p.values[0]: _load_digest_module(pure=p.values[0]) for p in DIGEST_MODULES}
+_DG = {pure: _load_digest_module(pure=pure) for pure in PURE_FLAGS}
 
 
 @settings(max_examples=400, deadline=None)
 @given(s=_digest_strings, allow=st.booleans())
 def test_parse_digest_follows_the_grammar(s: str, allow: bool) -> None:
     expected = _oracle(s, allow)
-    for pure in [p.values[0] for p in DIGEST_MODULES]:
+    for pure in PURE_FLAGS:
         assert _outcome(_DG[pure], s, allow) == expected
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from fastreg import _digest_py
 
+_compiled: ModuleType | None
 try:
     from fastreg import _digest as _compiled  # type: ignore[attr-defined, unused-ignore]
 except ImportError:
@@ -25,9 +26,8 @@ except ImportError:
         raise ImportError("fastreg._digest is not built: run `python setup.py build_ext --inplace`") from None
     _compiled = None
 
-ENGINES = [pytest.param(_digest_py, id="pure")]
-if _compiled is not None:
-    ENGINES.insert(0, pytest.param(_compiled, id="compiled"))
+ENGINE_MODULES: list[ModuleType] = [_digest_py] if _compiled is None else [_compiled, _digest_py]
+ENGINES = [pytest.param(m, id="pure" if m is _digest_py else "compiled") for m in ENGINE_MODULES]
 needs_both = pytest.mark.skipif(_compiled is None, reason="differential tests need the compiled engine")
 
 LL_MAX = 2**63 - 1
@@ -306,7 +306,7 @@ def test_format_agrees(start: int, length: int, size: int) -> None:
 def test_int_range_semantics(first: int, last: int | None, size: int, ows: str) -> None:
     # RFC 9110 §14.1.1: invalid if last < first; satisfiable iff first < size; last clamped.
     header = f"{ows}bytes={first}-{'' if last is None else last}{ows}"
-    for engine in [p.values[0] for p in ENGINES]:
+    for engine in ENGINE_MODULES:
         if last is not None and last < first:
             assert engine.parse_range(header, size) is None
         elif first >= size:
@@ -321,7 +321,7 @@ def test_int_range_semantics(first: int, last: int | None, size: int, ows: str) 
 @settings(max_examples=300, deadline=None)
 @given(n=st.integers(0, 3000), size=st.integers(0, 1500))
 def test_suffix_range_semantics(n: int, size: int) -> None:
-    for engine in [p.values[0] for p in ENGINES]:
+    for engine in ENGINE_MODULES:
         if n == 0 or size == 0:
             with pytest.raises(engine.RangeNotSatisfiable):
                 engine.parse_range(f"bytes=-{n}", size)
@@ -334,7 +334,7 @@ def test_suffix_range_semantics(n: int, size: int) -> None:
 def test_content_range_forms(start: int, length: int) -> None:
     end = start + length
     forms = [f"{start}-{end}", f"bytes={start}-{end}", f"bytes {start}-{end}/*", f"bytes {start}-{end}/{end + 1}"]
-    for engine in [p.values[0] for p in ENGINES]:
+    for engine in ENGINE_MODULES:
         for form in forms:
             if re.fullmatch(r"\D*\d{1,19}-\d{1,19}(/(\*|\d{1,19}))?", form):
                 assert engine.parse_content_range(form) == (start, end)
