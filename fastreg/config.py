@@ -1,0 +1,904 @@
+"""Typed configuration: Distribution's ``config.yml``, unchanged, plus one ``fastreg:`` section.
+
+Compatibility rules (a config that runs Debian's ``docker-registry`` 2.8.x, or Distribution 3,
+also runs fastreg):
+
+* **Same file.** Keys are spelled exactly as Distribution spells them (lower case, no ``_``).
+  ``version`` must be ``"0.1"`` when given.  ``storage: inmemory`` and ``auth: silly`` (a bare
+  name instead of a mapping) are accepted, as Distribution accepts them.
+* **Three kinds of key.**
+  1. Keys fastreg uses: typed below.
+  2. Keys Distribution defines that fastreg does not use (yet): accepted, typed where cheap,
+     and each one present is named in a warning on the ``fastreg.config`` logger
+     (see ``UNUSED_KEYS``; remove a line there when its feature lands).
+  3. Keys nobody defines: rejected with ``ConfigError`` naming the dotted key path and the
+     keys valid at that level.  (Distribution silently ignores them; a typo in a registry
+     config should not silently open or move a registry.)
+  fastreg's own settings live under the top-level ``fastreg:`` section only.
+* **Storage** holds exactly one driver section (filesystem, inmemory, s3, azure, gcs; 2.8's
+  swift and oss are recognised) next to the non-driver sections delete, maintenance, cache,
+  redirect, tag.  Two drivers is an error.  No driver at all means filesystem under
+  ``DEFAULT_ROOTDIRECTORY`` (``$XDG_DATA_HOME/fastreg`` or ``~/.local/share/fastreg``), so
+  ``fastreg serve`` alone works.  Drivers other than filesystem/inmemory keep their raw mapping.
+* **Durations** are Go duration strings (``"300ms"``, ``"1h30m"``) or integers, which Go's
+  YAML decoder takes as nanoseconds; they are stored as float seconds.
+* **Environment overrides**, as Distribution's ``REGISTRY_<PATH>``: ``FASTREG_HTTP_ADDR``,
+  ``FASTREG_STORAGE_FILESYSTEM_ROOTDIRECTORY``, ``FASTREG_FASTREG_WORKERS`` (or the short
+  ``FASTREG_WORKERS`` when the key is not also a top-level section).  ``REGISTRY_<PATH>`` is
+  honoured too; ``FASTREG_`` wins.  Names match key paths case-insensitively; because map keys
+  may contain ``_``, the path is found by walking the schema, trying the longest key first.
+  Values are YAML (``true``, ``4``, ``[a, b]``) except where the key is a string, which takes the
+  text verbatim.  An unknown ``FASTREG_`` path is an error; an unknown ``REGISTRY_`` path is a
+  warning (Distribution ignores them, and Kubernetes injects ``REGISTRY_PORT`` & co. for a
+  service named "registry").  Process variables that are not config (``NON_CONFIG_ENV``) and
+  Kubernetes service links (``FASTREG_PORT...``, ``FASTREG_SERVICE_...``) are skipped.
+* **Differences on purpose:** ``http.addr`` defaults to ``127.0.0.1:5000`` (Distribution: ``:5000``,
+  every interface); ``http.net: unix`` is refused (fastreg listens on TCP).
+
+Workers receive the resolved config as JSON (``dump_config`` / ``config_from_json``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+import yaml
+
+__all__ = [
+    "Config", "ConfigError", "DEFAULT_ROOTDIRECTORY", "UNUSED_KEYS", "NON_CONFIG_ENV",
+    "load_config", "dump_config", "config_from_json", "listen_address", "parse_duration",
+]
+
+log = logging.getLogger("fastreg.config")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration (file or environment); the message names the dotted key path."""
+
+
+def _default_rootdirectory(env: Mapping[str, str]) -> str:
+    xdg = env.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME") or Path.home()) / ".local" / "share"
+    return str(base / "fastreg")
+
+
+DEFAULT_ROOTDIRECTORY = _default_rootdirectory(os.environ)
+
+# FASTREG_ variables that are process settings, not config keys: never overrides.
+NON_CONFIG_ENV = frozenset({"FASTREG_NO_EXTENSIONS", "FASTREG_CONFIG", "FASTREG_RESOLVED_CONFIG",
+                            "FASTREG_SECRET"})
+_K8S_SERVICE_LINK = re.compile(r"^FASTREG_(PORT(_.*)?|SERVICE_.*)$")
+
+_UNUSED = "defined by Distribution but not used by fastreg; ignored"
+# Keys Distribution defines that fastreg accepts but does not act on (yet).  Each one present in
+# the config (file or environment) is named in a warning.  Remove a line when its feature lands.
+UNUSED_KEYS: dict[str, str] = {
+    "log.accesslog": _UNUSED,
+    "log.formatter": _UNUSED,
+    "log.fields": _UNUSED,
+    "log.hooks": _UNUSED,
+    "log.reportcaller": _UNUSED,
+    "auth": "not enforced by fastreg yet: every client has full access",
+    "middleware": _UNUSED,
+    "reporting": _UNUSED,
+    "http.draintimeout": _UNUSED,
+    "http.debug": _UNUSED,
+    "http.tls.clientcas": "client certificates are not verified by fastreg yet",
+    "http.tls.minimumtls": _UNUSED,
+    "http.tls.ciphersuites": _UNUSED,
+    "http.tls.letsencrypt": _UNUSED,
+    "notifications": "webhook notifications are not sent by fastreg yet",
+    "redis": _UNUSED,
+    "health": _UNUSED,
+    "proxy": "pull-through cache mode is not implemented by fastreg yet",
+    "compatibility": _UNUSED,
+    "validation": _UNUSED,
+    "policy": _UNUSED,
+    "storage.cache": "fastreg keeps no blob descriptor cache; ignored",
+    "storage.redirect": _UNUSED,
+    "storage.tag": _UNUSED,
+    "storage.maintenance.uploadpurging": _UNUSED,
+}
+
+
+# -- durations ----------------------------------------------------------------------------------
+
+class _DurationMarker:
+    """Annotated metadata: the field takes a Go duration (string or int nanoseconds)."""
+
+
+Duration = Annotated[float, _DurationMarker]  # seconds
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Go's ``time.ParseDuration`` → seconds: ``[-+]?(number unit)+`` or ``0``; "1h30m", "300ms"."""
+    s = text.strip()
+    sign = -1.0 if s.startswith("-") else 1.0
+    body = s[1:] if s[:1] in "+-" else s
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f"invalid duration {text!r}")
+    total, pos = 0.0, 0
+    while pos < len(body):
+        m = _DURATION_PART.match(body, pos)
+        if m is None:
+            raise ValueError(f"invalid duration {text!r} (expected e.g. 300ms, 10s, 1h30m)")
+        total += float(m.group(1)) * _GO_UNITS[m.group(2)]
+        pos = m.end()
+    return sign * total
+
+
+# -- the schema ---------------------------------------------------------------------------------
+
+class _S(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A config section: frozen, every key known."""
+
+
+class LogAccessLog(_S):
+    disabled: bool = False
+
+
+class SMTP(_S):
+    addr: str = ""
+    username: str = ""
+    password: str = ""
+    insecure: bool = False
+
+
+class MailOptions(_S):
+    smtp: SMTP = msgspec.field(default_factory=SMTP)
+    from_: str = msgspec.field(default="", name="from")
+    to: list[str] = msgspec.field(default_factory=list)
+
+
+class LogHook(_S):
+    disabled: bool = False
+    type: str = ""
+    levels: list[str] = msgspec.field(default_factory=list)
+    options: MailOptions = msgspec.field(default_factory=MailOptions)
+
+
+LOG_LEVELS = ("error", "warn", "info", "debug")
+
+
+class Log(_S):
+    level: str = "info"   # error | warn | info | debug (Distribution's set)
+    formatter: str = ""
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+    accesslog: LogAccessLog = msgspec.field(default_factory=LogAccessLog)
+    hooks: list[LogHook] = msgspec.field(default_factory=list)
+    reportcaller: bool = False
+
+
+# storage
+
+class Filesystem(_S):
+    rootdirectory: str = ""   # filled with DEFAULT_ROOTDIRECTORY when empty
+    maxthreads: int = 100
+
+
+class InMemory(_S):
+    pass
+
+
+class StorageDelete(_S):
+    enabled: bool = False
+
+
+class UploadPurging(_S):
+    enabled: bool = True
+    age: Duration = 168 * 3600.0
+    interval: Duration = 24 * 3600.0
+    dryrun: bool = False
+
+
+class ReadOnly(_S):
+    enabled: bool = False
+
+
+class Maintenance(_S):
+    uploadpurging: UploadPurging = msgspec.field(default_factory=UploadPurging)
+    readonly: ReadOnly = msgspec.field(default_factory=ReadOnly)
+
+
+class StorageCache(_S):
+    blobdescriptor: str = ""
+    blobdescriptorsize: int = 0
+
+
+class StorageRedirect(_S):
+    disable: bool = False
+
+
+class StorageTag(_S):
+    concurrencylimit: int = 0
+
+
+DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
+
+
+class Storage(_S):
+    filesystem: Filesystem | None = None
+    inmemory: InMemory | None = None
+    s3: dict[str, Any] | None = None
+    azure: dict[str, Any] | None = None
+    gcs: dict[str, Any] | None = None
+    swift: dict[str, Any] | None = None     # Distribution 2.8 only
+    oss: dict[str, Any] | None = None       # Distribution 2.8 only
+    delete: StorageDelete = msgspec.field(default_factory=StorageDelete)
+    maintenance: Maintenance = msgspec.field(default_factory=Maintenance)
+    cache: StorageCache = msgspec.field(default_factory=StorageCache)
+    redirect: StorageRedirect = msgspec.field(default_factory=StorageRedirect)
+    tag: StorageTag = msgspec.field(default_factory=StorageTag)
+
+    @property
+    def driver_name(self) -> str:
+        """The one configured driver: "filesystem", "inmemory", "s3", ..."""
+        return next(d for d in DRIVERS if getattr(self, d) is not None)
+
+    @property
+    def driver_params(self) -> Any:
+        return getattr(self, self.driver_name)
+
+
+# auth
+
+class Htpasswd(_S):
+    realm: str = ""
+    path: str = ""
+
+
+class Token(_S):
+    realm: str = ""
+    service: str = ""
+    issuer: str = ""
+    rootcertbundle: str = ""
+    jwks: str = ""
+    autoredirect: bool = False
+    autoredirectpath: str = ""
+    signingalgorithms: list[str] = msgspec.field(default_factory=list)
+
+
+class Silly(_S):
+    realm: str = ""
+    service: str = ""
+
+
+class NoAuth(_S):
+    pass
+
+
+AUTH_TYPES = ("htpasswd", "token", "silly", "none")
+
+
+class Auth(_S):
+    htpasswd: Htpasswd | None = None
+    token: Token | None = None
+    silly: Silly | None = None
+    none: NoAuth | None = None
+
+    @property
+    def type(self) -> str | None:
+        """"htpasswd" | "token" | "silly" | "none", or None when no auth section is given."""
+        return next((t for t in AUTH_TYPES if getattr(self, t) is not None), None)
+
+
+# middleware, reporting
+
+class Middleware(_S):
+    name: str = ""
+    disabled: bool = False
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Bugsnag(_S):
+    apikey: str = ""
+    releasestage: str = ""
+    endpoint: str = ""
+
+
+class NewRelic(_S):
+    licensekey: str = ""
+    name: str = ""
+    verbose: bool = False
+
+
+class Reporting(_S):
+    bugsnag: Bugsnag = msgspec.field(default_factory=Bugsnag)
+    newrelic: NewRelic = msgspec.field(default_factory=NewRelic)
+
+
+# http
+
+class LetsEncrypt(_S):
+    cachefile: str = ""
+    email: str = ""
+    hosts: list[str] = msgspec.field(default_factory=list)
+    directoryurl: str = ""
+
+
+class TLS(_S):
+    certificate: str = ""
+    key: str = ""
+    clientcas: list[str] = msgspec.field(default_factory=list)
+    minimumtls: str = ""
+    ciphersuites: list[str] = msgspec.field(default_factory=list)
+    letsencrypt: LetsEncrypt = msgspec.field(default_factory=LetsEncrypt)
+
+
+class Prometheus(_S):
+    enabled: bool = False
+    path: str = "/metrics"
+
+
+class Debug(_S):
+    addr: str = ""
+    prometheus: Prometheus = msgspec.field(default_factory=Prometheus)
+
+
+class HTTP2(_S):
+    disabled: bool = False
+
+
+class H2C(_S):
+    enabled: bool = False
+
+
+DEFAULT_ADDR = "127.0.0.1:5000"
+
+
+class HTTP(_S):
+    addr: str = DEFAULT_ADDR
+    net: str = "tcp"
+    prefix: str = ""
+    host: str = ""
+    secret: str | None = None
+    relativeurls: bool = False
+    draintimeout: Duration = 0.0
+    headers: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    tls: TLS = msgspec.field(default_factory=TLS)
+    debug: Debug = msgspec.field(default_factory=Debug)
+    http2: HTTP2 = msgspec.field(default_factory=HTTP2)
+    h2c: H2C = msgspec.field(default_factory=H2C)
+
+
+# notifications
+
+class Ignore(_S):
+    mediatypes: list[str] = msgspec.field(default_factory=list)
+    actions: list[str] = msgspec.field(default_factory=list)
+
+
+class Endpoint(_S):
+    name: str = ""
+    disabled: bool = False
+    url: str = ""
+    headers: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    timeout: Duration = 0.0
+    threshold: int = 0
+    backoff: Duration = 0.0
+    ignoredmediatypes: list[str] = msgspec.field(default_factory=list)
+    ignore: Ignore = msgspec.field(default_factory=Ignore)
+
+
+class Events(_S):
+    includereferences: bool = False
+
+
+class Notifications(_S):
+    events: Events = msgspec.field(default_factory=Events)
+    endpoints: list[Endpoint] = msgspec.field(default_factory=list)
+
+
+# redis: 2.8's keys plus Distribution 3's (go-redis UniversalOptions, inlined)
+
+class RedisTLS(_S):
+    enabled: bool = False
+    certificate: str = ""
+    key: str = ""
+    clientcas: list[str] = msgspec.field(default_factory=list)
+
+
+class RedisPool(_S):
+    maxidle: int = 0
+    maxactive: int = 0
+    idletimeout: Duration = 0.0
+
+
+class Redis(_S):
+    addr: str = ""
+    addrs: list[str] = msgspec.field(default_factory=list)
+    username: str = ""
+    password: str = ""
+    db: int = 0
+    clientname: str = ""
+    dialtimeout: Duration = 0.0
+    readtimeout: Duration = 0.0
+    writetimeout: Duration = 0.0
+    maxretries: int = 0
+    poolsize: int = 0
+    minidleconns: int = 0
+    maxidleconns: int = 0
+    maxactiveconns: int = 0
+    connmaxidletime: Duration = 0.0
+    connmaxlifetime: Duration = 0.0
+    mastername: str = ""
+    tls: RedisTLS = msgspec.field(default_factory=RedisTLS)
+    pool: RedisPool = msgspec.field(default_factory=RedisPool)
+
+
+# health
+
+class FileChecker(_S):
+    file: str = ""
+    interval: Duration = 0.0
+    threshold: int = 0
+
+
+class HTTPChecker(_S):
+    uri: str = ""
+    headers: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    statuscode: int = 200
+    timeout: Duration = 0.0
+    interval: Duration = 0.0
+    threshold: int = 0
+
+
+class TCPChecker(_S):
+    addr: str = ""
+    timeout: Duration = 0.0
+    interval: Duration = 0.0
+    threshold: int = 0
+
+
+class StorageDriverCheck(_S):
+    enabled: bool = False
+    interval: Duration = 0.0
+    threshold: int = 0
+
+
+class Health(_S):
+    storagedriver: StorageDriverCheck = msgspec.field(default_factory=StorageDriverCheck)
+    file: list[FileChecker] = msgspec.field(default_factory=list)
+    http: list[HTTPChecker] = msgspec.field(default_factory=list)
+    tcp: list[TCPChecker] = msgspec.field(default_factory=list)
+
+
+# proxy, compatibility, validation, policy, catalog
+
+class Proxy(_S):
+    remoteurl: str = ""
+    username: str = ""
+    password: str = ""
+    ttl: Duration | None = None   # Distribution: unset = 7 days, 0 = never expire
+
+
+class Schema1(_S):
+    signingkeyfile: str = ""
+    enabled: bool = False
+
+
+class Compatibility(_S):
+    schema1: Schema1 = msgspec.field(default_factory=Schema1)
+
+
+class URLRules(_S):
+    allow: list[str] = msgspec.field(default_factory=list)
+    deny: list[str] = msgspec.field(default_factory=list)
+
+
+class Platform(_S):
+    architecture: str = ""
+    os: str = ""
+
+
+class IndexValidation(_S):
+    platforms: str = "all"   # all | none | list
+    platformlist: list[Platform] = msgspec.field(default_factory=list)
+
+
+class ManifestValidation(_S):
+    urls: URLRules = msgspec.field(default_factory=URLRules)
+    indexes: IndexValidation = msgspec.field(default_factory=IndexValidation)
+
+
+class Validation(_S):
+    enabled: bool = False    # deprecated by Distribution in favour of disabled
+    disabled: bool = False
+    manifests: ManifestValidation = msgspec.field(default_factory=ManifestValidation)
+
+
+class RepositoryPolicy(_S):
+    classes: list[str] = msgspec.field(default_factory=list)
+
+
+class Policy(_S):
+    repository: RepositoryPolicy = msgspec.field(default_factory=RepositoryPolicy)
+
+
+class Catalog(_S):
+    maxentries: int = 0   # Distribution 3; <= 0 means its default, 1000
+
+
+# fastreg's own section
+
+class DigestOptions(_S):
+    blake3: bool = False   # accept blake3 digests (not in Distribution)
+
+
+class CatalogLimits(_S):
+    maxentries: int = 1000
+
+
+class ManifestLimits(_S):
+    maxsize: int = 4 * 1024 * 1024
+
+
+class TagLimits(_S):
+    maxentries: int = 10000
+
+
+class Fastreg(_S):
+    workers: int | None = None                   # None: one per core
+    httpmode: Literal["auto", "1", "2"] = "auto"   # auto = HTTP/1.1 plus h2c
+    fsync: bool = True                           # fsync blobs and links before they become visible
+    digest: DigestOptions = msgspec.field(default_factory=DigestOptions)
+    catalog: CatalogLimits = msgspec.field(default_factory=CatalogLimits)
+    manifest: ManifestLimits = msgspec.field(default_factory=ManifestLimits)
+    tags: TagLimits = msgspec.field(default_factory=TagLimits)
+
+
+class Config(_S):
+    version: str = "0.1"
+    log: Log = msgspec.field(default_factory=Log)
+    loglevel: str = ""   # deprecated by Distribution: becomes log.level when that is unset
+    storage: Storage = msgspec.field(default_factory=Storage)
+    auth: Auth = msgspec.field(default_factory=Auth)
+    middleware: dict[str, list[Middleware]] = msgspec.field(default_factory=dict)
+    reporting: Reporting = msgspec.field(default_factory=Reporting)
+    http: HTTP = msgspec.field(default_factory=HTTP)
+    notifications: Notifications = msgspec.field(default_factory=Notifications)
+    redis: Redis = msgspec.field(default_factory=Redis)
+    health: Health = msgspec.field(default_factory=Health)
+    proxy: Proxy = msgspec.field(default_factory=Proxy)
+    compatibility: Compatibility = msgspec.field(default_factory=Compatibility)
+    validation: Validation = msgspec.field(default_factory=Validation)
+    policy: Policy = msgspec.field(default_factory=Policy)
+    catalog: Catalog = msgspec.field(default_factory=Catalog)
+    fastreg: Fastreg = msgspec.field(default_factory=Fastreg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+
+# -- schema walking -----------------------------------------------------------------------------
+# The raw YAML is checked and normalised against the Structs above before msgspec converts it,
+# so that errors name dotted key paths and Go's conveniences (durations, scalars as strings,
+# bare driver names) work.
+
+def _fields(cls: type) -> dict[str, tuple[str, Any]]:
+    """yaml key -> (attribute, annotated type) for a Struct."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {enc: (attr, hints[attr])
+            for attr, enc in zip(cls.__struct_fields__, cls.__struct_encode_fields__)}
+
+
+def _is_struct(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
+
+
+def _unoptional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _is_duration(tp: Any) -> bool:
+    return typing.get_origin(tp) is Annotated and _DurationMarker in typing.get_args(tp)[1:]
+
+
+def _is_stringish(tp: Any) -> bool:
+    if tp is str:
+        return True
+    return typing.get_origin(tp) is Literal and all(isinstance(a, str) for a in typing.get_args(tp))
+
+
+def _scalar_text(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(path) or "<top level>"
+
+
+def _hint(cls: type) -> str:
+    return "valid keys here: " + ", ".join(sorted(_fields(cls)))
+
+
+class _Walk:
+    """Normalises raw YAML against a type, recording which key paths are present."""
+
+    def __init__(self) -> None:
+        self.present: set[str] = set()
+
+    def value(self, v: Any, tp: Any, path: tuple[str, ...]) -> Any:
+        tp, optional = _unoptional(tp)
+        if v is None:
+            # "section:" with nothing under it is an empty section (driver and auth bodies
+            # were made {} already by _normalise_named_sections)
+            return {} if _is_struct(tp) and not optional else None
+        if _is_duration(tp):
+            return self.duration(v, path)
+        if _is_struct(tp):
+            return self.struct(v, tp, path)
+        origin = typing.get_origin(tp)
+        if origin is dict:
+            if not isinstance(v, Mapping):
+                raise ConfigError(f"{_dotted(path)}: expected a mapping, got {v!r}")
+            (_, vt) = typing.get_args(tp)
+            return {str(k): self.value(x, vt, (*path, str(k))) for k, x in v.items()}
+        if origin is list:
+            (it,) = typing.get_args(tp)
+            if it is str and isinstance(v, (str, int, float, bool)):
+                v = [v]              # a single string where Go wants []string
+            if not isinstance(v, list):
+                raise ConfigError(f"{_dotted(path)}: expected a list, got {v!r}")
+            return [self.value(x, it, (*path, str(i))) for i, x in enumerate(v)]
+        if _is_stringish(tp) and isinstance(v, (int, float, bool)):
+            return _scalar_text(v)   # Go's YAML decodes 5000 into a string field as "5000"
+        return v
+
+    def duration(self, v: Any, path: tuple[str, ...]) -> float:
+        if isinstance(v, bool):
+            raise ConfigError(f"{_dotted(path)}: expected a duration, got {v!r}")
+        if isinstance(v, (int, float)):
+            return v / 1e9           # Go: an integer time.Duration is nanoseconds
+        try:
+            return parse_duration(str(v))
+        except ValueError as exc:
+            raise ConfigError(f"{_dotted(path)}: {exc}") from None
+
+    def struct(self, v: Any, cls: type, path: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(v, Mapping):
+            raise ConfigError(f"{_dotted(path)}: expected a mapping, got {v!r}")
+        fields = _fields(cls)
+        out: dict[str, Any] = {}
+        for k, x in v.items():
+            key = str(k)
+            here = (*path, key)
+            if key not in fields:
+                raise ConfigError(f"unknown configuration key {_dotted(here)!r}; {_hint(cls)}")
+            self.present.add(_dotted(here))
+            out[key] = self.value(x, fields[key][1], here)
+        return out
+
+
+def _normalise_named_sections(raw: dict[str, Any]) -> None:
+    """``storage: inmemory`` / ``auth: silly`` → ``{name: {}}``; empty driver/auth bodies → {}."""
+    for section in ("storage", "auth"):
+        v = raw.get(section)
+        if isinstance(v, str):
+            raw[section] = {v: {}}
+        elif isinstance(v, dict):
+            for name in (DRIVERS if section == "storage" else AUTH_TYPES):
+                if name in v and v[name] is None:
+                    v[name] = {}
+
+
+# -- environment overrides ----------------------------------------------------------------------
+
+class _Unknown(Exception):
+    pass
+
+
+def _env_target(tokens: list[str], tp: Any, node: Any, path: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
+    """Resolve upper-case name tokens to (key path, leaf type) by walking the schema greedily."""
+    tp, _ = _unoptional(tp)
+    if not tokens:
+        return path, tp
+    if _is_struct(tp):
+        fields = _fields(tp)
+        for n in range(len(tokens), 0, -1):
+            key = "_".join(tokens[:n]).lower()
+            if key in fields:
+                child = node.get(key) if isinstance(node, dict) else None
+                return _env_target(tokens[n:], fields[key][1], child, (*path, key))
+        raise _Unknown(f"{_dotted((*path, tokens[0].lower()))}; {_hint(tp)}")
+    if typing.get_origin(tp) is dict or tp is Any:
+        vt = typing.get_args(tp)[1] if typing.get_origin(tp) is dict else Any
+        existing = [str(k) for k in node] if isinstance(node, dict) else []
+        for n in range(len(tokens), 0, -1):      # an existing key, matched case-insensitively
+            joined = "_".join(tokens[:n])
+            for k in existing:
+                if k.upper() == joined:
+                    return _env_target(tokens[n:], vt, node[k], (*path, k))
+        if _is_struct(_unoptional(vt)[0]) or typing.get_origin(vt) is dict:
+            return _env_target(tokens[1:], vt, None, (*path, tokens[0].lower()))
+        return (*path, "_".join(tokens).lower()), vt    # a new leaf key: the rest is its name
+    raise _Unknown(f"{_dotted(path)} has no sub-keys (set the whole value as YAML instead)")
+
+
+def _env_value(text: str, tp: Any, name: str) -> Any:
+    tp, _ = _unoptional(tp)
+    if _is_stringish(tp):
+        return text
+    try:
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: value is not valid YAML: {exc}") from None
+
+
+def _set_path(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = raw
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    top = _fields(Config)
+    own = _fields(Fastreg)
+    for prefix in ("REGISTRY_", "FASTREG_"):      # FASTREG_ last, so it wins
+        names = [n for n in env if n.upper().startswith(prefix) and n.upper() not in NON_CONFIG_ENV]
+        # shorter paths first: FASTREG_STORAGE=s3 before FASTREG_STORAGE_S3_BUCKET=...
+        for name in sorted(names, key=lambda n: (n.count("_"), n)):
+            upper = name.upper()
+            if prefix == "FASTREG_" and _K8S_SERVICE_LINK.match(upper):
+                log.debug("ignoring %s (a Kubernetes service link, not configuration)", name)
+                continue
+            tokens = [t for t in upper[len(prefix):].split("_")]
+            if not all(tokens):
+                path_error = f"{name}: malformed variable name"
+                if prefix == "FASTREG_":
+                    raise ConfigError(path_error)
+                log.warning("ignoring environment variable %s", path_error)
+                continue
+            if prefix == "FASTREG_" and tokens[0].lower() not in top and tokens[0].lower() in own:
+                tokens = ["FASTREG", *tokens]   # short form: FASTREG_WORKERS = FASTREG_FASTREG_WORKERS
+            try:
+                path, leaf = _env_target(tokens, Config, raw, ())
+            except _Unknown as exc:
+                if prefix == "FASTREG_":
+                    raise ConfigError(f"environment variable {name} names no configuration key: {exc}") from None
+                log.warning("ignoring environment variable %s: no configuration key %s", name, exc)
+                continue
+            _set_path(raw, path, _env_value(env[name], leaf, name))
+            if path[0] in ("storage", "auth"):
+                _normalise_named_sections(raw)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        try:
+            doc = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{os.fspath(path)}: not valid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{os.fspath(path)}: the configuration must be a YAML mapping")
+    return doc
+
+
+def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
+    """Rules the types cannot express; fills defaults that depend on other keys."""
+    if cfg.version not in ("0.1", "0.1.0"):
+        raise ConfigError(f"version: unsupported configuration version {cfg.version!r} (expected 0.1)")
+    st = cfg.storage
+    chosen = [d for d in DRIVERS if getattr(st, d) is not None]
+    if len(chosen) > 1:
+        raise ConfigError(f"storage: exactly one storage driver may be configured, found {', '.join(chosen)}"
+                          " (in the file or the environment)")
+    if not chosen or (st.filesystem is not None and not st.filesystem.rootdirectory):
+        fs = st.filesystem or Filesystem()
+        st = msgspec.structs.replace(st, filesystem=msgspec.structs.replace(
+            fs, rootdirectory=_default_rootdirectory(env)))
+    auths = [a for a in AUTH_TYPES if getattr(cfg.auth, a) is not None]
+    if len(auths) > 1:
+        raise ConfigError(f"auth: exactly one auth type may be configured, found {', '.join(auths)}")
+
+    level = cfg.log.level.lower()
+    if "level" not in (raw.get("log") or {}) and cfg.loglevel:
+        log.warning("configuration key 'loglevel' is deprecated (as in Distribution): use log.level")
+        level = cfg.loglevel.lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log.level: invalid level {level!r}; one of {', '.join(LOG_LEVELS)}")
+
+    if cfg.http.net not in ("", "tcp"):
+        raise ConfigError(f"http.net: {cfg.http.net!r} is not supported; fastreg listens on tcp only")
+    try:
+        _split_addr(cfg.http.addr)
+    except ValueError as exc:
+        raise ConfigError(f"http.addr: {exc}") from None
+
+    fr = cfg.fastreg
+    if fr.workers is not None and fr.workers < 1:
+        raise ConfigError("fastreg.workers: must be at least 1 (or null for one per core)")
+    given_own = (raw.get("fastreg") or {}).get("catalog") or {}
+    if cfg.catalog.maxentries > 0 and "maxentries" not in given_own:
+        # Distribution 3's catalog.maxentries, unless fastreg.catalog.maxentries says otherwise
+        fr = msgspec.structs.replace(fr, catalog=CatalogLimits(maxentries=cfg.catalog.maxentries))
+    for name, value in (("fastreg.catalog.maxentries", fr.catalog.maxentries),
+                        ("fastreg.manifest.maxsize", fr.manifest.maxsize),
+                        ("fastreg.tags.maxentries", fr.tags.maxentries)):
+        if value < 1:
+            raise ConfigError(f"{name}: must be positive")
+    return msgspec.structs.replace(cfg, storage=st, log=msgspec.structs.replace(cfg.log, level=level),
+                                   loglevel="", fastreg=fr)
+
+
+def _warn_unused(present: set[str]) -> None:
+    for key in sorted(present):
+        reason = UNUSED_KEYS.get(key)
+        if reason is not None:
+            log.warning("configuration key %r: %s", key, reason)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read a Distribution-style config.yml (or none), apply env overrides, check, fill defaults."""
+    env = os.environ if env is None else env
+    raw = _read_yaml(path) if path is not None else {}
+    _normalise_named_sections(raw)
+    _apply_env(raw, env)
+    walk = _Walk()
+    norm = walk.struct(raw, Config, ())
+    try:
+        cfg = msgspec.convert(norm, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(re.sub(r"`\$\.?([^`]*)`", lambda m: repr(m.group(1) or "<top level>"), str(exc))) from None
+    cfg = _check(cfg, raw, env)
+    _warn_unused(walk.present)
+    return cfg
+
+
+def dump_config(cfg: Config) -> bytes:
+    """The resolved config as JSON, for worker processes (see ``config_from_json``)."""
+    return msgspec.json.encode(cfg)
+
+
+def config_from_json(data: bytes | str) -> Config:
+    try:
+        return msgspec.json.decode(data, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"resolved configuration: {exc}") from None
+
+
+# -- addresses ----------------------------------------------------------------------------------
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{addr!r} is not host:port (e.g. :5000, 127.0.0.1:5000, [::1]:5000)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{addr!r}: put IPv6 addresses in brackets, e.g. [::1]:5000")
+    return host or "0.0.0.0", int(port)
+
+
+def listen_address(cfg: Config) -> tuple[str, int]:
+    """http.addr as (host, port): ":5000" → ("0.0.0.0", 5000), "[::1]:5000" → ("::1", 5000)."""
+    try:
+        return _split_addr(cfg.http.addr)
+    except ValueError as exc:
+        raise ConfigError(f"http.addr: {exc}") from None
