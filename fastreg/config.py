@@ -28,7 +28,8 @@ also runs fastreg):
   honoured too; ``FASTREG_`` wins.  Names match key paths case-insensitively; because map keys
   may contain ``_``, the path is found by walking the schema, trying the longest key first.
   Values are YAML (``true``, ``4``, ``[a, b]``) except where the key is a string, which takes the
-  text verbatim.  An unknown ``FASTREG_`` path is an error; an unknown ``REGISTRY_`` path is a
+  text verbatim.  ``FASTREG_STORAGE=s3`` switches the driver (keeping delete, maintenance, ...);
+  setting keys of a second driver while the file names another is the two-driver error.  An unknown ``FASTREG_`` path is an error; an unknown ``REGISTRY_`` path is a
   warning (Distribution ignores them, and Kubernetes injects ``REGISTRY_PORT`` & co. for a
   service named "registry").  Process variables that are not config (``NON_CONFIG_ENV``) and
   Kubernetes service links (``FASTREG_PORT...``, ``FASTREG_SERVICE_...``) are skipped.
@@ -780,7 +781,11 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                     raise ConfigError(f"environment variable {name} names no configuration key: {exc}") from None
                 log.warning("ignoring environment variable %s: no configuration key %s", name, exc)
                 continue
-            _set_path(raw, path, _env_value(env[name], leaf, name))
+            value = _env_value(env[name], leaf, name)
+            if path == ("storage",) and isinstance(value, str) and isinstance(raw.get("storage"), dict):
+                # FASTREG_STORAGE=s3 switches the driver and keeps delete, maintenance, ...
+                value = {**{k: v for k, v in raw["storage"].items() if k not in DRIVERS}, value: {}}
+            _set_path(raw, path, value)
             if path[0] in ("storage", "auth"):
                 _normalise_named_sections(raw)
 
@@ -818,9 +823,10 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         raise ConfigError(f"auth: exactly one auth type may be configured, found {', '.join(auths)}")
 
     level = cfg.log.level.lower()
-    if "level" not in (raw.get("log") or {}) and cfg.loglevel:
+    if cfg.loglevel:
         log.warning("configuration key 'loglevel' is deprecated (as in Distribution): use log.level")
-        level = cfg.loglevel.lower()
+        if "level" not in (raw.get("log") or {}):
+            level = cfg.loglevel.lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"log.level: invalid level {level!r}; one of {', '.join(LOG_LEVELS)}")
 
@@ -865,7 +871,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     try:
         cfg = msgspec.convert(norm, Config, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(re.sub(r"`\$\.?([^`]*)`", lambda m: repr(m.group(1) or "<top level>"), str(exc))) from None
+        where = re.search(r" - at `\$\.?([^`]*)`$", str(exc))
+        message = str(exc)[:where.start()] if where else str(exc)
+        raise ConfigError(f"{where.group(1) if where and where.group(1) else '<top level>'}: {message}") from None
     cfg = _check(cfg, raw, env)
     _warn_unused(walk.present)
     return cfg
