@@ -40,6 +40,7 @@ Workers receive the resolved config as JSON (``dump_config`` / ``config_from_jso
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -588,6 +589,7 @@ class Config(_S):
 # so that errors name dotted key paths and Go's conveniences (durations, scalars as strings,
 # bare driver names) work.
 
+@functools.cache
 def _fields(cls: type) -> dict[str, tuple[str, Any]]:
     """yaml key -> (attribute, annotated type) for a Struct."""
     hints = typing.get_type_hints(cls, include_extras=True)
@@ -853,9 +855,11 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
                                    loglevel="", fastreg=fr)
 
 
-def _warn_unused(present: set[str]) -> None:
+def _warn_unused(present: set[str], cfg: Config) -> None:
     for key in sorted(present):
         reason = UNUSED_KEYS.get(key)
+        if key == "auth" and cfg.auth.type == "none":
+            continue             # "no auth" is exactly what fastreg does
         if reason is not None:
             log.warning("configuration key %r: %s", key, reason)
 
@@ -875,7 +879,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         message = str(exc)[:where.start()] if where else str(exc)
         raise ConfigError(f"{where.group(1) if where and where.group(1) else '<top level>'}: {message}") from None
     cfg = _check(cfg, raw, env)
-    _warn_unused(walk.present)
+    _warn_unused(walk.present, cfg)
     return cfg
 
 

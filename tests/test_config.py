@@ -213,14 +213,18 @@ def test_driver_forms(tmp_path: Path) -> None:
     assert cfg.storage.filesystem == config_mod.Filesystem(rootdirectory="/xdg/fastreg", maxthreads=50)
 
 
-def test_auth_forms(tmp_path: Path) -> None:
+def test_auth_forms(tmp_path: Path, warnings_log: pytest.LogCaptureFixture) -> None:
     cfg = load(tmp_path, "auth:\n  token:\n    realm: https://auth/token\n    service: reg\n    issuer: me\n"
                          "    rootcertbundle: /certs.pem\n    signingalgorithms: [RS256]\n")
     assert cfg.auth.type == "token"
     assert cfg.auth.token is not None
     assert (cfg.auth.token.issuer, cfg.auth.token.signingalgorithms) == ("me", ["RS256"])
     assert load(tmp_path, "auth: silly\n").auth.type == "silly"
+    warnings_log.clear()
     assert load(tmp_path, "auth:\n  none:\n").auth.type == "none"
+    assert "'auth'" not in messages(warnings_log)   # "no auth" is what fastreg does
+    load(tmp_path, "auth:\n  htpasswd: {realm: r, path: /p}\n")
+    assert "'auth': not enforced" in messages(warnings_log)
     assert load(tmp_path, "version: 0.1\n").auth.type is None
 
 
