@@ -20,6 +20,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "fastreg-test-secret-0123456789abcdef"
 
 
+def _pythonpath() -> str:
+    """This checkout first, so servers run the code under test whatever is installed."""
+    rest = os.environ.get("PYTHONPATH")
+    return f"{REPO_ROOT}{os.pathsep}{rest}" if rest else str(REPO_ROOT)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -78,7 +84,7 @@ class FastregServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastreg", "serve", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, cwd=str(self.config_path.parent),
-            env={**os.environ, **self.env}, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": _pythonpath(), **self.env}, start_new_session=True,
         )
         log.close()
         try:

@@ -95,7 +95,11 @@ class UploadStore:
         try:
             p64, m64 = token.split(".", 1)
             payload = _unb64(p64)
-            ok = hmac.compare_digest(_unb64(m64), hmac.new(self._secret, payload, hashlib.sha256).digest())
+            # Compare the canonical encodings, not the decoded bytes: base64 ignores the
+            # unused low bits of the last character, so a changed last character can
+            # decode to the same MAC. A token is valid only as we wrote it.
+            expected = _b64(hmac.new(self._secret, payload, hashlib.sha256).digest())
+            ok = _b64(payload) == p64 and hmac.compare_digest(m64.encode(), expected.encode())
             if ok:
                 n, u, o, s = orjson.loads(payload)
         except (ValueError, TypeError, orjson.JSONDecodeError):
