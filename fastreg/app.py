@@ -4,12 +4,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from typing import Any
 
 from .api.base import Context
 from .api.errors import RegistryError, error_body
 from .api.http import Receive, Request, Response, Scope, Send
 from .api.routes import match
+from .hooks import Observer
 from .reference import valid_name
 from .registry import Limits, Registry
 from .registry.uploads import BodyInterrupted
@@ -26,6 +28,7 @@ class App:
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
         self.ctx: Context | None = None
+        self.observer: Observer | None = None       # metrics, when enabled
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                  for k, vs in (cfg.http.headers or {}).items() for v in vs]
         self.common = [API_VERSION, *extra]
@@ -56,7 +59,7 @@ class App:
             if msg["type"] == "lifespan.startup":
                 try:
                     self.open()
-                except Exception as exc:  # noqa: BLE001 - reported to the server
+                except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -75,6 +78,7 @@ class App:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self.ctx or self.open()
+        started = time.perf_counter() if self.observer is not None else 0.0
         try:
             resp = await self.dispatch(scope, receive, ctx)
         except RegistryError as exc:
@@ -92,6 +96,9 @@ class App:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             resp = self.error(RegistryError("UNKNOWN", "internal server error"))
         await self.send(scope, send, resp)
+        if self.observer is not None:
+            self.observer.request_done(scope.get("fastreg.route", "none"), scope["method"], resp.status,
+                                       time.perf_counter() - started, 0, 0)
 
     async def dispatch(self, scope: Scope, receive: Receive, ctx: Context) -> Response:
         path = scope["path"]
@@ -103,10 +110,14 @@ class App:
         if handler is None:
             raise RegistryError("UNSUPPORTED", {"method": scope["method"]}, status=405,
                                 message="method not allowed", headers=[(b"allow", route.allow.encode())])
+        scope["fastreg.route"] = route.name
         name = params.get("name")
         if name is not None and not valid_name(name):
             raise RegistryError("NAME_INVALID", {"name": name})
-        return await handler(Request(scope, receive, params), ctx)
+        req = Request(scope, receive, params)
+        if ctx.access is not None:
+            scope["fastreg.actor"] = await ctx.access.authorize(req, route.name, name)
+        return await handler(req, ctx)
 
     def error(self, exc: RegistryError) -> Response:
         body = error_body(exc)

@@ -54,8 +54,16 @@ import msgspec
 import yaml
 
 __all__ = [
-    "Config", "ConfigError", "DEFAULT_ROOTDIRECTORY", "UNUSED_KEYS", "NON_CONFIG_ENV",
-    "load_config", "dump_config", "config_from_json", "listen_address", "parse_duration",
+    "DEFAULT_ROOTDIRECTORY",
+    "NON_CONFIG_ENV",
+    "UNUSED_KEYS",
+    "Config",
+    "ConfigError",
+    "config_from_json",
+    "dump_config",
+    "listen_address",
+    "load_config",
+    "parse_duration",
 ]
 
 log = logging.getLogger("fastreg.config")

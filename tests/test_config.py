@@ -15,7 +15,13 @@ import yaml
 
 from fastreg import config as config_mod
 from fastreg.config import (
-    DEFAULT_ROOTDIRECTORY, Config, ConfigError, config_from_json, dump_config, listen_address, load_config,
+    DEFAULT_ROOTDIRECTORY,
+    Config,
+    ConfigError,
+    config_from_json,
+    dump_config,
+    listen_address,
+    load_config,
     parse_duration,
 )
 
@@ -114,7 +120,7 @@ def test_debian_docker_registry_config(warnings_log: pytest.LogCaptureFixture) -
 def _documented_options() -> dict[str, Any]:
     """The "List of configuration options" block of Distribution 2.8's configuration.md, made loadable."""
     doc = gzip.decompress(DEBIAN_DOC.read_bytes()).decode()
-    block = re.search(r"## List of configuration options.*?```none\n(.*?)```", doc, re.S)
+    block = re.search(r"## List of configuration options.*?```none\n(.*?)```", doc, re.DOTALL)
     assert block is not None
     raw = yaml.safe_load(block.group(1))
     # The listing shows every alternative at once; keep one storage driver and one auth type,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from ..hooks import Access, EventSink, Target
 from ..registry import Registry
 from .errors import RegistryError
 from .http import Request, Response, h
@@ -16,6 +17,12 @@ class Context:
     registry: Registry
     relative_urls: bool = False
     host: str | None = None          # http.host: external base URL, e.g. https://reg.example.com
+    access: Access | None = None     # None: everyone may do everything (auth: none)
+    events: EventSink | None = None  # None: no notifications configured
+
+    async def emit(self, action: str, req: Request, target: Target) -> None:
+        if self.events is not None:
+            await self.events.emit(action, req, target)
 
     def url(self, req: Request, path: str) -> str:
         if self.relative_urls:

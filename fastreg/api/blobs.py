@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..digest import RangeNotSatisfiable, format_content_range, parse_range
+from ..hooks import Target
 from .base import Context
 from .errors import RegistryError
 from .http import Request, Response, h
@@ -35,6 +36,7 @@ async def get(req: Request, ctx: Context) -> Response:
         if req.method == "HEAD":
             return Response(200, headers)
         redirect = await reg.driver.redirect_url(path, "GET")
+        await ctx.emit("pull", req, Target(name, dstr, "application/octet-stream", size))
         if redirect is not None:
             return Response(307, [(b"location", redirect.encode()), (b"content-length", b"0")])
         return Response(200, headers, file=reg.driver.local_path(path), stream=reg.driver.reader(path))
@@ -54,4 +56,5 @@ async def delete(req: Request, ctx: Context) -> Response:
     ctx.check_writable()
     d = ctx.digest(req.params["digest"])
     await reg.blobs.unlink(req.params["name"], d)
+    await ctx.emit("delete", req, Target(req.params["name"], str(d), "", 0))
     return Response(202, [(b"docker-content-digest", str(d).encode()), (b"content-length", b"0")])

@@ -50,7 +50,7 @@ CODES = _codes(
 class RegistryError(Exception):
     """An error answered to the client with the spec's envelope."""
 
-    __slots__ = ("code", "detail", "status", "headers", "message")
+    __slots__ = ("code", "detail", "headers", "message", "status")
 
     def __init__(self, code: str, detail: Any = None, *, status: int | None = None,
                  message: str | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:

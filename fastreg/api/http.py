@@ -14,7 +14,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Request:
-    __slots__ = ("scope", "receive", "method", "path", "params", "_query", "_consumed")
+    __slots__ = ("_consumed", "_query", "method", "params", "path", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]) -> None:
         self.scope = scope
@@ -98,7 +98,7 @@ class Request:
 class Response:
     """What a handler answers: bytes, a local file (pathsend), or a stream of chunks."""
 
-    __slots__ = ("status", "headers", "body", "file", "stream")
+    __slots__ = ("body", "file", "headers", "status", "stream")
 
     def __init__(self, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None,
                  body: bytes = b"", file: str | None = None,

@@ -1,6 +1,7 @@
 """HEAD/GET/PUT/DELETE /v2/<name>/manifests/<reference>."""
 from __future__ import annotations
 
+from ..hooks import Target
 from .base import Context
 from .errors import RegistryError
 from .http import Request, Response, h
@@ -14,7 +15,16 @@ async def get(req: Request, ctx: Context) -> Response:
     inm = req.header(b"if-none-match")
     if inm is not None and inm.strip() in (f'"{dstr}"', dstr):
         return Response(304, headers[1:3])
-    return Response(200, headers, b"" if req.method == "HEAD" else sm.body)
+    if req.method == "HEAD":
+        return Response(200, headers, b"")
+    await ctx.emit("pull", req, Target(req.params["name"], dstr, sm.media_type, len(sm.body),
+                                       _tag(req.params["reference"])))
+    return Response(200, headers, sm.body)
+
+
+def _tag(reference: str) -> str | None:
+    """The tag a reference names, or None for a digest (digests contain ':', tags cannot)."""
+    return None if ":" in reference else reference
 
 
 async def put(req: Request, ctx: Context) -> Response:
@@ -27,6 +37,7 @@ async def put(req: Request, ctx: Context) -> Response:
                (b"content-length", b"0")]
     if parsed.subject is not None:
         headers.append(h("OCI-Subject", str(parsed.subject.digest)))
+    await ctx.emit("push", req, Target(name, str(d), parsed.media_type, len(body), _tag(req.params["reference"])))
     return Response(201, headers)
 
 
@@ -35,5 +46,8 @@ async def delete(req: Request, ctx: Context) -> Response:
     if not reg.delete_enabled:
         raise RegistryError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
     ctx.check_writable()
-    await reg.manifests.delete(req.params["name"], req.params["reference"])
+    name, ref = req.params["name"], req.params["reference"]
+    await reg.manifests.delete(name, ref)
+    tag = _tag(ref)
+    await ctx.emit("delete", req, Target(name, "" if tag else ref, "", 0, tag))
     return Response(202, [(b"content-length", b"0")])

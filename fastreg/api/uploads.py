@@ -5,6 +5,7 @@ The state machine itself lives in ``fastreg.registry.uploads``; this module maps
 from __future__ import annotations
 
 from ..digest import parse_content_range
+from ..hooks import Target
 from ..reference import valid_name
 from ..registry.uploads import BodyInterrupted, UploadState
 from .base import Context
@@ -35,7 +36,10 @@ async def start(req: Request, ctx: Context) -> Response:
         source = q.get("from") or None
         if source is not None and not valid_name(source):
             raise RegistryError("NAME_INVALID", {"from": source})
-        if await reg.blobs.mount(name, d, source) is not None:
+        info = await reg.blobs.mount(name, d, source)
+        if info is not None:
+            await ctx.emit("mount", req, Target(name, str(d), "application/octet-stream", info.size,
+                                                from_repository=source))
             return _blob_created(req, ctx, name, str(d))
         # Not mountable: fall back to a fresh session (spec: 202), never a silent failure.
     digest = q.get("digest")
@@ -43,7 +47,7 @@ async def start(req: Request, ctx: Context) -> Response:
         d = ctx.digest(digest)
         st = await reg.uploads.start(name)
         try:
-            await reg.uploads.commit(st, d, req.body())
+            size = await reg.uploads.commit(st, d, req.body())
         except BodyInterrupted as exc:
             await reg.uploads.cancel(name, st.uuid)
             raise RegistryError("SIZE_INVALID", str(exc)) from None
@@ -51,6 +55,7 @@ async def start(req: Request, ctx: Context) -> Response:
             if exc.code.value != "DIGEST_INVALID":     # commit cancels on a bad digest itself
                 await _cancel_quietly(ctx, name, st.uuid)
             raise
+        await ctx.emit("push", req, Target(name, str(d), "application/octet-stream", size))
         return _blob_created(req, ctx, name, str(d))
     st = await reg.uploads.start(name)
     return _session_response(202, req, ctx, st)
@@ -112,9 +117,10 @@ async def put(req: Request, ctx: Context) -> Response:
     d = ctx.digest(digest)
     st = await _resume_for_write(req, ctx)
     try:
-        await ctx.registry.uploads.commit(st, d, req.body())
+        size = await ctx.registry.uploads.commit(st, d, req.body())
     except BodyInterrupted as exc:
         raise RegistryError("SIZE_INVALID", str(exc)) from None
+    await ctx.emit("push", req, Target(st.name, str(d), "application/octet-stream", size))
     return _blob_created(req, ctx, st.name, str(d))
 
 

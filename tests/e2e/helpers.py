@@ -101,7 +101,7 @@ class Manifest:
     body: bytes
     media_type: str
     blobs: list[Blob] = field(default_factory=list)
-    children: list["Manifest"] = field(default_factory=list)
+    children: list[Manifest] = field(default_factory=list)
 
     @property
     def digest(self) -> str:

@@ -14,8 +14,21 @@ import httpx
 import pytest
 
 from .helpers import (
-    DUMMY_DIGEST, EMPTY_JSON, EMPTY_JSON_DIGEST, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Blob, Manifest,
-    assert_error, digest_of, make_index, make_layer, make_manifest, push_blob, push_manifest,
+    DUMMY_DIGEST,
+    EMPTY_JSON,
+    EMPTY_JSON_DIGEST,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Blob,
+    Manifest,
+    assert_error,
+    digest_of,
+    make_index,
+    make_layer,
+    make_manifest,
+    push_blob,
+    push_manifest,
     unique_repo,
 )
 

@@ -9,7 +9,13 @@ import httpx
 import pytest
 
 from .helpers import (
-    DUMMY_DIGEST, OCI_MANIFEST, assert_error, make_manifest, push_blob, push_manifest, random_bytes,
+    DUMMY_DIGEST,
+    OCI_MANIFEST,
+    assert_error,
+    make_manifest,
+    push_blob,
+    push_manifest,
+    random_bytes,
     unique_repo,
 )
 

@@ -11,8 +11,19 @@ import httpx
 import pytest
 
 from .helpers import (
-    DUMMY_DIGEST, OCI_MANIFEST, Blob, Manifest, assert_error, digest_of, make_config, make_layer,
-    make_manifest, push_blob, push_manifest, random_bytes, unique_repo,
+    DUMMY_DIGEST,
+    OCI_MANIFEST,
+    Blob,
+    Manifest,
+    assert_error,
+    digest_of,
+    make_config,
+    make_layer,
+    make_manifest,
+    push_blob,
+    push_manifest,
+    random_bytes,
+    unique_repo,
 )
 
 pytestmark = pytest.mark.e2e

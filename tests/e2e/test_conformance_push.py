@@ -16,9 +16,26 @@ import httpx
 import pytest
 
 from .helpers import (
-    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, OCTET,
-    assert_error, digest_of, make_config, make_index, make_layer, make_manifest, push_blob,
-    push_manifest, put_manifest, q, random_bytes, relative, start_upload, unique_repo,
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    OCTET,
+    assert_error,
+    digest_of,
+    make_config,
+    make_index,
+    make_manifest,
+    push_blob,
+    push_manifest,
+    put_manifest,
+    q,
+    random_bytes,
+    relative,
+    start_upload,
+    unique_repo,
 )
 
 pytestmark = pytest.mark.e2e
