@@ -52,11 +52,11 @@ async def get_base(req: Request, ctx: Context) -> Response:
                     b"" if req.method == "HEAD" else b"{}")
 
 
-def page_size(req: Request, maximum: int, *, strict: bool) -> int:
-    """The `n` query parameter: absent → maximum; over maximum → 400 (strict) or clamped."""
+def page_size(req: Request, maximum: int, *, strict: bool, default: int | None = None) -> int:
+    """The `n` query parameter: absent → default (or maximum); over maximum → 400 (strict) or clamped."""
     raw = req.query.get("n")
     if raw is None or raw == "":
-        return maximum
+        return maximum if default is None else min(default, maximum)
     if not raw.isdigit() or len(raw) > 18:
         raise RegistryError("PAGINATION_NUMBER_INVALID", {"n": raw})
     n = int(raw)

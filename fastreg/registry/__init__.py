@@ -32,9 +32,9 @@ class Registry:
         self.blobs = BlobStore(driver)
         self.uploads = UploadStore(driver, self.blobs, secret)
         self.tags = TagStore(driver)
-        self.manifests = ManifestStore(driver, self.blobs, self.tags, allow_blake3=allow_blake3,
-                                       max_size=limits.manifest_max)
         self.catalog = Catalog(driver)
+        self.manifests = ManifestStore(driver, self.blobs, self.tags, self.catalog, allow_blake3=allow_blake3,
+                                       max_size=limits.manifest_max)
 
     async def close(self) -> None:
         await self.driver.close()

@@ -18,6 +18,7 @@ from ..reference import is_digest_reference, valid_tag
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver
 from .blobs import BlobStore
+from .catalog import Catalog
 from .tags import TagStore
 
 
@@ -46,11 +47,12 @@ class _LRU(OrderedDict[Any, Any]):
 
 
 class ManifestStore:
-    def __init__(self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, *,
+    def __init__(self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, catalog: Catalog, *,
                  allow_blake3: bool, max_size: int) -> None:
         self.driver = driver
         self.blobs = blobs
         self.tags = tags
+        self.catalog = catalog
         self.allow_blake3 = allow_blake3
         self.max_size = max_size
         # Content is immutable by digest: cache bytes + media type (bounded by total bytes).
@@ -69,8 +71,11 @@ class ManifestStore:
         return reference
 
     async def _revision_exists(self, name: str, d: Digest) -> bool:
+        return await self._exists(layout.revision_link(name, d.algorithm, d.hex))
+
+    async def _exists(self, path: str) -> bool:
         try:
-            await self.driver.stat(layout.revision_link(name, d.algorithm, d.hex))
+            await self.driver.stat(path)
             return True
         except PathNotFound:
             return False
@@ -110,7 +115,10 @@ class ManifestStore:
 
         if await self.blobs.stat_data(d) is None:
             await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
+        new_repository = not await self._exists(layout.manifests_dir(name))
         await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())
+        if new_repository:
+            await self.catalog.created(name)
         if parsed.subject is not None:
             s = parsed.subject.digest
             await self.driver.put_content(layout.referrer_link(name, s.algorithm, s.hex, d.algorithm, d.hex),

@@ -1,5 +1,15 @@
-"""Tags: ``_manifests/tags/<tag>/current/link`` names the manifest a tag points at."""
+"""Tags: ``_manifests/tags/<tag>/current/link`` names the manifest a tag points at.
+
+Tag lists are cached per repository on drivers whose directories carry a modification time
+that changes when an entry is added or removed (``driver.directory_mtimes``, the filesystem):
+a cached list is used while the tags directory's mtime is unchanged.  Timestamps are coarse
+(a clock tick), so two changes in one tick can share an mtime; a list is therefore cached only
+once its directory has been still for ``SETTLE`` seconds (git's "racily clean" rule).
+"""
 from __future__ import annotations
+
+import time
+from collections import OrderedDict
 
 from ..api.errors import RegistryError
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
@@ -8,8 +18,13 @@ from ..storage.driver.base import PathNotFound, StorageDriver
 
 
 class TagStore:
+    SETTLE = 2.0
+    CACHED_REPOSITORIES = 1024
+
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
+        self._cacheable = bool(getattr(driver, "directory_mtimes", False))
+        self._lists: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
 
     async def resolve(self, name: str, tag: str) -> Digest:
         try:
@@ -36,9 +51,19 @@ class TagStore:
             raise RegistryError("MANIFEST_UNKNOWN", {"tag": tag}) from None
 
     async def all(self, name: str) -> list[str]:
-        """Every tag of `name`, sorted; NAME_UNKNOWN if the repository does not exist."""
+        """Every tag of `name`, sorted; NAME_UNKNOWN if the repository does not exist.
+
+        The list may be shared with other callers: do not modify it."""
+        path = layout.tags_dir(name)
+        mtime = None
         try:
-            names = await self.driver.list(layout.tags_dir(name))
+            if self._cacheable:
+                mtime = (await self.driver.stat(path)).mtime
+                cached = self._lists.get(name)
+                if cached is not None and cached[0] == mtime:
+                    self._lists.move_to_end(name)
+                    return cached[1]
+            names = await self.driver.list(path)
         except PathNotFound:
             try:
                 await self.driver.stat(layout.repo(name))
@@ -46,6 +71,10 @@ class TagStore:
                 raise RegistryError("NAME_UNKNOWN", {"name": name}) from None
             return []
         names.sort()
+        if mtime is not None and time.time() - mtime > self.SETTLE:
+            self._lists[name] = (mtime, names)
+            if len(self._lists) > self.CACHED_REPOSITORIES:
+                self._lists.popitem(last=False)
         return names
 
     async def pointing_at(self, name: str, d: Digest) -> list[str]:

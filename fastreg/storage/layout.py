@@ -15,6 +15,8 @@ fastreg as it is, and the other way round::
         _uploads/<uuid>/hashstates/<alg>/<offset>           saved hash state (Go MarshalBinary)
         _referrers/<alg>/<subject-hex>/<alg>/<hex>/link     fastreg's referrers index (ignored
                                                             by Distribution; rebuilt by gc)
+      fastreg/catalog-generation                            changes whenever fastreg creates a
+                                                            repository (catalog cache validator)
 
 Driver paths are absolute, '/'-separated and never contain '..': the names, tags and
 digests that go into them are validated before any path is built (see ``reference.py``).
@@ -24,6 +26,9 @@ from __future__ import annotations
 ROOT = "/docker/registry/v2"
 BLOBS = f"{ROOT}/blobs"
 REPOS = f"{ROOT}/repositories"
+
+
+CATALOG_GENERATION = f"{ROOT}/fastreg/catalog-generation"
 
 
 def blob_dir(alg: str, hex_: str) -> str:
@@ -52,6 +57,10 @@ def revision_link(name: str, alg: str, hex_: str) -> str:
 
 def revision_dir(name: str, alg: str, hex_: str) -> str:
     return f"{REPOS}/{name}/_manifests/revisions/{alg}/{hex_}"
+
+
+def manifests_dir(name: str) -> str:
+    return f"{REPOS}/{name}/_manifests"
 
 
 def tags_dir(name: str) -> str:

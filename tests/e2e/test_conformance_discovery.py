@@ -2,7 +2,7 @@
 
 Spec references: "Listing Tags" (n/last, Link), "Listing Referrers" (artifactType, OCI-Filters-Applied),
 plus Distribution's /v2/_catalog (n/last, Link, n above the configured maximum → 400
-PAGINATION_NUMBER_INVALID; default maximum 1000).
+PAGINATION_NUMBER_INVALID; default maximum 1000; 100 per page without n).
 """
 from __future__ import annotations
 
@@ -325,7 +325,7 @@ def catalog_repos(mclient: httpx.Client, disc: Discovery) -> list[str]:
 
 def test_catalog_lists_repositories_sorted(client: httpx.Client, catalog_repos: list[str],
                                            disc: Discovery) -> None:
-    repos = _catalog(client.get("/v2/_catalog"))
+    repos = _catalog(client.get("/v2/_catalog", params={"n": 1000}))
     assert repos == sorted(repos)
     assert len(repos) == len(set(repos))
     for name in [*catalog_repos, disc.repo]:
@@ -333,7 +333,7 @@ def test_catalog_lists_repositories_sorted(client: httpx.Client, catalog_repos: 
 
 
 def test_catalog_pagination(client: httpx.Client, catalog_repos: list[str]) -> None:
-    everything = _catalog(client.get("/v2/_catalog"))
+    everything = _catalog(client.get("/v2/_catalog", params={"n": 1000}))
     resp = client.get("/v2/_catalog", params={"n": 2})
     page = _catalog(resp)
     assert page == everything[:2]
@@ -350,7 +350,7 @@ def test_catalog_pagination(client: httpx.Client, catalog_repos: list[str]) -> N
 
 
 def test_catalog_last(client: httpx.Client, catalog_repos: list[str]) -> None:
-    everything = _catalog(client.get("/v2/_catalog"))
+    everything = _catalog(client.get("/v2/_catalog", params={"n": 1000}))
     i = everything.index(catalog_repos[0])
     resp = client.get("/v2/_catalog", params={"n": 2, "last": catalog_repos[0]})
     assert _catalog(resp) == everything[i + 1:i + 3]
@@ -373,3 +373,24 @@ def test_catalog_n_above_maximum_is_400(client: httpx.Client, catalog_repos: lis
 def test_catalog_invalid_n(client: httpx.Client) -> None:
     for n in ("-1", "two"):
         assert_error(client.get("/v2/_catalog", params={"n": n}), 400, "PAGINATION_NUMBER_INVALID")
+
+
+def test_catalog_default_page_is_100_and_new_repositories_show_on_every_worker(
+        fastreg_factory: Any) -> None:
+    """Without n, Distribution answers 100 repositories and a Link; fastreg does the same.
+    With two workers, a repository appears in the catalog on the very next request, whichever
+    worker answers it (the catalog cache is validated against a shared generation)."""
+    srv = fastreg_factory(workers=2)
+    names = [f"page/r{i:03d}" for i in range(105)]
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+        for i, name in enumerate(names):
+            push_blob(c, name, EMPTY_JSON)
+            push_manifest(c, name, make_manifest(layers=[]), "v1")
+            if i % 20 == 0 or i == len(names) - 1:
+                for _ in range(4):     # several requests: both workers answer some
+                    assert name in _catalog(c.get("/v2/_catalog", params={"n": 1000}))
+        resp = c.get("/v2/_catalog")
+        first = _catalog(resp)
+        assert first == names[:100]
+        assert resp.headers["Link"] == '</v2/_catalog?last=page%2Fr099&n=100>; rel="next"'
+        assert _catalog(c.get("/v2/_catalog", params={"last": "page/r099"})) == names[100:]

@@ -33,6 +33,8 @@ def _translate(exc: OSError, path: str) -> StorageError:
 
 class FilesystemDriver:
     name = "filesystem"
+    # A directory's mtime changes when an entry is added or removed: caches may use it.
+    directory_mtimes = True
 
     def __init__(self, rootdirectory: str, *, maxthreads: int = 16, fsync: bool = True) -> None:
         self.root = os.path.abspath(rootdirectory)
