@@ -5,6 +5,9 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from urllib.parse import quote
 
+import orjson
+import xxhash
+
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..hooks import Access, EventSink, Target
 from ..registry import Registry
@@ -76,3 +79,17 @@ def paginate(items: list[str], n: int, last: str | None) -> tuple[list[str], boo
 
 def link_header(path: str, n: int, last: str) -> tuple[bytes, bytes]:
     return h("Link", f'<{path}?last={quote(last, safe="")}&n={n}>; rel="next"')
+
+
+def json_listing(req: Request, doc: object, content_type: bytes = b"application/json",
+                 extra: list[tuple[bytes, bytes]] | None = None) -> Response:
+    """A listing (tags, catalog, referrers) as JSON, with a strong ETag (xxh3-64 of the body:
+    a fast non-cryptographic hash is enough to tell a changed listing) and 304 on If-None-Match."""
+    body = orjson.dumps(doc)
+    etag = b'"' + xxhash.xxh3_64_hexdigest(body).encode() + b'"'
+    headers = [(b"content-type", content_type), (b"etag", etag), *(extra or ())]
+    inm = req.header(b"if-none-match")
+    if inm is not None and etag.decode() in (t.strip() for t in inm.split(",")):
+        return Response(304, headers)
+    headers.append((b"content-length", str(len(body)).encode()))
+    return Response(200, headers, body)

@@ -1,9 +1,7 @@
 """GET /v2/<name>/tags/list with n/last pagination and Link."""
 from __future__ import annotations
 
-import orjson
-
-from .base import Context, link_header, page_size, paginate
+from .base import Context, json_listing, link_header, page_size, paginate
 from .http import Request, Response
 
 
@@ -13,8 +11,5 @@ async def list_tags(req: Request, ctx: Context) -> Response:
     tags = await reg.tags.all(name)
     n = page_size(req, max(reg.limits.tags_max, 1), strict=False)
     page, more = paginate(tags, n, req.query.get("last"))
-    body = orjson.dumps({"name": name, "tags": page})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if more and page:
-        headers.append(link_header(f"/v2/{name}/tags/list", n, page[-1]))
-    return Response(200, headers, body)
+    link = [link_header(f"/v2/{name}/tags/list", n, page[-1])] if more and page else None
+    return json_listing(req, {"name": name, "tags": page}, extra=link)

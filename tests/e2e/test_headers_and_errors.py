@@ -126,6 +126,31 @@ def test_conditional_get_with_etag(client: httpx.Client) -> None:
     assert resp.content == b""
 
 
+def test_listings_carry_an_etag_that_changes_with_the_listing(client: httpx.Client) -> None:
+    """Tags, catalog and referrers answer 304 to a current If-None-Match, 200 once changed."""
+    repo = unique_repo("headers")
+    m = make_manifest()
+    push_manifest(client, repo, m, "v1")
+    url = f"/v2/{repo}/tags/list"
+    first = client.get(url)
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) > 2
+    again = client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["ETag"] == etag
+    push_manifest(client, repo, m, "v2")
+    changed = client.get(url, headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.json()["tags"] == ["v1", "v2"]
+    assert changed.headers["ETag"] != etag
+    for other in ("/v2/_catalog", f"/v2/{repo}/referrers/{m.digest}"):
+        resp = client.get(other)
+        assert resp.status_code == 200
+        assert client.get(other, headers={"If-None-Match": resp.headers["ETag"]}).status_code == 304
+        assert client.get(other, headers={"If-None-Match": '"0000"'}).status_code == 200
+
+
 def test_upload_post_headers(client: httpx.Client) -> None:
     repo = unique_repo("headers")
     resp = client.post(f"/v2/{repo}/blobs/uploads/")
