@@ -100,8 +100,6 @@ UNUSED_KEYS: dict[str, str] = {
     "reporting": _UNUSED,
     "http.draintimeout": _UNUSED,
     "http.debug": _UNUSED,
-    "http.tls.clientcas": "client certificates are not verified by fastreg yet",
-    "http.tls.minimumtls": _UNUSED,
     "http.tls.ciphersuites": _UNUSED,
     "http.tls.letsencrypt": _UNUSED,
     "notifications": "webhook notifications are not sent by fastreg yet",

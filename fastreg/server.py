@@ -1,15 +1,87 @@
 """Launch granian (ASGI, uvloop, N worker processes) for a resolved config."""
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import secrets
+import tempfile
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("fastreg.server")
 
 GRANIAN_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning",
                       "error": "error", "fatal": "critical", "panic": "critical"}
+
+
+def tls_options(tls: Any) -> dict[str, Any]:
+    """granian's TLS arguments for ``http.tls``: certificate and key, Distribution's default
+    minimum (TLS 1.2), and client-certificate verification (required) when ``clientcas`` is set.
+
+    granian (rustls) reads PKCS#8 keys only, and one CA file: a PKCS#1/SEC1 key, as many
+    Distribution installs have, is converted and several ``clientcas`` are joined, into private
+    files that live as long as this process."""
+    if not tls.certificate:
+        return {}
+    from granian.constants import SSLProtocols
+
+    from .config import ConfigError
+    if not tls.key:
+        raise ConfigError("http.tls.key: required with http.tls.certificate")
+    minimum = (tls.minimumtls or "tls1.2").lower()
+    if minimum not in ("tls1.0", "tls1.1", "tls1.2", "tls1.3"):
+        raise ConfigError(f"http.tls.minimumtls: {tls.minimumtls!r}; one of tls1.0, tls1.1, tls1.2, tls1.3")
+    if minimum in ("tls1.0", "tls1.1"):
+        log.warning("http.tls.minimumtls: %s is not offered by fastreg; TLS 1.2 is the minimum", minimum)
+    opts: dict[str, Any] = {
+        "ssl_cert": Path(tls.certificate), "ssl_key": Path(_pkcs8_key(tls.key)),
+        "ssl_protocol_min": SSLProtocols.tls13 if minimum == "tls1.3" else SSLProtocols.tls12,
+    }
+    if tls.clientcas:
+        opts.update(ssl_ca=Path(_joined(tls.clientcas)), ssl_client_verify=True)
+    return opts
+
+
+def _private_file(suffix: str, data: bytes) -> str:
+    fd, path = tempfile.mkstemp(prefix="fastreg-tls-", suffix=suffix)   # mode 0600
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    atexit.register(_unlink_quietly, path)
+    return path
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _pkcs8_key(path: str) -> str:
+    with open(path, "rb") as f:
+        pem = f.read()
+    if b"-----BEGIN PRIVATE KEY-----" in pem:
+        return path
+    from cryptography.hazmat.primitives import serialization
+
+    from .config import ConfigError
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"http.tls.key: {path}: not a usable PEM private key ({exc})") from None
+    return _private_file(".key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+
+
+def _joined(paths: list[str]) -> str:
+    if len(paths) == 1:
+        return paths[0]
+    parts = []
+    for p in paths:
+        with open(p, "rb") as f:
+            parts.append(f.read().rstrip(b"\n") + b"\n")
+    return _private_file(".pem", b"".join(parts))
 
 
 def serve(cfg: Any) -> None:
@@ -29,10 +101,7 @@ def serve(cfg: Any) -> None:
     mode = {"1": HTTPModes.http1, "2": HTTPModes.http2}.get(str(cfg.fastreg.httpmode), HTTPModes.auto)
     if getattr(cfg.http.http2, "disabled", False):
         mode = HTTPModes.http1
-    tls = cfg.http.tls
-    kwargs: dict[str, Any] = {}
-    if tls is not None and tls.certificate:
-        kwargs.update(ssl_cert=tls.certificate, ssl_key=tls.key)
+    kwargs = tls_options(cfg.http.tls)
     scheme = "https" if kwargs else "http"
     where = cfg.storage.driver_name
     if cfg.storage.driver_name == "filesystem":

@@ -1,0 +1,119 @@
+"""Keys and certificates for a test or small install: a private CA, TLS server and client
+certificates it signs, and a token-signing certificate (``fastreg gencerts``).
+
+Keys are ECDSA P-256 (small, fast, accepted by Go, rustls and OpenSSL); files are PEM, keys
+PKCS#8 (granian reads only PKCS#8) and written mode 0600.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PrivateKey = ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True)
+class Issued:
+    key: PrivateKey
+    cert: x509.Certificate
+
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def write(self, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> None:
+        Path(cert_path).write_bytes(self.cert_pem())
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.key_pem())
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _builder(subject: str, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
+             days: int, not_before: dt.datetime | None) -> x509.CertificateBuilder:
+    start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+
+
+def make_ca(cn: str = "fastreg test CA", days: int = 3650) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (_builder(cn, _name(cn), key.public_key(), days, None)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return Issued(key, cert)
+
+
+def issue(ca: Issued, cn: str, *, hosts: list[str] = (), client: bool = False,  # type: ignore[assignment]
+          days: int = 825, not_before: dt.datetime | None = None) -> Issued:
+    """A leaf certificate signed by `ca`: a TLS server certificate for `hosts` (DNS names or IP
+    addresses), a client certificate (`client=True`), or, with neither, a token-signing one."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    b = (_builder(cn, ca.cert.subject, key.public_key(), days, not_before)
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+                        critical=False))
+    usages = []
+    if hosts:
+        sans: list[x509.GeneralName] = []
+        for h in hosts:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+            except ValueError:
+                sans.append(x509.DNSName(h))
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    if client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    if usages:
+        b = b.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    return Issued(key, b.sign(ca.key, hashes.SHA256()))
+
+
+def generate(directory: str | os.PathLike[str], hosts: list[str]) -> list[Path]:
+    """Everything a TLS + token install needs, in `directory`:
+
+    ca.pem / ca.key        the private CA (give ca.pem to clients: skopeo --cert-dir, podman)
+    server.pem / .key      TLS certificate for `hosts`, signed by the CA
+    token.pem / .key       the token service's signing certificate, signed by the CA
+                           (auth.token.rootcertbundle: ca.pem)
+    Existing files are kept (so re-running never rotates a live install's keys)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    ca_pem, ca_key = d / "ca.pem", d / "ca.key"
+    if ca_pem.exists() and ca_key.exists():
+        key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey), "ca.key must be an ECDSA key"
+        ca = Issued(key, x509.load_pem_x509_certificate(ca_pem.read_bytes()))
+    else:
+        ca = make_ca()
+        ca.write(ca_pem, ca_key)
+        written += [ca_pem, ca_key]
+    for stem, leaf_hosts in (("server", hosts), ("token", [])):
+        cert, key_path = d / f"{stem}.pem", d / f"{stem}.key"
+        if cert.exists() and key_path.exists():
+            continue
+        issue(ca, f"fastreg {stem}", hosts=leaf_hosts).write(cert, key_path)
+        written += [cert, key_path]
+    return written
