@@ -32,6 +32,8 @@ class App:
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                  for k, vs in (cfg.http.headers or {}).items() for v in vs]
         self.common = [API_VERSION, *extra]
+        self.token_path: str | None = None          # the built-in token service (fastreg.auth)
+        self.token_service: Any = None
 
     # -- lifespan --------------------------------------------------------------------------
     def open(self) -> Context:
@@ -46,6 +48,12 @@ class App:
             limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
                           tags_max=cfg.fastreg.tags.maxentries))
         self.ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
+        if auth_configured(cfg):
+            from .auth import build
+            setup = build(cfg)
+            self.ctx.access = setup.access
+            if setup.token_path is not None:
+                self.token_path, self.token_service = setup.token_path, setup.serve_token
         return self.ctx
 
     async def close(self) -> None:
@@ -104,6 +112,9 @@ class App:
         path = scope["path"]
         found = match(path)
         if found is None:
+            if path == self.token_path:
+                scope["fastreg.route"] = "token"
+                return await self.token_service(Request(scope, receive, {}), ctx)
             raise RegistryError("UNSUPPORTED", {"path": path}, status=404, message="not found")
         route, params = found
         handler = route.handlers.get(scope["method"])
@@ -145,6 +156,12 @@ class App:
             log.exception("error while streaming %s", scope["path"])
             raise
         await send({"type": "http.response.body", "body": b""})
+
+
+def auth_configured(cfg: Any) -> bool:
+    own = cfg.fastreg.auth
+    return (cfg.auth.type not in (None, "none") or own.access is not None or own.tokenservice is not None
+            or own.ratelimit.client.rate > 0 or own.ratelimit.user.rate > 0)
 
 
 def create_app() -> App:

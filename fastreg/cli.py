@@ -1,4 +1,5 @@
-"""`fastreg serve [--config FILE]` (also `fastreg serve FILE`, as Distribution's `registry serve`)."""
+"""`fastreg serve [--config FILE]` (also `fastreg serve FILE`, as Distribution's `registry serve`),
+`fastreg htpasswd add|remove USER`, `fastreg gencerts DIR`."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,21 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("config_file", nargs="?", help="Distribution-style config.yml")
     p_serve.add_argument("--config", "-c", help="Distribution-style config.yml")
     sub.add_parser("version", help="print the version")
+    p_ht = sub.add_parser("htpasswd", help="add or remove users in an htpasswd file (bcrypt)")
+    p_ht.add_argument("action", choices=["add", "remove"])
+    p_ht.add_argument("user")
+    p_ht.add_argument("--file", "-f", default="htpasswd", help="htpasswd file (default: ./htpasswd)")
+    p_ht.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p_ht.add_argument("--cost", type=int, default=10, help="bcrypt cost (default 10)")
+    p_gen = sub.add_parser("gencerts", help="make a private CA, a TLS certificate and a token-signing certificate")
+    p_gen.add_argument("directory")
+    p_gen.add_argument("--host", action="append", default=[],
+                       help="DNS name or IP address for the TLS certificate (repeatable; default 127.0.0.1, localhost)")
     args = parser.parse_args(argv)
+
+    if args.command in ("htpasswd", "gencerts"):
+        from .auth.cli import gencerts, htpasswd
+        return htpasswd(args) if args.command == "htpasswd" else gencerts(args)
 
     if args.command == "version":
         from importlib.metadata import version
@@ -32,5 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(cfg.log.level)
     from .server import serve
-    serve(cfg)
+    try:
+        serve(cfg)
+    except ConfigError as exc:
+        print(f"fastreg: configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0

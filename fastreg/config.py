@@ -95,7 +95,6 @@ UNUSED_KEYS: dict[str, str] = {
     "log.fields": _UNUSED,
     "log.hooks": _UNUSED,
     "log.reportcaller": _UNUSED,
-    "auth": "not enforced by fastreg yet: every client has full access",
     "middleware": _UNUSED,
     "reporting": _UNUSED,
     "http.draintimeout": _UNUSED,
@@ -557,6 +556,47 @@ class TagLimits(_S):
     maxentries: int = 10000
 
 
+class AccessRule(_S):
+    repository: str = "**"                       # glob: * within a component, ** across
+    pull: list[str] = msgspec.field(default_factory=list)     # principals: user, @group,
+    push: list[str] = msgspec.field(default_factory=list)     # authenticated, anonymous
+    delete: list[str] = msgspec.field(default_factory=list)
+
+
+class AccessPolicy(_S):
+    groups: dict[str, list[str]] = msgspec.field(default_factory=dict)   # group → users
+    catalog: list[str] = msgspec.field(default_factory=list)            # who may list /v2/_catalog
+    rules: list[AccessRule] = msgspec.field(default_factory=list)
+
+
+class TokenService(_S):
+    path: str = "/token"                 # served on the registry's own listener
+    key: str = ""                        # PEM private key that signs tokens (ECDSA or RSA)
+    certificate: str = ""                # its certificate (+ chain): sent as x5c
+    issuer: str = ""                     # default: auth.token.issuer
+    service: str = ""                    # default: auth.token.service
+    htpasswd: str = ""                   # users; default: auth.htpasswd.path
+    expiration: Duration = 300.0         # token lifetime
+    refreshexpiration: Duration = 30 * 86400.0   # refresh tokens (docker login's identity token)
+    anonymous: bool = True               # answer requests without credentials (anonymous grants)
+
+
+class RateBucket(_S):
+    rate: float = 0.0                    # requests per second (0: no limit)
+    burst: int = 0                       # largest burst (default: one second's worth, at least 1)
+
+
+class RateLimits(_S):
+    client: RateBucket = msgspec.field(default_factory=RateBucket)   # per client address
+    user: RateBucket = msgspec.field(default_factory=RateBucket)     # per authenticated user
+
+
+class FastregAuth(_S):
+    access: AccessPolicy | None = None
+    tokenservice: TokenService | None = None
+    ratelimit: RateLimits = msgspec.field(default_factory=RateLimits)
+
+
 class Fastreg(_S):
     workers: int | None = None                   # None: one per core
     httpmode: Literal["auto", "1", "2"] = "auto"   # auto = HTTP/1.1 plus h2c
@@ -565,6 +605,7 @@ class Fastreg(_S):
     catalog: CatalogLimits = msgspec.field(default_factory=CatalogLimits)
     manifest: ManifestLimits = msgspec.field(default_factory=ManifestLimits)
     tags: TagLimits = msgspec.field(default_factory=TagLimits)
+    auth: FastregAuth = msgspec.field(default_factory=FastregAuth)
 
 
 class Config(_S):

@@ -91,6 +91,10 @@ def serve(cfg: Any) -> None:
     from .config import dump_config, listen_address
 
     host, port = listen_address(cfg)
+    from .app import auth_configured
+    if auth_configured(cfg):
+        from .auth import build
+        build(cfg)                  # fail here, with the config error, rather than in every worker
     workers = cfg.fastreg.workers or os.cpu_count() or 1
     if not cfg.http.secret and "FASTREG_SECRET" not in os.environ:
         # Every worker must sign upload URLs with the same key; replicas need http.secret.

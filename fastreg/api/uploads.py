@@ -31,7 +31,8 @@ async def start(req: Request, ctx: Context) -> Response:
     name = req.params["name"]
     q = req.query
     mount = q.get("mount")
-    if mount is not None:
+    # fastreg.mount is False when access control refused pull on `from` (auth/controllers.py)
+    if mount is not None and req.scope.get("fastreg.mount", True):
         d = ctx.digest(mount)
         source = q.get("from") or None
         if source is not None and not valid_name(source):

@@ -1,3 +1,106 @@
 """Who may push and pull: TLS material (pki), htpasswd, token verification, the built-in token
 service, access policies and rate limits.  ``build_access(cfg)`` turns the config into the
 ``Access`` hook the app calls (None when auth is off: nothing extra runs per request)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.http import Request, Response
+from ..config import ConfigError
+
+
+@dataclass
+class AuthSetup:
+    access: Any | None                 # the Access hook for Context.access
+    token_path: str | None = None      # the built-in token service's endpoint, if configured
+    token_service: Any | None = None   # async (req, ctx) -> Response
+
+    async def serve_token(self, req: Request, ctx: Any) -> Response:
+        assert self.token_service is not None
+        return await self.token_service(req, ctx)
+
+
+def build(cfg: Any) -> AuthSetup:
+    """The auth hooks for a resolved config; ConfigError (naming the key) when it cannot work."""
+    try:
+        return _build(cfg)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"auth: {exc}") from None
+
+
+def _build(cfg: Any) -> AuthSetup:
+    from .access import Policy
+    own = cfg.fastreg.auth
+    policy = Policy.from_config(own.access) if own.access is not None else None
+    kind = cfg.auth.type
+    ts = own.tokenservice
+    access: Any = None
+    if kind == "htpasswd":
+        from .controllers import BasicAccess
+        from .htpasswd import Htpasswd
+        h = cfg.auth.htpasswd
+        if not h.path:
+            raise ConfigError("auth.htpasswd.path: required")
+        access = BasicAccess(Htpasswd(h.path), policy or Policy.allow_authenticated(), h.realm or "fastreg")
+    elif kind == "token":
+        from .controllers import TokenAccess
+        t = cfg.auth.token
+        if not t.realm and ts is None:
+            raise ConfigError("auth.token.realm: required (or configure fastreg.auth.tokenservice)")
+        access = TokenAccess(_verifier(t.issuer, t.service, t.rootcertbundle, t.jwks, t.signingalgorithms),
+                             t.realm, t.service, realm_path=ts.path if ts is not None else None)
+    elif kind == "silly":
+        from .controllers import SillyAccess
+        access = SillyAccess(cfg.auth.silly.realm, cfg.auth.silly.service)
+    elif own.access is not None:
+        raise ConfigError("fastreg.auth.access: needs an auth type (auth.htpasswd, or auth.token with a token service)")
+
+    rl = own.ratelimit
+    if rl.client.rate > 0 or rl.user.rate > 0:
+        from .controllers import OpenAccess, RateLimited
+        from .ratelimit import TokenBucket
+
+        def bucket(b: Any) -> TokenBucket | None:
+            return TokenBucket(b.rate, b.burst or max(1, int(b.rate))) if b.rate > 0 else None
+        access = RateLimited(access or OpenAccess(), bucket(rl.client), bucket(rl.user))
+
+    setup = AuthSetup(access)
+    if ts is not None:
+        setup.token_path, setup.token_service = ts.path, _token_service(cfg, ts, policy)
+    return setup
+
+
+def _verifier(issuer: str, service: str, bundle: str, jwks: str, algorithms: list[str]) -> Any:
+    from .token import TokenVerifier, load_certificates, load_jwks
+    if not bundle and not jwks:
+        raise ConfigError("auth.token: rootcertbundle or jwks is required")
+    return TokenVerifier(issuer=issuer, service=service,
+                         roots=load_certificates(bundle) if bundle else [],
+                         jwks=load_jwks(jwks) if jwks else None, algorithms=algorithms)
+
+
+def _token_service(cfg: Any, ts: Any, policy: Any) -> Any:
+    from .access import Policy
+    from .htpasswd import Htpasswd
+    from .token import TokenSigner, TokenVerifier, load_certificates
+    from .tokenserver import TokenService
+    t = cfg.auth.token
+    issuer = ts.issuer or (t.issuer if t is not None else "")
+    service = ts.service or (t.service if t is not None else "")
+    if not issuer or not service:
+        raise ConfigError("fastreg.auth.tokenservice: issuer and service are required (or auth.token's)")
+    if not ts.key or not ts.certificate:
+        raise ConfigError("fastreg.auth.tokenservice: key and certificate are required "
+                          "(make them with: fastreg gencerts DIR)")
+    if not ts.path.startswith("/") or ts.path.startswith("/v2"):
+        raise ConfigError(f"fastreg.auth.tokenservice.path: {ts.path!r} must start with / and not with /v2")
+    users = ts.htpasswd or (cfg.auth.htpasswd.path if cfg.auth.htpasswd is not None else "")
+    signer = TokenSigner(ts.key, ts.certificate, issuer)
+    refresh = TokenVerifier(issuer=issuer, service=service + "#refresh", roots=load_certificates(ts.certificate)[:1],
+                            algorithms=[signer.algorithm])
+    return TokenService(signer, refresh, service, policy or Policy.allow_authenticated(),
+                        Htpasswd(users) if users else None, int(ts.expiration), int(ts.refreshexpiration),
+                        ts.anonymous)

@@ -1,0 +1,44 @@
+"""`fastreg htpasswd add|remove USER [--file F] [--password-stdin]` and `fastreg gencerts DIR`."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+
+def htpasswd(args: argparse.Namespace) -> int:
+    from .htpasswd import add_user, remove_user
+    if args.action == "remove":
+        try:
+            removed = remove_user(args.file, args.user)
+        except FileNotFoundError:
+            removed = False
+        print(f"{'removed' if removed else 'no such user'}: {args.user}", file=sys.stderr)
+        return 0 if removed else 1
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            print("fastreg: passwords do not match", file=sys.stderr)
+            return 1
+    if not password:
+        print("fastreg: empty password", file=sys.stderr)
+        return 1
+    try:
+        new = add_user(args.file, args.user, password, cost=args.cost)
+    except ValueError as exc:
+        print(f"fastreg: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'added' if new else 'updated'}: {args.user} in {args.file}", file=sys.stderr)
+    return 0
+
+
+def gencerts(args: argparse.Namespace) -> int:
+    from .pki import generate
+    written = generate(args.directory, args.host or ["127.0.0.1", "localhost"])
+    for p in written:
+        print(p)
+    if not written:
+        print(f"all files already exist in {args.directory}; nothing written", file=sys.stderr)
+    return 0

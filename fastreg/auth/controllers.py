@@ -1,0 +1,165 @@
+"""The ``Access`` hooks (fastreg.hooks): one per ``auth:`` type, and ``build_access(cfg)``.
+
+* ``BasicAccess``  (auth.htpasswd): HTTP Basic against an htpasswd file, then the access policy
+  (``fastreg.auth.access``; without one, any valid user may do anything, as Distribution).
+  No credentials: allowed only where the policy grants ``anonymous``, else 401 with
+  ``WWW-Authenticate: Basic realm=...``; a user the policy refuses gets 403 DENIED.
+* ``TokenAccess``  (auth.token): a Bearer token from a token service (token.py).  Every refusal
+  is 401 with ``WWW-Authenticate: Bearer realm,service,scope[,error]``, as Distribution answers.
+* ``SillyAccess``  (auth.silly): any Authorization header passes (Distribution's test mode).
+
+Decisions never consult storage, so an unauthenticated client gets the same 401 whether a
+repository exists or not.  A cross-repository mount the caller may not pull from is turned into
+a normal upload: ``scope["fastreg.mount"] = False`` tells the upload handler (api/uploads.py).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from ..api.errors import RegistryError
+from ..api.http import Request
+from .access import Identity, Policy, Scope, required
+from .htpasswd import Htpasswd
+from .ratelimit import TokenBucket, too_many
+from .token import TokenError, TokenVerifier
+
+MOUNT_ALLOWED = "fastreg.mount"
+
+
+def basic_credentials(req: Request) -> tuple[str, str] | None:
+    """(user, password) from ``Authorization: Basic``; None if absent; 401 if malformed."""
+    raw = req.header(b"authorization")
+    if raw is None:
+        return None
+    scheme, _, value = raw.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        user, sep, password = "", "", ""
+    if not sep or not user:
+        raise RegistryError("UNAUTHORIZED", "malformed Basic credentials")
+    return user, password
+
+
+def _mount_source(req: Request, route: str) -> str | None:
+    if route != "upload_start" or req.method != "POST":
+        return None
+    q = req.query
+    return q.get("from") or "" if "mount" in q else None
+
+
+class BasicAccess:
+    def __init__(self, htpasswd: Htpasswd, policy: Policy, realm: str) -> None:
+        self.htpasswd = htpasswd
+        self.policy = policy
+        self.challenge = [(b"www-authenticate", f'Basic realm="{realm}"'.encode())]
+        self.anonymous_ok = policy.grants_anonymous_anything()
+
+    async def identify(self, req: Request) -> Identity:
+        creds = basic_credentials(req)
+        if creds is None:
+            return self.policy.identity(None)
+        user, password = creds
+        if not await self.htpasswd.verify(user, password):
+            raise RegistryError("UNAUTHORIZED", "invalid username or password", headers=self.challenge)
+        return self.policy.identity(user)
+
+    async def authorize(self, req: Request, route: str, name: str | None) -> str | None:
+        who = await self.identify(req)
+        needs = required(route, req.method, name)
+        if who.user is None and (not needs and not self.anonymous_ok or
+                                 needs and not self.policy.allows(who, needs)):
+            raise RegistryError("UNAUTHORIZED", "authentication required", headers=self.challenge)
+        if needs and not self.policy.allows(who, needs):
+            raise RegistryError("DENIED", [str(s) for s in needs])
+        source = _mount_source(req, route)
+        if source is not None and not (source and self.policy.allows(who, (Scope("repository", source, ("pull",)),))):
+            req.scope[MOUNT_ALLOWED] = False
+        return who.user
+
+
+class TokenAccess:
+    def __init__(self, verifier: TokenVerifier, realm: str, service: str,
+                 realm_path: str | None = None) -> None:
+        self.verifier = verifier
+        self.realm = realm
+        self.service = service
+        self.realm_path = realm_path      # the built-in token service: realm from the request's host
+
+    def _challenge(self, req: Request, needs: tuple[Scope, ...], error: str | None) -> list[tuple[bytes, bytes]]:
+        realm = self.realm
+        if not realm and self.realm_path:
+            host = req.header(b"host") or "localhost"
+            realm = f"{req.scope.get('scheme', 'http')}://{host}{self.realm_path}"
+        value = f'Bearer realm="{realm}",service="{self.service}"'
+        if needs:
+            value += f',scope="{" ".join(str(s) for s in needs)}"'
+        if error:
+            value += f',error="{error}"'
+        return [(b"www-authenticate", value.encode())]
+
+    async def authorize(self, req: Request, route: str, name: str | None) -> str | None:
+        needs = required(route, req.method, name)
+        source = _mount_source(req, route)
+        raw = req.header(b"authorization")
+        scheme, _, token = (raw or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise RegistryError("UNAUTHORIZED", "authentication required",
+                                headers=self._challenge(req, needs, None))
+        try:
+            claims = self.verifier.verify(token.strip())
+        except TokenError as exc:
+            raise RegistryError("UNAUTHORIZED", f"invalid token: {exc}",
+                                headers=self._challenge(req, needs, "invalid_token")) from None
+        if not all(claims.holds(s) for s in needs):
+            raise RegistryError("UNAUTHORIZED", "insufficient scope",
+                                headers=self._challenge(req, needs, "insufficient_scope"))
+        if source is not None and not (source and claims.holds(Scope("repository", source, ("pull",)))):
+            req.scope[MOUNT_ALLOWED] = False
+        return claims.subject or None
+
+
+class SillyAccess:
+    """Distribution's ``silly`` auth: any Authorization header is accepted (for tests only)."""
+
+    def __init__(self, realm: str, service: str) -> None:
+        self.challenge = [(b"www-authenticate", f'Bearer realm="{realm}",service="{service}"'.encode())]
+
+    async def authorize(self, req: Request, route: str, name: str | None) -> str | None:
+        if not req.header(b"authorization"):
+            raise RegistryError("UNAUTHORIZED", "authentication required", headers=self.challenge)
+        return None
+
+
+class OpenAccess:
+    """No authentication (only rate limits configured)."""
+
+    async def authorize(self, req: Request, route: str, name: str | None) -> str | None:
+        return None
+
+
+class RateLimited:
+    """Rate limits around another Access: per client address before authentication (so a
+    password-guessing client is slowed too), per user after it."""
+
+    def __init__(self, inner: Any, per_ip: TokenBucket | None, per_user: TokenBucket | None) -> None:
+        self.inner = inner
+        self.per_ip = per_ip
+        self.per_user = per_user
+
+    async def authorize(self, req: Request, route: str, name: str | None) -> str | None:
+        if self.per_ip is not None:
+            client = req.scope.get("client")
+            wait = self.per_ip.take(client[0] if client else "?")
+            if wait:
+                raise too_many(wait, "client address")
+        actor: str | None = await self.inner.authorize(req, route, name)
+        if self.per_user is not None and actor:
+            wait = self.per_user.take(actor)
+            if wait:
+                raise too_many(wait, "user")
+        return actor

@@ -1,0 +1,49 @@
+"""Token buckets per client address and per user: ``rate`` requests a second on average, bursts
+of up to ``burst``.  Over the limit → 429 TOOMANYREQUESTS with ``Retry-After`` (whole seconds).
+
+Buckets live in each worker process (no shared state): with N workers a client that spreads its
+connections may get up to N times the rate.  The table is bounded: when it grows past
+``MAX_KEYS``, buckets that have refilled completely (idle clients) are dropped.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+from ..api.errors import RegistryError
+
+MAX_KEYS = 100_000
+
+
+class TokenBucket:
+    __slots__ = ("_buckets", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        if rate <= 0:
+            raise ValueError("rate limit: rate must be positive")
+        self.rate = float(rate)
+        self.burst = float(max(burst, 1))
+        self._buckets: dict[str, tuple[float, float]] = {}    # key → (tokens, at)
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """Spend one token for `key`: 0.0 if allowed, else the seconds until one is available."""
+        now = time.monotonic() if now is None else now
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= 1.0:
+            if len(self._buckets) >= MAX_KEYS and key not in self._buckets:
+                self._prune(now)
+            self._buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def _prune(self, now: float) -> None:
+        self._buckets = {k: (t, a) for k, (t, a) in self._buckets.items()
+                         if t + (now - a) * self.rate < self.burst}
+        if len(self._buckets) >= MAX_KEYS:
+            self._buckets.clear()
+
+
+def too_many(wait: float, who: str) -> RegistryError:
+    return RegistryError("TOOMANYREQUESTS", {"limit": who}, headers=[(b"retry-after", str(max(1, math.ceil(wait))).encode())])

@@ -1,0 +1,160 @@
+"""The built-in token service (Docker registry token specification, and its OAuth2 form).
+
+Configured under ``fastreg.auth.tokenservice``; served at its ``path`` (``/token``) on the
+registry's own listener.  It authenticates with HTTP Basic against an htpasswd file (or not at
+all: anonymous), grants each requested scope's actions that the access policy allows (the
+intersection; nothing is granted beyond what was asked), and signs a JWT (token.py) that
+fastreg's ``auth.token`` — and Distribution, given the same root certificate — accepts.
+
+    GET  /token?service=S&scope=repository:a/b:pull,push[&scope=...][&offline_token=true]
+         Authorization: Basic ...        (docker, podman, skopeo, containerd)
+         → {"token", "access_token", "expires_in", "issued_at"[, "refresh_token"]}
+    POST /token  (application/x-www-form-urlencoded)
+         grant_type=password&username=&password=   or   grant_type=refresh_token&refresh_token=
+         service=S&client_id=C&scope=a b[&access_type=offline]
+         → {"access_token", "expires_in", "issued_at", "scope"[, "refresh_token"]}
+
+Refresh tokens (docker login's "identity token") are JWTs for audience ``<service>#refresh``,
+which no registry accepts as an access token; the user must still exist when one is used.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from ..api.errors import RegistryError
+from ..api.http import Request, Response
+from .access import Policy, Scope
+from .controllers import basic_credentials
+from .htpasswd import Htpasswd
+from .token import TokenError, TokenSigner, TokenVerifier
+
+log = logging.getLogger("fastreg.auth")
+FORM_MAX = 64 * 1024
+
+
+class TokenService:
+    def __init__(self, signer: TokenSigner, verifier: TokenVerifier, service: str, policy: Policy,
+                 htpasswd: Htpasswd | None, expiration: int, refresh_expiration: int, anonymous: bool) -> None:
+        self.signer = signer
+        self.refresh_verifier = verifier        # audience <service>#refresh
+        self.service = service
+        self.policy = policy
+        self.htpasswd = htpasswd
+        self.expiration = expiration
+        self.refresh_expiration = refresh_expiration
+        self.anonymous = anonymous
+        self.challenge = [(b"www-authenticate", f'Basic realm="{service} token service"'.encode())]
+
+    async def __call__(self, req: Request, ctx: Any) -> Response:
+        if req.method == "GET":
+            return await self.get(req)
+        if req.method == "POST":
+            return await self.post(req)
+        raise RegistryError("UNSUPPORTED", {"method": req.method}, status=405, message="method not allowed",
+                            headers=[(b"allow", b"GET, POST")])
+
+    # -- the two forms ---------------------------------------------------------------------
+    async def get(self, req: Request) -> Response:
+        q = _pairs(req.scope.get("query_string", b""))
+        self._check_service(q)
+        user = await self._login(req)
+        scopes = [s for v in q.get("scope", []) for s in v.split(" ") if s]
+        token, iat, _ = self._issue(user, scopes)
+        body: dict[str, Any] = {"token": token, "access_token": token, "expires_in": self.expiration,
+                                "issued_at": _rfc3339(iat)}
+        if user is not None and _first(q, "offline_token") == "true":
+            body["refresh_token"] = self._refresh_token(user)
+        return _json(200, body)
+
+    async def post(self, req: Request) -> Response:
+        form = _pairs(await req.read(FORM_MAX))
+        self._check_service(form)
+        grant = _first(form, "grant_type")
+        if grant == "password":
+            user, password = _first(form, "username"), _first(form, "password")
+            if not user or self.htpasswd is None or not await self.htpasswd.verify(user, password):
+                return _oauth_error(401, "invalid_grant", "invalid username or password")
+        elif grant == "refresh_token":
+            try:
+                user = self.refresh_verifier.verify(_first(form, "refresh_token")).subject
+            except TokenError as exc:
+                return _oauth_error(401, "invalid_grant", f"invalid refresh token: {exc}")
+            if not user or self.htpasswd is None or user not in self.htpasswd.users():
+                return _oauth_error(401, "invalid_grant", "the user no longer exists")
+        else:
+            return _oauth_error(400, "unsupported_grant_type", f"grant_type {grant!r} is not supported")
+        scopes = [s for v in form.get("scope", []) for s in v.split(" ") if s]
+        token, iat, granted = self._issue(user, scopes)
+        body: dict[str, Any] = {"access_token": token, "expires_in": self.expiration,
+                                "issued_at": _rfc3339(iat), "scope": " ".join(str(s) for s in granted)}
+        if _first(form, "access_type") == "offline":
+            body["refresh_token"] = (_first(form, "refresh_token") if grant == "refresh_token"
+                                     else self._refresh_token(user))
+        return _json(200, body)
+
+    # -- pieces ----------------------------------------------------------------------------
+    def _check_service(self, params: dict[str, list[str]]) -> None:
+        service = _first(params, "service")
+        if service and service != self.service:
+            raise RegistryError("DENIED", {"service": service}, status=400,
+                                message=f"this token service issues tokens for {self.service!r} only")
+
+    async def _login(self, req: Request) -> str | None:
+        creds = basic_credentials(req)
+        if creds is None:
+            if not self.anonymous:
+                raise RegistryError("UNAUTHORIZED", "credentials required", headers=self.challenge)
+            return None
+        user, password = creds
+        if self.htpasswd is None or not await self.htpasswd.verify(user, password):
+            raise RegistryError("UNAUTHORIZED", "invalid username or password", headers=self.challenge)
+        return user
+
+    def _issue(self, user: str | None, requested: list[str]) -> tuple[str, int, list[Scope]]:
+        who = self.policy.identity(user)
+        granted: list[Scope] = []
+        for text in requested:
+            scope = Scope.parse(text)
+            if scope is None:
+                continue
+            actions = self.policy.granted(who, scope)
+            if actions:
+                granted.append(Scope(scope.type, scope.name, actions))
+        token, iat = self.signer.sign(user or "", self.service, granted, self.expiration)
+        log.info("token for %s: %s", user or "anonymous", " ".join(str(s) for s in granted) or "(no access)")
+        return token, iat, granted
+
+    def _refresh_token(self, user: str) -> str:
+        token, _ = self.signer.sign(user, self.service + "#refresh", (), self.refresh_expiration)
+        return token
+
+
+def _pairs(raw: bytes) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
+        out.setdefault(k, []).append(v)
+    return out
+
+
+def _first(params: dict[str, list[str]], key: str) -> str:
+    v = params.get(key)
+    return v[0] if v else ""
+
+
+def _rfc3339(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    data = orjson.dumps(body)
+    return Response(status, [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                             (b"cache-control", b"no-store")], data)
+
+
+def _oauth_error(status: int, error: str, description: str) -> Response:
+    return _json(status, {"error": error, "error_description": description})
