@@ -145,6 +145,3 @@ class Policy:
 
     def allows(self, who: Identity, scopes: Iterable[Scope]) -> bool:
         return all(set(self.granted(who, s)) >= set(s.actions) for s in scopes)
-
-    def grants_anonymous_anything(self) -> bool:
-        return any("anonymous" in ps for r in self.rules for ps in r.grants.values()) or "anonymous" in self.catalog

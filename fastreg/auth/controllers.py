@@ -2,8 +2,9 @@
 
 * ``BasicAccess``  (auth.htpasswd): HTTP Basic against an htpasswd file, then the access policy
   (``fastreg.auth.access``; without one, any valid user may do anything, as Distribution).
-  No credentials: allowed only where the policy grants ``anonymous``, else 401 with
-  ``WWW-Authenticate: Basic realm=...``; a user the policy refuses gets 403 DENIED.
+  No credentials: allowed only where the policy grants ``anonymous`` (never ``/v2/``, so that
+  clients are asked for credentials), else 401 with ``WWW-Authenticate: Basic realm=...``; a user
+  the policy refuses gets 403 DENIED.
 * ``TokenAccess``  (auth.token): a Bearer token from a token service (token.py).  Every refusal
   is 401 with ``WWW-Authenticate: Bearer realm,service,scope[,error]``, as Distribution answers.
 * ``SillyAccess``  (auth.silly): any Authorization header passes (Distribution's test mode).
@@ -57,7 +58,6 @@ class BasicAccess:
         self.htpasswd = htpasswd
         self.policy = policy
         self.challenge = [(b"www-authenticate", f'Basic realm="{realm}"'.encode())]
-        self.anonymous_ok = policy.grants_anonymous_anything()
 
     async def identify(self, req: Request) -> Identity:
         creds = basic_credentials(req)
@@ -71,8 +71,9 @@ class BasicAccess:
     async def authorize(self, req: Request, route: str, name: str | None) -> str | None:
         who = await self.identify(req)
         needs = required(route, req.method, name)
-        if who.user is None and (not needs and not self.anonymous_ok or
-                                 needs and not self.policy.allows(who, needs)):
+        # /v2/ always challenges anonymous clients: clients send credentials only to a registry
+        # whose ping asked for them (anonymous pulls of public repositories still work)
+        if who.user is None and (not needs or not self.policy.allows(who, needs)):
             raise RegistryError("UNAUTHORIZED", "authentication required", headers=self.challenge)
         if needs and not self.policy.allows(who, needs):
             raise RegistryError("DENIED", [str(s) for s in needs])

@@ -7,7 +7,10 @@ CA) and ``client.cert`` + ``client.key`` (a client certificate).
 """
 from __future__ import annotations
 
+import shutil
 import ssl
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,3 +64,16 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 @pytest.fixture(scope="session")
 def small_image(tmp_path_factory: pytest.TempPathFactory) -> ImageLayout:
     return build_oci_image(tmp_path_factory.mktemp("images") / "oci", tag="latest")
+
+
+@pytest.fixture(scope="session")
+def podman_root() -> Iterator[list[str]]:
+    """podman's global options: private vfs storage in a short /tmp path (podman refuses a
+    runroot longer than 50 characters), no events journal, cgroupfs; removed afterwards."""
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed (apt-get install podman)")
+    base = Path(tempfile.mkdtemp(prefix="fr-pm-"))
+    (base / "tmp").mkdir()
+    yield ["podman", "--storage-driver", "vfs", "--root", str(base / "root"), "--runroot", str(base / "run"),
+           "--tmpdir", str(base / "tmp"), "--events-backend", "none", "--cgroup-manager", "cgroupfs"]
+    shutil.rmtree(base, ignore_errors=True)
