@@ -124,7 +124,8 @@ def verify_chain(chain: list[x509.Certificate], roots: list[x509.Certificate]) -
         if current.public_bytes(serialization.Encoding.DER) in root_der:
             return chain[0]
         for issuer in [*roots, *pool]:
-            if issuer.subject != current.issuer or (issuer not in roots and not _is_ca(issuer)):
+            if issuer.subject != current.issuer or issuer == current or \
+                    (issuer not in roots and not _is_ca(issuer)):
                 continue
             try:
                 current.verify_directly_issued_by(issuer)
