@@ -113,8 +113,7 @@ def test_debian_docker_registry_config(warnings_log: pytest.LogCaptureFixture) -
     assert cfg.http.addr == raw["http"]["addr"]
     if "auth" in raw:
         assert cfg.auth.type == next(iter(raw["auth"]))
-        # an auth section fastreg does not enforce must be loudly reported
-        assert "'auth'" in messages(warnings_log)
+        assert "'auth'" not in messages(warnings_log)    # enforced (fastreg.auth)
 
 
 def _documented_options() -> dict[str, Any]:
@@ -230,7 +229,21 @@ def test_auth_forms(tmp_path: Path, warnings_log: pytest.LogCaptureFixture) -> N
     assert load(tmp_path, "auth:\n  none:\n").auth.type == "none"
     assert "'auth'" not in messages(warnings_log)   # "no auth" is what fastreg does
     load(tmp_path, "auth:\n  htpasswd: {realm: r, path: /p}\n")
-    assert "'auth': not enforced" in messages(warnings_log)
+    assert "'auth'" not in messages(warnings_log)   # enforced now
+
+
+def test_fastreg_auth_section(tmp_path: Path) -> None:
+    cfg = load(tmp_path, "fastreg:\n  auth:\n    access:\n      groups: {admins: [alice]}\n"
+                         "      catalog: ['@admins']\n      rules:\n"
+                         "        - {repository: 'team/*', pull: [authenticated], push: ['@admins']}\n"
+                         "    tokenservice: {key: k.pem, certificate: c.pem, expiration: 10m}\n"
+                         "    ratelimit: {client: {rate: 5, burst: 20}}\n")
+    a = cfg.fastreg.auth
+    assert a.access is not None and a.access.rules[0].push == ["@admins"] and a.access.rules[0].delete == []
+    assert a.tokenservice is not None and a.tokenservice.expiration == 600.0 and a.tokenservice.path == "/token"
+    assert (a.ratelimit.client.rate, a.ratelimit.client.burst, a.ratelimit.user.rate) == (5.0, 20, 0.0)
+    with pytest.raises(ConfigError, match="fastreg.auth.access.rules.0"):
+        load(tmp_path, "fastreg:\n  auth:\n    access:\n      rules:\n        - {repository: x, pul: [a]}\n")
     assert load(tmp_path, "version: 0.1\n").auth.type is None
 
 

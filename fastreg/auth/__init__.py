@@ -28,7 +28,9 @@ def build(cfg: Any) -> AuthSetup:
     except (OSError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"auth: {exc}") from None
+        hint = (" (`fastreg gencerts DIR` makes a CA, TLS and token-signing certificates;"
+                " `fastreg htpasswd add USER --file FILE` makes users)") if isinstance(exc, FileNotFoundError) else ""
+        raise ConfigError(f"auth: {exc}{hint}") from None
 
 
 def _build(cfg: Any) -> AuthSetup:

@@ -97,6 +97,7 @@ def generate(directory: str | os.PathLike[str], hosts: list[str]) -> list[Path]:
     server.pem / .key      TLS certificate for `hosts`, signed by the CA
     token.pem / .key       the token service's signing certificate, signed by the CA
                            (auth.token.rootcertbundle: ca.pem)
+    certs.d/ca.crt         the CA again, as skopeo/podman ``--cert-dir`` want it
     Existing files are kept (so re-running never rotates a live install's keys)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -116,4 +117,9 @@ def generate(directory: str | os.PathLike[str], hosts: list[str]) -> list[Path]:
             continue
         issue(ca, f"fastreg {stem}", hosts=leaf_hosts).write(cert, key_path)
         written += [cert, key_path]
+    certs_d = d / "certs.d"
+    if not (certs_d / "ca.crt").exists():
+        certs_d.mkdir(exist_ok=True)
+        (certs_d / "ca.crt").write_bytes(ca.cert_pem())
+        written.append(certs_d / "ca.crt")
     return written
