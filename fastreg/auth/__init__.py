@@ -28,9 +28,19 @@ def build(cfg: Any) -> AuthSetup:
     except (OSError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
+        raise ConfigError(f"auth: {exc}") from None
+
+
+def _load(key: str, fn: Any, *args: Any, **kw: Any) -> Any:
+    """fn(*args) with file and format errors reported against config key `key`."""
+    try:
+        return fn(*args, **kw)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
         hint = (" (`fastreg gencerts DIR` makes a CA, TLS and token-signing certificates;"
                 " `fastreg htpasswd add USER --file FILE` makes users)") if isinstance(exc, FileNotFoundError) else ""
-        raise ConfigError(f"auth: {exc}{hint}") from None
+        raise ConfigError(f"{key}: {exc}{hint}") from None
 
 
 def _build(cfg: Any) -> AuthSetup:
@@ -46,32 +56,35 @@ def _build(cfg: Any) -> AuthSetup:
         h = cfg.auth.htpasswd
         if not h.path:
             raise ConfigError("auth.htpasswd.path: required")
-        access = BasicAccess(Htpasswd(h.path), policy or Policy.allow_authenticated(), h.realm or "fastreg")
+        access = BasicAccess(_load("auth.htpasswd.path", Htpasswd, h.path), policy or Policy.allow_authenticated(), h.realm or "fastreg")
     elif kind == "token":
         from .controllers import TokenAccess
         t = cfg.auth.token
         if not t.realm and ts is None:
             raise ConfigError("auth.token.realm: required (or configure fastreg.auth.tokenservice)")
         access = TokenAccess(_verifier(t.issuer, t.service, t.rootcertbundle, t.jwks, t.signingalgorithms),
-                             t.realm, t.service, realm_path=ts.path if ts is not None else None)
+                             t.realm, t.service, realm_path=ts.path if ts is not None else None,
+                             external_url=cfg.http.host)
     elif kind == "silly":
         from .controllers import SillyAccess
         access = SillyAccess(cfg.auth.silly.realm, cfg.auth.silly.service)
     elif own.access is not None:
         raise ConfigError("fastreg.auth.access: needs an auth type (auth.htpasswd, or auth.token with a token service)")
 
+    from .ratelimit import TokenBucket
+
+    def bucket(b: Any) -> TokenBucket | None:
+        return TokenBucket(b.rate, b.burst or max(1, int(b.rate))) if b.rate > 0 else None
     rl = own.ratelimit
+    per_client = bucket(rl.client)
     if rl.client.rate > 0 or rl.user.rate > 0:
         from .controllers import OpenAccess, RateLimited
-        from .ratelimit import TokenBucket
-
-        def bucket(b: Any) -> TokenBucket | None:
-            return TokenBucket(b.rate, b.burst or max(1, int(b.rate))) if b.rate > 0 else None
-        access = RateLimited(access or OpenAccess(), bucket(rl.client), bucket(rl.user))
+        access = RateLimited(access or OpenAccess(), per_client, bucket(rl.user))
 
     setup = AuthSetup(access)
     if ts is not None:
-        setup.token_path, setup.token_service = ts.path, _token_service(cfg, ts, policy)
+        # the token service shares the per-client bucket: password guessing there is limited too
+        setup.token_path, setup.token_service = ts.path, _token_service(cfg, ts, policy, per_client)
     return setup
 
 
@@ -79,12 +92,12 @@ def _verifier(issuer: str, service: str, bundle: str, jwks: str, algorithms: lis
     from .token import TokenVerifier, load_certificates, load_jwks
     if not bundle and not jwks:
         raise ConfigError("auth.token: rootcertbundle or jwks is required")
-    return TokenVerifier(issuer=issuer, service=service,
-                         roots=load_certificates(bundle) if bundle else [],
-                         jwks=load_jwks(jwks) if jwks else None, algorithms=algorithms)
+    return _load("auth.token", TokenVerifier, issuer=issuer, service=service,
+                 roots=_load("auth.token.rootcertbundle", load_certificates, bundle) if bundle else [],
+                 jwks=_load("auth.token.jwks", load_jwks, jwks) if jwks else None, algorithms=algorithms)
 
 
-def _token_service(cfg: Any, ts: Any, policy: Any) -> Any:
+def _token_service(cfg: Any, ts: Any, policy: Any, per_client: Any) -> Any:
     from .access import Policy
     from .htpasswd import Htpasswd
     from .token import TokenSigner, TokenVerifier, load_certificates
@@ -100,9 +113,9 @@ def _token_service(cfg: Any, ts: Any, policy: Any) -> Any:
     if not ts.path.startswith("/") or ts.path.startswith("/v2"):
         raise ConfigError(f"fastreg.auth.tokenservice.path: {ts.path!r} must start with / and not with /v2")
     users = ts.htpasswd or (cfg.auth.htpasswd.path if cfg.auth.htpasswd is not None else "")
-    signer = TokenSigner(ts.key, ts.certificate, issuer)
+    signer = _load("fastreg.auth.tokenservice.key/certificate", TokenSigner, ts.key, ts.certificate, issuer)
     refresh = TokenVerifier(issuer=issuer, service=service + "#refresh", roots=load_certificates(ts.certificate)[:1],
                             algorithms=[signer.algorithm])
     return TokenService(signer, refresh, service, policy or Policy.allow_authenticated(),
-                        Htpasswd(users) if users else None, int(ts.expiration), int(ts.refreshexpiration),
-                        ts.anonymous)
+                        _load("fastreg.auth.tokenservice.htpasswd", Htpasswd, users) if users else None, int(ts.expiration), int(ts.refreshexpiration),
+                        ts.anonymous, per_client)

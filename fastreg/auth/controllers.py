@@ -85,8 +85,9 @@ class BasicAccess:
 
 class TokenAccess:
     def __init__(self, verifier: TokenVerifier, realm: str, service: str,
-                 realm_path: str | None = None) -> None:
+                 realm_path: str | None = None, external_url: str = "") -> None:
         self.verifier = verifier
+        self.external_url = external_url.rstrip("/")     # http.host, when set
         self.realm = realm
         self.service = service
         self.realm_path = realm_path      # the built-in token service: realm from the request's host
@@ -94,8 +95,11 @@ class TokenAccess:
     def _challenge(self, req: Request, needs: tuple[Scope, ...], error: str | None) -> list[tuple[bytes, bytes]]:
         realm = self.realm
         if not realm and self.realm_path:
-            host = req.header(b"host") or "localhost"
-            realm = f"{req.scope.get('scheme', 'http')}://{host}{self.realm_path}"
+            if self.external_url:
+                realm = self.external_url + self.realm_path
+            else:
+                host = req.header(b"host") or "localhost"
+                realm = f"{req.scope.get('scheme', 'http')}://{host}{self.realm_path}"
         value = f'Bearer realm="{realm}",service="{self.service}"'
         if needs:
             value += f',scope="{" ".join(str(s) for s in needs)}"'

@@ -68,6 +68,7 @@ class Htpasswd:
         self._dummy = b""
         self._lock = threading.Lock()
         self._verified: dict[tuple[str, str, bytes], float] = {}
+        self._inflight: dict[tuple[str, str, bytes], asyncio.Future[bool]] = {}
         if not self.path.is_file():
             raise FileNotFoundError(f"htpasswd file {self.path} not found (create it: fastreg htpasswd add USER"
                                     f" --file {self.path})")
@@ -106,7 +107,20 @@ class Htpasswd:
                 if until > time.monotonic():
                     return True
                 self._verified.pop(key, None)
-        ok = await asyncio.to_thread(self._check, password, stored)
+        # one bcrypt check per distinct credential at a time: a client's parallel first requests
+        # (skopeo pushes layers concurrently) wait for the same check instead of each paying for it
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(asyncio.to_thread(self._check, password, stored))
+        self._inflight[key] = task
+        try:
+            ok = await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._inflight.pop(key, None)
+            else:
+                task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         if ok:
             if len(self._verified) >= CACHE_MAX:
                 self._verified.clear()

@@ -31,6 +31,7 @@ from ..api.http import Request, Response
 from .access import Policy, Scope
 from .controllers import basic_credentials
 from .htpasswd import Htpasswd
+from .ratelimit import TokenBucket, too_many
 from .token import TokenError, TokenSigner, TokenVerifier
 
 log = logging.getLogger("fastreg.auth")
@@ -39,7 +40,9 @@ FORM_MAX = 64 * 1024
 
 class TokenService:
     def __init__(self, signer: TokenSigner, verifier: TokenVerifier, service: str, policy: Policy,
-                 htpasswd: Htpasswd | None, expiration: int, refresh_expiration: int, anonymous: bool) -> None:
+                 htpasswd: Htpasswd | None, expiration: int, refresh_expiration: int, anonymous: bool,
+                 per_client: TokenBucket | None = None) -> None:
+        self.per_client = per_client
         self.signer = signer
         self.refresh_verifier = verifier        # audience <service>#refresh
         self.service = service
@@ -51,6 +54,11 @@ class TokenService:
         self.challenge = [(b"www-authenticate", f'Basic realm="{service} token service"'.encode())]
 
     async def __call__(self, req: Request, ctx: Any) -> Response:
+        if self.per_client is not None:
+            client = req.scope.get("client")
+            wait = self.per_client.take(client[0] if client else "?")
+            if wait:
+                raise too_many(wait, "client address")
         if req.method == "GET":
             return await self.get(req)
         if req.method == "POST":

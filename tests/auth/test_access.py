@@ -99,3 +99,51 @@ def test_rate_limit_per_user(fastreg_factory: Any, tmp_path: Any) -> None:
         assert_error(r, 429, "TOOMANYREQUESTS")
         assert "retry-after" in r.headers
         assert u2.get("/v2/").status_code == 200       # another user has its own bucket
+
+
+def test_token_endpoint_is_rate_limited(fastreg_factory: Any, test_pki: Any, tmp_path: Any) -> None:
+    from fastreg.auth.htpasswd import add_user
+    f = tmp_path / "users"
+    add_user(f, "u", "p", cost=4)
+    srv = fastreg_factory({
+        "auth": {"token": {"service": "s", "issuer": "i", "rootcertbundle": str(test_pki.ca_pem)}},
+        "fastreg": {"auth": {"tokenservice": {"key": str(test_pki.token_key), "certificate": str(test_pki.token_pem),
+                                              "htpasswd": str(f)},
+                             "ratelimit": {"client": {"rate": 0.01, "burst": 6}}}}})
+    with httpx.Client(base_url=srv.url) as c:
+        statuses = [c.get("/token", auth=("u", "guess")).status_code for _ in range(8)]
+    assert 401 in statuses and statuses[-1] == 429, statuses
+
+
+def test_silly_auth(fastreg_factory: Any) -> None:
+    srv = fastreg_factory({"auth": {"silly": {"realm": "https://auth.example/token", "service": "svc"}}})
+    r = httpx.get(srv.url + "/v2/")
+    assert_error(r, 401, "UNAUTHORIZED")
+    assert r.headers["www-authenticate"] == 'Bearer realm="https://auth.example/token",service="svc"'
+    assert httpx.get(srv.url + "/v2/", headers={"Authorization": "Bearer anything"}).status_code == 200
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"auth": {"htpasswd": {"realm": "r", "path": "/nonexistent/htpasswd"}}}, "fastreg htpasswd add"),
+    ({"auth": {"token": {"realm": "https://x/token", "service": "s", "issuer": "i"}}}, "rootcertbundle or jwks"),
+    ({"auth": {"token": {"realm": "https://x/token", "service": "s", "issuer": "i", "rootcertbundle": "/x.pem"}}},
+     "auth.token.rootcertbundle: [Errno 2]"),
+    ({"auth": {"token": {"service": "s", "issuer": "i", "rootcertbundle": "/x.pem"}}}, "auth.token.realm"),
+    ({"fastreg": {"auth": {"access": {"rules": [{"repository": "x", "pull": ["anonymous"]}]}}}}, "needs an auth type"),
+    ({"fastreg": {"auth": {"tokenservice": {"issuer": "i", "service": "s"}}}}, "key and certificate"),
+    ({"fastreg": {"auth": {"tokenservice": {"issuer": "i", "service": "s", "key": "/k", "certificate": "/c"}}}},
+     "fastreg gencerts"),
+])
+def test_startup_errors_name_the_problem(tmp_path: Any, extra: dict[str, Any], message: str) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import _pythonpath
+    cfg = {"storage": {"inmemory": {}}, "http": {"addr": "127.0.0.1:1"}, **extra}
+    (tmp_path / "c.yml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "fastreg", "serve", "--config", str(tmp_path / "c.yml")],
+                       capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+                       env={**__import__("os").environ, "PYTHONPATH": _pythonpath()})
+    assert r.returncode == 2 and "configuration error" in r.stderr and message in r.stderr, r.stderr

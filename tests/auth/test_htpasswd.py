@@ -108,3 +108,25 @@ def test_cli_add_with_password_stdin(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "fastreg", "htpasswd", "remove", "carol", "--file", str(f)],
                        check=False, text=True, capture_output=True, env=env, timeout=60)
     assert r.returncode == 0 and "carol" not in f.read_text()
+
+
+def test_parallel_checks_of_one_credential_share_one_bcrypt(tmp_path: Path) -> None:
+    f = tmp_path / "htpasswd"
+    add_user(f, "alice", "pw", cost=6)
+
+    class Counting(Htpasswd):
+        calls = 0
+
+        def _check(self, password: str, stored: str | None) -> bool:
+            Counting.calls += 1
+            return super()._check(password, stored)
+
+    h = Counting(f)
+
+    async def burst() -> list[bool]:
+        return await asyncio.gather(*(h.verify("alice", "pw") for _ in range(8)),
+                                    *(h.verify("alice", "bad") for _ in range(4)))
+
+    results = asyncio.run(burst())
+    assert results == [True] * 8 + [False] * 4
+    assert Counting.calls == 2 and not h._inflight
