@@ -265,8 +265,10 @@ def _algorithm(key: Any) -> str:
 class TokenSigner:
     def __init__(self, key_path: str | os.PathLike[str], cert_path: str | os.PathLike[str], issuer: str) -> None:
         with open(key_path, "rb") as f:
-            self.key = serialization.load_pem_private_key(f.read(), password=None)
-        self.algorithm = _algorithm(self.key)
+            key = serialization.load_pem_private_key(f.read(), password=None)
+        self.algorithm = _algorithm(key)
+        assert isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
+        self.key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = key
         chain = load_certificates(cert_path)
         pub = self.key.public_key()
         if chain[0].public_key().public_bytes(serialization.Encoding.DER,
