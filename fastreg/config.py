@@ -95,6 +95,8 @@ UNUSED_KEYS: dict[str, str] = {
     "log.fields": _UNUSED,
     "log.hooks": _UNUSED,
     "log.reportcaller": _UNUSED,
+    "auth.token.autoredirect": _UNUSED,
+    "auth.token.autoredirectpath": _UNUSED,
     "middleware": _UNUSED,
     "reporting": _UNUSED,
     "http.draintimeout": _UNUSED,

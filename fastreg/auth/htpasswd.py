@@ -27,6 +27,7 @@ log = logging.getLogger("fastreg.auth")
 CACHE_SECONDS = 30.0
 CACHE_MAX = 10_000
 DEFAULT_COST = 10
+MAX_PASSWORD = 72      # bytes: bcrypt's limit
 
 
 def hash_password(password: str, cost: int = DEFAULT_COST) -> str:
@@ -129,8 +130,10 @@ class Htpasswd:
 
     def _check(self, password: str, stored: str | None) -> bool:
         pw = password.encode()
-        if stored is None:
-            bcrypt.checkpw(pw, self._dummy)        # same work as a wrong password
+        if stored is None or len(pw) > MAX_PASSWORD:
+            # same work as a wrong password; bcrypt reads at most 72 bytes, and a longer password
+            # is refused rather than silently truncated (as Go's bcrypt, used by Distribution)
+            bcrypt.checkpw(pw[:MAX_PASSWORD], self._dummy)
             return False
         try:
             return bcrypt.checkpw(pw, stored.encode())
@@ -143,6 +146,8 @@ def add_user(path: str | os.PathLike[str], user: str, password: str, cost: int =
     The file is replaced atomically (write + rename), so a running server never reads half."""
     if not user or ":" in user or any(c.isspace() for c in user):
         raise ValueError(f"invalid user name {user!r}")
+    if len(password.encode()) > MAX_PASSWORD:
+        raise ValueError(f"passwords are limited to {MAX_PASSWORD} bytes (bcrypt)")
     p = Path(path)
     lines = p.read_text().splitlines() if p.exists() else []
     entry = f"{user}:{hash_password(password, cost)}"

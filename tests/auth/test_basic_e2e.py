@@ -179,3 +179,23 @@ def test_podman_login(server: Any, podman_root: list[str], tmp_path: Path, small
                    small_image.ref, f"docker://{server.host}/team/podman:v1"), server=server)
     run([*podman_root, "pull", "--tls-verify=false", "--authfile", str(authfile),
          f"{server.host}/team/podman:v1"], server=server)
+
+
+def test_skopeo_login_over_https(fastreg_factory: Any, htpasswd_file: Path, test_pki: Any, tmp_path: Path,
+                                 small_image: ImageLayout) -> None:
+    """htpasswd behind TLS with a test CA: skopeo login stores the credentials, copy uses them."""
+    srv = fastreg_factory({"auth": {"htpasswd": {"realm": "tls-realm", "path": str(htpasswd_file)}},
+                           "http": {"tls": {"certificate": str(test_pki.server_pem), "key": str(test_pki.server_key)}},
+                           "fastreg": {"auth": {"access": POLICY}}})
+    certs = str(test_pki.certs_dir)
+    authfile = str(tmp_path / "auth.json")
+    bad = run(skopeo_cmd("login", "--cert-dir", certs, "--authfile", authfile, "-u", "bob", "-p", "nope", srv.host),
+              check=False)
+    assert bad.returncode != 0
+    run(skopeo_cmd("login", "--cert-dir", certs, "--authfile", authfile, "-u", "bob", "-p", "bob-pw", srv.host),
+        server=srv)
+    dest = f"docker://{srv.host}/team/tls:v1"
+    run(skopeo_cmd("copy", "--all", "--dest-cert-dir", certs, "--dest-authfile", authfile, small_image.ref, dest),
+        server=srv)
+    out = run(skopeo_cmd("inspect", "--raw", "--cert-dir", certs, "--authfile", authfile, dest), server=srv)
+    assert digest_of(out.stdout.encode()) == small_image.index_digest

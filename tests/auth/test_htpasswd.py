@@ -130,3 +130,14 @@ def test_parallel_checks_of_one_credential_share_one_bcrypt(tmp_path: Path) -> N
     results = asyncio.run(burst())
     assert results == [True] * 8 + [False] * 4
     assert Counting.calls == 2 and not h._inflight
+
+
+def test_long_passwords_refused_not_truncated(tmp_path: Path) -> None:
+    f = tmp_path / "htpasswd"
+    with pytest.raises(ValueError, match="72 bytes"):
+        add_user(f, "alice", "x" * 73, cost=4)
+    add_user(f, "alice", "x" * 72, cost=4)
+    h = Htpasswd(f)
+    assert verify(h, "alice", "x" * 72)
+    assert not verify(h, "alice", "x" * 73)        # bcrypt would match the 72-byte prefix
+    assert not verify(h, "nobody", "y" * 200)
