@@ -147,3 +147,15 @@ def test_startup_errors_name_the_problem(tmp_path: Any, extra: dict[str, Any], m
                        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
                        env={**__import__("os").environ, "PYTHONPATH": _pythonpath()})
     assert r.returncode == 2 and "configuration error" in r.stderr and message in r.stderr, r.stderr
+
+
+def test_no_auth_means_no_hook(tmp_path: Any) -> None:
+    """With auth off nothing extra runs per request: Context.access stays None."""
+    from fastreg.app import App
+    from fastreg.config import load_config
+    (tmp_path / "c.yml").write_text(f"storage: {{filesystem: {{rootdirectory: {tmp_path}/d}}}}\nauth: {{none: {{}}}}\n")
+    app = App(load_config(tmp_path / "c.yml", env={}))
+    ctx = app.open()
+    assert ctx.access is None and app.token_path is None
+    import asyncio
+    asyncio.run(app.close())
