@@ -47,17 +47,24 @@ class App:
             readonly=cfg.storage.maintenance.readonly.enabled,
             limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
                           tags_max=cfg.fastreg.tags.maxentries))
-        self.ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
+        ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
         if auth_configured(cfg):
             from .auth import build
             setup = build(cfg)
-            self.ctx.access = setup.access
+            ctx.access = setup.access
             if setup.token_path is not None:
                 self.token_path, self.token_service = setup.token_path, setup.serve_token
-        return self.ctx
+        if cfg.notifications.endpoints:
+            from .config import listen_address
+            from .notify import create_notifier
+            ctx.events = create_notifier(cfg, listen_address(cfg)[1], lambda req: ctx.url(req, ""))
+        self.ctx = ctx
+        return ctx
 
     async def close(self) -> None:
         if self.ctx is not None:
+            if self.ctx.events is not None:
+                await self.ctx.events.close()
             await self.ctx.registry.close()
             self.ctx = None
 

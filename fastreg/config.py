@@ -103,7 +103,7 @@ UNUSED_KEYS: dict[str, str] = {
     "http.debug": _UNUSED,
     "http.tls.ciphersuites": _UNUSED,
     "http.tls.letsencrypt": _UNUSED,
-    "notifications": "webhook notifications are not sent by fastreg yet",
+    "notifications.events.includereferences": "fastreg does not send target.references; ignored",
     "redis": _UNUSED,
     "health": _UNUSED,
     "proxy": "pull-through cache mode is not implemented by fastreg yet",
@@ -599,6 +599,15 @@ class FastregAuth(_S):
     ratelimit: RateLimits = msgspec.field(default_factory=RateLimits)
 
 
+class NotifyOptions(_S):
+    outbox: str = ""               # directory of the durable outbox; "" = local state dir (see fastreg.notify)
+    maxevents: int = 100000        # outbox bound: older events are dropped (and counted) beyond it
+    allowprivate: bool = False     # allow webhook targets on loopback/private/link-local addresses
+    batch: int = 1                 # events per POST (Distribution sends 1)
+    maxbackoff: Duration = 300.0   # longest wait between two tries of an endpoint
+    pollinterval: Duration = 0.5   # how often the delivering worker looks for other workers' events
+
+
 class Fastreg(_S):
     workers: int | None = None                   # None: one per core
     httpmode: Literal["auto", "1", "2"] = "auto"   # auto = HTTP/1.1 plus h2c
@@ -608,6 +617,7 @@ class Fastreg(_S):
     manifest: ManifestLimits = msgspec.field(default_factory=ManifestLimits)
     tags: TagLimits = msgspec.field(default_factory=TagLimits)
     auth: FastregAuth = msgspec.field(default_factory=FastregAuth)
+    notifications: NotifyOptions = msgspec.field(default_factory=NotifyOptions)
 
 
 class Config(_S):
@@ -897,7 +907,9 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         fr = msgspec.structs.replace(fr, catalog=CatalogLimits(maxentries=cfg.catalog.maxentries))
     for name, value in (("fastreg.catalog.maxentries", fr.catalog.maxentries),
                         ("fastreg.manifest.maxsize", fr.manifest.maxsize),
-                        ("fastreg.tags.maxentries", fr.tags.maxentries)):
+                        ("fastreg.tags.maxentries", fr.tags.maxentries),
+                        ("fastreg.notifications.maxevents", fr.notifications.maxevents),
+                        ("fastreg.notifications.batch", fr.notifications.batch)):
         if value < 1:
             raise ConfigError(f"{name}: must be positive")
     return msgspec.structs.replace(cfg, storage=st, log=msgspec.structs.replace(cfg.log, level=level),

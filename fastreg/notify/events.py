@@ -1,0 +1,111 @@
+"""The event envelope, as Distribution sends it (``notifications/event.go``).
+
+One POST carries ``{"events": [event, ...]}`` with Content-Type ``MEDIA_TYPE``.  An event::
+
+    {"id": "<uuid>", "timestamp": "2026-11-27T00:01:34.123456Z", "action": "push",
+     "target": {"mediaType": ..., "size": ..., "digest": ..., "length": ..., "repository": ...,
+                "fromRepository": ..., "url": ..., "tag": ...},
+     "request": {"id": ..., "addr": ..., "host": ..., "method": ..., "useragent": ...},
+     "actor": {"name": ...}, "source": {"addr": ..., "instanceID": ...}}
+
+Empty fields are left out, as Go's ``omitempty`` does (``request.id``, ``method`` and
+``useragent`` are always present).  The event id is made once, when the event is recorded: a
+receiver sees the same id every time the event is redelivered, and drops duplicates by it.
+"""
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from ..api.http import Request
+    from ..hooks import Target
+
+# Distribution 2.x's envelope type (Distribution 3 renamed it v2 when it added
+# target.references, which fastreg does not send).
+MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
+ACTIONS = ("push", "pull", "delete", "mount")
+
+# Routes whose targets are manifests; every other emitting route is about a blob.
+_MANIFEST_ROUTES = frozenset({"manifest"})
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The registry node generating events (Distribution's SourceRecord)."""
+
+    addr: str
+    instance_id: str
+
+    @classmethod
+    def local(cls, port: int) -> Source:
+        return cls(f"{socket.gethostname()}:{port}", str(uuid.uuid4()))
+
+
+def request_id(scope: dict[str, Any]) -> str:
+    """The id of the request (made on first use, then kept in the scope for logs and events)."""
+    rid = scope.get("fastreg.request_id")
+    if rid is None:
+        rid = scope["fastreg.request_id"] = str(uuid.uuid4())
+    return rid
+
+
+def timestamp(now: datetime | None = None) -> str:
+    """RFC 3339 in UTC with a Z, as Go marshals time.Time."""
+    return (now or datetime.now(UTC)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _url(req: Request, base: str, target: Target) -> str:
+    if not target.digest:
+        return ""
+    kind = "manifests" if req.scope.get("fastreg.route") in _MANIFEST_ROUTES else "blobs"
+    return f"{base}/v2/{target.repository}/{kind}/{target.digest}"
+
+
+def build_event(action: str, req: Request, target: Target, source: Source, base_url: str) -> dict[str, Any]:
+    """The event for one action, as a dict ready for JSON (ids and time fixed now)."""
+    scope = req.scope
+    t: dict[str, Any] = {}
+    if target.media_type:
+        t["mediaType"] = target.media_type
+    if target.size:
+        t["size"] = target.size
+    if target.digest:
+        t["digest"] = target.digest
+    if target.size:
+        t["length"] = target.size
+    t["repository"] = target.repository
+    if target.from_repository:
+        t["fromRepository"] = target.from_repository
+    url = _url(req, base_url, target)
+    if url:
+        t["url"] = url
+    if target.tag:
+        t["tag"] = target.tag
+    r: dict[str, Any] = {"id": request_id(scope)}
+    client = scope.get("client")
+    if client:
+        r["addr"] = f"{client[0]}:{client[1]}"
+    host = req.header(b"host")
+    if host:
+        r["host"] = host
+    r["method"] = req.method
+    r["useragent"] = req.header(b"user-agent") or ""
+    actor = scope.get("fastreg.actor")
+    src = {"addr": source.addr, "instanceID": source.instance_id}
+    return {"id": str(uuid.uuid4()), "timestamp": timestamp(), "action": action, "target": t,
+            "request": r, "actor": {"name": actor} if actor else {}, "source": src}
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+def envelope(events: list[bytes]) -> bytes:
+    """Join already-encoded events into one envelope body (no re-encoding)."""
+    return b'{"events":[' + b",".join(events) + b"]}"
