@@ -12,6 +12,8 @@ from .api.errors import RegistryError, error_body
 from .api.http import Receive, Request, Response, Scope, Send
 from .api.routes import match
 from .hooks import Observer
+from .metrics import MULTIPROC_ENV
+from .metrics import enabled as metrics_enabled
 from .reference import valid_name
 from .registry import Limits, Registry
 from .registry.uploads import BodyInterrupted
@@ -40,6 +42,12 @@ class App:
         cfg = self.cfg
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
                                fsync=getattr(cfg.fastreg, "fsync", True))
+        metrics = None
+        if metrics_enabled(cfg) and os.environ.get(MULTIPROC_ENV):
+            from .metrics import Metrics
+            metrics = Metrics()
+            self.observer = metrics
+            driver = metrics.timed_driver(driver)
         secret = (cfg.http.secret or os.environ.get("FASTREG_SECRET") or secrets.token_hex(32)).encode()
         registry = Registry(
             driver, secret=secret, allow_blake3=cfg.fastreg.digest.blake3,
@@ -57,7 +65,7 @@ class App:
         if cfg.notifications.endpoints:
             from .config import listen_address
             from .notify import create_notifier
-            ctx.events = create_notifier(cfg, listen_address(cfg)[1], lambda req: ctx.url(req, ""))
+            ctx.events = create_notifier(cfg, listen_address(cfg)[1], lambda req: ctx.url(req, ""), metrics)
         self.ctx = ctx
         return ctx
 
@@ -110,10 +118,10 @@ class App:
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             resp = self.error(RegistryError("UNKNOWN", "internal server error"))
-        await self.send(scope, send, resp)
+        sent = await self.send(scope, send, resp)
         if self.observer is not None:
             self.observer.request_done(scope.get("fastreg.route", "none"), scope["method"], resp.status,
-                                       time.perf_counter() - started, 0, 0)
+                                       time.perf_counter() - started, scope.get("fastreg.bytes_in", 0), sent)
 
     async def dispatch(self, scope: Scope, receive: Receive, ctx: Context) -> Response:
         path = scope["path"]
@@ -141,28 +149,34 @@ class App:
         body = error_body(exc)
         return Response(exc.status, [JSON, (b"content-length", str(len(body)).encode()), *exc.headers], body)
 
-    async def send(self, scope: Scope, send: Send, resp: Response) -> None:
+    async def send(self, scope: Scope, send: Send, resp: Response) -> int:
+        """Send the response; returns the body bytes sent (for metrics)."""
         headers = resp.headers + self.common
         if scope["method"] == "HEAD":
             await send({"type": "http.response.start", "status": resp.status, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
-            return
-        if resp.file is not None:  # handlers give a stream too, for servers without pathsend
-            if "http.response.pathsend" in (scope.get("extensions") or {}):
-                await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-                await send({"type": "http.response.pathsend", "path": resp.file})
-                return
+            return 0
+        if resp.file is not None and "http.response.pathsend" in (scope.get("extensions") or {}):
+            # handlers give a stream too, for servers without pathsend
+            await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+            await send({"type": "http.response.pathsend", "path": resp.file})
+            if self.observer is None:
+                return 0
+            return next((int(v) for k, v in resp.headers if k.lower() == b"content-length"), 0)
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         if resp.stream is None:
             await send({"type": "http.response.body", "body": resp.body})
-            return
+            return len(resp.body)
+        sent = 0
         try:
             async for chunk in resp.stream:
+                sent += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except Exception:
             log.exception("error while streaming %s", scope["path"])
             raise
         await send({"type": "http.response.body", "body": b""})
+        return sent
 
 
 def auth_configured(cfg: Any) -> bool:

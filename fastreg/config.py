@@ -60,6 +60,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "config_from_json",
+    "debug_address",
     "dump_config",
     "listen_address",
     "load_config",
@@ -100,7 +101,6 @@ UNUSED_KEYS: dict[str, str] = {
     "middleware": _UNUSED,
     "reporting": _UNUSED,
     "http.draintimeout": _UNUSED,
-    "http.debug": _UNUSED,
     "http.tls.ciphersuites": _UNUSED,
     "http.tls.letsencrypt": _UNUSED,
     "notifications.events.includereferences": "fastreg does not send target.references; ignored",
@@ -897,6 +897,13 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         _split_addr(cfg.http.addr)
     except ValueError as exc:
         raise ConfigError(f"http.addr: {exc}") from None
+    if cfg.http.debug.addr:
+        try:
+            _split_addr(cfg.http.debug.addr)
+        except ValueError as exc:
+            raise ConfigError(f"http.debug.addr: {exc}") from None
+    if not cfg.http.debug.prometheus.path.startswith("/"):
+        raise ConfigError("http.debug.prometheus.path: must start with /")
 
     fr = cfg.fastreg
     if fr.workers is not None and fr.workers < 1:
@@ -975,3 +982,13 @@ def listen_address(cfg: Config) -> tuple[str, int]:
         return _split_addr(cfg.http.addr)
     except ValueError as exc:
         raise ConfigError(f"http.addr: {exc}") from None
+
+
+def debug_address(cfg: Config) -> tuple[str, int] | None:
+    """http.debug.addr as (host, port), or None when the debug listener is off."""
+    if not cfg.http.debug.addr:
+        return None
+    try:
+        return _split_addr(cfg.http.debug.addr)
+    except ValueError as exc:
+        raise ConfigError(f"http.debug.addr: {exc}") from None

@@ -112,8 +112,40 @@ def serve(cfg: Any) -> None:
         where += f" at {cfg.storage.filesystem.rootdirectory}"
     log.warning("fastreg listening on %s://%s:%d (%d worker%s, %s storage)", scheme,
                 f"[{host}]" if ":" in host else host, port, workers, "s" if workers > 1 else "", where)
-    Granian(
-        "fastreg.app:create_app", factory=True, address=host, port=port, interface=Interfaces.ASGI,
-        workers=workers, loop=Loops.uvloop, http=mode, websockets=False, backlog=2048,
-        log_level=GRANIAN_LOG_LEVELS.get(cfg.log.level.lower(), "info"), **kwargs,
-    ).serve()
+    debug = _start_debug_listener(cfg, workers)
+    try:
+        Granian(
+            "fastreg.app:create_app", factory=True, address=host, port=port, interface=Interfaces.ASGI,
+            workers=workers, loop=Loops.uvloop, http=mode, websockets=False, backlog=2048,
+            log_level=GRANIAN_LOG_LEVELS.get(cfg.log.level.lower(), "info"), **kwargs,
+        ).serve()
+    finally:
+        if debug is not None:
+            debug.stop()
+
+
+def _start_debug_listener(cfg: Any, workers: int) -> Any:
+    """http.debug.addr: metrics, health and status on a thread of this (granian's main) process.
+
+    Runs before granian starts the workers: the metrics sample directory must be in the
+    environment the workers inherit (see fastreg.metrics)."""
+    from . import metrics
+    from .config import debug_address
+
+    addr = debug_address(cfg)
+    if addr is None:
+        if cfg.http.debug.prometheus.enabled:
+            log.warning("http.debug.prometheus.enabled needs http.debug.addr: metrics are off")
+        return None
+    made = None
+    if metrics.enabled(cfg):
+        had = os.environ.get(metrics.MULTIPROC_ENV)
+        path = metrics.prepare_multiproc_dir()
+        made = None if had else path
+    from .debug import DebugServer
+    server = DebugServer(cfg, *addr, workers=workers)
+    server.cleanup_dir = made
+    server.start()
+    log.warning("debug listener on http://%s:%d (%s)", f"[{addr[0]}]" if ":" in addr[0] else addr[0],
+                server.port, "metrics, health, status" if metrics.enabled(cfg) else "health, status")
+    return server

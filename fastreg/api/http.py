@@ -59,18 +59,21 @@ class Request:
         expected = self.content_length()
         seen = 0
         receive = self.receive
-        while True:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                raise BodyInterrupted("client disconnected")
-            chunk = msg.get("body", b"")
-            if chunk:
-                seen += len(chunk)
-                if expected is not None and seen > expected:
-                    raise BodyInterrupted("body longer than Content-Length")
-                yield chunk
-            if not msg.get("more_body", False):
-                break
+        try:
+            while True:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    raise BodyInterrupted("client disconnected")
+                chunk = msg.get("body", b"")
+                if chunk:
+                    seen += len(chunk)
+                    if expected is not None and seen > expected:
+                        raise BodyInterrupted("body longer than Content-Length")
+                    yield chunk
+                if not msg.get("more_body", False):
+                    break
+        finally:
+            self.scope["fastreg.bytes_in"] = seen     # for metrics (App.http)
         if expected is not None and seen != expected:
             raise BodyInterrupted(f"body ended after {seen} of {expected} bytes")
 

@@ -1,0 +1,239 @@
+"""Prometheus metrics, aggregated across granian's worker processes.
+
+prometheus-client's multiprocess mode: every process writes its samples to mmap'ed files in
+``PROMETHEUS_MULTIPROC_DIR``; the debug listener (``fastreg.debug``, in granian's main process)
+merges them at each scrape.  ``fastreg.server`` makes a fresh directory and sets the variable
+before any worker starts, so it is set before anything imports ``prometheus_client``.  Nothing
+here is imported when ``http.debug.prometheus.enabled`` is false: the request path then pays one
+``is None`` test.
+
+Names follow Distribution's (``registry_http_*``, ``registry_storage_*``,
+``registry_notifications_*``) so its dashboards keep working; ``handler`` is fastreg's route
+name (``base``, ``manifest``, ``blob``, ``upload_start``, ``upload``, ``tags``, ``catalog``,
+``referrers``, ``none`` for unknown paths).  Label children are cached per label tuple, so a
+request costs a dict lookup and a few mmap writes.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+STORAGE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30)
+
+
+def enabled(cfg: Any) -> bool:
+    return bool(cfg.http.debug.addr and cfg.http.debug.prometheus.enabled)
+
+
+def prepare_multiproc_dir() -> str:
+    """Before the workers start: a fresh sample directory (a reused one is emptied)."""
+    import tempfile
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+    else:
+        path = tempfile.mkdtemp(prefix="fastreg-metrics-")
+        os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+class Metrics:
+    """The Observer (``fastreg.hooks``) and the notifier's metrics, in one worker process."""
+
+    def __init__(self) -> None:
+        if not os.environ.get(MULTIPROC_ENV):
+            raise RuntimeError(f"{MULTIPROC_ENV} must be set before metrics are created")
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.requests = Counter("registry_http_requests_total", "HTTP requests by handler, method and status code",
+                                ["handler", "method", "code"])
+        self.latency = Histogram("registry_http_request_duration_seconds", "Time to answer a request",
+                                 ["handler", "method"], buckets=LATENCY_BUCKETS)
+        self.bytes_in = Counter("registry_http_request_size_bytes_total", "Request body bytes received",
+                                ["handler"])
+        self.bytes_out = Counter("registry_http_response_size_bytes_total", "Response body bytes sent",
+                                 ["handler"])
+        self.uploads = Counter("registry_uploads_total", "Blob uploads by outcome (started, committed, failed)",
+                               ["outcome"])
+        self.storage = Histogram("registry_storage_action_seconds", "Storage driver call latency",
+                                 ["driver", "action"], buckets=STORAGE_BUCKETS)
+        self.nt_delivered = Counter("registry_notifications_events_total",
+                                    "Events delivered to a webhook endpoint", ["endpoint"])
+        self.nt_failures = Counter("registry_notifications_errors_total",
+                                   "Failed webhook POSTs", ["endpoint", "reason"])
+        self.nt_retries = Counter("registry_notifications_retries_total",
+                                  "Webhook POSTs that retried an earlier failure", ["endpoint"])
+        self.nt_depth = Gauge("registry_notifications_pending", "Events waiting in the outbox per endpoint",
+                              ["endpoint"], multiprocess_mode="mostrecent")
+        self.nt_dropped = Counter("registry_notifications_dropped_total",
+                                  "Events dropped because the outbox was full")
+        self._req: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
+        self._uploads = {k: self.uploads.labels(k) for k in ("started", "committed", "failed")}
+
+    # -- Observer -----------------------------------------------------------------------------
+    def request_done(self, route: str, method: str, status: int, seconds: float,
+                     bytes_in: int, bytes_out: int) -> None:
+        key = (route, method, status)
+        children = self._req.get(key)
+        if children is None:
+            children = self._req[key] = (self.requests.labels(route, method, str(status)),
+                                         self.latency.labels(route, method),
+                                         self.bytes_in.labels(route), self.bytes_out.labels(route))
+        count, hist, b_in, b_out = children
+        count.inc()
+        hist.observe(seconds)
+        if bytes_in:
+            b_in.inc(bytes_in)
+        if bytes_out:
+            b_out.inc(bytes_out)
+        if route == "upload_start" and method == "POST":
+            # 202: a session; 201 with a body: a monolithic upload (a mount has no body)
+            if status == 202 or (status == 201 and bytes_in):
+                self._uploads["started"].inc()
+            if status == 201 and bytes_in:
+                self._uploads["committed"].inc()
+            elif status >= 400:
+                self._uploads["failed"].inc()
+        elif route == "upload" and method in ("PUT", "PATCH"):
+            if method == "PUT" and status == 201:
+                self._uploads["committed"].inc()
+            elif status >= 400:
+                self._uploads["failed"].inc()
+
+    # -- the notifier's (fastreg.notify.webhooks.NotifyMetrics) ------------------------------
+    def webhook_delivered(self, endpoint: str, events: int) -> None:
+        self.nt_delivered.labels(endpoint).inc(events)
+
+    def webhook_failed(self, endpoint: str, reason: str) -> None:
+        self.nt_failures.labels(endpoint, reason).inc()
+
+    def webhook_retry(self, endpoint: str) -> None:
+        self.nt_retries.labels(endpoint).inc()
+
+    def webhook_depth(self, endpoint: str, depth: int) -> None:
+        self.nt_depth.labels(endpoint).set(depth)
+
+    def webhook_dropped(self, events: int) -> None:
+        self.nt_dropped.inc(events)
+
+    # -- storage ------------------------------------------------------------------------------
+    def timed_driver(self, driver: Any) -> TimedDriver:
+        return TimedDriver(driver, self)
+
+
+class TimedDriver:
+    """A storage driver that reports each call's latency (``registry_storage_action_seconds``)."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+        self._h: dict[str, Any] = {}
+        self._metrics = metrics
+
+    def _obs(self, action: str, started: float) -> None:
+        h = self._h.get(action)
+        if h is None:
+            h = self._h[action] = self._metrics.storage.labels(self.name, action)
+        h.observe(time.perf_counter() - started)
+
+    def __getattr__(self, name: str) -> Any:      # anything else a driver offers, untimed
+        return getattr(self.inner, name)
+
+    async def get_content(self, path: str) -> bytes:
+        t = time.perf_counter()
+        try:
+            return await self.inner.get_content(path)  # type: ignore[no-any-return]
+        finally:
+            self._obs("get_content", t)
+
+    async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
+        t = time.perf_counter()
+        try:
+            await self.inner.put_content(path, data, durable)
+        finally:
+            self._obs("put_content", t)
+
+    async def stat(self, path: str) -> Any:
+        t = time.perf_counter()
+        try:
+            return await self.inner.stat(path)
+        finally:
+            self._obs("stat", t)
+
+    async def list(self, path: str) -> list[str]:
+        t = time.perf_counter()
+        try:
+            return await self.inner.list(path)  # type: ignore[no-any-return]
+        finally:
+            self._obs("list", t)
+
+    async def move(self, src: str, dst: str) -> None:
+        t = time.perf_counter()
+        try:
+            await self.inner.move(src, dst)
+        finally:
+            self._obs("move", t)
+
+    async def delete(self, path: str) -> None:
+        t = time.perf_counter()
+        try:
+            await self.inner.delete(path)
+        finally:
+            self._obs("delete", t)
+
+    async def writer(self, path: str, append: bool = False) -> Any:
+        t = time.perf_counter()
+        try:
+            return _TimedWriter(await self.inner.writer(path, append), self)
+        finally:
+            self._obs("writer", t)
+
+    def reader(self, path: str, offset: int = 0, length: int | None = None,
+               chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        return self.inner.reader(path, offset, length, chunk_size)  # type: ignore[no-any-return]
+
+    def local_path(self, path: str) -> str | None:
+        return self.inner.local_path(path)  # type: ignore[no-any-return]
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        return await self.inner.redirect_url(path, method)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class _TimedWriter:
+    def __init__(self, inner: Any, driver: TimedDriver) -> None:
+        self.inner = inner
+        self._driver = driver
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def size(self) -> int:
+        return self.inner.size  # type: ignore[no-any-return]
+
+    async def write(self, data: bytes | memoryview, observe: Any = None) -> None:
+        await self.inner.write(data, observe)
+
+    async def commit(self) -> None:
+        t = time.perf_counter()
+        try:
+            await self.inner.commit()
+        finally:
+            self._driver._obs("commit", t)
+
+    async def cancel(self) -> None:
+        await self.inner.cancel()
+
+    async def close(self) -> None:
+        await self.inner.close()
