@@ -12,6 +12,7 @@ from .api.errors import RegistryError, error_body
 from .api.http import Receive, Request, Response, Scope, Send
 from .api.routes import match
 from .hooks import Observer
+from .logging import access_enabled, current_scope, log_access
 from .metrics import MULTIPROC_ENV
 from .metrics import enabled as metrics_enabled
 from .reference import valid_name
@@ -36,6 +37,7 @@ class App:
         self.common = [API_VERSION, *extra]
         self.token_path: str | None = None          # the built-in token service (fastreg.auth)
         self.token_service: Any = None
+        self.access = access_enabled()              # log.accesslog, at level info or debug
 
     # -- lifespan --------------------------------------------------------------------------
     def open(self) -> Context:
@@ -101,7 +103,9 @@ class App:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self.ctx or self.open()
-        started = time.perf_counter() if self.observer is not None else 0.0
+        current_scope.set(scope)                    # request id on every log line (fastreg.logging)
+        timed = self.access or self.observer is not None
+        started = time.perf_counter() if timed else 0.0
         try:
             resp = await self.dispatch(scope, receive, ctx)
         except RegistryError as exc:
@@ -119,9 +123,13 @@ class App:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             resp = self.error(RegistryError("UNKNOWN", "internal server error"))
         sent = await self.send(scope, send, resp)
-        if self.observer is not None:
-            self.observer.request_done(scope.get("fastreg.route", "none"), scope["method"], resp.status,
-                                       time.perf_counter() - started, scope.get("fastreg.bytes_in", 0), sent)
+        if timed:
+            seconds = time.perf_counter() - started
+            if self.observer is not None:
+                self.observer.request_done(scope.get("fastreg.route", "none"), scope["method"], resp.status,
+                                           seconds, scope.get("fastreg.bytes_in", 0), sent)
+            if self.access:
+                log_access(scope, resp.status, sent, seconds)
 
     async def dispatch(self, scope: Scope, receive: Receive, ctx: Context) -> Response:
         path = scope["path"]
@@ -192,5 +200,5 @@ def create_app() -> App:
 
     raw = os.environ.get("FASTREG_RESOLVED_CONFIG")
     cfg = config_from_json(raw.encode()) if raw else load_config(os.environ.get("FASTREG_CONFIG"))
-    setup_logging(cfg.log.level)
+    setup_logging(cfg.log.level, cfg.log.formatter, cfg.log.fields, accesslog=not cfg.log.accesslog.disabled)
     return App(cfg)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         print(f"fastreg: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(cfg.log.level)
+    setup_logging(cfg.log.level, cfg.log.formatter, cfg.log.fields, accesslog=not cfg.log.accesslog.disabled)
     from .server import serve
     try:
         serve(cfg)

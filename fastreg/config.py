@@ -91,9 +91,6 @@ _UNUSED = "defined by Distribution but not used by fastreg; ignored"
 # Keys Distribution defines that fastreg accepts but does not act on (yet).  Each one present in
 # the config (file or environment) is named in a warning.  Remove a line when its feature lands.
 UNUSED_KEYS: dict[str, str] = {
-    "log.accesslog": _UNUSED,
-    "log.formatter": _UNUSED,
-    "log.fields": _UNUSED,
     "log.hooks": _UNUSED,
     "log.reportcaller": _UNUSED,
     "auth.token.autoredirect": _UNUSED,
@@ -179,6 +176,7 @@ class LogHook(_S):
 
 
 LOG_LEVELS = ("error", "warn", "info", "debug")
+LOG_FORMATTERS = ("", "text", "json", "logstash")
 
 
 class Log(_S):
@@ -890,6 +888,8 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
             level = cfg.loglevel.lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"log.level: invalid level {level!r}; one of {', '.join(LOG_LEVELS)}")
+    if cfg.log.formatter.lower() not in LOG_FORMATTERS:
+        raise ConfigError(f"log.formatter: invalid formatter {cfg.log.formatter!r}; one of text, json, logstash")
 
     if cfg.http.net not in ("", "tcp"):
         raise ConfigError(f"http.net: {cfg.http.net!r} is not supported; fastreg listens on tcp only")

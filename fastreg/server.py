@@ -112,6 +112,10 @@ def serve(cfg: Any) -> None:
         where += f" at {cfg.storage.filesystem.rootdirectory}"
     log.warning("fastreg listening on %s://%s:%d (%d worker%s, %s storage)", scheme,
                 f"[{host}]" if ":" in host else host, port, workers, "s" if workers > 1 else "", where)
+    from .logging import granian_log_config
+    logcfg = granian_log_config(cfg.log.formatter, cfg.log.fields)
+    if logcfg is not None:
+        kwargs["log_dictconfig"] = logcfg
     debug = _start_debug_listener(cfg, workers)
     try:
         Granian(

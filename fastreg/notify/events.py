@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..logging import request_id
+
 if TYPE_CHECKING:
     from ..api.http import Request
     from ..hooks import Target
@@ -45,14 +47,6 @@ class Source:
     @classmethod
     def local(cls, port: int) -> Source:
         return cls(f"{socket.gethostname()}:{port}", str(uuid.uuid4()))
-
-
-def request_id(scope: dict[str, Any]) -> str:
-    """The id of the request (made on first use, then kept in the scope for logs and events)."""
-    rid = scope.get("fastreg.request_id")
-    if rid is None:
-        rid = scope["fastreg.request_id"] = str(uuid.uuid4())
-    return rid
 
 
 def timestamp(now: datetime | None = None) -> str:
