@@ -102,7 +102,7 @@ UNUSED_KEYS: dict[str, str] = {
     "http.tls.letsencrypt": _UNUSED,
     "notifications.events.includereferences": "fastreg does not send target.references; ignored",
     "redis": _UNUSED,
-    "health": _UNUSED,
+    "health": "ignored: fastreg's /debug/health (on http.debug.addr) always checks the storage driver",
     "proxy": "pull-through cache mode is not implemented by fastreg yet",
     "compatibility": _UNUSED,
     "validation": _UNUSED,

@@ -175,6 +175,22 @@ class Outbox:
                 raise
         await self._read(q)
 
+    async def forget_endpoints_except(self, keep: list[str]) -> dict[str, int]:
+        """Delete the rows of endpoints no longer configured (or disabled); returns what went."""
+        def q(c: sqlite3.Connection) -> dict[str, int]:
+            marks = ",".join("?" * len(keep))
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                gone = dict(c.execute(f"SELECT endpoint, count(*) FROM outbox WHERE endpoint NOT IN ({marks}) "
+                                      "GROUP BY endpoint", keep).fetchall())
+                c.execute(f"DELETE FROM outbox WHERE endpoint NOT IN ({marks})", keep)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return gone
+        return await self._read(q)  # type: ignore[return-value]
+
     async def depth(self) -> dict[str, int]:
         """Waiting rows per endpoint."""
         def q(c: sqlite3.Connection) -> dict[str, int]:

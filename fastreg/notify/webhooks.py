@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,6 +41,7 @@ log = logging.getLogger("fastreg.notify")
 
 LEADER_RETRY = 1.0
 FIRST_RETRY = 0.05
+DEPTH_EVERY = 1.0      # seconds between two refreshes of the pending gauge while delivering
 
 
 class DeliveryError(Exception):
@@ -217,6 +219,7 @@ class Deliverer:
     metrics: NotifyMetrics | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     failures: int = 0
+    _depth_at: float = 0.0
 
     async def run(self) -> None:
         spec, m = self.spec, self.metrics
@@ -253,6 +256,10 @@ class Deliverer:
             self.failures = 0
             if m is not None:
                 m.webhook_delivered(spec.name, len(rows))
+                now = time.monotonic()
+                if now - self._depth_at > DEPTH_EVERY:      # a backlog draining: refresh the gauge
+                    self._depth_at = now
+                    m.webhook_depth(spec.name, (await self.outbox.depth()).get(spec.name, 0))
 
 
 class Dispatcher:
@@ -291,6 +298,9 @@ class Dispatcher:
         while not self._try_lock():
             await asyncio.sleep(LEADER_RETRY)
         log.info("delivering webhook notifications from process %d", os.getpid())
+        gone = await self.outbox.forget_endpoints_except([d.spec.name for d in self.deliverers])
+        for name, n in gone.items():
+            log.warning("outbox: dropped %d event(s) for endpoint %r, which is no longer configured", n, name)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._guard(d), name=f"webhook-{d.spec.name}") for d in self.deliverers]
         await asyncio.gather(*self._tasks)

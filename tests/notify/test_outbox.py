@@ -59,6 +59,17 @@ def test_fetch_delete_and_depth_per_endpoint(tmp_path: Path) -> None:
     run(main())
 
 
+def test_forget_endpoints_no_longer_configured(tmp_path: Path) -> None:
+    async def main() -> None:
+        ob = Outbox(tmp_path, maxevents=100)
+        await ob.add([("a", "1", b""), ("old", "1", b""), ("old", "2", b""), ("b", "3", b"")])
+        assert await ob.forget_endpoints_except(["a", "b"]) == {"old": 2}
+        assert await ob.depth() == {"a": 1, "b": 1}
+        await ob.close()
+
+    run(main())
+
+
 def test_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
     dropped: list[int] = []
 
