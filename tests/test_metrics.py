@@ -37,6 +37,19 @@ def total(samples: dict[Any, float], name: str, **labels: str) -> float:
                if n == name and all(dict(ls).get(k) == w for k, w in labels.items()))
 
 
+def per_process_requests(mdir: Path) -> dict[str, float]:
+    """registry_http_requests_total per worker process, read from each process's sample file."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    out = {}
+    for f in mdir.glob("counter_*.db"):
+        n = sum(s.value for m in MultiProcessCollector.merge([str(f)], accumulate=True)
+                for s in m.samples if s.name == "registry_http_requests_total")
+        if n:
+            out[f.stem.split("_")[-1]] = n
+    return out
+
+
 def debug_config(port: int, **extra: Any) -> dict[str, Any]:
     return {"http": {"debug": {"addr": f"127.0.0.1:{port}", "prometheus": {"enabled": True, "path": "/metrics"}}},
             **extra}
@@ -56,6 +69,13 @@ def test_metrics_add_up_across_two_workers(fastreg_factory: Any, tmp_path: Path)
         metrics_url = f"http://127.0.0.1:{dport}/metrics"
         before = scrape(metrics_url)
         assert value(before, "registry_http_requests_total", handler="manifest", method="PUT", code="201") == 0
+        # Both workers must have answered something, so that the totals below are merged from
+        # two processes (the kernel picks the worker of each new connection).
+        probes = 0
+        while len(per_process_requests(mdir)) < 2 and probes < 400:
+            httpx.get(srv.url + "/v2/", timeout=10)
+            probes += 1
+        assert len(per_process_requests(mdir)) == 2, "one worker answered every connection"
 
         repo = unique_repo("metrics")
         images = [make_manifest() for _ in range(4)]
@@ -74,11 +94,10 @@ def test_metrics_add_up_across_two_workers(fastreg_factory: Any, tmp_path: Path)
             assert c.get(f"/v2/{repo}/manifests/nope").status_code == 404
         receiver.wait_for(lambda e: len(e) >= 4 * 3 + 6 * 2, log=srv.log)
 
-        pids = {p.name.split("_")[-1] for p in mdir.glob("counter_*.db")}
-        assert len(pids) >= 2, pids           # samples from more than one process were merged
-
         s = scrape(metrics_url)
         req = "registry_http_requests_total"
+        per_pid = per_process_requests(mdir)
+        assert sum(per_pid.values()) == total(s, req)      # the scrape is the sum of the processes
         assert value(s, req, handler="manifest", method="PUT", code="201") == 4
         assert value(s, req, handler="upload_start", method="POST", code="202") == 8
         assert value(s, req, handler="upload", method="PUT", code="201") == 8

@@ -22,6 +22,7 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import sqlite3
@@ -68,8 +69,15 @@ class Outbox:
         self._writer_exec = ThreadPoolExecutor(1, thread_name_prefix="outbox-writer")
         self._reader_exec = ThreadPoolExecutor(1, thread_name_prefix="outbox-reader")
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._wconn = _connect(self.path)
-        self._wconn.executescript(SCHEMA)
+        # Workers start together: switching a new database to WAL does not wait on SQLite's busy
+        # handler, so the first connection and the schema are made under a file lock.
+        fd = os.open(self.directory / "init.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._wconn = _connect(self.path)
+            self._wconn.executescript(SCHEMA)
+        finally:
+            os.close(fd)
         self._rconn: sqlite3.Connection | None = None
         self._queue: list[tuple[list[Row], asyncio.Future[None]]] = []
         self._pending: asyncio.Event | None = None    # made on the loop by _ensure_writer

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import multiprocessing
 import sqlite3
 from pathlib import Path
 
@@ -38,6 +39,35 @@ def test_concurrent_adds_share_commits_and_persist(tmp_path: Path) -> None:
     rows = sqlite3.connect(tmp_path / "ob" / Outbox.FILENAME).execute(
         "SELECT event_id FROM outbox ORDER BY seq").fetchall()
     assert [r[0] for r in rows] == [f"id{i}" for i in range(200)]   # every event, in order
+
+
+ROUNDS = 10
+
+
+def _writer_process(directory: str, tag: str, barrier: object) -> None:
+    async def main(d: str) -> None:
+        ob = Outbox(d, maxevents=10_000)
+        await asyncio.gather(*(ob.add([("a", f"{tag}-{i}", b"")]) for i in range(20)))
+        await ob.close()
+
+    for r in range(ROUNDS):
+        barrier.wait()  # type: ignore[attr-defined]
+        asyncio.run(main(f"{directory}/{r}"))
+
+
+def test_processes_share_a_new_outbox(tmp_path: Path) -> None:
+    """Workers start together on a database that does not exist yet, and all write to it."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4, timeout=20)
+    procs = [ctx.Process(target=_writer_process, args=(str(tmp_path), f"p{n}", barrier)) for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    for r in range(ROUNDS):
+        rows = sqlite3.connect(tmp_path / str(r) / Outbox.FILENAME).execute("SELECT event_id FROM outbox").fetchall()
+        assert sorted(x[0] for x in rows) == sorted(f"p{n}-{i}" for n in range(4) for i in range(20))
 
 
 def test_fetch_delete_and_depth_per_endpoint(tmp_path: Path) -> None:
