@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fcntl
 import ipaddress
@@ -32,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .events import MEDIA_TYPE, envelope
 from .outbox import Outbox
@@ -164,6 +165,9 @@ async def post(url: str, body: bytes, *, headers: Sequence[tuple[str, str]] = ()
     port = u.port or (443 if https else 80)
     target = (u.path or "/") + (f"?{u.query}" if u.query else "")
     host_header = u.netloc.rpartition("@")[2]
+    if u.username is not None:          # http://user:pass@host/ → basic auth, as Go's client does
+        cred = f"{unquote(u.username)}:{unquote(u.password or '')}".encode()
+        headers = [("Authorization", "Basic " + base64.b64encode(cred).decode()), *headers]
     try:
         async with asyncio.timeout(timeout):
             addrs = await resolve(host, port, allow_private)

@@ -132,6 +132,33 @@ def test_resolve_refuses_names_of_private_addresses() -> None:
     assert run(resolve("127.0.0.1", 80, allow_private=True)) == ["127.0.0.1"]
 
 
+def test_post_sends_envelope_headers_and_url_credentials() -> None:
+    got: list[bytes] = []
+
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        status = await post(f"http://u%40x:p%3Aw@127.0.0.1:{port}/in?k=v", b'{"events":[]}',
+                            headers=[("X-A", "1")], allow_private=True, timeout=5)
+        assert status == 204
+        server.close()
+        await server.wait_closed()
+
+    run(main())
+    head = got[0].decode()
+    assert head.startswith("POST /in?k=v HTTP/1.1\r\n")
+    assert "\r\nHost: 127.0.0.1:" in head and "u%40x" not in head
+    assert "\r\nContent-Type: application/vnd.docker.distribution.events.v1+json\r\n" in head
+    assert "\r\nContent-Length: 13\r\n" in head and "\r\nX-A: 1\r\n" in head
+    assert "\r\nAuthorization: Basic dUB4OnA6dw==\r\n" in head      # base64("u@x:p:w")
+
+
 def test_redirects_are_not_followed(tmp_path: Path) -> None:
     """A 3xx is a failed delivery; the Location is never fetched."""
     seen: list[bytes] = []
