@@ -37,7 +37,7 @@ class App:
         self.common = [API_VERSION, *extra]
         self.token_path: str | None = None          # the built-in token service (fastreg.auth)
         self.token_service: Any = None
-        self.access = access_enabled()              # log.accesslog, at level info or debug
+        self.access_log = access_enabled()              # log.accesslog, at level info or debug
 
     # -- lifespan --------------------------------------------------------------------------
     def open(self) -> Context:
@@ -104,7 +104,7 @@ class App:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self.ctx or self.open()
         current_scope.set(scope)                    # request id on every log line (fastreg.logging)
-        timed = self.access or self.observer is not None
+        timed = self.access_log or self.observer is not None
         started = time.perf_counter() if timed else 0.0
         try:
             resp = await self.dispatch(scope, receive, ctx)
@@ -128,7 +128,7 @@ class App:
             if self.observer is not None:
                 self.observer.request_done(scope.get("fastreg.route", "none"), scope["method"], resp.status,
                                            seconds, scope.get("fastreg.bytes_in", 0), sent)
-            if self.access:
+            if self.access_log:
                 log_access(scope, resp.status, sent, seconds)
 
     async def dispatch(self, scope: Scope, receive: Receive, ctx: Context) -> Response:

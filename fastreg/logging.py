@@ -11,8 +11,9 @@
 * **Access log** (``fastreg.access``, level info, on unless ``log.accesslog.disabled``), one
   line per request: in text, Apache's combined format, as Distribution writes it; in JSON,
   Distribution's ``http.request.*`` / ``http.response.*`` fields.  The ``_state`` query value
-  of upload URLs (a capability to write into the upload) is replaced by ``REDACTED``; request
-  headers (Authorization, cookies) are never logged.
+  of upload URLs (a capability to write into the upload) and any ``token``, ``access_token``,
+  ``refresh_token`` or ``password`` query value are replaced by ``REDACTED``; request headers
+  (Authorization, cookies) and bodies are never logged.
 """
 from __future__ import annotations
 
@@ -121,7 +122,8 @@ def access_enabled() -> bool:
     return not access_log.disabled and access_log.isEnabledFor(logging.INFO)
 
 
-_STATE = re.compile(r"(_state=)[^&]*")
+# query values that are capabilities or credentials
+_STATE = re.compile(r"(?<![^&?])((?:_state|refresh_token|access_token|token|password)=)[^&]*")
 
 
 def log_access(scope: dict[str, Any], status: int, written: int, seconds: float) -> None:

@@ -42,7 +42,7 @@ def test_json_formatter_fields_and_request_id() -> None:
 
 
 def test_access_line_redacts_upload_state(caplog: pytest.LogCaptureFixture) -> None:
-    scope = {"method": "PATCH", "path": "/v2/a/blobs/uploads/u", "query_string": b"_state=SECRETSTATE&x=1",
+    scope = {"method": "PATCH", "path": "/v2/a/blobs/uploads/u", "query_string": b"_state=SECRETSTATE&x=1&refresh_token=RT&my_state=keep",
              "headers": [(b"user-agent", b"ua/1"), (b"authorization", b"Bearer TOKEN")],
              "client": ("127.0.0.1", 5555), "http_version": "1.1"}
     with caplog.at_level(logging.INFO, logger="fastreg.access"):
@@ -51,7 +51,8 @@ def test_access_line_redacts_upload_state(caplog: pytest.LogCaptureFixture) -> N
     rec = caplog.records[-1]
     text = TextFormatter().format(rec)
     assert text.startswith('127.0.0.1 - - [')
-    assert '"PATCH /v2/a/blobs/uploads/u?_state=REDACTED&x=1 HTTP/1.1" 202 0 "" "ua/1"' in text
+    assert ('"PATCH /v2/a/blobs/uploads/u?_state=REDACTED&x=1&refresh_token=REDACTED&my_state=keep HTTP/1.1" '
+            '202 0 "" "ua/1"') in text
     js = json.loads(JSONFormatter().format(rec))
     assert js["http.response.status"] == 202 and js["http.request.useragent"] == "ua/1"
     assert js["http.response.duration"] == "12.300ms"
