@@ -84,7 +84,7 @@ DEFAULT_ROOTDIRECTORY = _default_rootdirectory(os.environ)
 
 # FASTREG_ variables that are process settings, not config keys: never overrides.
 NON_CONFIG_ENV = frozenset({"FASTREG_NO_EXTENSIONS", "FASTREG_CONFIG", "FASTREG_RESOLVED_CONFIG",
-                            "FASTREG_SECRET"})
+                            "FASTREG_SECRET", "FASTREG_INSTANCE_ID"})
 _K8S_SERVICE_LINK = re.compile(r"^FASTREG_(PORT(_.*)?|SERVICE_.*)$")
 
 _UNUSED = "defined by Distribution but not used by fastreg; ignored"

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ def serve(cfg: Any) -> None:
         if workers > 1:
             log.info("http.secret not set: generated one shared by this instance's workers")
     os.environ["FASTREG_RESOLVED_CONFIG"] = dump_config(cfg).decode()
+    os.environ["FASTREG_INSTANCE_ID"] = str(uuid.uuid4())     # webhook events' source.instanceID
     mode = {"1": HTTPModes.http1, "2": HTTPModes.http2}.get(str(cfg.fastreg.httpmode), HTTPModes.auto)
     if getattr(cfg.http.http2, "disabled", False):
         mode = HTTPModes.http1

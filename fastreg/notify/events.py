@@ -14,6 +14,7 @@ receiver sees the same id every time the event is redelivered, and drops duplica
 """
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -46,7 +47,10 @@ class Source:
 
     @classmethod
     def local(cls, port: int) -> Source:
-        return cls(f"{socket.gethostname()}:{port}", str(uuid.uuid4()))
+        """This host and port; the instance id is the one ``fastreg serve`` made for all its
+        workers (``FASTREG_INSTANCE_ID``), new at each start."""
+        instance = os.environ.get("FASTREG_INSTANCE_ID") or str(uuid.uuid4())
+        return cls(f"{socket.gethostname()}:{port}", instance)
 
 
 def timestamp(now: datetime | None = None) -> str:
