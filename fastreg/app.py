@@ -11,6 +11,7 @@ from .api.base import Context
 from .api.errors import RegistryError, error_body
 from .api.http import Receive, Request, Response, Scope, Send
 from .api.routes import match
+from .health import StorageHealth
 from .hooks import Observer
 from .logging import access_enabled, current_scope, log_access
 from .metrics import MULTIPROC_ENV
@@ -37,13 +38,18 @@ class App:
         self.common = [API_VERSION, *extra]
         self.token_path: str | None = None          # the built-in token service (fastreg.auth)
         self.token_service: Any = None
-        self.access_log = access_enabled()              # log.accesslog, at level info or debug
+        self.access_log = access_enabled()          # log.accesslog, at level info or debug
+        self.health: StorageHealth | None = None    # health.storagedriver: 503 while storage fails
 
     # -- lifespan --------------------------------------------------------------------------
     def open(self) -> Context:
         cfg = self.cfg
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
                                fsync=getattr(cfg.fastreg, "fsync", True))
+        hc = cfg.health.storagedriver
+        if hc.enabled:
+            self.health = StorageHealth(driver, cfg.storage.driver_name, hc.interval, hc.threshold)
+            self.health.start()
         metrics = None
         if metrics_enabled(cfg) and os.environ.get(MULTIPROC_ENV):
             from .metrics import Metrics
@@ -72,6 +78,9 @@ class App:
         return ctx
 
     async def close(self) -> None:
+        if self.health is not None:
+            await self.health.close()
+            self.health = None
         if self.ctx is not None:
             if self.ctx.events is not None:
                 await self.ctx.events.close()
@@ -132,6 +141,8 @@ class App:
                 log_access(scope, resp.status, sent, seconds)
 
     async def dispatch(self, scope: Scope, receive: Receive, ctx: Context) -> Response:
+        if self.health is not None and not self.health.ok:
+            raise RegistryError("UNAVAILABLE", self.health.detail)
         path = scope["path"]
         found = match(path)
         if found is None:

@@ -30,7 +30,6 @@ import orjson
 
 log = logging.getLogger("fastreg.debug")
 
-CHECK_TIMEOUT = 5.0
 MAX_HEAD = 16 * 1024
 
 
@@ -125,23 +124,21 @@ class DebugServer:
 
     # -- checks -------------------------------------------------------------------------------
     async def health(self) -> dict[str, dict[str, Any]]:
-        from .storage.driver.base import PathNotFound
+        from .health import check_storage
         from .storage.driver.factory import create_driver
 
         st = self.cfg.storage
         name = f"storagedriver_{st.driver_name}"
-        started = time.perf_counter()
-        try:
-            if self._driver is None:
+        if self._driver is None:
+            try:
                 self._driver = create_driver(st.driver_name, st.driver_params,
                                              fsync=getattr(self.cfg.fastreg, "fsync", True))
-            async with asyncio.timeout(CHECK_TIMEOUT):
-                with contextlib.suppress(PathNotFound):   # an empty registry is a reachable one
-                    await self._driver.list("/")
-        except Exception as exc:  # noqa: BLE001 -- a failed check is reported, not raised
-            return {name: {"status": "error", "error": f"{type(exc).__name__}: {exc}",
-                           "seconds": round(time.perf_counter() - started, 6)}}
-        return {name: {"status": "ok", "seconds": round(time.perf_counter() - started, 6)}}
+            except Exception as exc:  # noqa: BLE001 -- a failed check is reported, not raised
+                return {name: {"status": "error", "error": f"{type(exc).__name__}: {exc}", "seconds": 0.0}}
+        error, seconds = await check_storage(self._driver)
+        if error is not None:
+            return {name: {"status": "error", "error": error, "seconds": round(seconds, 6)}}
+        return {name: {"status": "ok", "seconds": round(seconds, 6)}}
 
     async def status(self) -> dict[str, Any]:
         from importlib.metadata import PackageNotFoundError, version
