@@ -13,6 +13,9 @@ before the workers), answering one request per connection:
 =====================  ============================================================================
 
 Keep it on a private address: it needs no credentials.
+
+The thread starts before granian forks its workers; a forked child keeps only the forking
+thread, and this one is idle in its event loop (holding no lock the workers use) at that time.
 """
 from __future__ import annotations
 
