@@ -228,11 +228,11 @@ class Deliverer:
     async def run(self) -> None:
         spec, m = self.spec, self.metrics
         while True:
+            self.wake.clear()     # before the fetch: an event recorded after it sets wake again
             rows = await self.outbox.fetch(spec.name, spec.batch)
             if not rows:
                 if m is not None:
                     m.webhook_depth(spec.name, 0)
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll):
                         await self.wake.wait()
