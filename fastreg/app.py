@@ -39,7 +39,8 @@ class App:
     def open(self) -> Context:
         cfg = self.cfg
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
-                               fsync=getattr(cfg.fastreg, "fsync", True))
+                               fsync=getattr(cfg.fastreg, "fsync", True),
+                               redirect=not cfg.storage.redirect.disable)
         secret = (cfg.http.secret or os.environ.get("FASTREG_SECRET") or secrets.token_hex(32)).encode()
         registry = Registry(
             driver, secret=secret, allow_blake3=cfg.fastreg.digest.blake3,

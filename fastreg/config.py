@@ -111,7 +111,6 @@ UNUSED_KEYS: dict[str, str] = {
     "validation": _UNUSED,
     "policy": _UNUSED,
     "storage.cache": "fastreg keeps no blob descriptor cache; ignored",
-    "storage.redirect": _UNUSED,
     "storage.tag": _UNUSED,
     "storage.maintenance.uploadpurging": _UNUSED,
 }

@@ -6,7 +6,9 @@ from typing import Any
 from .base import StorageDriver
 
 
-def create_driver(name: str, params: Any, *, fsync: bool = True) -> StorageDriver:
+def create_driver(name: str, params: Any, *, fsync: bool = True, redirect: bool = True) -> StorageDriver:
+    """`redirect` is ``not storage.redirect.disable``: object stores may answer blob GETs with
+    a presigned URL (Distribution's default); ignored by drivers without URLs of their own."""
     if name == "filesystem":
         from .filesystem import FilesystemDriver
         return FilesystemDriver(params.rootdirectory, maxthreads=getattr(params, "maxthreads", 16) or 16,
@@ -14,4 +16,10 @@ def create_driver(name: str, params: Any, *, fsync: bool = True) -> StorageDrive
     if name == "inmemory":
         from .inmemory import InMemoryDriver
         return InMemoryDriver()
+    if name == "s3":
+        try:
+            from .s3 import S3Driver
+        except ImportError as exc:      # aiobotocore is the optional extra fastreg[s3]
+            raise ValueError(f"storage driver s3 needs aiobotocore: pip install 'fastreg[s3]' ({exc})") from None
+        return S3Driver(params, redirect=redirect)
     raise ValueError(f"storage driver {name!r} is not available in this build of fastreg")

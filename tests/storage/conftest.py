@@ -1,0 +1,190 @@
+"""Storage fixtures: one event loop per test, a backend per driver, the services they need.
+
+A *backend* makes drivers on a fresh, private root (a tmp directory, or a unique prefix in
+the shared bucket/container) and afterwards lists, with the service's own API, anything left
+behind under that root: temporary files, multipart uploads, uncommitted blocks, objects.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastreg.storage.driver.base import StorageDriver
+
+from .services import S3_BUCKET, S3_KEYS, S3_TEST_PART, Service, start_moto
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.run_until_complete(lp.shutdown_asyncgens())
+    lp.close()
+
+
+@pytest.fixture
+def run(loop: asyncio.AbstractEventLoop) -> Callable[[Any], Any]:
+    return loop.run_until_complete
+
+
+# -- backends -------------------------------------------------------------------------------
+
+class Backend:
+    name = ""
+
+    def make(self, root: str, **kw: Any) -> StorageDriver:
+        raise NotImplementedError
+
+    async def leftovers(self, root: str) -> list[str]:
+        """Everything stored under `root`, as the service itself lists it."""
+        raise NotImplementedError
+
+    async def orphans(self, root: str) -> list[str]:
+        """Driver debris no path accounts for (temporary files, abandoned multipart uploads)."""
+        return []
+
+
+class FilesystemBackend(Backend):
+    name = "filesystem"
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def make(self, root: str, **kw: Any) -> StorageDriver:
+        from fastreg.storage.driver.filesystem import FilesystemDriver
+        return FilesystemDriver(str(self.base / root))
+
+    async def leftovers(self, root: str) -> list[str]:
+        d = self.base / root
+        return [str(p) for p in d.rglob("*") if p.is_file()] if d.exists() else []
+
+    async def orphans(self, root: str) -> list[str]:
+        return [p for p in await self.leftovers(root) if Path(p).name.startswith(".fastreg-tmp-")]
+
+
+class InMemoryBackend(Backend):
+    name = "inmemory"
+
+    def __init__(self) -> None:
+        self.drivers: dict[str, Any] = {}
+
+    def make(self, root: str, **kw: Any) -> StorageDriver:
+        from fastreg.storage.driver.inmemory import InMemoryDriver
+        # Two drivers on one root share the objects, as two processes share a bucket.
+        d = InMemoryDriver()
+        first = self.drivers.setdefault(root, d)
+        d._objects = first._objects
+        return d
+
+    async def leftovers(self, root: str) -> list[str]:
+        return sorted(self.drivers[root]._objects) if root in self.drivers else []
+
+
+class S3Backend(Backend):
+    name = "s3"
+
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+
+    def params(self, root: str) -> dict[str, Any]:
+        return {"bucket": S3_BUCKET, "region": "us-east-1", "regionendpoint": self.svc.url,
+                "forcepathstyle": True, "rootdirectory": f"/{root}", "chunksize": S3_TEST_PART,
+                "multipartcopychunksize": 2 * S3_TEST_PART, "multipartcopythresholdsize": 2 * S3_TEST_PART,
+                **S3_KEYS}
+
+    def make(self, root: str, **kw: Any) -> StorageDriver:
+        from fastreg.storage.driver.s3 import S3Driver
+        return S3Driver(self.params(root), list_page_size=kw.get("page", 1000))
+
+    async def leftovers(self, root: str) -> list[str]:
+        async with s3_client(self.svc.url) as s3:
+            objs = await s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=root + "/")
+            mpus = await s3.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=root + "/")
+        return ([o["Key"] for o in objs.get("Contents", [])]
+                + [f"multipart upload {u['Key']} {u['UploadId']}" for u in mpus.get("Uploads", [])])
+
+    async def orphans(self, root: str) -> list[str]:
+        """Multipart uploads that no sidecar names: nobody could ever finish or abort them."""
+        from fastreg.storage.driver.s3 import SIDECAR
+        out = []
+        async with s3_client(self.svc.url) as s3:
+            mpus = await s3.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=root + "/")
+            for u in mpus.get("Uploads", []):
+                try:
+                    resp = await s3.get_object(Bucket=S3_BUCKET, Key=u["Key"] + SIDECAR)
+                    async with resp["Body"] as body:
+                        side = await body.read()
+                except Exception:
+                    side = b""
+                if u["UploadId"].encode() not in side.partition(b"\n")[0]:
+                    out.append(f"multipart upload {u['Key']} {u['UploadId']}")
+        return out
+
+
+def s3_client(url: str) -> Any:
+    from aiobotocore.session import get_session
+    return get_session().create_client("s3", region_name="us-east-1", endpoint_url=url,
+                                       aws_access_key_id=S3_KEYS["accesskey"],
+                                       aws_secret_access_key=S3_KEYS["secretkey"])
+
+
+# -- services (one per session) -------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_moto(tmp_path_factory.mktemp("moto"))
+
+    async def make_bucket() -> None:
+        async with s3_client(svc.url) as s3:
+            await s3.create_bucket(Bucket=S3_BUCKET)
+
+    try:
+        asyncio.run(make_bucket())
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(params=["filesystem", "inmemory", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    kind = request.param
+    if kind == "filesystem":
+        return FilesystemBackend(tmp_path)
+    if kind == "inmemory":
+        return InMemoryBackend()
+    if kind == "s3":
+        return S3Backend(request.getfixturevalue("moto_server"))
+    raise AssertionError(kind)
+
+
+@pytest.fixture
+def root() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def driver(backend: Backend, root: str, run: Callable[[Any], Any]) -> Iterator[StorageDriver]:
+    """A driver on a private root.  Afterwards: delete("/") must leave nothing behind."""
+    d = backend.make(root)
+    yield d
+
+    async def teardown() -> list[str]:
+        orphans = await backend.orphans(root)
+        assert orphans == [], f"driver debris: {orphans}"
+        try:
+            try:
+                await d.delete("/")
+            except Exception as exc:   # an empty root is fine; anything else is a failure
+                if type(exc).__name__ != "PathNotFound":
+                    raise
+        finally:
+            await d.close()
+        return await backend.leftovers(root)
+
+    left = run(teardown())
+    assert left == [], f"left behind after delete('/'): {left}"
