@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from fastreg.storage.driver.base import StorageDriver
 
@@ -119,7 +120,7 @@ class S3Backend(Backend):
                     resp = await s3.get_object(Bucket=S3_BUCKET, Key=u["Key"] + SIDECAR)
                     async with resp["Body"] as body:
                         side = await body.read()
-                except Exception:
+                except ClientError:
                     side = b""
                 if u["UploadId"].encode() not in side.partition(b"\n")[0]:
                     out.append(f"multipart upload {u['Key']} {u['UploadId']}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -116,7 +117,7 @@ def test_append_across_parts_and_processes(backend: Backend, driver: StorageDriv
 
     async def go() -> None:
         await driver.put_content("/u/data", b"")
-        for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(cuts)):
             other = backend.make(root)
             try:
                 w = await other.writer("/u/data", append=True)

@@ -38,8 +38,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
 from .params import Params
@@ -49,6 +51,8 @@ MIN_PART = 5 << 20                 # AWS minimum size of every part but the last
 MAX_COPY_PART = 5 << 30            # AWS maximum size of CopyObject and of one UploadPartCopy
 INLINE_MAX = 64 * 1024             # observe() below this size runs on the loop
 PRESIGN_SECONDS = 20 * 60          # as Distribution
+# What a request to the store can raise (translated to StorageError at the driver boundary).
+S3_ERRORS = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError, StorageError)
 
 
 def _code(exc: Exception) -> str:
@@ -180,7 +184,7 @@ class S3Driver:
         s3 = await self._s3()
         try:
             return dict(await s3.head_object(Bucket=self.bucket, Key=key))
-        except Exception as exc:
+        except S3_ERRORS as exc:
             if _missing(exc):
                 return None
             raise
@@ -198,7 +202,7 @@ class S3Driver:
     async def _load_session(self, key: str) -> tuple[_Session, bytes] | None:
         try:
             return _Session.decode(await self._get(key + SIDECAR))
-        except Exception as exc:
+        except S3_ERRORS as exc:
             if _missing(exc):
                 return None
             raise
@@ -234,7 +238,7 @@ class S3Driver:
                 if match(u["Key"]):
                     try:
                         await s3.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"])
-                    except Exception as exc:
+                    except S3_ERRORS as exc:
                         if not _missing(exc):
                             raise
             if not resp.get("IsTruncated"):
@@ -251,15 +255,13 @@ class S3Driver:
                 await self._materialize(key)
                 data = await self._get(key)
             return data
-        except StorageError:
-            raise
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._error(exc, path) from None
 
     async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
         try:
             await self._put(self.key(path), data)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._error(exc, path) from None
 
     async def stat(self, path: str) -> FileInfo:
@@ -276,7 +278,7 @@ class S3Driver:
                 return FileInfo(path, size, mtime, False)
             s3 = await self._s3()
             resp = await s3.list_objects_v2(Bucket=self.bucket, Prefix=self._dir_prefix(path), MaxKeys=1)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._error(exc, path) from None
         if not resp.get("Contents"):
             raise PathNotFound(path)
@@ -298,7 +300,7 @@ class S3Driver:
                 if not resp.get("IsTruncated"):
                     break
                 kwargs["ContinuationToken"] = resp["NextContinuationToken"]
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._error(exc, path) from None
         names = {n for n in names if n and not n.endswith(SIDECAR)}
         if not names:
@@ -314,9 +316,7 @@ class S3Driver:
                 raise PathNotFound(src)
             await self._copy(skey, dkey, int(head["ContentLength"]))
             await self._delete_keys([skey])
-        except StorageError:
-            raise
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._error(exc, src) from None
 
     async def _copy(self, skey: str, dkey: str, size: int) -> None:
@@ -331,7 +331,7 @@ class S3Driver:
             sess.parts = await self._copy_parts(skey, dkey, sess.upload_id, size, 1)
             await self._complete(dkey, sess, b"")
         except BaseException:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*S3_ERRORS):
                 await s3.abort_multipart_upload(Bucket=self.bucket, Key=dkey, UploadId=sess.upload_id)
             raise
 
@@ -376,9 +376,7 @@ class S3Driver:
                 raise PathNotFound(path)
             await self._abort_uploads(key, mine)
             await self._delete_keys(doomed)
-        except StorageError:
-            raise
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._error(exc, path) from None
 
     # -- streams ---------------------------------------------------------------------------
@@ -406,9 +404,7 @@ class S3Driver:
             w = S3Writer(self, path, key, sess, b"", had_sidecar=False)
             await w._save()             # the sidecar first: from here on it is the truth
             return w
-        except StorageError:
-            raise
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._error(exc, path) from None
 
     async def reader(self, path: str, offset: int = 0, length: int | None = None,
@@ -428,7 +424,7 @@ class S3Driver:
             try:
                 resp = await (s3.get_object(Bucket=self.bucket, Key=key, Range=rng) if rng
                               else s3.get_object(Bucket=self.bucket, Key=key))
-            except Exception as exc:
+            except S3_ERRORS as exc:
                 if _code(exc) not in ("InvalidRange", "416"):
                     raise self._error(exc, path) from None
                 resp = None                               # at or past the end, or an upload marker
@@ -524,7 +520,7 @@ class S3Writer:
             pending, self._pending = self._pending, None
             try:
                 await pending
-            except Exception as exc:
+            except S3_ERRORS as exc:
                 raise self._d._error(exc, self._path) from None
 
     async def _save(self) -> None:
@@ -546,9 +542,7 @@ class S3Writer:
                 await self._save()
             else:
                 await self._d._put(self._key, self._buf)
-        except StorageError:
-            raise
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._d._error(exc, self._path) from None
 
     async def commit(self) -> None:
@@ -563,20 +557,18 @@ class S3Writer:
                 await self._d._put(self._key, self._buf)
             if self._had_sidecar:
                 await self._d._delete_keys([self._key + SIDECAR])
-        except StorageError:
-            raise
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._d._error(exc, self._path) from None
 
     async def cancel(self) -> None:
         self._done = True
         if self._pending is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*S3_ERRORS):
                 await self._pending
             self._pending = None
         key = self._key
         try:
             await self._d._abort_uploads(key, lambda k: k == key)
             await self._d._delete_keys([key, key + SIDECAR])
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._d._error(exc, self._path) from None
