@@ -17,7 +17,17 @@ from botocore.exceptions import ClientError
 
 from fastreg.storage.driver.base import StorageDriver
 
-from .services import S3_BUCKET, S3_KEYS, S3_TEST_PART, Service, start_moto
+from .services import (
+    AZURE_ACCOUNT,
+    AZURE_CONTAINER,
+    AZURE_KEY,
+    S3_BUCKET,
+    S3_KEYS,
+    S3_TEST_PART,
+    Service,
+    start_azurite,
+    start_moto,
+)
 
 
 @pytest.fixture
@@ -134,6 +144,33 @@ def s3_client(url: str) -> Any:
                                        aws_secret_access_key=S3_KEYS["secretkey"])
 
 
+class AzureBackend(Backend):
+    name = "azure"
+
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+
+    def params(self, root: str) -> dict[str, Any]:
+        return {"accountname": AZURE_ACCOUNT, "accountkey": AZURE_KEY, "container": AZURE_CONTAINER,
+                "serviceurl": f"{self.svc.url}/{AZURE_ACCOUNT}", "rootdirectory": f"/{root}",
+                "chunksize": 64 * 1024}
+
+    def make(self, root: str, **kw: Any) -> StorageDriver:
+        from fastreg.storage.driver.azure import AzureDriver
+        return AzureDriver(self.params(root), list_page_size=kw.get("page", 5000))
+
+    async def leftovers(self, root: str) -> list[str]:
+        """Blobs under root, including blobs that only have uncommitted (staged) blocks."""
+        async with azure_container(self.svc.url) as cc:
+            return [b.name async for b in cc.list_blobs(name_starts_with=root + "/", include=["uncommittedblobs"])]
+
+
+def azure_container(url: str) -> Any:
+    from azure.storage.blob.aio import ContainerClient
+    return ContainerClient(f"{url}/{AZURE_ACCOUNT}", AZURE_CONTAINER,
+                           credential={"account_name": AZURE_ACCOUNT, "account_key": AZURE_KEY})
+
+
 # -- services (one per session) -------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -151,7 +188,22 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         svc.stop()
 
 
-@pytest.fixture(params=["filesystem", "inmemory", "s3"])
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_azurite(tmp_path_factory.mktemp("azurite"))
+
+    async def make_container() -> None:
+        async with azure_container(svc.url) as cc:
+            await cc.create_container()
+
+    try:
+        asyncio.run(make_container())
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(params=["filesystem", "inmemory", "s3", "azure"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     kind = request.param
     if kind == "filesystem":
@@ -160,6 +212,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return InMemoryBackend()
     if kind == "s3":
         return S3Backend(request.getfixturevalue("moto_server"))
+    if kind == "azure":
+        return AzureBackend(request.getfixturevalue("azurite"))
     raise AssertionError(kind)
 
 

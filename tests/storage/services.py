@@ -100,7 +100,8 @@ def start_azurite(logdir: Path) -> Service:
         pytest.skip("azurite-blob not installed (bash .ci/run installs it)")
     port = free_port()
     return start("azurite", [exe, "--inMemoryPersistence", "--blobHost", "127.0.0.1", "--blobPort", str(port),
-                             "--location", str(logdir / "azurite"), "--skipApiVersionCheck", "--loose"],
+                             "--skipApiVersionCheck", "--loose",
+                             "--disableTelemetry", "--silent"],
                  logdir, port)
 
 

@@ -22,4 +22,11 @@ def create_driver(name: str, params: Any, *, fsync: bool = True, redirect: bool 
         except ImportError as exc:      # aiobotocore is the optional extra fastreg[s3]
             raise ValueError(f"storage driver s3 needs aiobotocore: pip install 'fastreg[s3]' ({exc})") from None
         return S3Driver(params, redirect=redirect)
+    if name == "azure":
+        try:
+            from .azure import AzureDriver
+        except ImportError as exc:      # azure-storage-blob + aiohttp: the optional extra fastreg[azure]
+            raise ValueError(f"storage driver azure needs azure-storage-blob: pip install 'fastreg[azure]' ({exc})"
+                             ) from None
+        return AzureDriver(params, redirect=redirect)
     raise ValueError(f"storage driver {name!r} is not available in this build of fastreg")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import math
 from collections.abc import AsyncIterator
@@ -171,7 +172,7 @@ class S3Driver:
 
     async def _put(self, key: str, data: bytes | bytearray, meta: dict[str, str] | None = None) -> None:
         s3 = await self._s3()
-        await s3.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), Metadata=meta or {},
+        await s3.put_object(Bucket=self.bucket, Key=key, Body=io.BytesIO(data), ContentLength=len(data), Metadata=meta or {},
                             **self._put_args())
 
     async def _get(self, key: str) -> bytes:
@@ -222,7 +223,7 @@ class S3Driver:
         if tail or not parts:
             n = (parts[-1][0] + 1) if parts else 1
             r = await s3.upload_part(Bucket=self.bucket, Key=key, UploadId=sess.upload_id,
-                                     PartNumber=n, Body=bytes(tail))
+                                     PartNumber=n, Body=io.BytesIO(tail), ContentLength=len(tail))
             parts.append((n, r["ETag"], len(tail)))
         await s3.complete_multipart_upload(
             Bucket=self.bucket, Key=key, UploadId=sess.upload_id,
@@ -512,7 +513,7 @@ class S3Writer:
         idx = len(parts)
         parts.append((n, "", len(part)))                      # reserve the number
         r = await s3.upload_part(Bucket=self._d.bucket, Key=self._key, UploadId=self._sess.upload_id,
-                                 PartNumber=n, Body=part)
+                                 PartNumber=n, Body=io.BytesIO(part), ContentLength=len(part))
         parts[idx] = (n, r["ETag"], len(part))
 
     async def _drain(self) -> None:
