@@ -21,11 +21,13 @@ from .services import (
     AZURE_ACCOUNT,
     AZURE_CONTAINER,
     AZURE_KEY,
+    GCS_BUCKET,
     S3_BUCKET,
     S3_KEYS,
     S3_TEST_PART,
     Service,
     start_azurite,
+    start_gcs,
     start_moto,
 )
 
@@ -165,6 +167,32 @@ class AzureBackend(Backend):
             return [b.name async for b in cc.list_blobs(name_starts_with=root + "/", include=["uncommittedblobs"])]
 
 
+class GcsBackend(Backend):
+    name = "gcs"
+
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+
+    def params(self, root: str) -> dict[str, Any]:
+        return {"bucket": GCS_BUCKET, "rootdirectory": f"/{root}", "chunksize": 256 * 1024}
+
+    def make(self, root: str, **kw: Any) -> StorageDriver:
+        from fastreg.storage.driver.gcs import GcsDriver
+        return GcsDriver(self.params(root), endpoint=self.svc.url, list_page_size=kw.get("page", 1000))
+
+    async def leftovers(self, root: str) -> list[str]:
+        import aiohttp
+        async with aiohttp.ClientSession() as s, s.get(f"{self.svc.url}/storage/v1/b/{GCS_BUCKET}/o",
+                                                       params={"prefix": root + "/"}) as r:
+            assert r.status == 200, await r.text()
+            return [o["name"] for o in (await r.json(content_type=None)).get("items") or []]
+
+
+    async def orphans(self, root: str) -> list[str]:
+        from fastreg.storage.driver.gcs import PIECE
+        return [n for n in await self.leftovers(root) if PIECE in n]
+
+
 def azure_container(url: str) -> Any:
     from azure.storage.blob.aio import ContainerClient
     return ContainerClient(f"{url}/{AZURE_ACCOUNT}", AZURE_CONTAINER,
@@ -203,7 +231,24 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         svc.stop()
 
 
-@pytest.fixture(params=["filesystem", "inmemory", "s3", "azure"])
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_gcs(tmp_path_factory.mktemp("gcs"))
+
+    async def make_bucket() -> None:
+        import aiohttp
+        async with aiohttp.ClientSession() as s, s.post(f"{svc.url}/storage/v1/b", params={"project": "test"},
+                                                        json={"name": GCS_BUCKET}) as r:
+            assert r.status == 200, await r.text()
+
+    try:
+        asyncio.run(make_bucket())
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(params=["filesystem", "inmemory", "s3", "azure", "gcs"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     kind = request.param
     if kind == "filesystem":
@@ -214,6 +259,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return S3Backend(request.getfixturevalue("moto_server"))
     if kind == "azure":
         return AzureBackend(request.getfixturevalue("azurite"))
+    if kind == "gcs":
+        return GcsBackend(request.getfixturevalue("gcs_emulator"))
     raise AssertionError(kind)
 
 

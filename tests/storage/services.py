@@ -31,6 +31,7 @@ S3_KEYS = {"accesskey": "fastreg-test-key", "secretkey": "fastreg-test-secret"}
 AZURE_ACCOUNT = "devstoreaccount1"
 AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 AZURE_CONTAINER = "fastreg-test"
+GCS_BUCKET = "fastreg-test"
 
 
 @dataclass

@@ -29,4 +29,7 @@ def create_driver(name: str, params: Any, *, fsync: bool = True, redirect: bool 
             raise ValueError(f"storage driver azure needs azure-storage-blob: pip install 'fastreg[azure]' ({exc})"
                              ) from None
         return AzureDriver(params, redirect=redirect)
+    if name == "gcs":
+        from .gcs import GcsDriver  # aiohttp; gcloud-aio-auth for tokens (fastreg[gcs])
+        return GcsDriver(params, redirect=redirect)
     raise ValueError(f"storage driver {name!r} is not available in this build of fastreg")
