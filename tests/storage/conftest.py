@@ -140,8 +140,8 @@ class S3Backend(Backend):
 
 
 def s3_client(url: str) -> Any:
-    from aiobotocore.session import get_session
-    return get_session().create_client("s3", region_name="us-east-1", endpoint_url=url,
+    from fastreg.storage.driver.s3 import _session
+    return _session().create_client("s3", region_name="us-east-1", endpoint_url=url,
                                        aws_access_key_id=S3_KEYS["accesskey"],
                                        aws_secret_access_key=S3_KEYS["secretkey"])
 

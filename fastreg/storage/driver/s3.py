@@ -56,6 +56,17 @@ PRESIGN_SECONDS = 20 * 60          # as Distribution
 S3_ERRORS = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError, StorageError)
 
 
+_SESSION: Any = None
+
+
+def _session() -> Any:
+    """One botocore session per process: it caches the (large) service models across clients."""
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = get_session()
+    return _SESSION
+
+
 def _code(exc: Exception) -> str:
     resp = getattr(exc, "response", None) or {}
     return str(resp.get("Error", {}).get("Code", "")) or str(resp.get("ResponseMetadata", {})
@@ -134,7 +145,7 @@ class S3Driver:
                 cfg = AioConfig(signature_version="s3v4", max_pool_connections=64,
                                 retries={"max_attempts": 5, "mode": "standard"},
                                 s3={"addressing_style": "path" if self.path_style else "auto"})
-                self._client = await stack.enter_async_context(get_session().create_client(
+                self._client = await stack.enter_async_context(_session().create_client(
                     "s3", region_name=self.region, endpoint_url=self.endpoint,
                     aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
                     aws_session_token=self.session_token, verify=not self.skipverify, config=cfg))
