@@ -40,7 +40,8 @@ class App:
         cfg = self.cfg
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
                                fsync=getattr(cfg.fastreg, "fsync", True),
-                               redirect=not cfg.storage.redirect.disable)
+                               redirect=not cfg.storage.redirect.disable,
+                               redis=cfg.redis if cfg.storage.cache.blobdescriptor == "redis" else None)
         secret = (cfg.http.secret or os.environ.get("FASTREG_SECRET") or secrets.token_hex(32)).encode()
         registry = Registry(
             driver, secret=secret, allow_blake3=cfg.fastreg.digest.blake3,

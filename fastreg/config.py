@@ -104,13 +104,13 @@ UNUSED_KEYS: dict[str, str] = {
     "http.tls.ciphersuites": _UNUSED,
     "http.tls.letsencrypt": _UNUSED,
     "notifications": "webhook notifications are not sent by fastreg yet",
-    "redis": _UNUSED,
+    "redis": "used only with storage.cache.blobdescriptor: redis",
     "health": _UNUSED,
     "proxy": "pull-through cache mode is not implemented by fastreg yet",
     "compatibility": _UNUSED,
     "validation": _UNUSED,
     "policy": _UNUSED,
-    "storage.cache": "fastreg keeps no blob descriptor cache; ignored",
+    "storage.cache": "only blobdescriptor: redis is implemented (no in-process descriptor cache); ignored",
     "storage.tag": _UNUSED,
     "storage.maintenance.uploadpurging": _UNUSED,
 }
@@ -908,6 +908,8 @@ def _warn_unused(present: set[str], cfg: Config) -> None:
         reason = UNUSED_KEYS.get(key)
         if key == "auth" and cfg.auth.type == "none":
             continue             # "no auth" is exactly what fastreg does
+        if key in ("storage.cache", "redis") and cfg.storage.cache.blobdescriptor == "redis":
+            continue             # the shared Redis cache is implemented (storage.driver.rediscache)
         if reason is not None:
             log.warning("configuration key %r: %s", key, reason)
 

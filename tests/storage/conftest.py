@@ -29,6 +29,7 @@ from .services import (
     start_azurite,
     start_gcs,
     start_moto,
+    start_redis,
 )
 
 
@@ -96,6 +97,21 @@ class InMemoryBackend(Backend):
 
     async def leftovers(self, root: str) -> list[str]:
         return sorted(self.drivers[root]._objects) if root in self.drivers else []
+
+
+class CachedBackend(InMemoryBackend):
+    """The in-memory store behind the shared Redis cache (one Redis key prefix per test)."""
+
+    name = "redis-cached"
+
+    def __init__(self, svc: Service) -> None:
+        super().__init__()
+        self.svc = svc
+        self.prefix = f"fastreg-test-{uuid.uuid4().hex[:8]}:"
+
+    def make(self, root: str, **kw: Any) -> StorageDriver:
+        from fastreg.storage.driver.rediscache import RedisCachedDriver
+        return RedisCachedDriver(super().make(root), port=self.svc.port, prefix=self.prefix)
 
 
 class S3Backend(Backend):
@@ -248,7 +264,14 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         svc.stop()
 
 
-@pytest.fixture(params=["filesystem", "inmemory", "s3", "azure", "gcs"])
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_redis(tmp_path_factory.mktemp("redis"))
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(params=["filesystem", "inmemory", "s3", "azure", "gcs", "redis-cached"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     kind = request.param
     if kind == "filesystem":
@@ -261,6 +284,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return AzureBackend(request.getfixturevalue("azurite"))
     if kind == "gcs":
         return GcsBackend(request.getfixturevalue("gcs_emulator"))
+    if kind == "redis-cached":
+        return CachedBackend(request.getfixturevalue("redis_server"))
     raise AssertionError(kind)
 
 

@@ -110,3 +110,12 @@ def start_gcs(logdir: Path) -> Service:
     port = free_port()
     return start("gcs", [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
                          "--port", str(port), "--in-memory"], logdir, port)
+
+
+def start_redis(logdir: Path, port: int | None = None) -> Service:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server not installed (bash .ci/run installs Debian's redis-server)")
+    port = port or free_port()
+    return start("redis", [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                           "--dir", str(logdir)], logdir, port)

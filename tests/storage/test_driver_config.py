@@ -20,7 +20,11 @@ def readme_storage_examples() -> list[str]:
     return re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
 
 
-@pytest.mark.parametrize("example", readme_storage_examples(), ids=lambda e: next(iter(yaml.safe_load(e)["storage"])))
+def _driver_examples() -> list[str]:
+    return [e for e in readme_storage_examples() if "cache" not in yaml.safe_load(e)["storage"]]
+
+
+@pytest.mark.parametrize("example", _driver_examples(), ids=lambda e: next(iter(yaml.safe_load(e)["storage"])))
 def test_readme_examples_build_drivers(example: str, tmp_path: Path) -> None:
     path = tmp_path / "config.yml"
     path.write_text(example)
@@ -33,8 +37,22 @@ def test_readme_examples_build_drivers(example: str, tmp_path: Path) -> None:
 
 
 def test_examples_cover_every_driver() -> None:
-    names = {next(iter(yaml.safe_load(e)["storage"])) for e in readme_storage_examples()}
+    names = {next(iter(yaml.safe_load(e)["storage"])) for e in _driver_examples()}
     assert names == {"s3", "azure", "gcs"}
+
+
+def test_readme_redis_example_puts_the_cache_in_front(tmp_path: Path) -> None:
+    from fastreg.storage.driver.rediscache import RedisCachedDriver
+    (example,) = [e for e in readme_storage_examples() if "cache" in yaml.safe_load(e)["storage"]]
+    doc = yaml.safe_load(example)
+    doc["storage"]["inmemory"] = {}
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(doc))
+    cfg = load_config(path, env={})
+    assert cfg.storage.cache.blobdescriptor == "redis"
+    d = create_driver(cfg.storage.driver_name, cfg.storage.driver_params, redis=cfg.redis)
+    assert isinstance(d, RedisCachedDriver) and d.inner.name == "inmemory"
+    assert d._conn["host"] == "redis.example.internal" and d._conn["port"] == 6379
 
 
 def test_s3_params_from_environment_strings(tmp_path: Path) -> None:

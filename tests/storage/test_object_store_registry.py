@@ -35,15 +35,20 @@ from tests.e2e.helpers import (
 )
 
 from .conftest import AzureBackend, Backend, GcsBackend, S3Backend
+from .services import Service
 
 pytestmark = pytest.mark.e2e
 PART = 256 * 1024
 
 
-@pytest.fixture(params=["s3", "azure", "gcs"])
+@pytest.fixture(params=["s3", "s3+redis", "azure", "gcs"])
 def store(request: pytest.FixtureRequest) -> Backend:
     if request.param == "s3":
         return S3Backend(request.getfixturevalue("moto_server"))
+    if request.param == "s3+redis":                 # the replicas also share one Redis cache
+        b = S3Backend(request.getfixturevalue("moto_server"))
+        b.redis = request.getfixturevalue("redis_server")  # type: ignore[attr-defined]
+        return b
     if request.param == "azure":
         return AzureBackend(request.getfixturevalue("azurite"))
     return GcsBackend(request.getfixturevalue("gcs_emulator"))
@@ -54,8 +59,13 @@ def serve(factory: Any, store: Backend, root: str, *, redirect: bool = True,
     env = dict(env or {})
     if isinstance(store, GcsBackend):
         env["STORAGE_EMULATOR_HOST"] = store.svc.url
-    return factory(config={"storage": {"filesystem": None, store.name: store.params(root),
-                                       "redirect": {"disable": not redirect}}}, env=env)
+    config: dict[str, Any] = {"storage": {"filesystem": None, store.name: store.params(root),
+                                          "redirect": {"disable": not redirect}}}
+    redis = getattr(store, "redis", None)
+    if redis is not None:
+        config["storage"]["cache"] = {"blobdescriptor": "redis"}
+        config["redis"] = {"addr": f"127.0.0.1:{redis.port}"}
+    return factory(config=config, env=env)
 
 
 def stored(store: Backend, root: str) -> list[str]:
@@ -135,3 +145,56 @@ def test_cancelled_upload_leaves_nothing(fastreg_factory: Any, store: Backend) -
         assert c.delete(relative(resp.headers["Location"])).status_code == 204
     keys = stored(store, root)
     assert [k for k in keys if "/_uploads/" in k or "multipart" in k or "/blobs/" in k] == [], keys
+
+
+def test_deletes_are_seen_by_every_replica_through_the_cache(fastreg_factory: Any, moto_server: Service,
+                                                             redis_server: Service) -> None:
+    """With a shared Redis: b has a tag and a blob cached; a deletes them; b answers 404 — a deleted
+    tag or blob never comes back through the cache."""
+    store = S3Backend(moto_server)
+    store.redis = redis_server  # type: ignore[attr-defined]
+    root = f"reg-{uuid.uuid4().hex[:8]}"
+    a = serve(fastreg_factory, store, root, redirect=False)
+    b = serve(fastreg_factory, store, root, redirect=False)
+    repo = unique_repo("cache")
+    with httpx.Client(base_url=a.url, timeout=60.0) as ca, httpx.Client(base_url=b.url, timeout=60.0) as cb:
+        config = make_config()
+        layer = Blob(os.urandom(1000))
+        push_blob(ca, repo, config)
+        push_blob(ca, repo, layer)
+        m = make_manifest(config=config, layers=[layer])
+        assert put_manifest(ca, repo, "v1", m).status_code == 201
+        for _ in range(2):                                   # fill, then hit
+            assert cb.get(f"/v2/{repo}/manifests/v1", headers={"Accept": m.media_type}).content == m.body
+            assert cb.head(f"/v2/{repo}/blobs/{layer.digest}").status_code == 200
+        keys = asyncio.run(_redis_keys(redis_server.port))
+        assert any(k.startswith("fastreg:c:") and k.endswith("/_manifests/tags/v1/current/link") for k in keys)
+        assert ca.delete(f"/v2/{repo}/manifests/v1").status_code == 202     # deletes the tag
+        assert cb.get(f"/v2/{repo}/manifests/v1", headers={"Accept": m.media_type}).status_code == 404
+        assert ca.delete(f"/v2/{repo}/blobs/{layer.digest}").status_code == 202
+        assert cb.head(f"/v2/{repo}/blobs/{layer.digest}").status_code == 404
+
+
+async def _redis_keys(port: int) -> list[str]:
+    import redis.asyncio as aioredis
+    r = aioredis.Redis(port=port)
+    try:
+        return [k.decode() async for k in r.scan_iter(match="fastreg:*", count=1000)]
+    finally:
+        await r.aclose()
+
+
+def test_keeps_serving_when_redis_is_down(fastreg_factory: Any, moto_server: Service) -> None:
+    """Redis configured but not there: pushes and pulls work, from storage."""
+    from tests.conftest import free_port
+    store = S3Backend(moto_server)
+    store.redis = Service("redis", None, free_port(), None)  # type: ignore[arg-type, attr-defined]
+    a = serve(fastreg_factory, store, f"reg-{uuid.uuid4().hex[:8]}", redirect=False)
+    repo = unique_repo("nocache")
+    with httpx.Client(base_url=a.url, timeout=60.0) as c:
+        layer = Blob(os.urandom(5000))
+        push_blob(c, repo, layer)
+        assert c.head(f"/v2/{repo}/blobs/{layer.digest}").status_code == 200
+        assert c.get(f"/v2/{repo}/blobs/{layer.digest}").content == layer.data
+        assert c.delete(f"/v2/{repo}/blobs/{layer.digest}").status_code == 202
+        assert c.head(f"/v2/{repo}/blobs/{layer.digest}").status_code == 404

@@ -6,9 +6,27 @@ from typing import Any
 from .base import StorageDriver
 
 
-def create_driver(name: str, params: Any, *, fsync: bool = True, redirect: bool = True) -> StorageDriver:
+def create_driver(name: str, params: Any, *, fsync: bool = True, redirect: bool = True,
+                  redis: Any = None) -> StorageDriver:
     """`redirect` is ``not storage.redirect.disable``: object stores may answer blob GETs with
-    a presigned URL (Distribution's default); ignored by drivers without URLs of their own."""
+    a presigned URL (Distribution's default); ignored by drivers without URLs of their own.
+    `redis` (the ``redis:`` config section, given when ``storage.cache.blobdescriptor: redis``)
+    puts the shared Redis cache in front of the driver."""
+    driver = _create(name, params, fsync=fsync, redirect=redirect)
+    if redis is None:
+        return driver
+    from .rediscache import RedisCachedDriver
+    addr = redis.addr or (redis.addrs[0] if redis.addrs else "")
+    if not addr:
+        raise ValueError("storage.cache.blobdescriptor: redis needs redis.addr")
+    host, _, port = addr.rpartition(":")
+    timeout = redis.dialtimeout or redis.readtimeout or 1.0
+    return RedisCachedDriver(driver, host=host or "127.0.0.1", port=int(port or 6379), db=redis.db,
+                             username=redis.username, password=redis.password, tls=redis.tls.enabled,
+                             timeout=timeout)
+
+
+def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDriver:
     if name == "filesystem":
         from .filesystem import FilesystemDriver
         return FilesystemDriver(params.rootdirectory, maxthreads=getattr(params, "maxthreads", 16) or 16,
