@@ -49,13 +49,13 @@ class AzureDriver:
     def __init__(self, params: Any, *, redirect: bool = True, list_page_size: int = 5000) -> None:
         p = Params("azure", params)
         self.account = p.required("accountname")
-        self.account_key = p.str("accountkey") or None
+        self.account_key = p.text("accountkey") or None
         self.container = p.required("container")
-        realm = p.str("realm", "core.windows.net")
-        self.service_url = p.str("serviceurl") or f"https://{self.account}.blob.{realm}"
-        self.root = p.str("rootdirectory").strip("/")
-        self.chunksize = p.int("chunksize", 4 << 20, minimum=1)
-        self.copy_poll = p.int("copystatuspollmaxretry", 5, minimum=1)
+        realm = p.text("realm", "core.windows.net")
+        self.service_url = p.text("serviceurl") or f"https://{self.account}.blob.{realm}"
+        self.root = p.text("rootdirectory").strip("/")
+        self.chunksize = p.number("chunksize", 4 << 20, minimum=1)
+        self.copy_poll = p.number("copystatuspollmaxretry", 5, minimum=1)
         self.redirect = redirect and self.account_key is not None
         self.list_page = max(1, min(list_page_size, 5000))
         self._svc: BlobServiceClient | None = None

@@ -56,11 +56,11 @@ class GcsDriver:
                  list_page_size: int = 1000) -> None:
         p = Params("gcs", params)
         self.bucket = p.required("bucket")
-        self.keyfile = p.str("keyfile") or None
+        self.keyfile = p.text("keyfile") or None
         creds = (params or {}).get("credentials") if isinstance(params, dict) else None
         self.credentials: dict[str, Any] | None = dict(creds) if isinstance(creds, dict) else None
-        self.root = p.str("rootdirectory").strip("/")
-        self.chunksize = p.int("chunksize", 5 << 20, minimum=QUANTUM)
+        self.root = p.text("rootdirectory").strip("/")
+        self.chunksize = p.number("chunksize", 5 << 20, minimum=QUANTUM)
         if self.chunksize % QUANTUM:
             raise ValueError(f"storage.gcs.chunksize must be a multiple of {QUANTUM}")
         emulator = endpoint or os.environ.get("STORAGE_EMULATOR_HOST")
@@ -84,7 +84,8 @@ class GcsDriver:
                 service: Any = self.keyfile
                 if self.credentials is not None:
                     service = io.StringIO(json.dumps(self.credentials))
-                self._token = Token(service_file=service, session=self._session, scopes=SCOPES)
+                self._token = Token(service_file=service, session=self._session,  # type: ignore[arg-type]
+                                    scopes=SCOPES)
         return self._session
 
     async def _headers(self) -> dict[str, str]:

@@ -19,17 +19,17 @@ class Params:
     def _error(self, key: str, detail: str) -> ValueError:
         return ValueError(f"storage.{self.driver}.{key}: {detail}")
 
-    def str(self, key: str, default: str = "") -> str:
+    def text(self, key: str, default: str = "") -> str:
         v = self.raw.get(key)
         return default if v is None else str(v)
 
     def required(self, key: str) -> str:
-        v = self.str(key)
+        v = self.text(key)
         if not v:
             raise self._error(key, "required")
         return v
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         v = self.raw.get(key)
         if v is None or v == "":
             return default
@@ -42,7 +42,7 @@ class Params:
             return False
         raise self._error(key, f"not a boolean: {v!r}")
 
-    def int(self, key: str, default: int, minimum: int = 0) -> int:
+    def number(self, key: str, default: int, minimum: int = 0) -> int:
         v = self.raw.get(key)
         if v is None or v == "":
             return default

@@ -80,9 +80,9 @@ class RedisCachedDriver:
                  timeout: float = 1.0, prefix: str = "fastreg:", ttl: int = TTL) -> None:
         self.inner = inner
         self.name = inner.name
-        self._conn = {"host": host, "port": port, "db": db, "username": username or None,
-                      "password": password or None, "ssl": tls, "socket_timeout": timeout,
-                      "socket_connect_timeout": timeout}
+        self._conn: dict[str, Any] = {"host": host, "port": port, "db": db, "username": username or None,
+                                      "password": password or None, "ssl": tls, "socket_timeout": timeout,
+                                      "socket_connect_timeout": timeout}
         self.prefix = prefix
         self.ttl = ttl
         self._redis: Any = None

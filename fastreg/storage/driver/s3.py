@@ -31,6 +31,7 @@ Not safe for two writers appending to the same path at once (the registry never 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import io
 import json
@@ -105,27 +106,27 @@ class S3Driver:
     def __init__(self, params: Any, *, redirect: bool = True, list_page_size: int = 1000) -> None:
         p = Params("s3", params)
         self.bucket = p.required("bucket")
-        self.region = p.str("region", "us-east-1")
-        endpoint = p.str("regionendpoint")
-        self.secure = p.bool("secure", True)
+        self.region = p.text("region", "us-east-1")
+        endpoint = p.text("regionendpoint")
+        self.secure = p.flag("secure", True)
         if endpoint and "://" not in endpoint:
             endpoint = ("https://" if self.secure else "http://") + endpoint
         self.endpoint = endpoint or None
-        self.access_key = p.str("accesskey") or None
-        self.secret_key = p.str("secretkey") or None
-        self.session_token = p.str("sessiontoken") or None
-        self.path_style = p.bool("forcepathstyle", False)
-        self.skipverify = p.bool("skipverify", False)
-        self.encrypt = p.bool("encrypt", False)
-        self.keyid = p.str("keyid")
-        self.storage_class = p.str("storageclass", "STANDARD")
-        self.object_acl = p.str("objectacl", "private")
-        self.root = p.str("rootdirectory").strip("/")
+        self.access_key = p.text("accesskey") or None
+        self.secret_key = p.text("secretkey") or None
+        self.session_token = p.text("sessiontoken") or None
+        self.path_style = p.flag("forcepathstyle", False)
+        self.skipverify = p.flag("skipverify", False)
+        self.encrypt = p.flag("encrypt", False)
+        self.keyid = p.text("keyid")
+        self.storage_class = p.text("storageclass", "STANDARD")
+        self.object_acl = p.text("objectacl", "private")
+        self.root = p.text("rootdirectory").strip("/")
         # Part size of uploads. AWS needs >= 5 MiB; smaller values are for test servers.
-        self.chunksize = p.int("chunksize", 10 << 20, minimum=1)
-        self.copy_chunksize = p.int("multipartcopychunksize", 32 << 20, minimum=1)
-        self.copy_concurrency = p.int("multipartcopymaxconcurrency", 100, minimum=1)
-        self.copy_threshold = min(p.int("multipartcopythresholdsize", 32 << 20, minimum=0), MAX_COPY_PART)
+        self.chunksize = p.number("chunksize", 10 << 20, minimum=1)
+        self.copy_chunksize = p.number("multipartcopychunksize", 32 << 20, minimum=1)
+        self.copy_concurrency = p.number("multipartcopymaxconcurrency", 100, minimum=1)
+        self.copy_threshold = min(p.number("multipartcopythresholdsize", 32 << 20, minimum=0), MAX_COPY_PART)
         self.list_page = max(1, min(list_page_size, 1000))              # tests use tiny pages
         self.redirect = redirect
         self._stack: contextlib.AsyncExitStack | None = None
@@ -348,7 +349,7 @@ class S3Driver:
             raise
 
     async def _copy_parts(self, skey: str, dkey: str, upload_id: str, size: int,
-                          first: int) -> list[tuple[int, str, int]]:
+                          first: int) -> builtins.list[tuple[int, str, int]]:
         """Server-side copy of `skey` as parts first.. of an MPU: near-equal ranges, none over
         the copy chunk size (so none under half of it) and none over 5 GiB."""
         s3 = await self._s3()
