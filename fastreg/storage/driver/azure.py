@@ -280,14 +280,15 @@ class AzureWriter:
         self._buf = bytearray()
         self._pending: asyncio.Task[None] | None = None
         self._done = False
+        self._broken = False
 
     @property
     def size(self) -> int:
         return self._size
 
     async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        if self._done:
-            raise StorageError(self._path, "writer closed")
+        if self._done or self._broken:
+            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
         if observe is not None:
             if len(data) > INLINE_MAX:
                 await asyncio.get_running_loop().run_in_executor(None, observe, data)
@@ -305,7 +306,14 @@ class AzureWriter:
     async def _stage(self, block: bytes) -> None:
         bid = _block_id()
         self._blocks.append(bid)
-        await self._blob.stage_block(bid, io.BytesIO(block), length=len(block))
+        try:
+            await self._blob.stage_block(bid, io.BytesIO(block), length=len(block))
+        except BaseException:
+            # This block's bytes are gone and later ones cannot follow them: close() commits
+            # only the blocks before it, a consistent prefix the client resumes from.
+            self._blocks.remove(bid)
+            self._broken = True
+            raise
 
     async def _drain(self) -> None:
         if self._pending is not None:
@@ -321,22 +329,30 @@ class AzureWriter:
             block, self._buf = bytes(self._buf), bytearray()
             await self._stage(block)
 
-    async def _finish(self) -> None:
+    async def _finish(self, *, salvage: bool) -> None:
         if self._done:
             raise StorageError(self._path, "writer closed")
-        self._done = True
         try:
-            await self._flush_tail()
+            try:
+                await self._flush_tail()
+            except AZ_ERRORS:
+                if not salvage:
+                    raise
+            if self._broken and not salvage:
+                raise StorageError(self._path, "writer failed")
+            self._done = True
             await self._blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks])
         except AZ_ERRORS as exc:
             raise self._d._error(exc, self._path) from None
 
     async def close(self) -> None:
         if not self._done:
-            await self._finish()
+            if self._broken:
+                self._buf = bytearray()          # keep only the blocks before the failed one
+            await self._finish(salvage=True)
 
     async def commit(self) -> None:
-        await self._finish()
+        await self._finish(salvage=False)
 
     async def cancel(self) -> None:
         self._done = True

@@ -341,14 +341,15 @@ class GcsWriter:
         self._session_url: str | None = None
         self._pending: asyncio.Task[None] | None = None
         self._done = False
+        self._broken = False
 
     @property
     def size(self) -> int:
         return self._size
 
     async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        if self._done:
-            raise StorageError(self._path, "writer closed")
+        if self._done or self._broken:
+            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
         if observe is not None:
             if len(data) > INLINE_MAX:
                 await asyncio.get_running_loop().run_in_executor(None, observe, data)
@@ -369,11 +370,17 @@ class GcsWriter:
         start = self._sent
         total = str(start + len(chunk)) if final else "*"
         rng = f"bytes {start}-{start + len(chunk) - 1}/{total}" if chunk else f"bytes */{total}"
-        resp = await self._d._request("PUT", self._session_url, self._path, ok=(200, 201, 308), data=io.BytesIO(chunk),
-                                      headers={"Content-Range": rng})
-        resp.release()
-        if final != (resp.status != 308):
-            raise StorageError(self._path, f"resumable upload answered {resp.status} to {rng}")
+        try:
+            resp = await self._d._request("PUT", self._session_url, self._path, ok=(200, 201, 308),
+                                          data=io.BytesIO(chunk), headers={"Content-Range": rng})
+            resp.release()
+            if final != (resp.status != 308):
+                raise StorageError(self._path, f"resumable upload answered {resp.status} to {rng}")
+        except BaseException:
+            # This request's bytes cannot all arrive: close() abandons them, leaving the object
+            # as it was before the request (a consistent prefix the client resumes from).
+            self._broken = True
+            raise
         self._sent += len(chunk)
 
     async def _drain(self) -> None:
@@ -412,26 +419,40 @@ class GcsWriter:
             raise d._error(exc, self._path) from None
 
     async def close(self) -> None:
-        if not self._done:
-            await self._finish()
+        if self._done:
+            return
+        if not self._broken:
+            try:
+                await self._finish()
+                return
+            except StorageError:
+                if not self._broken:
+                    raise
+        await self._abandon()
 
     async def commit(self) -> None:
+        if self._broken:
+            raise StorageError(self._path, "writer failed")
         await self._finish()
 
-    async def cancel(self) -> None:
+    async def _abandon(self) -> None:
+        """Drop this writer's session and piece; the object keeps its content from before."""
         self._done = True
         if self._pending is not None:
             with contextlib.suppress(*GCS_ERRORS):
                 await self._pending
             self._pending = None
         d = self._d
-        try:
-            if self._session_url is not None:      # abandon the session (GCS answers 499)
-                with contextlib.suppress(*GCS_ERRORS):
-                    resp = await d._request("DELETE", self._session_url, self._path, ok=(200, 204, 404, 405, 499))
-                    resp.release()
+        with contextlib.suppress(*GCS_ERRORS):
+            if self._session_url is not None:      # GCS answers 499 to a cancelled session
+                resp = await d._request("DELETE", self._session_url, self._path, ok=(200, 204, 404, 405, 499))
+                resp.release()
             if self._target != self._key:
                 await d._delete_name(self._target)
-            await d._delete_name(self._key)
+
+    async def cancel(self) -> None:
+        await self._abandon()
+        try:
+            await self._d._delete_name(self._key)
         except GCS_ERRORS as exc:
-            raise d._error(exc, self._path) from None
+            raise self._d._error(exc, self._path) from None

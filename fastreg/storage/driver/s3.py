@@ -491,14 +491,15 @@ class S3Writer:
         self._had_sidecar = had_sidecar
         self._pending: asyncio.Task[None] | None = None
         self._done = False
+        self._broken = False
 
     @property
     def size(self) -> int:
         return self._size
 
     async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        if self._done:
-            raise StorageError(self._path, "writer closed")
+        if self._done or self._broken:
+            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
         if observe is not None:
             if len(data) > INLINE_MAX:
                 await asyncio.get_running_loop().run_in_executor(None, observe, data)
@@ -524,8 +525,16 @@ class S3Writer:
         parts = self._sess.parts
         idx = len(parts)
         parts.append((n, "", len(part)))                      # reserve the number
-        r = await s3.upload_part(Bucket=self._d.bucket, Key=self._key, UploadId=self._sess.upload_id,
-                                 PartNumber=n, Body=io.BytesIO(part), ContentLength=len(part))
+        try:
+            r = await s3.upload_part(Bucket=self._d.bucket, Key=self._key, UploadId=self._sess.upload_id,
+                                     PartNumber=n, Body=io.BytesIO(part), ContentLength=len(part))
+        except BaseException:
+            # The bytes of this part are gone, and those after it cannot follow them: what can
+            # still be kept is the prefix before it (close() saves only that; the client
+            # resumes from the offset the next status request reports).
+            del parts[idx]
+            self._broken = True
+            raise
         parts[idx] = (n, r["ETag"], len(part))
 
     async def _drain(self) -> None:
@@ -550,7 +559,12 @@ class S3Writer:
             return
         self._done = True
         try:
-            await self._drain()
+            with contextlib.suppress(StorageError):
+                await self._drain()
+            if self._broken:                     # keep the consistent prefix (see _upload)
+                assert self._sess is not None
+                self._buf = bytearray()
+                self._size = self._sess.parts_size
             if self._sess is not None:
                 await self._save()
             else:
@@ -559,11 +573,11 @@ class S3Writer:
             raise self._d._error(exc, self._path) from None
 
     async def commit(self) -> None:
-        if self._done:
-            raise StorageError(self._path, "writer closed")
-        self._done = True
+        if self._done or self._broken:
+            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
         try:
             await self._drain()
+            self._done = True
             if self._sess is not None:
                 await self._d._complete(self._key, self._sess, self._buf)
             else:
