@@ -21,6 +21,7 @@ import base64
 import contextlib
 import datetime as dt
 import io
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +37,7 @@ from .params import Params
 INLINE_MAX = 64 * 1024
 PRESIGN_SECONDS = 20 * 60
 SINGLE_PUT_MAX = 1 << 20
+COPY_TIMEOUT = 1800.0              # a server-side copy (move) that takes longer is an error
 AZ_ERRORS = (AzureError, aiohttp.ClientError, OSError, TimeoutError, StorageError)
 
 
@@ -153,17 +155,16 @@ class AzureDriver:
             if await self._props(skey) is None:
                 raise PathNotFound(src)
             target = self._blob(dkey)
-            await target.start_copy_from_url(source.url, requires_sync=None)
-            for _ in range(600):        # same-account copies are synchronous in practice
-                props = await target.get_blob_properties()
-                status = props.copy.status
-                if status == "success":
-                    break
+            copy = await target.start_copy_from_url(source.url)
+            status, delay, deadline = copy.get("copy_status"), 0.05, time.monotonic() + COPY_TIMEOUT
+            while status != "success":   # same-account copies usually finish at once; else poll
                 if status in ("failed", "aborted"):
-                    raise StorageError(src, f"copy to {dst} {status}: {props.copy.status_description}")
-                await asyncio.sleep(0.1)
-            else:
-                raise StorageError(src, f"copy to {dst} did not finish")
+                    raise StorageError(src, f"copy to {dst} {status}")
+                if time.monotonic() > deadline:
+                    raise StorageError(src, f"copy to {dst} still {status} after {COPY_TIMEOUT}s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                status = (await target.get_blob_properties()).copy.status
             await source.delete_blob()
         except AZ_ERRORS as exc:
             raise self._error(exc, src) from None
