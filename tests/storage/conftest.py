@@ -120,15 +120,16 @@ class S3Backend(Backend):
     def __init__(self, svc: Service) -> None:
         self.svc = svc
 
-    def params(self, root: str) -> dict[str, Any]:
-        return {"bucket": S3_BUCKET, "region": "us-east-1", "regionendpoint": self.svc.url,
+    def params(self, root: str, endpoint: str | None = None) -> dict[str, Any]:
+        return {"bucket": S3_BUCKET, "region": "us-east-1", "regionendpoint": endpoint or self.svc.url,
                 "forcepathstyle": True, "rootdirectory": f"/{root}", "chunksize": S3_TEST_PART,
                 "multipartcopychunksize": 2 * S3_TEST_PART, "multipartcopythresholdsize": 2 * S3_TEST_PART,
                 **S3_KEYS}
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
         from fastreg.storage.driver.s3 import S3Driver
-        return S3Driver(self.params(root), list_page_size=kw.get("page", 1000))
+        return S3Driver(self.params(root, kw.get("endpoint")), list_page_size=kw.get("page", 1000),
+                        max_attempts=1 + kw.get("retries", 4))
 
     async def leftovers(self, root: str) -> list[str]:
         async with s3_client(self.svc.url) as s3:
@@ -168,14 +169,17 @@ class AzureBackend(Backend):
     def __init__(self, svc: Service) -> None:
         self.svc = svc
 
-    def params(self, root: str) -> dict[str, Any]:
+    def params(self, root: str, endpoint: str | None = None) -> dict[str, Any]:
         return {"accountname": AZURE_ACCOUNT, "accountkey": AZURE_KEY, "container": AZURE_CONTAINER,
-                "serviceurl": f"{self.svc.url}/{AZURE_ACCOUNT}", "rootdirectory": f"/{root}",
+                "serviceurl": f"{endpoint or self.svc.url}/{AZURE_ACCOUNT}", "rootdirectory": f"/{root}",
                 "chunksize": 64 * 1024}
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
         from fastreg.storage.driver.azure import AzureDriver
-        return AzureDriver(self.params(root), list_page_size=kw.get("page", 5000))
+        params = self.params(root, kw.get("endpoint"))
+        if "retries" in kw:
+            params["maxretries"] = kw["retries"]
+        return AzureDriver(params, list_page_size=kw.get("page", 5000))
 
     async def leftovers(self, root: str) -> list[str]:
         """Blobs under root, including blobs that only have uncommitted (staged) blocks."""
@@ -194,7 +198,8 @@ class GcsBackend(Backend):
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
         from fastreg.storage.driver.gcs import GcsDriver
-        return GcsDriver(self.params(root), endpoint=self.svc.url, list_page_size=kw.get("page", 1000))
+        return GcsDriver(self.params(root), endpoint=kw.get("endpoint") or self.svc.url,
+                         list_page_size=kw.get("page", 1000))
 
     async def leftovers(self, root: str) -> list[str]:
         import aiohttp
@@ -271,9 +276,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     svc.stop()
 
 
-@pytest.fixture(params=["filesystem", "inmemory", "s3", "azure", "gcs", "redis-cached"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    kind = request.param
+def _backend(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Backend:
     if kind == "filesystem":
         return FilesystemBackend(tmp_path)
     if kind == "inmemory":
@@ -289,14 +292,24 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     raise AssertionError(kind)
 
 
+@pytest.fixture(params=["filesystem", "inmemory", "s3", "azure", "gcs", "redis-cached"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return _backend(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=["s3", "azure", "gcs"])
+def net_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The drivers that reach their store over the network (for fault tests)."""
+    return _backend(request, request.param, tmp_path)
+
+
 @pytest.fixture
 def root() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def driver(backend: Backend, root: str, run: Callable[[Any], Any]) -> Iterator[StorageDriver]:
-    """A driver on a private root.  Afterwards: delete("/") must leave nothing behind."""
+def _checked_driver(backend: Backend, root: str, run: Callable[[Any], Any]) -> Iterator[StorageDriver]:
+    """A driver on a private root.  Afterwards: no debris, and delete("/") leaves nothing behind."""
     d = backend.make(root)
     yield d
 
@@ -315,3 +328,13 @@ def driver(backend: Backend, root: str, run: Callable[[Any], Any]) -> Iterator[S
 
     left = run(teardown())
     assert left == [], f"left behind after delete('/'): {left}"
+
+
+@pytest.fixture
+def driver(backend: Backend, root: str, run: Callable[[Any], Any]) -> Iterator[StorageDriver]:
+    yield from _checked_driver(backend, root, run)
+
+
+@pytest.fixture
+def net_driver(net_backend: Backend, root: str, run: Callable[[Any], Any]) -> Iterator[StorageDriver]:
+    yield from _checked_driver(net_backend, root, run)

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from fastreg.storage.driver.base import InvalidOffset, InvalidPath, PathNotFound, StorageDriver
+from fastreg.storage.driver.base import InvalidOffset, InvalidPath, PathNotFound, StorageDriver, StorageError
 
 from .conftest import Backend
+from .faults import CuttableProxy
 
 Run = Callable[[Any], Any]
 PART = 256 * 1024        # the object-store drivers' part size in these tests (services.S3_TEST_PART)
@@ -308,4 +309,44 @@ def test_delete_deletes_only_what_it_should(driver: StorageDriver, run: Run) -> 
         assert await driver.get_content("/d/b/1") == b"x"
         await driver.delete("/d/ab")
         assert sorted(await driver.list("/d")) == ["a.x", "b"]
+    run(go())
+
+
+@pytest.mark.parametrize("cut_after", [PART // 2, PART + 10, 3 * PART])
+def test_a_request_cut_off_leaves_a_consistent_prefix(net_backend: Backend, net_driver: StorageDriver,
+                                                      root: str, run: Run, cut_after: int) -> None:
+    """The network to the store fails in the middle of a request (after `cut_after` of its
+    bytes): what stays stored is at least what earlier requests stored and a prefix of what was
+    sent, stat and the bytes agree, and the upload continues from there."""
+    backend, driver, svc = net_backend, net_driver, net_backend.svc  # type: ignore[attr-defined]
+    data = os.urandom(4 * PART + 100)
+
+    async def go() -> None:
+        proxy = CuttableProxy(svc.port)
+        await proxy.start()
+        d = backend.make(root, endpoint=proxy.url, retries=0)
+        try:
+            w = await d.writer("/f/data")
+            await w.write(data[:PART + 10])
+            await w.close()                                  # request 1 stored
+            w = await d.writer("/f/data", append=True)
+            await w.write(data[PART + 10:PART + 10 + cut_after])
+            proxy.cut()
+            with pytest.raises(StorageError):
+                for pos in range(PART + 10 + cut_after, len(data), 50_000):
+                    await w.write(data[pos:pos + 50_000])
+                await w.commit()
+            proxy.mend()
+            await w.close()                                  # keeps what is consistent
+            size = (await d.stat("/f/data")).size
+            assert PART + 10 <= size < len(data)
+            assert await d.get_content("/f/data") == data[:size]
+            w = await d.writer("/f/data", append=True)       # the client resumes at `size`
+            assert w.size == size
+            await w.write(data[size:])
+            await w.commit()
+            assert await driver.get_content("/f/data") == data
+        finally:
+            await d.close()
+            await proxy.stop()
     run(go())

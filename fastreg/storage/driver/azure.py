@@ -57,7 +57,7 @@ class AzureDriver:
         self.service_url = p.text("serviceurl") or f"https://{self.account}.blob.{realm}"
         self.root = p.text("rootdirectory").strip("/")
         self.chunksize = p.number("chunksize", 4 << 20, minimum=1)
-        self.copy_poll = p.number("copystatuspollmaxretry", 5, minimum=1)
+        self.max_retries = p.number("maxretries", 5, minimum=0)        # Distribution 3's key
         self.redirect = redirect and self.account_key is not None
         self.list_page = max(1, min(list_page_size, 5000))
         self._svc: BlobServiceClient | None = None
@@ -67,7 +67,8 @@ class AzureDriver:
         """The container client, created on first use in the running loop (after granian forks)."""
         if self._cc is None:
             cred = {"account_name": self.account, "account_key": self.account_key} if self.account_key else None
-            self._svc = BlobServiceClient(self.service_url, credential=cred)
+            self._svc = BlobServiceClient(self.service_url, credential=cred, retry_total=self.max_retries,
+                                          initial_backoff=1, increment_base=2)
             self._cc = self._svc.get_container_client(self.container)
         return self._cc
 
@@ -311,8 +312,8 @@ class AzureWriter:
             await self._blob.stage_block(bid, io.BytesIO(block), length=len(block))
         except BaseException:
             # This block's bytes are gone and later ones cannot follow them: close() commits
-            # only the blocks before it, a consistent prefix the client resumes from.
-            self._blocks.remove(bid)
+            # nothing, so the blob stays as the request found it (its staged blocks are dropped
+            # by the next commit); the client resumes from the offset it reports.
             self._broken = True
             raise
 
@@ -321,8 +322,11 @@ class AzureWriter:
             pending, self._pending = self._pending, None
             try:
                 await pending
-            except AZ_ERRORS as exc:
-                raise self._d._error(exc, self._path) from None
+            except BaseException as exc:
+                self._broken = True              # its bytes are gone: see close()
+                if isinstance(exc, AZ_ERRORS):
+                    raise self._d._error(exc, self._path) from None
+                raise
 
     async def _flush_tail(self) -> None:
         await self._drain()
@@ -330,16 +334,12 @@ class AzureWriter:
             block, self._buf = bytes(self._buf), bytearray()
             await self._stage(block)
 
-    async def _finish(self, *, salvage: bool) -> None:
+    async def _finish(self) -> None:
         if self._done:
             raise StorageError(self._path, "writer closed")
         try:
-            try:
-                await self._flush_tail()
-            except AZ_ERRORS:
-                if not salvage:
-                    raise
-            if self._broken and not salvage:
+            await self._flush_tail()
+            if self._broken:
                 raise StorageError(self._path, "writer failed")
             self._done = True
             await self._blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks])
@@ -347,13 +347,23 @@ class AzureWriter:
             raise self._d._error(exc, self._path) from None
 
     async def close(self) -> None:
-        if not self._done:
-            if self._broken:
-                self._buf = bytearray()          # keep only the blocks before the failed one
-            await self._finish(salvage=True)
+        if self._done:
+            return
+        if not self._broken:
+            try:
+                await self._finish()
+                return
+            except StorageError:
+                if not self._broken:
+                    raise
+        self._done = True                        # broken: commit nothing (see _stage)
+        if self._pending is not None:
+            with contextlib.suppress(*AZ_ERRORS):
+                await self._pending
+            self._pending = None
 
     async def commit(self) -> None:
-        await self._finish(salvage=False)
+        await self._finish()
 
     async def cancel(self) -> None:
         self._done = True

@@ -365,12 +365,12 @@ class GcsWriter:
             self._pending = asyncio.ensure_future(self._send(chunk, final=False))
 
     async def _send(self, chunk: bytes, *, final: bool) -> None:
-        if self._session_url is None:
-            self._session_url = await self._d._start_resumable(self._target, self._path)
         start = self._sent
         total = str(start + len(chunk)) if final else "*"
         rng = f"bytes {start}-{start + len(chunk) - 1}/{total}" if chunk else f"bytes */{total}"
         try:
+            if self._session_url is None:
+                self._session_url = await self._d._start_resumable(self._target, self._path)
             resp = await self._d._request("PUT", self._session_url, self._path, ok=(200, 201, 308),
                                           data=io.BytesIO(chunk), headers={"Content-Range": rng})
             resp.release()
@@ -388,8 +388,11 @@ class GcsWriter:
             pending, self._pending = self._pending, None
             try:
                 await pending
-            except GCS_ERRORS as exc:
-                raise self._d._error(exc, self._path) from None
+            except BaseException as exc:
+                self._broken = True              # its bytes are gone: see close()
+                if isinstance(exc, GCS_ERRORS):
+                    raise self._d._error(exc, self._path) from None
+                raise
 
     async def _finish(self) -> None:
         if self._done:

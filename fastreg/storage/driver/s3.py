@@ -103,7 +103,8 @@ class _Session:
 class S3Driver:
     name = "s3"
 
-    def __init__(self, params: Any, *, redirect: bool = True, list_page_size: int = 1000) -> None:
+    def __init__(self, params: Any, *, redirect: bool = True, list_page_size: int = 1000,
+                 max_attempts: int = 5) -> None:
         p = Params("s3", params)
         self.bucket = p.required("bucket")
         self.region = p.text("region", "us-east-1")
@@ -129,6 +130,7 @@ class S3Driver:
         self.copy_threshold = min(p.number("multipartcopythresholdsize", 32 << 20, minimum=0), MAX_COPY_PART)
         self.list_page = max(1, min(list_page_size, 1000))              # tests use tiny pages
         self.redirect = redirect
+        self.max_attempts = max_attempts
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
         self._lock: asyncio.Lock | None = None
@@ -144,7 +146,7 @@ class S3Driver:
             if self._client is None:
                 stack = contextlib.AsyncExitStack()
                 cfg = AioConfig(signature_version="s3v4", max_pool_connections=64,
-                                retries={"max_attempts": 5, "mode": "standard"},
+                                retries={"max_attempts": self.max_attempts, "mode": "standard"},
                                 s3={"addressing_style": "path" if self.path_style else "auto"})
                 self._client = await stack.enter_async_context(_session().create_client(
                     "s3", region_name=self.region, endpoint_url=self.endpoint,
@@ -240,6 +242,14 @@ class S3Driver:
         await s3.complete_multipart_upload(
             Bucket=self.bucket, Key=key, UploadId=sess.upload_id,
             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e, _ in parts]})
+
+    async def _s3_abort(self, key: str, upload_id: str) -> None:
+        s3 = await self._s3()
+        try:
+            await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except S3_ERRORS as exc:
+            if not _missing(exc):
+                raise
 
     async def _abort_uploads(self, prefix: str, match: Any) -> None:
         """Abort every MPU whose key is under `prefix` and satisfies `match`."""
@@ -513,8 +523,13 @@ class S3Writer:
             del self._buf[:cs]
             await self._drain()
             if self._sess is None:
-                s3 = await self._d._s3()
-                mpu = await s3.create_multipart_upload(Bucket=self._d.bucket, Key=self._key, **self._d._put_args())
+                try:
+                    s3 = await self._d._s3()
+                    mpu = await s3.create_multipart_upload(Bucket=self._d.bucket, Key=self._key,
+                                                           **self._d._put_args())
+                except S3_ERRORS as exc:
+                    self._broken = True          # `part` is gone: see close()
+                    raise self._d._error(exc, self._path) from None
                 self._sess = _Session(mpu["UploadId"])
             n = (self._sess.parts[-1][0] + 1) if self._sess.parts else 1
             self._pending = asyncio.ensure_future(self._upload(n, part))
@@ -529,10 +544,8 @@ class S3Writer:
             r = await s3.upload_part(Bucket=self._d.bucket, Key=self._key, UploadId=self._sess.upload_id,
                                      PartNumber=n, Body=io.BytesIO(part), ContentLength=len(part))
         except BaseException:
-            # The bytes of this part are gone, and those after it cannot follow them: what can
-            # still be kept is the prefix before it (close() saves only that; the client
-            # resumes from the offset the next status request reports).
-            del parts[idx]
+            # This part's bytes are gone and later ones cannot follow them: close() leaves the
+            # object as the request found it (the client resumes from the offset it reports).
             self._broken = True
             raise
         parts[idx] = (n, r["ETag"], len(part))
@@ -542,8 +555,11 @@ class S3Writer:
             pending, self._pending = self._pending, None
             try:
                 await pending
-            except S3_ERRORS as exc:
-                raise self._d._error(exc, self._path) from None
+            except BaseException as exc:
+                self._broken = True              # its bytes are gone: see close()
+                if isinstance(exc, S3_ERRORS):
+                    raise self._d._error(exc, self._path) from None
+                raise
 
     async def _save(self) -> None:
         """Persist the MPU state (sidecar), then make the object the zero-byte marker."""
@@ -561,10 +577,9 @@ class S3Writer:
         try:
             with contextlib.suppress(StorageError):
                 await self._drain()
-            if self._broken:                     # keep the consistent prefix (see _upload)
-                assert self._sess is not None
-                self._buf = bytearray()
-                self._size = self._sess.parts_size
+            if self._broken:
+                await self._abandon()
+                return
             if self._sess is not None:
                 await self._save()
             else:
@@ -586,6 +601,13 @@ class S3Writer:
                 await self._d._delete_keys([self._key + SIDECAR])
         except S3_ERRORS as exc:
             raise self._d._error(exc, self._path) from None
+
+    async def _abandon(self) -> None:
+        """Leave the object and its sidecar as this writer found them: the state saved by the
+        last request is untouched; parts this request added to an existing multipart upload stay
+        unlisted (a completion ignores them); a multipart upload it started is aborted."""
+        if self._sess is not None and not self._had_sidecar:
+            await self._d._s3_abort(self._key, self._sess.upload_id)
 
     async def cancel(self) -> None:
         self._done = True
