@@ -199,7 +199,7 @@ class GcsBackend(Backend):
     def make(self, root: str, **kw: Any) -> StorageDriver:
         from fastreg.storage.driver.gcs import GcsDriver
         return GcsDriver(self.params(root), endpoint=kw.get("endpoint") or self.svc.url,
-                         list_page_size=kw.get("page", 1000))
+                         list_page_size=kw.get("page", 1000), retries=kw.get("retries", 4))
 
     async def leftovers(self, root: str) -> list[str]:
         import aiohttp

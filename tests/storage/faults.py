@@ -13,6 +13,7 @@ class CuttableProxy:
         self.target_port = target_port
         self.port = 0
         self.cut_off = False
+        self.refusals = 0                 # close this many new connections at once, then forward
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -35,7 +36,8 @@ class CuttableProxy:
             self._tasks.discard(task)
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut_off:
+        if self.cut_off or self.refusals > 0:
+            self.refusals = max(0, self.refusals - 1)
             writer.close()
             return
         try:

@@ -350,3 +350,24 @@ def test_a_request_cut_off_leaves_a_consistent_prefix(net_backend: Backend, net_
             await d.close()
             await proxy.stop()
     run(go())
+
+
+def test_reads_retry_a_dropped_connection(net_backend: Backend, net_driver: StorageDriver, root: str,
+                                          run: Run) -> None:
+    """The store drops the first connections of a fresh driver: its requests are retried."""
+    data = os.urandom(3000)
+
+    async def go() -> None:
+        await net_driver.put_content("/rr/x", data)
+        proxy = CuttableProxy(net_backend.svc.port)  # type: ignore[attr-defined]
+        await proxy.start()
+        d = net_backend.make(root, endpoint=proxy.url)
+        try:
+            proxy.refusals = 2                 # the first two connections are dropped
+            assert (await d.stat("/rr/x")).size == len(data)
+            assert proxy.refusals == 0             # ... and were tried
+            assert await collect(d.reader("/rr/x", 10, 100)) == data[10:110]
+        finally:
+            await d.close()
+            await proxy.stop()
+    run(go())

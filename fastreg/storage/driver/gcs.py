@@ -41,6 +41,7 @@ QUANTUM = 256 * 1024               # resumable chunks are multiples of this
 INLINE_MAX = 64 * 1024
 GCS_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, StorageError)
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class GcsHTTPError(StorageError):
@@ -53,7 +54,7 @@ class GcsDriver:
     name = "gcs"
 
     def __init__(self, params: Any, *, redirect: bool = True, endpoint: str | None = None,
-                 list_page_size: int = 1000) -> None:
+                 list_page_size: int = 1000, retries: int = 4) -> None:
         p = Params("gcs", params)
         self.bucket = p.required("bucket")
         self.keyfile = p.text("keyfile") or None
@@ -69,6 +70,7 @@ class GcsDriver:
         self.api = (emulator or "https://storage.googleapis.com").rstrip("/")
         self.anonymous = bool(emulator)
         self.list_page = max(1, min(list_page_size, 1000))
+        self.retries = retries
         self.redirect = redirect   # signed URLs need a service-account key: not implemented, see redirect_url
         self._session: aiohttp.ClientSession | None = None
         self._token: Any = None
@@ -111,7 +113,21 @@ class GcsDriver:
     async def _request(self, method: str, url: str, path: str, *, ok: tuple[int, ...] = (200,),
                        **kw: Any) -> aiohttp.ClientResponse:
         headers = {**kw.pop("headers", {}), **await self._headers()}
-        resp = await self._http().request(method, url, headers=headers, **kw)
+        # Reads and deletes are idempotent: retry them on connection errors, 429 and 5xx, as
+        # Google's retry strategy advises (uploads are not retried here: a failed writer keeps
+        # the previous state and the client resumes).
+        attempts = self.retries + 1 if method in ("GET", "HEAD", "DELETE") else 1
+        for attempt in range(attempts):
+            try:
+                resp = await self._http().request(method, url, headers=headers, **kw)
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                if attempt + 1 == attempts:
+                    raise
+            else:
+                if resp.status not in RETRY_STATUSES or attempt + 1 == attempts:
+                    break
+                resp.release()
+            await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
         if resp.status not in ok:
             text = await resp.text(errors="replace")
             resp.release()
