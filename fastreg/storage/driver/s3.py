@@ -51,6 +51,7 @@ from .params import Params
 SIDECAR = ".fastreg-append"
 MIN_PART = 5 << 20                 # AWS minimum size of every part but the last
 MAX_COPY_PART = 5 << 30            # AWS maximum size of CopyObject and of one UploadPartCopy
+MAX_PARTS = 10_000                 # AWS maximum number of parts of one multipart upload
 INLINE_MAX = 64 * 1024             # observe() below this size runs on the loop
 PRESIGN_SECONDS = 20 * 60          # as Distribution
 # What a request to the store can raise (translated to StorageError at the driver boundary).
@@ -532,6 +533,10 @@ class S3Writer:
                     raise self._d._error(exc, self._path) from None
                 self._sess = _Session(mpu["UploadId"])
             n = (self._sess.parts[-1][0] + 1) if self._sess.parts else 1
+            if n >= MAX_PARTS:                   # the last number is kept for the tail
+                self._broken = True
+                raise StorageError(self._path, f"upload larger than {MAX_PARTS - 1} parts of {cs} bytes "
+                                               "(raise storage.s3.chunksize)")
             self._pending = asyncio.ensure_future(self._upload(n, part))
 
     async def _upload(self, n: int, part: bytes) -> None:
