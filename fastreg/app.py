@@ -45,7 +45,9 @@ class App:
     def open(self) -> Context:
         cfg = self.cfg
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
-                               fsync=getattr(cfg.fastreg, "fsync", True))
+                               fsync=getattr(cfg.fastreg, "fsync", True),
+                               redirect=not cfg.storage.redirect.disable,
+                               redis=cfg.redis if cfg.storage.cache.blobdescriptor == "redis" else None)
         hc = cfg.health.storagedriver
         if hc.enabled:
             self.health = StorageHealth(driver, cfg.storage.driver_name, hc.interval, hc.threshold)

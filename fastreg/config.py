@@ -101,7 +101,7 @@ UNUSED_KEYS: dict[str, str] = {
     "http.tls.ciphersuites": _UNUSED,
     "http.tls.letsencrypt": _UNUSED,
     "notifications.events.includereferences": "fastreg does not send target.references; ignored",
-    "redis": _UNUSED,
+    "redis": "used only with storage.cache.blobdescriptor: redis",
     "health.file": "file health checks are not run by fastreg; ignored",
     "health.http": "http health checks are not run by fastreg; ignored",
     "health.tcp": "tcp health checks are not run by fastreg; ignored",
@@ -109,8 +109,7 @@ UNUSED_KEYS: dict[str, str] = {
     "compatibility": _UNUSED,
     "validation": _UNUSED,
     "policy": _UNUSED,
-    "storage.cache": "fastreg keeps no blob descriptor cache; ignored",
-    "storage.redirect": _UNUSED,
+    "storage.cache": "only blobdescriptor: redis is implemented (no in-process descriptor cache); ignored",
     "storage.tag": _UNUSED,
     "storage.maintenance.uploadpurging": _UNUSED,
 }
@@ -930,6 +929,8 @@ def _warn_unused(present: set[str], cfg: Config) -> None:
         reason = UNUSED_KEYS.get(key)
         if key == "auth" and cfg.auth.type == "none":
             continue             # "no auth" is exactly what fastreg does
+        if key in ("storage.cache", "redis") and cfg.storage.cache.blobdescriptor == "redis":
+            continue             # the shared Redis cache is implemented (storage.driver.rediscache)
         if reason is not None:
             log.warning("configuration key %r: %s", key, reason)
 

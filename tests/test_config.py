@@ -155,11 +155,14 @@ def test_every_documented_distribution_key_is_accepted(tmp_path: Path,
     assert cfg.middleware["registry"][0].options == {"foo": "bar"}
     assert cfg.validation.manifests.urls.deny == [r"^https?://www\.example\.com/"]
     text = messages(warnings_log)
-    for key in ("reporting", "middleware", "notifications.events.includereferences", "redis", "proxy",
+    for key in ("reporting", "middleware", "notifications.events.includereferences", "proxy",
                 "compatibility", "validation", "http.tls.letsencrypt", "log.hooks", "loglevel"):
         assert f"'{key}'" in text, key
     for implemented in ("'notifications'", "'http.debug'"):
         assert implemented not in text
+    # the listing sets storage.cache.blobdescriptor: redis, which fastreg implements
+    assert cfg.storage.cache.blobdescriptor == "redis"
+    assert "'redis'" not in text and "'storage.cache'" not in text
 
 
 # -- rejected and accepted keys ------------------------------------------------------------------

@@ -6,7 +6,27 @@ from typing import Any
 from .base import StorageDriver
 
 
-def create_driver(name: str, params: Any, *, fsync: bool = True) -> StorageDriver:
+def create_driver(name: str, params: Any, *, fsync: bool = True, redirect: bool = True,
+                  redis: Any = None) -> StorageDriver:
+    """`redirect` is ``not storage.redirect.disable``: object stores may answer blob GETs with
+    a presigned URL (Distribution's default); ignored by drivers without URLs of their own.
+    `redis` (the ``redis:`` config section, given when ``storage.cache.blobdescriptor: redis``)
+    puts the shared Redis cache in front of the driver."""
+    driver = _create(name, params, fsync=fsync, redirect=redirect)
+    if redis is None:
+        return driver
+    from .rediscache import RedisCachedDriver
+    addr = redis.addr or (redis.addrs[0] if redis.addrs else "")
+    if not addr:
+        raise ValueError("storage.cache.blobdescriptor: redis needs redis.addr")
+    host, _, port = addr.rpartition(":")
+    timeout = redis.dialtimeout or redis.readtimeout or 1.0
+    return RedisCachedDriver(driver, host=host or "127.0.0.1", port=int(port or 6379), db=redis.db,
+                             username=redis.username, password=redis.password, tls=redis.tls.enabled,
+                             timeout=timeout)
+
+
+def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDriver:
     if name == "filesystem":
         from .filesystem import FilesystemDriver
         return FilesystemDriver(params.rootdirectory, maxthreads=getattr(params, "maxthreads", 16) or 16,
@@ -14,4 +34,20 @@ def create_driver(name: str, params: Any, *, fsync: bool = True) -> StorageDrive
     if name == "inmemory":
         from .inmemory import InMemoryDriver
         return InMemoryDriver()
+    if name == "s3":
+        try:
+            from .s3 import S3Driver
+        except ImportError as exc:      # aiobotocore is the optional extra fastreg[s3]
+            raise ValueError(f"storage driver s3 needs aiobotocore: pip install 'fastreg[s3]' ({exc})") from None
+        return S3Driver(params, redirect=redirect)
+    if name == "azure":
+        try:
+            from .azure import AzureDriver
+        except ImportError as exc:      # azure-storage-blob + aiohttp: the optional extra fastreg[azure]
+            raise ValueError(f"storage driver azure needs azure-storage-blob: pip install 'fastreg[azure]' ({exc})"
+                             ) from None
+        return AzureDriver(params, redirect=redirect)
+    if name == "gcs":
+        from .gcs import GcsDriver  # aiohttp; gcloud-aio-auth for tokens (fastreg[gcs])
+        return GcsDriver(params, redirect=redirect)
     raise ValueError(f"storage driver {name!r} is not available in this build of fastreg")

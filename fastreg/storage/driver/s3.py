@@ -1,0 +1,628 @@
+"""S3 driver (AWS S3, MinIO, Ceph RGW and other S3-compatible stores) on aiobotocore.
+
+Keys are ``<rootdirectory>/<path>`` as in Distribution's s3-aws driver, so a bucket written by
+``registry:2`` is served as it is.
+
+Appendable objects (upload sessions) — theory of operation
+----------------------------------------------------------
+An upload grows across requests that may reach different processes, but S3 objects are
+immutable and a multipart upload (MPU) takes parts of at least 5 MiB except the last.  A
+``writer(path, append=True)`` therefore keeps its state *in the bucket*, so that any
+replica can continue it:
+
+* While the upload is small (nothing flushed as a part yet), the object at ``path`` simply
+  holds all the bytes: ``close`` PUTs them, the next writer GETs them back (< one part).
+* Once ``chunksize`` bytes are buffered, the writer starts an MPU and uploads full parts.
+  ``close`` then writes the *sidecar* ``<key>.fastreg-append``: a JSON line (UploadId,
+  part numbers, ETags and sizes) followed by the tail that is too small to be a part yet;
+  and it leaves a zero-byte object at ``path`` as the marker.  The sidecar is the truth;
+  its ``x-amz-meta-fastreg-size`` metadata holds the total so ``stat`` needs a HEAD only.
+* A writer opened on a large object with no sidecar (a completed one, e.g. after
+  ``materialize``) starts an MPU whose first parts are server-side copies of the object.
+* ``commit`` uploads the tail as the last part and completes the MPU (or PUTs the tail when
+  no MPU was needed), then removes the sidecar.  ``cancel``/``delete`` abort the MPU.
+* Reading an upload in progress (``get_content``/``reader``/``move``: the registry re-hashes
+  stored data when a hash state is missing) first *materializes* it: completes the MPU so
+  the object holds every byte, drops the sidecar; the next writer resumes by copy.
+
+Readers and ``stat`` of finished objects cost one request, as with any S3 client.
+Not safe for two writers appending to the same path at once (the registry never does).
+"""
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import io
+import json
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
+from .params import Params
+
+SIDECAR = ".fastreg-append"
+MIN_PART = 5 << 20                 # AWS minimum size of every part but the last
+MAX_COPY_PART = 5 << 30            # AWS maximum size of CopyObject and of one UploadPartCopy
+MAX_PARTS = 10_000                 # AWS maximum number of parts of one multipart upload
+INLINE_MAX = 64 * 1024             # observe() below this size runs on the loop
+PRESIGN_SECONDS = 20 * 60          # as Distribution
+# What a request to the store can raise (translated to StorageError at the driver boundary).
+S3_ERRORS = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError, StorageError)
+
+
+_SESSION: Any = None
+
+
+def _session() -> Any:
+    """One botocore session per process: it caches the (large) service models across clients."""
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = get_session()
+    return _SESSION
+
+
+def _code(exc: Exception) -> str:
+    resp = getattr(exc, "response", None) or {}
+    return str(resp.get("Error", {}).get("Code", "")) or str(resp.get("ResponseMetadata", {})
+                                                            .get("HTTPStatusCode", ""))
+
+
+def _missing(exc: Exception) -> bool:
+    return _code(exc) in ("NoSuchKey", "404", "NotFound", "NoSuchUpload")
+
+
+@dataclass(slots=True)
+class _Session:
+    """An unfinished MPU as kept in the sidecar."""
+
+    upload_id: str
+    parts: list[tuple[int, str, int]] = field(default_factory=list)   # (number, etag, size)
+
+    @property
+    def parts_size(self) -> int:
+        return sum(p[2] for p in self.parts)
+
+    def encode(self, tail: bytes | bytearray) -> bytes:
+        head = json.dumps({"uploadid": self.upload_id, "parts": self.parts}, separators=(",", ":"))
+        return head.encode() + b"\n" + bytes(tail)
+
+    @staticmethod
+    def decode(blob: bytes) -> tuple[_Session, bytes]:
+        head, _, tail = blob.partition(b"\n")
+        d = json.loads(head)
+        return _Session(d["uploadid"], [(int(n), str(e), int(s)) for n, e, s in d["parts"]]), tail
+
+
+class S3Driver:
+    name = "s3"
+
+    def __init__(self, params: Any, *, redirect: bool = True, list_page_size: int = 1000,
+                 max_attempts: int = 5) -> None:
+        p = Params("s3", params)
+        self.bucket = p.required("bucket")
+        self.region = p.text("region", "us-east-1")
+        endpoint = p.text("regionendpoint")
+        self.secure = p.flag("secure", True)
+        if endpoint and "://" not in endpoint:
+            endpoint = ("https://" if self.secure else "http://") + endpoint
+        self.endpoint = endpoint or None
+        self.access_key = p.text("accesskey") or None
+        self.secret_key = p.text("secretkey") or None
+        self.session_token = p.text("sessiontoken") or None
+        self.path_style = p.flag("forcepathstyle", False)
+        self.skipverify = p.flag("skipverify", False)
+        self.encrypt = p.flag("encrypt", False)
+        self.keyid = p.text("keyid")
+        self.storage_class = p.text("storageclass", "STANDARD")
+        self.object_acl = p.text("objectacl", "private")
+        self.root = p.text("rootdirectory").strip("/")
+        # Part size of uploads. AWS needs >= 5 MiB; smaller values are for test servers.
+        self.chunksize = p.number("chunksize", 10 << 20, minimum=1)
+        self.copy_chunksize = p.number("multipartcopychunksize", 32 << 20, minimum=1)
+        self.copy_concurrency = p.number("multipartcopymaxconcurrency", 100, minimum=1)
+        self.copy_threshold = min(p.number("multipartcopythresholdsize", 32 << 20, minimum=0), MAX_COPY_PART)
+        self.list_page = max(1, min(list_page_size, 1000))              # tests use tiny pages
+        self.redirect = redirect
+        self.max_attempts = max_attempts
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._client: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    # -- plumbing --------------------------------------------------------------------------
+    async def _s3(self) -> Any:
+        """The client, created on first use in the running loop (after granian forks)."""
+        if self._client is not None:
+            return self._client
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._client is None:
+                stack = contextlib.AsyncExitStack()
+                cfg = AioConfig(signature_version="s3v4", max_pool_connections=64,
+                                retries={"max_attempts": self.max_attempts, "mode": "standard"},
+                                s3={"addressing_style": "path" if self.path_style else "auto"})
+                self._client = await stack.enter_async_context(_session().create_client(
+                    "s3", region_name=self.region, endpoint_url=self.endpoint,
+                    aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+                    aws_session_token=self.session_token, verify=not self.skipverify, config=cfg))
+                self._stack = stack
+        return self._client
+
+    def key(self, path: str) -> str:
+        check_path(path)
+        return f"{self.root}{path}" if self.root else path[1:]
+
+    def _dir_prefix(self, path: str) -> str:
+        k = self.key(path).rstrip("/")
+        return k + "/" if k else ""
+
+    def _file_key(self, path: str) -> str:
+        """The key of an object at `path`; empty for the root, which is only a directory."""
+        return self.key(path).rstrip("/")
+
+    def _put_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"StorageClass": self.storage_class, "ACL": self.object_acl}
+        if self.encrypt:
+            args["ServerSideEncryption"] = "aws:kms" if self.keyid else "AES256"
+            if self.keyid:
+                args["SSEKMSKeyId"] = self.keyid
+        if self.storage_class in ("", "NONE"):
+            del args["StorageClass"]
+        return args
+
+    def _error(self, exc: Exception, path: str) -> StorageError:
+        if isinstance(exc, StorageError):
+            return exc
+        if _missing(exc):
+            return PathNotFound(path)
+        return StorageError(path, f"{type(exc).__name__}: {exc}")
+
+    async def _put(self, key: str, data: bytes | bytearray, meta: dict[str, str] | None = None) -> None:
+        s3 = await self._s3()
+        await s3.put_object(Bucket=self.bucket, Key=key, Body=io.BytesIO(data), ContentLength=len(data), Metadata=meta or {},
+                            **self._put_args())
+
+    async def _get(self, key: str) -> bytes:
+        s3 = await self._s3()
+        resp = await s3.get_object(Bucket=self.bucket, Key=key)
+        async with resp["Body"] as body:
+            return bytes(await body.read())
+
+    async def _head(self, key: str) -> dict[str, Any] | None:
+        s3 = await self._s3()
+        try:
+            return dict(await s3.head_object(Bucket=self.bucket, Key=key))
+        except S3_ERRORS as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    async def _delete_keys(self, keys: list[str]) -> None:
+        s3 = await self._s3()
+        for i in range(0, len(keys), 1000):
+            resp = await s3.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
+            if resp.get("Errors"):
+                e = resp["Errors"][0]
+                raise StorageError("/" + e.get("Key", ""), f"delete failed: {e.get('Code')} {e.get('Message')}")
+
+    # -- sidecars (appendable objects in progress) ----------------------------------------
+    async def _load_session(self, key: str) -> tuple[_Session, bytes] | None:
+        try:
+            return _Session.decode(await self._get(key + SIDECAR))
+        except S3_ERRORS as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    async def _materialize(self, key: str) -> None:
+        """Complete the MPU of an upload in progress so the object holds all its bytes."""
+        loaded = await self._load_session(key)
+        if loaded is None:
+            return
+        sess, tail = loaded
+        await self._complete(key, sess, tail)
+        await self._delete_keys([key + SIDECAR])
+
+    async def _complete(self, key: str, sess: _Session, tail: bytes | bytearray) -> None:
+        s3 = await self._s3()
+        parts = list(sess.parts)
+        if tail or not parts:
+            n = (parts[-1][0] + 1) if parts else 1
+            r = await s3.upload_part(Bucket=self.bucket, Key=key, UploadId=sess.upload_id,
+                                     PartNumber=n, Body=io.BytesIO(tail), ContentLength=len(tail))
+            parts.append((n, r["ETag"], len(tail)))
+        await s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=key, UploadId=sess.upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e, _ in parts]})
+
+    async def _s3_abort(self, key: str, upload_id: str) -> None:
+        s3 = await self._s3()
+        try:
+            await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except S3_ERRORS as exc:
+            if not _missing(exc):
+                raise
+
+    async def _abort_uploads(self, prefix: str, match: Any) -> None:
+        """Abort every MPU whose key is under `prefix` and satisfies `match`."""
+        s3 = await self._s3()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            resp = await s3.list_multipart_uploads(**kwargs)
+            for u in resp.get("Uploads", []):
+                if match(u["Key"]):
+                    try:
+                        await s3.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"])
+                    except S3_ERRORS as exc:
+                        if not _missing(exc):
+                            raise
+            if not resp.get("IsTruncated"):
+                return
+            kwargs["KeyMarker"] = resp.get("NextKeyMarker", "")
+            kwargs["UploadIdMarker"] = resp.get("NextUploadIdMarker", "")
+
+    # -- small objects ---------------------------------------------------------------------
+    async def get_content(self, path: str) -> bytes:
+        key = self.key(path)
+        try:
+            data = await self._get(key)
+            if not data and await self._head(key + SIDECAR) is not None:
+                await self._materialize(key)
+                data = await self._get(key)
+            return data
+        except S3_ERRORS as exc:
+            raise self._error(exc, path) from None
+
+    async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
+        try:
+            await self._put(self.key(path), data)
+        except S3_ERRORS as exc:
+            raise self._error(exc, path) from None
+
+    async def stat(self, path: str) -> FileInfo:
+        key = self._file_key(path)
+        try:
+            head = await self._head(key) if key else None
+            if head is not None:
+                size, mtime = int(head["ContentLength"]), head["LastModified"].timestamp()
+                if size == 0:
+                    side = await self._head(key + SIDECAR)
+                    if side is not None:
+                        size = int(side.get("Metadata", {}).get("fastreg-size", 0))
+                        mtime = side["LastModified"].timestamp()
+                return FileInfo(path, size, mtime, False)
+            s3 = await self._s3()
+            resp = await s3.list_objects_v2(Bucket=self.bucket, Prefix=self._dir_prefix(path), MaxKeys=1)
+        except S3_ERRORS as exc:
+            raise self._error(exc, path) from None
+        if not resp.get("Contents"):
+            raise PathNotFound(path)
+        return FileInfo(path, 0, resp["Contents"][0]["LastModified"].timestamp(), True)
+
+    async def list(self, path: str) -> list[str]:
+        prefix = self._dir_prefix(path)
+        names: set[str] = set()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/",
+                                  "MaxKeys": self.list_page}
+        try:
+            s3 = await self._s3()
+            while True:
+                resp = await s3.list_objects_v2(**kwargs)
+                for o in resp.get("Contents", []):
+                    names.add(o["Key"][len(prefix):])
+                for cp in resp.get("CommonPrefixes", []):
+                    names.add(cp["Prefix"][len(prefix):].rstrip("/"))
+                if not resp.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = resp["NextContinuationToken"]
+        except S3_ERRORS as exc:
+            raise self._error(exc, path) from None
+        names = {n for n in names if n and not n.endswith(SIDECAR)}
+        if not names:
+            raise PathNotFound(path)
+        return sorted(names)
+
+    async def move(self, src: str, dst: str) -> None:
+        skey, dkey = self.key(src), self.key(dst)
+        try:
+            await self._materialize(skey)
+            head = await self._head(skey)
+            if head is None:
+                raise PathNotFound(src)
+            await self._copy(skey, dkey, int(head["ContentLength"]))
+            await self._delete_keys([skey])
+        except S3_ERRORS as exc:
+            raise self._error(exc, src) from None
+
+    async def _copy(self, skey: str, dkey: str, size: int) -> None:
+        s3 = await self._s3()
+        if size <= self.copy_threshold:
+            await s3.copy_object(Bucket=self.bucket, Key=dkey, CopySource={"Bucket": self.bucket, "Key": skey},
+                                 **self._put_args())
+            return
+        mpu = await s3.create_multipart_upload(Bucket=self.bucket, Key=dkey, **self._put_args())
+        sess = _Session(mpu["UploadId"])
+        try:
+            sess.parts = await self._copy_parts(skey, dkey, sess.upload_id, size, 1)
+            await self._complete(dkey, sess, b"")
+        except BaseException:
+            with contextlib.suppress(*S3_ERRORS):
+                await s3.abort_multipart_upload(Bucket=self.bucket, Key=dkey, UploadId=sess.upload_id)
+            raise
+
+    async def _copy_parts(self, skey: str, dkey: str, upload_id: str, size: int,
+                          first: int) -> builtins.list[tuple[int, str, int]]:
+        """Server-side copy of `skey` as parts first.. of an MPU: near-equal ranges, none over
+        the copy chunk size (so none under half of it) and none over 5 GiB."""
+        s3 = await self._s3()
+        count = max(1, math.ceil(size / min(self.copy_chunksize, MAX_COPY_PART)))
+        bounds = [size * i // count for i in range(count + 1)]
+        sem = asyncio.Semaphore(self.copy_concurrency)
+
+        async def one(i: int) -> tuple[int, str, int]:
+            async with sem:
+                r = await s3.upload_part_copy(
+                    Bucket=self.bucket, Key=dkey, UploadId=upload_id, PartNumber=first + i,
+                    CopySource={"Bucket": self.bucket, "Key": skey},
+                    CopySourceRange=f"bytes={bounds[i]}-{bounds[i + 1] - 1}")
+                return first + i, r["CopyPartResult"]["ETag"], bounds[i + 1] - bounds[i]
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+    async def delete(self, path: str) -> None:
+        key = self._file_key(path)
+        dirp = self._dir_prefix(path)
+        side = key + SIDECAR
+
+        def mine(k: str) -> bool:
+            return k == key or k == side or k.startswith(dirp)
+
+        doomed: list[str] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
+        try:
+            s3 = await self._s3()
+            while True:
+                resp = await s3.list_objects_v2(**kwargs)
+                doomed += [o["Key"] for o in resp.get("Contents", []) if mine(o["Key"])]
+                if not resp.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = resp["NextContinuationToken"]
+            if not doomed:
+                raise PathNotFound(path)
+            await self._abort_uploads(key, mine)
+            await self._delete_keys(doomed)
+        except S3_ERRORS as exc:
+            raise self._error(exc, path) from None
+
+    # -- streams ---------------------------------------------------------------------------
+    async def writer(self, path: str, append: bool = False) -> S3Writer:
+        key = self.key(path)
+        try:
+            loaded = await self._load_session(key)
+            if not append:
+                if loaded is not None:
+                    await self._abort_uploads(key, lambda k: k == key)
+                    await self._delete_keys([key + SIDECAR])
+                return S3Writer(self, path, key, None, b"", had_sidecar=False)
+            if loaded is not None:
+                return S3Writer(self, path, key, loaded[0], loaded[1], had_sidecar=True)
+            head = await self._head(key)
+            size = 0 if head is None else int(head["ContentLength"])
+            if size < self.chunksize:
+                return S3Writer(self, path, key, None, await self._get(key) if size else b"",
+                                had_sidecar=False)
+            # A finished object large enough to be parts: continue it by server-side copy.
+            s3 = await self._s3()
+            mpu = await s3.create_multipart_upload(Bucket=self.bucket, Key=key, **self._put_args())
+            sess = _Session(mpu["UploadId"])
+            sess.parts = await self._copy_parts(key, key, sess.upload_id, size, 1)
+            w = S3Writer(self, path, key, sess, b"", had_sidecar=False)
+            await w._save()             # the sidecar first: from here on it is the truth
+            return w
+        except S3_ERRORS as exc:
+            raise self._error(exc, path) from None
+
+    async def reader(self, path: str, offset: int = 0, length: int | None = None,
+                     chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        key = self.key(path)
+        if offset < 0:
+            raise InvalidOffset(path, f"negative offset {offset}")
+        if length is not None and length <= 0:
+            await self.stat(path)                        # still: missing is an error
+            return
+        s3 = await self._s3()
+        rng = None
+        if offset or length is not None:
+            rng = f"bytes={offset}-" + ("" if length is None else str(offset + length - 1))
+        resp: Any = None
+        for attempt in range(2):
+            try:
+                resp = await (s3.get_object(Bucket=self.bucket, Key=key, Range=rng) if rng
+                              else s3.get_object(Bucket=self.bucket, Key=key))
+            except S3_ERRORS as exc:
+                if _code(exc) not in ("InvalidRange", "416"):
+                    raise self._error(exc, path) from None
+                resp = None                               # at or past the end, or an upload marker
+            if resp is not None and (resp["ContentLength"] > 0 or attempt):
+                break
+            if resp is not None:
+                resp["Body"].close()
+                resp = None
+            side = await self._head(key + SIDECAR)
+            if side is None:
+                break
+            await self._materialize(key)
+        if resp is None:
+            size = (await self.stat(path)).size
+            if offset > size:
+                raise InvalidOffset(path, f"offset {offset} beyond size {size}")
+            return
+        async with resp["Body"] as body:
+            while True:
+                chunk = await body.read(chunk_size)
+                if not chunk:
+                    break
+                yield bytes(chunk)
+
+    def local_path(self, path: str) -> str | None:
+        return None
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        if not self.redirect or method not in ("GET", "HEAD"):
+            return None
+        s3 = await self._s3()
+        op = "get_object" if method == "GET" else "head_object"
+        return str(await s3.generate_presigned_url(op, Params={"Bucket": self.bucket, "Key": self.key(path)},
+                                                   ExpiresIn=PRESIGN_SECONDS))
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._client = self._stack, None, None
+            await stack.aclose()
+
+
+class S3Writer:
+    """Buffers to ``chunksize`` and uploads full parts, one in flight while the next arrives."""
+
+    def __init__(self, driver: S3Driver, path: str, key: str, sess: _Session | None,
+                 tail: bytes, *, had_sidecar: bool) -> None:
+        self._d, self._path, self._key = driver, path, key
+        self._sess = sess
+        self._buf = bytearray(tail)
+        self._size = (sess.parts_size if sess else 0) + len(tail)
+        self._had_sidecar = had_sidecar
+        self._pending: asyncio.Task[None] | None = None
+        self._done = False
+        self._broken = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
+        if self._done or self._broken:
+            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
+        if observe is not None:
+            if len(data) > INLINE_MAX:
+                await asyncio.get_running_loop().run_in_executor(None, observe, data)
+            else:
+                observe(data)
+        self._buf += data
+        self._size += len(data)
+        cs = self._d.chunksize
+        while len(self._buf) >= cs:
+            part = bytes(self._buf[:cs])
+            del self._buf[:cs]
+            await self._drain()
+            if self._sess is None:
+                try:
+                    s3 = await self._d._s3()
+                    mpu = await s3.create_multipart_upload(Bucket=self._d.bucket, Key=self._key,
+                                                           **self._d._put_args())
+                except S3_ERRORS as exc:
+                    self._broken = True          # `part` is gone: see close()
+                    raise self._d._error(exc, self._path) from None
+                self._sess = _Session(mpu["UploadId"])
+            n = (self._sess.parts[-1][0] + 1) if self._sess.parts else 1
+            if n >= MAX_PARTS:                   # the last number is kept for the tail
+                self._broken = True
+                raise StorageError(self._path, f"upload larger than {MAX_PARTS - 1} parts of {cs} bytes "
+                                               "(raise storage.s3.chunksize)")
+            self._pending = asyncio.ensure_future(self._upload(n, part))
+
+    async def _upload(self, n: int, part: bytes) -> None:
+        assert self._sess is not None
+        s3 = await self._d._s3()
+        parts = self._sess.parts
+        idx = len(parts)
+        parts.append((n, "", len(part)))                      # reserve the number
+        try:
+            r = await s3.upload_part(Bucket=self._d.bucket, Key=self._key, UploadId=self._sess.upload_id,
+                                     PartNumber=n, Body=io.BytesIO(part), ContentLength=len(part))
+        except BaseException:
+            # This part's bytes are gone and later ones cannot follow them: close() leaves the
+            # object as the request found it (the client resumes from the offset it reports).
+            self._broken = True
+            raise
+        parts[idx] = (n, r["ETag"], len(part))
+
+    async def _drain(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                await pending
+            except BaseException as exc:
+                self._broken = True              # its bytes are gone: see close()
+                if isinstance(exc, S3_ERRORS):
+                    raise self._d._error(exc, self._path) from None
+                raise
+
+    async def _save(self) -> None:
+        """Persist the MPU state (sidecar), then make the object the zero-byte marker."""
+        assert self._sess is not None
+        await self._d._put(self._key + SIDECAR, self._sess.encode(self._buf),
+                           meta={"fastreg-size": str(self._size)})
+        if not self._had_sidecar:
+            await self._d._put(self._key, b"")
+            self._had_sidecar = True
+
+    async def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            with contextlib.suppress(StorageError):
+                await self._drain()
+            if self._broken:
+                await self._abandon()
+                return
+            if self._sess is not None:
+                await self._save()
+            else:
+                await self._d._put(self._key, self._buf)
+        except S3_ERRORS as exc:
+            raise self._d._error(exc, self._path) from None
+
+    async def commit(self) -> None:
+        if self._done or self._broken:
+            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
+        try:
+            await self._drain()
+            self._done = True
+            if self._sess is not None:
+                await self._d._complete(self._key, self._sess, self._buf)
+            else:
+                await self._d._put(self._key, self._buf)
+            if self._had_sidecar:
+                await self._d._delete_keys([self._key + SIDECAR])
+        except S3_ERRORS as exc:
+            raise self._d._error(exc, self._path) from None
+
+    async def _abandon(self) -> None:
+        """Leave the object and its sidecar as this writer found them: the state saved by the
+        last request is untouched; parts this request added to an existing multipart upload stay
+        unlisted (a completion ignores them); a multipart upload it started is aborted."""
+        if self._sess is not None and not self._had_sidecar:
+            await self._d._s3_abort(self._key, self._sess.upload_id)
+
+    async def cancel(self) -> None:
+        self._done = True
+        if self._pending is not None:
+            with contextlib.suppress(*S3_ERRORS):
+                await self._pending
+            self._pending = None
+        key = self._key
+        try:
+            await self._d._abort_uploads(key, lambda k: k == key)
+            await self._d._delete_keys([key, key + SIDECAR])
+        except S3_ERRORS as exc:
+            raise self._d._error(exc, self._path) from None
