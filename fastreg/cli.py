@@ -1,5 +1,6 @@
 """`fastreg serve [--config FILE]` (also `fastreg serve FILE`, as Distribution's `registry serve`),
-`fastreg htpasswd add|remove USER`, `fastreg gencerts DIR`."""
+`fastreg htpasswd add|remove USER`, `fastreg gencerts DIR`,
+`fastreg gc [--config FILE] [--dry-run] [--delete-untagged]`."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     p_gen.add_argument("directory")
     p_gen.add_argument("--host", action="append", default=[],
                        help="DNS name or IP address for the TLS certificate (repeatable; default 127.0.0.1, localhost)")
+    p_gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests (safe while serving)")
+    p_gc.add_argument("config_file", nargs="?", help="Distribution-style config.yml")
+    p_gc.add_argument("--config", "-c", help="Distribution-style config.yml")
+    p_gc.add_argument("--dry-run", "-d", action="store_true", help="print what would be deleted; delete nothing")
+    p_gc.add_argument("--delete-untagged", "-m", action="store_true", help="also delete manifests no tag reaches")
+    p_gc.add_argument("--grace", help="keep anything younger than this (Go duration; default fastreg.gc.graceperiod)")
+    p_gc.add_argument("--quiet", "-q", action="store_true", help="no progress and no list of deleted items")
     args = parser.parse_args(argv)
 
     if args.command in ("htpasswd", "gencerts"):
@@ -46,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastreg: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.log.level, cfg.log.formatter, cfg.log.fields, accesslog=not cfg.log.accesslog.disabled)
+    if args.command == "gc":
+        from .gc_cli import run_gc
+        return run_gc(cfg, args)
     from .server import serve
     try:
         serve(cfg)

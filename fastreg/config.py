@@ -111,7 +111,6 @@ UNUSED_KEYS: dict[str, str] = {
     "policy": _UNUSED,
     "storage.cache": "only blobdescriptor: redis is implemented (no in-process descriptor cache); ignored",
     "storage.tag": _UNUSED,
-    "storage.maintenance.uploadpurging": _UNUSED,
 }
 
 
@@ -607,6 +606,12 @@ class NotifyOptions(_S):
     pollinterval: Duration = 0.5   # how often the delivering worker looks for other workers' events
 
 
+class GCOptions(_S):
+    graceperiod: Duration = 3600.0   # blobs/manifests/links younger than this are never collected
+    interval: Duration = 0.0         # > 0: the server runs a collection this often (one worker)
+    deleteuntagged: bool = False     # the background collection also removes untagged manifests
+
+
 class Fastreg(_S):
     workers: int | None = None                   # None: one per core
     httpmode: Literal["auto", "1", "2"] = "auto"   # auto = HTTP/1.1 plus h2c
@@ -617,6 +622,7 @@ class Fastreg(_S):
     tags: TagLimits = msgspec.field(default_factory=TagLimits)
     auth: FastregAuth = msgspec.field(default_factory=FastregAuth)
     notifications: NotifyOptions = msgspec.field(default_factory=NotifyOptions)
+    gc: GCOptions = msgspec.field(default_factory=GCOptions)
 
 
 class Config(_S):

@@ -14,6 +14,7 @@ import orjson
 from .. import manifest as mf
 from ..api.errors import RegistryError
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, parse_digest
+from ..gc import GuardTimeout, ReferenceGuard
 from ..reference import is_digest_reference, valid_tag
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver
@@ -58,6 +59,7 @@ class ManifestStore:
         # Content is immutable by digest: cache bytes + media type (bounded by total bytes).
         self._cache: _LRU = _LRU(4096)
         self._descriptors: _LRU = _LRU(4096)
+        self.guard = ReferenceGuard(driver)     # online garbage collection (see fastreg.gc)
 
     def parse_reference(self, reference: str) -> Digest | str:
         if is_digest_reference(reference):
@@ -123,10 +125,43 @@ class ManifestStore:
             s = parsed.subject.digest
             await self.driver.put_content(layout.referrer_link(name, s.algorithm, s.hex, d.algorithm, d.hex),
                                           str(d).encode())
+        previous: Digest | None = None
         if isinstance(ref, str):
+            try:
+                previous = await self.tags.resolve(name, ref)
+            except RegistryError:
+                previous = None
             await self.tags.tag(name, ref, d)
+        await self._confirm(name, ref, d, parsed, previous)
         self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type))
         return d, parsed
+
+    async def _confirm(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest,
+                       previous: Digest | None) -> None:
+        """Every link is written: tell a running garbage collection what this manifest names
+        (fastreg.gc, step P2); if it had any of it marked, check it all survived."""
+        named = [d, *(b.digest for b in parsed.blobs if not b.foreign), *(c.digest for c in parsed.manifests)]
+        try:
+            if not await self.guard.confirm(named):
+                return
+            self._cache.pop((d.algorithm, d.hex), None)
+            if await self.blobs.stat_data(d) is not None and await self._revision_exists(name, d):
+                await self._check_references(name, parsed)
+                return
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": [str(d)]})
+        except (RegistryError, GuardTimeout) as exc:
+            if isinstance(ref, str):        # put the tag back as it was
+                if previous is not None:
+                    await self.tags.tag(name, ref, previous)
+                else:
+                    try:
+                        await self.tags.untag(name, ref)
+                    except RegistryError:
+                        pass
+            if isinstance(exc, GuardTimeout):
+                raise RegistryError("UNAVAILABLE", str(exc), status=503,
+                                    message="garbage collection in progress, retry") from None
+            raise
 
     async def _check_references(self, name: str, parsed: mf.ParsedManifest) -> None:
         missing: list[str] = []
