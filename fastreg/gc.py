@@ -84,7 +84,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -315,8 +315,10 @@ class Progress:
 
 class Collector:
     def __init__(self, driver: StorageDriver, options: Options, *, progress: Progress | None = None,
-                 out: Callable[[str], None] | None = None) -> None:
+                 out: Callable[[str], None] | None = None,
+                 phase: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.driver = driver
+        self.phase = phase      # awaited after "marked" (G0), "tombstoned" (G1), "remarked" (G2), "swept" (G3)
         self.opts = options
         self.progress = progress or Progress(None)
         self.out = out or (lambda _text: None)      # one line per item deleted (or to delete)
@@ -531,14 +533,17 @@ class Collector:
         if not doomed:
             self.progress.line("gc: nothing to collect")
             return report
+        await self._phase("marked")
         beat = asyncio.ensure_future(self._beat_forever())
         try:
             await self._heartbeat()                                           # G1
             for d in doomed:
                 await self.driver.put_content(tombstone_path(d), b"", durable=False)
+            await self._phase("tombstoned")
             m2 = await self.mark("re-mark")                                   # G2
             p2 = self.plan(m2, await self.blobs(), None)
             final = plan.intersect(p2)
+            await self._phase("remarked")
             tags = {name: await self._list(layout.tags_dir(name)) for name in m2.repos}
             for i, d in enumerate(doomed, 1):                                 # G3
                 self.progress.step(f"gc: sweep [{i}/{len(doomed)}] {d}")
@@ -553,6 +558,7 @@ class Collector:
                     await self._delete_digest(d, final, report, tags)
                 await self._remove(tombstone_path(d))
                 await self._remove(veto_path(d))
+            await self._phase("swept")
         finally:
             beat.cancel()
             await self._remove(f"{GC_ROOT}/tombstones")
@@ -560,6 +566,10 @@ class Collector:
             await self._remove(ACTIVE)
         self.progress.done()
         return report
+
+    async def _phase(self, name: str) -> None:
+        if self.phase is not None:
+            await self.phase(name)
 
     def _dry_run(self, p: Plan, report: Report) -> None:
         for d, repos in sorted(p.revisions.items()):
