@@ -36,7 +36,7 @@ def _push(c: httpx.Client, tag: str, blobs: list[Blob]) -> tuple[bytes, int]:
         r = put_manifest(c, REPO, tag, m)
         if r.status_code == 201:
             return m.body, refused
-        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN", r.text
+        assert r.status_code == 400 and r.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN", r.text
     raise AssertionError(f"{tag}: refused 5 times")
 
 
