@@ -33,6 +33,7 @@ class App:
         self.cfg = cfg
         self.ctx: Context | None = None
         self.observer: Observer | None = None       # metrics, when enabled
+        self.maintenance: Any = None                # upload purging, periodic gc (fastreg.purge)
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                  for k, vs in (cfg.http.headers or {}).items() for v in vs]
         self.common = [API_VERSION, *extra]
@@ -94,13 +95,18 @@ class App:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 try:
-                    self.open()
+                    ctx = self.open()
+                    from .purge import Maintenance
+                    self.maintenance = Maintenance(self.cfg, ctx.registry.driver)
+                    self.maintenance.start()
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                if self.maintenance is not None:
+                    await self.maintenance.stop()
                 await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
