@@ -34,6 +34,7 @@ class App:
         self.ctx: Context | None = None
         self.observer: Observer | None = None       # metrics, when enabled
         self.maintenance: Any = None                # upload purging, periodic gc (fastreg.purge)
+        self.proxy: Any = None                      # pull-through cache (fastreg.proxy)
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                  for k, vs in (cfg.http.headers or {}).items() for v in vs]
         self.common = [API_VERSION, *extra]
@@ -77,10 +78,14 @@ class App:
             from .config import listen_address
             from .notify import create_notifier
             ctx.events = create_notifier(cfg, listen_address(cfg)[1], lambda req: ctx.url(req, ""), metrics)
+        from .proxy import Proxy
+        self.proxy = Proxy.from_config(cfg, driver)
         self.ctx = ctx
         return ctx
 
     async def close(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.close()
         if self.health is not None:
             await self.health.close()
             self.health = None
@@ -170,6 +175,10 @@ class App:
         req = Request(scope, receive, params)
         if ctx.access is not None:
             scope["fastreg.actor"] = await ctx.access.authorize(req, route.name, name)
+        if self.proxy is not None and name is not None:
+            target = self.proxy.route(name)
+            if target is not None:
+                return await self.proxy.handle(route.name, req, ctx, handler, target)  # type: ignore[no-any-return]
         return await handler(req, ctx)
 
     def error(self, exc: RegistryError) -> Response:

@@ -105,7 +105,6 @@ UNUSED_KEYS: dict[str, str] = {
     "health.file": "file health checks are not run by fastreg; ignored",
     "health.http": "http health checks are not run by fastreg; ignored",
     "health.tcp": "tcp health checks are not run by fastreg; ignored",
-    "proxy": "pull-through cache mode is not implemented by fastreg yet",
     "compatibility": _UNUSED,
     "validation": _UNUSED,
     "policy": _UNUSED,
@@ -612,6 +611,11 @@ class GCOptions(_S):
     deleteuntagged: bool = False     # the background collection also removes untagged manifests
 
 
+class ProxyUpstreams(_S):
+    # name prefix → upstream: /v2/<prefix>/<repo>/... is a pull-through cache of <remoteurl>/v2/<repo>/...
+    upstreams: dict[str, Proxy] = msgspec.field(default_factory=dict)
+
+
 class Fastreg(_S):
     workers: int | None = None                   # None: one per core
     httpmode: Literal["auto", "1", "2"] = "auto"   # auto = HTTP/1.1 plus h2c
@@ -623,6 +627,7 @@ class Fastreg(_S):
     auth: FastregAuth = msgspec.field(default_factory=FastregAuth)
     notifications: NotifyOptions = msgspec.field(default_factory=NotifyOptions)
     gc: GCOptions = msgspec.field(default_factory=GCOptions)
+    proxy: ProxyUpstreams = msgspec.field(default_factory=ProxyUpstreams)
 
 
 class Config(_S):

@@ -1,0 +1,691 @@
+"""Pull-through cache: fastreg in front of upstream registries.
+
+Which repositories are proxied
+------------------------------
+* ``proxy.remoteurl`` (Distribution's single upstream): every repository; ``/v2/<name>/...``
+  is fetched from ``<remoteurl>/v2/<name>/...``.
+* ``fastreg.proxy.upstreams: {hub: {remoteurl, username, password, ttl}}``: by name prefix;
+  ``/v2/hub/library/alpine/...`` is fetched from the "hub" upstream as ``library/alpine`` and
+  stored locally under ``hub/library/alpine``.  Repositories under no prefix are ordinary local
+  repositories (pushes allowed), so one fastreg is a cache of several registries and a registry
+  of its own.
+Writes to a proxied repository (uploads, manifest PUT, DELETE) answer 405 UNSUPPORTED, as
+Distribution's proxy does.
+
+Manifests
+---------
+By digest: served locally once stored; a miss is fetched from upstream, its digest checked,
+stored (blob data, revision link, referrers index), served.  By tag: the local tag is served
+while its ``current/link`` is younger than ``ttl`` (its mtime is the time it was last checked
+against upstream); after that fastreg sends upstream a HEAD, and if the digest is unchanged it
+only rewrites the link (new mtime), else it fetches the new manifest and moves the tag.  If
+upstream cannot be reached, a stale local tag is served (logged).  ``ttl`` unset is
+Distribution's 168h; ``0`` never revalidates.  (Distribution's ``ttl`` instead *deletes* cached
+content after that time; fastreg keeps it, and ``fastreg gc`` collects what nothing tags.)
+
+Blobs and coalescing
+--------------------
+A blob miss starts one fetch, whatever the number of clients asking: every client streams the
+bytes *as they arrive*, from a spool file the fetch appends to.
+
+* Within a worker, the first request creates an ``_InFlight`` for the digest; later requests
+  join it.  Readers ``pread`` the spool up to what has been written and wait on an
+  ``asyncio.Condition`` for more.
+* Across the worker processes of a host, the fetch holds an exclusive ``flock`` on
+  ``<tmp>/fastreg-proxy/<hex>.lock``; a worker that cannot take it *follows* the holder: it opens
+  the holder's spool file (its size is in ``<hex>.size``) and serves it as it grows, polling its
+  size every few milliseconds, until the lock is released and the blob is in storage.  So one
+  host makes one upstream fetch per blob.  (Replicas on several hosts each fetch once.)
+* The fetch hashes as it writes; at the end the digest and size are checked, the spool is copied
+  into storage (``blobs/`` + the repository's ``_layers`` link) and removed.  On a mismatch or
+  an upstream error nothing is stored, and the clients' responses end early (their digests
+  would fail anyway).  The fetch runs to the end even if the client that started it goes away.
+
+``HEAD`` of a missing blob asks upstream with ``HEAD`` and stores nothing.  Tag lists are
+forwarded to upstream (the local list if upstream is unreachable).
+
+Upstream authentication: anonymous first; on ``401`` with ``WWW-Authenticate: Bearer
+realm=...,service=...,scope=...`` a token is fetched from the realm (with the configured
+username/password as basic credentials, if any) and cached for its ``expires_in``; on a
+``Basic`` challenge the credentials are sent directly.
+
+Every upstream fetch logs one line on ``fastreg.proxy`` at info level ("proxy fetch ...") and
+counts in ``Proxy.fetches``: that is how the tests count them.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .api.errors import RegistryError
+from .api.http import Request, Response, h
+from .digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, new_hasher, parse_digest
+from .reference import is_digest_reference
+from .storage import layout
+from .storage.driver.base import PathNotFound, StorageDriver
+
+log = logging.getLogger("fastreg.proxy")
+
+DEFAULT_TTL = 168 * 3600.0
+MANIFEST_ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+                   "application/vnd.docker.distribution.manifest.list.v2+json, "
+                   "application/vnd.docker.distribution.manifest.v2+json")
+MAX_MANIFEST = 4 * 1024 * 1024
+CHUNK = 1 << 20
+WRITES = {("upload_start", "POST"), ("upload", "GET"), ("upload", "PATCH"), ("upload", "PUT"),
+          ("upload", "DELETE"), ("manifest", "PUT"), ("manifest", "DELETE"), ("blob", "DELETE")}
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+# -- upstreams -----------------------------------------------------------------------------------
+
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass
+class Upstream:
+    name: str                 # "" for proxy.remoteurl
+    remoteurl: str
+    username: str = ""
+    password: str = ""
+    ttl: float = DEFAULT_TTL
+    _client: Any = None
+    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def client(self) -> Any:
+        if self._client is None:
+            import httpx  # runtime dependency of proxy mode only
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True,
+                                             limits=httpx.Limits(max_connections=64))
+        return self._client
+
+    def _basic(self) -> tuple[str, str] | None:
+        return (self.username, self.password) if self.username else None
+
+    async def _token(self, challenge: str, scope: str) -> str | None:
+        params = dict(_CHALLENGE.findall(challenge))
+        realm = params.pop("realm", None)
+        if not realm:
+            return None
+        params.setdefault("scope", scope)
+        r = await self.client().get(realm, params=params, auth=self._basic())
+        if r.status_code != 200:
+            log.warning("proxy %s: token endpoint %s answered %d", self.name or "remote", realm, r.status_code)
+            return None
+        doc = r.json()
+        token = doc.get("token") or doc.get("access_token")
+        if not isinstance(token, str):
+            return None
+        ttl = float(doc.get("expires_in") or 60)
+        self._tokens[scope] = (token, time.monotonic() + max(ttl - 10, 5))
+        return token
+
+    async def send(self, method: str, repo: str, path: str, headers: dict[str, str] | None = None,
+                   stream: bool = False) -> Any:
+        """`method` <remoteurl>/v2/<repo>/<path>, authenticating as upstream asks."""
+        scope = f"repository:{repo}:pull"
+        url = f"{self.remoteurl.rstrip('/')}/v2/{repo}/{path}"
+        hdrs = dict(headers or {})
+        cached = self._tokens.get(scope)
+        auth: Any = None
+        if cached is not None and cached[1] > time.monotonic():
+            hdrs["Authorization"] = f"Bearer {cached[0]}"
+        c = self.client()
+        for _ in range(2):
+            r = await c.send(c.build_request(method, url, headers=hdrs), stream=stream, auth=auth)
+            if r.status_code != 401:
+                return r
+            challenge = r.headers.get("www-authenticate", "")
+            await r.aclose()
+            kind = challenge.split(" ", 1)[0].lower()
+            if kind == "bearer":
+                token = await self._token(challenge, scope)
+                if token is None:
+                    break
+                hdrs["Authorization"] = f"Bearer {token}"
+            elif kind == "basic" and self._basic() is not None:
+                hdrs.pop("Authorization", None)
+                auth = self._basic()
+            else:
+                break
+        return await c.send(c.build_request(method, url, headers=hdrs), stream=stream, auth=auth)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+# -- host-wide locks -----------------------------------------------------------------------------
+
+def _spool_dir() -> str:
+    d = os.path.join(tempfile.gettempdir(), "fastreg-proxy")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def _try_flock(path: str) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def host_lock(key: str) -> AsyncIterator[None]:
+    """Mutual exclusion between the coroutines and processes of this host, by name."""
+    path = os.path.join(_spool_dir(), hashlib.sha256(key.encode()).hexdigest()[:32] + ".mlock")
+    delay = 0.002
+    while (fd := _try_flock(path)) is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    try:
+        yield
+    finally:
+        _unlock(fd)
+
+
+# -- a blob fetch that many clients stream from --------------------------------------------------
+
+class _InFlight:
+    def __init__(self, d: Digest) -> None:
+        self.digest = d
+        self.size: int | None = None
+        self.written = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.fd: int | None = None        # the spool, open for reading
+        self.readers = 0
+        self.cond = asyncio.Condition()
+        self.sized = asyncio.Event()
+
+    async def progress(self, written: int | None = None, *, done: bool = False,
+                       error: BaseException | None = None) -> None:
+        async with self.cond:
+            if written is not None:
+                self.written = written
+            if error is not None:
+                self.error = error
+            if done or error is not None:
+                self.done = True
+                self.sized.set()
+            self.cond.notify_all()
+
+    def join(self) -> _InFlight:
+        """Count a client in before it streams (the spool stays open until every client is done)."""
+        self.readers += 1
+        return self
+
+    def leave(self) -> None:
+        self.readers -= 1
+        self._maybe_close()
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The blob's bytes as they arrive; call after join(), which this releases."""
+        pos = 0
+        try:
+            while True:
+                async with self.cond:
+                    while not (self.written > pos or self.done):
+                        await self.cond.wait()
+                    written, done, error = self.written, self.done, self.error
+                if error is not None:
+                    raise RuntimeError(f"upstream fetch of {self.digest} failed: {error}")
+                if written > pos:
+                    assert self.fd is not None
+                    data = os.pread(self.fd, min(CHUNK, written - pos), pos)
+                    if not data:
+                        raise RuntimeError(f"spool of {self.digest} shrank")
+                    pos += len(data)
+                    yield data
+                elif done:
+                    return
+        finally:
+            self.leave()
+
+    def _maybe_close(self) -> None:
+        if self.done and self.readers == 0 and self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# -- the proxy -----------------------------------------------------------------------------------
+
+class Proxy:
+    def __init__(self, driver: StorageDriver, upstreams: dict[str, Upstream], *, allow_blake3: bool = False) -> None:
+        self.driver = driver
+        self.upstreams = upstreams              # "" = every repository (proxy.remoteurl)
+        self.allow_blake3 = allow_blake3
+        self.fetches: dict[str, int] = {}       # "blob <digest>" / "manifest <repo>@<ref>" → count
+        self._inflight: dict[Digest, _InFlight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_config(cls, cfg: Any, driver: StorageDriver) -> Proxy | None:
+        ups: dict[str, Upstream] = {}
+        if cfg.proxy.remoteurl:
+            p = cfg.proxy
+            ups[""] = Upstream("", p.remoteurl, p.username, p.password, DEFAULT_TTL if p.ttl is None else p.ttl)
+        for name, p in cfg.fastreg.proxy.upstreams.items():
+            ups[name] = Upstream(name, p.remoteurl, p.username, p.password, DEFAULT_TTL if p.ttl is None else p.ttl)
+        if not ups:
+            return None
+        return cls(driver, ups, allow_blake3=cfg.fastreg.digest.blake3)
+
+    def route(self, name: str) -> tuple[Upstream, str] | None:
+        """The upstream and the upstream repository name for local repository `name`, if proxied."""
+        first, _, rest = name.partition("/")
+        if rest and first in self.upstreams and first:
+            return self.upstreams[first], rest
+        if "" in self.upstreams:
+            return self.upstreams[""], name
+        return None
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for up in self.upstreams.values():
+            await up.close()
+
+    def _count(self, what: str) -> None:
+        self.fetches[what] = self.fetches.get(what, 0) + 1
+        log.info("proxy fetch %s (pid %d)", what, os.getpid())
+
+    # -- dispatch ---------------------------------------------------------------------------
+    async def handle(self, route: str, req: Request, ctx: Any, handler: Handler,
+                     target: tuple[Upstream, str]) -> Response:
+        method = req.method
+        if (route, method) in WRITES:
+            raise RegistryError("UNSUPPORTED", "this repository is a pull-through cache: pushes and deletes "
+                                "are not allowed", status=405, message="the repository is a read-only proxy")
+        up, remote = target
+        name = req.params["name"]
+        if route == "manifest":
+            await self.ensure_manifest(name, up, remote, req.params["reference"])
+        elif route == "blob":
+            d = ctx.digest(req.params["digest"])
+            if not await self._linked(name, d):
+                if method == "HEAD":
+                    return await self._head_blob(up, remote, d)
+                if req.header(b"range") is None:
+                    return await self._stream_blob(name, up, remote, d)
+                await self._fetched(name, up, remote, d)
+        elif route == "tags":
+            resp = await self._tags(up, remote, req)
+            if resp is not None:
+                return resp
+        return await handler(req, ctx)
+
+    # -- manifests --------------------------------------------------------------------------
+    async def _revision(self, name: str, d: Digest) -> bool:
+        try:
+            await self.driver.stat(layout.revision_link(name, d.algorithm, d.hex))
+            return True
+        except PathNotFound:
+            return False
+
+    def _parse_digest(self, text: str) -> Digest:
+        try:
+            return parse_digest(text, allow_blake3=self.allow_blake3)
+        except (InvalidDigest, UnsupportedDigest) as exc:
+            raise RegistryError("DIGEST_INVALID", str(exc)) from None
+
+    async def _tag_state(self, name: str, tag: str) -> tuple[Digest | None, float]:
+        path = layout.tag_current_link(name, tag)
+        try:
+            info = await self.driver.stat(path)
+            d = parse_digest((await self.driver.get_content(path)).decode().strip(), allow_blake3=True)
+        except (PathNotFound, InvalidDigest, UnsupportedDigest, UnicodeDecodeError):
+            return None, 0.0
+        return d, info.mtime
+
+    async def ensure_manifest(self, name: str, up: Upstream, remote: str, reference: str) -> None:
+        if is_digest_reference(reference):
+            d = self._parse_digest(reference)
+            if await self._revision(name, d):
+                return
+            async with host_lock(f"manifest {name}@{d}"):
+                if not await self._revision(name, d):
+                    try:
+                        await self._fetch_manifest(name, up, remote, str(d), d)
+                    except _transport_errors() as exc:
+                        raise RegistryError("UNAVAILABLE", f"upstream {up.remoteurl} unreachable: {exc}",
+                                            status=503) from None
+            return
+        tag = reference
+        local, checked = await self._tag_state(name, tag)
+        if local is not None and (up.ttl == 0 or time.time() - checked < up.ttl):
+            return
+        async with host_lock(f"manifest {name}:{tag}"):
+            local, checked = await self._tag_state(name, tag)
+            if local is not None and (up.ttl == 0 or time.time() - checked < up.ttl):
+                return                          # another request revalidated it meanwhile
+            try:
+                if local is not None:
+                    r = await up.send("HEAD", remote, f"manifests/{tag}", {"Accept": MANIFEST_ACCEPT})
+                    now = r.headers.get("docker-content-digest")
+                    if r.status_code == 200 and now == str(local) and await self._revision(name, local):
+                        await self._set_tag(name, tag, local)          # still current: new mtime
+                        return
+                await self._fetch_manifest(name, up, remote, tag, None, tag=tag)
+            except _transport_errors() as exc:
+                if local is None:
+                    raise RegistryError("UNAVAILABLE", f"upstream {up.remoteurl} unreachable: {exc}",
+                                        status=503) from None
+                log.warning("proxy: upstream %s unreachable (%s); serving %s:%s as cached", up.remoteurl, exc,
+                            name, tag)
+
+    async def _fetch_manifest(self, name: str, up: Upstream, remote: str, ref: str, want: Digest | None,
+                              *, tag: str | None = None) -> None:
+        r = await up.send("GET", remote, f"manifests/{ref}", {"Accept": MANIFEST_ACCEPT})
+        self._count(f"manifest {up.name or 'remote'}/{remote}@{ref}")
+        if r.status_code == 404:
+            raise RegistryError("MANIFEST_UNKNOWN", {"name": name, "reference": ref})
+        if r.status_code != 200:
+            raise RegistryError("UNAVAILABLE", f"upstream answered {r.status_code}", status=503)
+        body = r.content
+        if len(body) > MAX_MANIFEST:
+            raise RegistryError("MANIFEST_INVALID", "upstream manifest too large")
+        d = digest_bytes(body, want.algorithm if want is not None else "sha256")
+        claimed = r.headers.get("docker-content-digest")
+        if (want is not None and d != want) or (claimed and claimed.startswith("sha256:")
+                                                 and digest_bytes(body, "sha256") != self._parse_digest(claimed)):
+            raise RegistryError("DIGEST_INVALID", {"upstream": up.remoteurl, "reference": ref,
+                                                   "detail": "upstream bytes do not match their digest"})
+        await self._store_manifest(name, d, body)
+        if tag is not None:
+            await self._set_tag(name, tag, d)
+
+    async def _store_manifest(self, name: str, d: Digest, body: bytes) -> None:
+        try:
+            await self.driver.stat(layout.blob_data(d.algorithm, d.hex))
+        except PathNotFound:
+            await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
+        await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())
+        try:
+            doc = orjson.loads(body)
+            subject = parse_digest(doc["subject"]["digest"], allow_blake3=True)
+        except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+            return
+        await self.driver.put_content(layout.referrer_link(name, subject.algorithm, subject.hex, d.algorithm, d.hex),
+                                      str(d).encode())
+
+    async def _set_tag(self, name: str, tag: str, d: Digest) -> None:
+        text = str(d).encode()
+        await self.driver.put_content(layout.tag_index_link(name, tag, d.algorithm, d.hex), text)
+        await self.driver.put_content(layout.tag_current_link(name, tag), text)
+
+    # -- tags -------------------------------------------------------------------------------
+    async def _tags(self, up: Upstream, remote: str, req: Request) -> Response | None:
+        qs = req.scope.get("query_string", b"").decode("latin-1")
+        try:
+            r = await up.send("GET", remote, "tags/list" + (f"?{qs}" if qs else ""))
+        except _transport_errors():
+            return None
+        if r.status_code != 200:
+            return None
+        try:
+            doc = r.json()
+        except ValueError:
+            return None
+        doc["name"] = req.params["name"]
+        body = orjson.dumps(doc)
+        headers = [(b"content-type", b"application/json"), h("Content-Length", len(body))]
+        link = r.headers.get("link")
+        if link:
+            headers.append(h("Link", link.replace(f"/v2/{remote}/", f"/v2/{req.params['name']}/")))
+        return Response(200, headers, b"" if req.method == "HEAD" else body)
+
+    # -- blobs ------------------------------------------------------------------------------
+    async def _linked(self, name: str, d: Digest) -> bool:
+        try:
+            await self.driver.stat(layout.layer_link(name, d.algorithm, d.hex))
+            await self.driver.stat(layout.blob_data(d.algorithm, d.hex))
+            return True
+        except PathNotFound:
+            return False
+
+    async def _head_blob(self, up: Upstream, remote: str, d: Digest) -> Response:
+        try:
+            r = await up.send("HEAD", remote, f"blobs/{d}")
+        except _transport_errors() as exc:
+            raise RegistryError("UNAVAILABLE", f"upstream {up.remoteurl} unreachable: {exc}", status=503) from None
+        if r.status_code != 200:
+            raise RegistryError("BLOB_UNKNOWN", {"digest": str(d)})
+        return Response(200, [h("Content-Length", r.headers.get("content-length", "0")),
+                              h("Docker-Content-Digest", str(d)), h("Content-Type", "application/octet-stream"),
+                              h("ETag", f'"{d}"'), (b"accept-ranges", b"bytes")])
+
+    def _join(self, name: str, up: Upstream, remote: str, d: Digest) -> _InFlight:
+        fl = self._inflight.get(d)
+        if fl is None or fl.done:
+            fl = _InFlight(d)
+            self._inflight[d] = fl
+            task = asyncio.ensure_future(self._run_fetch(fl, name, up, remote))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return fl.join()
+
+    async def _fetched(self, name: str, up: Upstream, remote: str, d: Digest) -> None:
+        """Wait until the blob is stored (for requests that need the whole file, e.g. ranges)."""
+        fl = self._join(name, up, remote, d)
+        async for _ in fl.stream():
+            pass
+
+    async def _stream_blob(self, name: str, up: Upstream, remote: str, d: Digest) -> Response:
+        fl = self._join(name, up, remote, d)
+        await fl.sized.wait()
+        if fl.error is not None or fl.size is None:
+            fl.leave()
+            if isinstance(fl.error, RegistryError):
+                raise fl.error
+            raise RegistryError("UNAVAILABLE", f"upstream fetch failed: {fl.error}", status=503)
+        headers = [h("Content-Length", fl.size), h("Docker-Content-Digest", str(d)), h("ETag", f'"{d}"'),
+                   (b"content-type", b"application/octet-stream"), (b"accept-ranges", b"bytes")]
+        return Response(200, headers, stream=fl.stream())
+
+    async def _run_fetch(self, fl: _InFlight, name: str, up: Upstream, remote: str) -> None:
+        d = fl.digest
+        spool = os.path.join(_spool_dir(), f"{d.algorithm}-{d.hex}")
+        lock: int | None = None
+        try:
+            while True:
+                lock = _try_flock(spool + ".lock")
+                if lock is not None:
+                    break
+                if await self._follow(fl, spool):
+                    return
+            if await self._linked(name, d):
+                await self._from_storage(fl)
+                return
+            await self._fetch_blob(fl, name, up, remote, spool)
+        except BaseException as exc:
+            await fl.progress(error=exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if lock is not None:
+                _unlock(lock)
+            if self._inflight.get(d) is fl:
+                del self._inflight[d]
+            fl._maybe_close()
+
+    async def _from_storage(self, fl: _InFlight) -> None:
+        """The blob is already stored (another process fetched it): serve it from there."""
+        d = fl.digest
+        path = layout.blob_data(d.algorithm, d.hex)
+        local = self.driver.local_path(path)
+        if local is not None:
+            fl.fd = os.open(local, os.O_RDONLY)
+            fl.size = os.fstat(fl.fd).st_size
+            fl.sized.set()
+            await fl.progress(fl.size, done=True)
+            return
+        # Not a local file: copy it to a private spool to serve the waiting clients.
+        fd, tmp = tempfile.mkstemp(dir=_spool_dir())
+        os.unlink(tmp)
+        fl.fd = fd
+        fl.size = (await self.driver.stat(path)).size
+        fl.sized.set()
+        n = 0
+        async for chunk in self.driver.reader(path):
+            os.write(fd, chunk)
+            n += len(chunk)
+            await fl.progress(n)
+        await fl.progress(n, done=True)
+
+    async def _follow(self, fl: _InFlight, spool: str) -> bool:
+        """Another process of this host is fetching: serve its spool as it grows.  False if it
+        went away before we could open its spool (then we try to take the lock again)."""
+        fd = None
+        for _ in range(2000):                 # wait (bounded, ~20 s) for the holder's spool
+            try:
+                size = int(_read_small(spool + ".size") or "x")
+                fd = os.open(spool, os.O_RDONLY)
+                break
+            except (OSError, ValueError):
+                probe = _try_flock(spool + ".lock")
+                if probe is not None:
+                    _unlock(probe)
+                    return False
+                await asyncio.sleep(0.01)
+        if fd is None:
+            raise RuntimeError("the fetching worker did not start its spool")
+        fl.fd, fl.size = fd, size
+        fl.sized.set()
+        log.info("proxy follow %s: another worker of this host is fetching it (pid %d)", fl.digest, os.getpid())
+        delay = 0.002
+        while True:
+            n = os.fstat(fd).st_size
+            if n != fl.written:
+                await fl.progress(n)
+                delay = 0.002
+            probe = _try_flock(spool + ".lock")
+            if probe is not None:                 # the holder finished (or died)
+                _unlock(probe)
+                n = os.fstat(fd).st_size
+                if n == size and await self._stored(fl.digest):
+                    await fl.progress(n, done=True)
+                    return True
+                raise RuntimeError("the fetching worker stopped before the blob was complete")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    async def _stored(self, d: Digest) -> bool:
+        try:
+            await self.driver.stat(layout.blob_data(d.algorithm, d.hex))
+            return True
+        except PathNotFound:
+            return False
+
+    async def _fetch_blob(self, fl: _InFlight, name: str, up: Upstream, remote: str, spool: str) -> None:
+        d = fl.digest
+        import httpx
+        for stale in (spool, spool + ".size"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+        wfd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fl.fd = os.open(spool, os.O_RDONLY)
+            try:
+                r = await up.send("GET", remote, f"blobs/{d}", stream=True)
+            except httpx.HTTPError as exc:
+                raise RegistryError("UNAVAILABLE", f"upstream {up.remoteurl} unreachable: {exc}", status=503) from None
+            try:
+                self._count(f"blob {d} from {up.name or 'remote'}/{remote}")
+                if r.status_code == 404:
+                    raise RegistryError("BLOB_UNKNOWN", {"digest": str(d)})
+                if r.status_code != 200:
+                    raise RegistryError("UNAVAILABLE", f"upstream answered {r.status_code}", status=503)
+                size = int(r.headers.get("content-length", "-1"))
+                if size < 0:
+                    raise RegistryError("UNAVAILABLE", "upstream sent no Content-Length", status=503)
+                _write_small(spool + ".size.tmp", str(size).encode())
+                os.replace(spool + ".size.tmp", spool + ".size")
+                fl.size = size
+                fl.sized.set()
+                hasher = new_hasher(d.algorithm)
+                n = 0
+                async for chunk in r.aiter_raw(CHUNK):
+                    hasher.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(wfd, view):]
+                    n += len(chunk)
+                    await fl.progress(n)
+            finally:
+                await r.aclose()
+            if n != size or hasher.hexdigest() != d.hex:
+                raise RegistryError("DIGEST_INVALID", {"digest": str(d), "detail": "upstream bytes do not match"})
+            await self._commit(name, d, fl.fd, size)
+            await fl.progress(n, done=True)
+        finally:
+            os.close(wfd)
+            for done in (spool, spool + ".size"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(done)
+
+    async def _commit(self, name: str, d: Digest, fd: int, size: int) -> None:
+        """Copy the verified spool into storage, as an upload commit would."""
+        if not await self._stored(d):
+            tmp = f"{layout.REPOS}/{name}/_uploads/proxy-{d.hex}-{os.getpid()}/data"
+            w = await self.driver.writer(tmp)
+            try:
+                pos = 0
+                while pos < size:
+                    data = os.pread(fd, min(CHUNK, size - pos), pos)
+                    await w.write(data)
+                    pos += len(data)
+                await w.commit()
+            except BaseException:
+                await w.cancel()
+                raise
+            if not await self._stored(d):
+                await self.driver.move(tmp, layout.blob_data(d.algorithm, d.hex))
+            with contextlib.suppress(PathNotFound):
+                await self.driver.delete(tmp.rsplit("/", 1)[0])
+        await self.driver.put_content(layout.layer_link(name, d.algorithm, d.hex), str(d).encode())
+
+
+def _read_small(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 64)
+    finally:
+        os.close(fd)
+
+
+def _write_small(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    import httpx
+    return (httpx.HTTPError,)

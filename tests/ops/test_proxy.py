@@ -1,0 +1,161 @@
+"""Pull-through cache in front of a real upstream: Debian's Distribution (`docker-registry`) on
+127.0.0.1, an image pushed to it with httpx.  Counted from both sides: the upstream's access log
+and fastreg's own "proxy fetch" log lines."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.helpers import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Blob,
+    Manifest,
+    assert_error,
+    make_config,
+    make_index,
+    make_layer,
+    make_manifest,
+    push_manifest,
+)
+from tests.interop.conftest import DistributionServer, make_distribution
+
+pytestmark = [pytest.mark.e2e, pytest.mark.interop]
+ACCEPT = f"{OCI_INDEX}, {OCI_MANIFEST}"
+PULLERS = 50
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[DistributionServer]:
+    srv = make_distribution(tmp_path / "upstream", extra={"log": {"level": "info", "accesslog": {"disabled": False}}})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _upstream_gets(upstream: DistributionServer, repo: str, kind: str, ref: str, method: str = "GET") -> int:
+    return len(re.findall(rf'"{method} /v2/{re.escape(repo)}/{kind}/{re.escape(ref)} HTTP', upstream.log()))
+
+
+def _fastreg_fetches(srv: Any, what: str) -> int:
+    return srv.log().count(f"proxy fetch {what}")
+
+
+async def _pull(url: str, repo: str, tag: str, image: Manifest, n: int) -> None:
+    """`n` clients at once: each pulls the manifest by tag, then (all together) every blob,
+    streamed and checked byte for byte (by digest)."""
+    limits = httpx.Limits(max_connections=n * 2, max_keepalive_connections=n * 2)
+    async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as c:
+        async def manifest() -> None:
+            r = await c.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
+            assert r.status_code == 200 and r.content == image.body, (r.status_code, r.text[:200])
+
+        async def blob(b: Blob) -> None:
+            h = hashlib.sha256()
+            async with c.stream("GET", f"/v2/{repo}/blobs/{b.digest}") as rb:
+                assert rb.status_code == 200, (b.digest, rb.status_code)
+                assert int(rb.headers["content-length"]) == b.size
+                async for chunk in rb.aiter_raw():
+                    h.update(chunk)
+            assert f"sha256:{h.hexdigest()}" == b.digest      # byte-exact
+
+        await asyncio.gather(*(manifest() for _ in range(n)))
+        await asyncio.gather(*(blob(b) for _ in range(n) for b in image.blobs))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fifty_concurrent_pulls_make_one_upstream_fetch_per_blob(
+        upstream: DistributionServer, fastreg_factory: Callable[..., Any], workers: int) -> None:
+    repo, tag = "lib/app", "v1"
+    image = make_manifest(make_config(), [make_layer(16 << 20), make_layer(2 << 20), make_layer(1000)])
+    with httpx.Client(base_url=upstream.url, timeout=60.0) as c:
+        push_manifest(c, repo, image, tag)
+    srv = fastreg_factory({"log": {"level": "info"}, "proxy": {"remoteurl": upstream.url}}, workers=workers)
+
+    asyncio.run(_pull(srv.url, repo, tag, image, PULLERS))
+
+    for b in image.blobs:
+        assert _upstream_gets(upstream, repo, "blobs", b.digest) == 1, b.digest
+        assert _fastreg_fetches(srv, f"blob {b.digest}") == 1, b.digest
+    assert _upstream_gets(upstream, repo, "manifests", tag) == 1
+    assert _fastreg_fetches(srv, f"manifest remote/{repo}@{tag}") == 1
+    pids = set(re.findall(r"proxy fetch blob .* \(pid (\d+)\)", srv.log()))
+    follows = srv.log().count("proxy follow ")
+    print(f"\n{workers} worker(s): {PULLERS} concurrent pulls; upstream GETs per blob: "
+          f"{[_upstream_gets(upstream, repo, 'blobs', b.digest) for b in image.blobs]}; fetching pids: "
+          f"{len(pids)}; workers that followed another worker's fetch: {follows}")
+
+    upstream.stop()                       # the cache alone now
+    asyncio.run(_pull(srv.url, repo, tag, image, 3))
+    # Pushes to a pull-through cache are refused, as Distribution does.
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+        assert_error(c.post(f"/v2/{repo}/blobs/uploads/"), 405, "UNSUPPORTED")
+        assert_error(c.put(f"/v2/{repo}/manifests/v2", content=image.body,
+                           headers={"Content-Type": image.media_type}), 405, "UNSUPPORTED")
+        assert_error(c.delete(f"/v2/{repo}/manifests/{image.digest}"), 405, "UNSUPPORTED")
+        # Unknown upstream content with the upstream down: 503, not a crash.
+        r = c.get(f"/v2/{repo}/manifests/other")
+        assert r.status_code == 503, r.text
+
+
+def test_tags_revalidate_after_ttl_and_stale_tags_survive_an_outage(
+        upstream: DistributionServer, fastreg_factory: Callable[..., Any]) -> None:
+    repo = "lib/moving"
+    first, second = make_manifest(), make_manifest()
+    with httpx.Client(base_url=upstream.url, timeout=60.0) as up:
+        push_manifest(up, repo, first, "latest")
+        srv = fastreg_factory({"log": {"level": "info"}, "proxy": {"remoteurl": upstream.url, "ttl": "1ms"}})
+        with httpx.Client(base_url=srv.url, timeout=30.0, headers={"Accept": ACCEPT}) as c:
+            assert c.get(f"/v2/{repo}/manifests/latest").content == first.body
+            # Unchanged upstream: a HEAD, no new GET.
+            assert c.get(f"/v2/{repo}/manifests/latest").content == first.body
+            assert _upstream_gets(upstream, repo, "manifests", "latest", "HEAD") >= 1
+            assert _upstream_gets(upstream, repo, "manifests", "latest") == 1
+            # The tag moves upstream: the next pull follows it.
+            push_manifest(up, repo, second, "latest")
+            assert c.get(f"/v2/{repo}/manifests/latest").content == second.body
+            for b in second.blobs:
+                assert c.get(f"/v2/{repo}/blobs/{b.digest}").content == b.data
+            # A digest pull of the old manifest is served from the cache.
+            assert c.get(f"/v2/{repo}/manifests/{first.digest}").content == first.body
+            upstream.stop()
+            r = c.get(f"/v2/{repo}/manifests/latest")
+            assert r.status_code == 200 and r.content == second.body
+            assert "serving lib/moving:latest as cached" in srv.log()
+
+
+def test_upstreams_by_name_prefix_next_to_local_repositories(
+        upstream: DistributionServer, fastreg_factory: Callable[..., Any]) -> None:
+    children = [make_manifest(), make_manifest()]
+    index = make_index(children)
+    with httpx.Client(base_url=upstream.url, timeout=60.0) as up:
+        push_manifest(up, "library/multi", index, "1.0")
+    srv = fastreg_factory({"log": {"level": "info"},
+                           "fastreg": {"proxy": {"upstreams": {"up": {"remoteurl": upstream.url}}}}})
+    with httpx.Client(base_url=srv.url, timeout=30.0, headers={"Accept": ACCEPT}) as c:
+        r = c.get("/v2/up/library/multi/manifests/1.0")
+        assert r.status_code == 200 and r.content == index.body
+        for child in children:
+            assert c.get(f"/v2/up/library/multi/manifests/{child.digest}").content == child.body
+            for b in child.blobs:
+                r = c.head(f"/v2/up/library/multi/blobs/{b.digest}")       # HEAD: asked, not fetched
+                assert r.status_code == 200 and int(r.headers["content-length"]) == b.size
+                assert c.get(f"/v2/up/library/multi/blobs/{b.digest}").content == b.data
+                # A range of a cached blob
+                r = c.get(f"/v2/up/library/multi/blobs/{b.digest}", headers={"Range": "bytes=1-3"})
+                assert r.status_code == 206 and r.content == b.data[1:4]
+        assert c.get("/v2/up/library/multi/tags/list").json() == {"name": "up/library/multi", "tags": ["1.0"]}
+        assert_error(c.get("/v2/up/library/nothing/manifests/1.0"), 404, "MANIFEST_UNKNOWN")
+        assert_error(c.post("/v2/up/library/multi/blobs/uploads/"), 405, "UNSUPPORTED")
+        # Outside the prefix: an ordinary registry.
+        mine = make_manifest()
+        push_manifest(c, "mine/app", mine, "v1")
+        assert c.get("/v2/mine/app/manifests/v1").content == mine.body
+        assert c.post("/v2/mine/app/blobs/uploads/").status_code == 202
