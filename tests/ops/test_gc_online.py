@@ -108,3 +108,29 @@ def test_online_gc_with_a_concurrent_push_loop(fastreg_factory: Callable[..., An
     assert not {b.digest for b in garbage} & left
     named = {b.digest for _, blobs in pushed.values() for b in blobs}
     assert {b.digest for b in orphans} & left <= named
+
+
+def test_background_collection_in_the_server(fastreg_factory: Callable[..., Any]) -> None:
+    """fastreg.gc.interval: one worker of the server collects by itself, with the grace period."""
+    srv = fastreg_factory({"log": {"level": "info"}, "fastreg": {"gc": {
+        "interval": "1s", "graceperiod": "1h", "deleteuntagged": True}}}, workers=2)
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+        old_orphan, young_orphan = make_layer(3000), make_layer(3000)
+        push_blob(c, REPO, old_orphan)
+        blobs = [make_config(), make_layer(1000)]
+        body, _ = _push(c, "live", blobs)
+        untagged = make_manifest()
+        for b in untagged.blobs:
+            push_blob(c, REPO, b)
+        assert put_manifest(c, REPO, untagged.digest, untagged).status_code == 201
+        backdate(srv.root, DAY)
+        push_blob(c, REPO, young_orphan)               # younger than the grace period
+        gone = {old_orphan.digest, untagged.digest, *(b.digest for b in untagged.blobs)}
+        for _ in range(300):                           # bounded: 30 s
+            if not gone & blob_set(srv.root):
+                break
+            time.sleep(0.1)
+        assert not gone & blob_set(srv.root), srv.log()[-3000:]
+        assert young_orphan.digest in blob_set(srv.root)
+        _pull_exact(c, "live", body, blobs)
+    assert "garbage collection: " in srv.log()
