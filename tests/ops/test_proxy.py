@@ -27,6 +27,8 @@ from tests.e2e.helpers import (
 )
 from tests.interop.conftest import DistributionServer, make_distribution
 
+from .authservers import SERVICE, TokenServer, htpasswd
+
 pytestmark = [pytest.mark.e2e, pytest.mark.interop]
 ACCEPT = f"{OCI_INDEX}, {OCI_MANIFEST}"
 PULLERS = 50
@@ -159,3 +161,45 @@ def test_upstreams_by_name_prefix_next_to_local_repositories(
         push_manifest(c, "mine/app", mine, "v1")
         assert c.get("/v2/mine/app/manifests/v1").content == mine.body
         assert c.post("/v2/mine/app/blobs/uploads/").status_code == 202
+
+
+def test_upstream_token_auth_handshake(tmp_path: Path, fastreg_factory: Callable[..., Any]) -> None:
+    """Docker Hub's scheme: 401 + Bearer challenge → GET realm?service&scope with Basic → token."""
+    tokens = TokenServer("alice", "s3cret", tmp_path)
+    up = make_distribution(tmp_path / "upstream", extra={"auth": tokens.auth_config()})
+    up.start()
+    try:
+        repo = "private/app"
+        image = make_manifest()
+        push_token = tokens.token("alice", [f"repository:{repo}:pull,push"])
+        with httpx.Client(base_url=up.url, timeout=30.0, headers={"Authorization": f"Bearer {push_token}"}) as c:
+            push_manifest(c, repo, image, "v1")
+        assert httpx.get(f"{up.url}/v2/{repo}/manifests/v1").status_code == 401   # it does want a token
+        srv = fastreg_factory({"log": {"level": "info"},
+                               "proxy": {"remoteurl": up.url, "username": "alice", "password": "s3cret"}})
+        asyncio.run(_pull(srv.url, repo, "v1", image, 5))
+        asked = [r for r in tokens.requests if r["user"] == "alice"]
+        assert asked and all(r["scope"] == [f"repository:{repo}:pull"] and r["service"] == [SERVICE] for r in asked)
+        # Wrong credentials: the token server refuses, and so does the pull.
+        bad = fastreg_factory({"proxy": {"remoteurl": up.url, "username": "alice", "password": "wrong"}})
+        r = httpx.get(f"{bad.url}/v2/{repo}/manifests/v1", headers={"Accept": ACCEPT})
+        assert r.status_code == 503 and "401" in r.text, r.text
+    finally:
+        up.stop()
+        tokens.stop()
+
+
+def test_upstream_basic_auth(tmp_path: Path, fastreg_factory: Callable[..., Any]) -> None:
+    pw = htpasswd(tmp_path / "htpasswd", "bob", "hunter2")
+    up = make_distribution(tmp_path / "upstream",
+                           extra={"auth": {"htpasswd": {"realm": "upstream", "path": str(pw)}}})
+    up.start()
+    try:
+        repo = "basic/app"
+        image = make_manifest()
+        with httpx.Client(base_url=up.url, timeout=30.0, auth=("bob", "hunter2")) as c:
+            push_manifest(c, repo, image, "v1")
+        srv = fastreg_factory({"proxy": {"remoteurl": up.url, "username": "bob", "password": "hunter2"}})
+        asyncio.run(_pull(srv.url, repo, "v1", image, 3))
+    finally:
+        up.stop()
