@@ -924,6 +924,16 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
     if cfg.catalog.maxentries > 0 and "maxentries" not in given_own:
         # Distribution 3's catalog.maxentries, unless fastreg.catalog.maxentries says otherwise
         fr = msgspec.structs.replace(fr, catalog=CatalogLimits(maxentries=cfg.catalog.maxentries))
+    for key, url in [("proxy.remoteurl", cfg.proxy.remoteurl)] + [
+            (f"fastreg.proxy.upstreams.{k}.remoteurl", u.remoteurl) for k, u in fr.proxy.upstreams.items()]:
+        if (url or key != "proxy.remoteurl") and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", url):
+            raise ConfigError(f"{key}: {url!r} is not an http:// or https:// URL")
+    for prefix in fr.proxy.upstreams:
+        if not re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", prefix):
+            raise ConfigError(f"fastreg.proxy.upstreams.{prefix}: an upstream name is the first component of the "
+                              "repository names it serves (lower-case letters, digits, '.', '_', '-')")
+    if fr.gc.graceperiod < 0 or fr.gc.interval < 0:
+        raise ConfigError("fastreg.gc: graceperiod and interval must not be negative")
     for name, value in (("fastreg.catalog.maxentries", fr.catalog.maxentries),
                         ("fastreg.manifest.maxsize", fr.manifest.maxsize),
                         ("fastreg.tags.maxentries", fr.tags.maxentries),
