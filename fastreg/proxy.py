@@ -299,10 +299,14 @@ class Proxy:
         """The upstream and the upstream repository name for local repository `name`, if proxied."""
         first, _, rest = name.partition("/")
         if rest and first in self.upstreams and first:
-            return self.upstreams[first], rest
-        if "" in self.upstreams:
-            return self.upstreams[""], name
-        return None
+            up, remote = self.upstreams[first], rest
+        elif "" in self.upstreams:
+            up, remote = self.upstreams[""], name
+        else:
+            return None
+        if "/" not in remote and _is_docker_hub(up.remoteurl):
+            remote = f"library/{remote}"        # Docker Hub's official images (what docker pull does)
+        return up, remote
 
     async def close(self) -> None:
         for t in list(self._tasks):
@@ -668,6 +672,11 @@ class Proxy:
             with contextlib.suppress(PathNotFound):
                 await self.driver.delete(tmp.rsplit("/", 1)[0])
         await self.driver.put_content(layout.layer_link(name, d.algorithm, d.hex), str(d).encode())
+
+
+def _is_docker_hub(url: str) -> bool:
+    host = url.split("://", 1)[-1].split("/", 1)[0].lower()
+    return host in ("registry-1.docker.io", "docker.io", "index.docker.io", "registry.hub.docker.com")
 
 
 def _read_small(path: str) -> bytes:

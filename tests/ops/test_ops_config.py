@@ -61,3 +61,31 @@ def test_ops_keys_are_no_longer_reported_unused(tmp_path: Path, caplog: pytest.L
 def test_bad_ops_keys_are_refused(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
         _load(tmp_path, "version: 0.1\n" + text + "\n")
+
+
+def test_proxy_routes_by_prefix(tmp_path: Path) -> None:
+    from fastreg.proxy import Proxy
+    cfg = _load(tmp_path, """
+version: 0.1
+fastreg:
+  proxy:
+    upstreams:
+      hub: {remoteurl: "https://registry-1.docker.io"}
+      gh: {remoteurl: "https://ghcr.io", ttl: 0s}
+""")
+    p = Proxy.from_config(cfg, None)  # type: ignore[arg-type]
+    assert p is not None
+
+    def where(name: str) -> tuple[str, str] | None:
+        r = p.route(name)
+        return None if r is None else (r[0].name, r[1])
+
+    assert where("hub/library/alpine") == ("hub", "library/alpine")
+    assert where("hub/alpine") == ("hub", "library/alpine")        # Docker Hub's official images
+    assert where("gh/owner/app") == ("gh", "owner/app")
+    assert where("gh/app") == ("gh", "app")
+    assert where("mine/app") is None and where("hub") is None       # local repositories
+    assert p.upstreams["gh"].ttl == 0.0 and p.upstreams["hub"].ttl == 168 * 3600.0
+    single = Proxy.from_config(_load(tmp_path, "version: 0.1\nproxy: {remoteurl: 'http://127.0.0.1:9'}\n"), None)  # type: ignore[arg-type]
+    assert single is not None and single.route("any/thing") is not None
+    assert Proxy.from_config(_load(tmp_path, "version: 0.1\n"), None) is None  # type: ignore[arg-type]
