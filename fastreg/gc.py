@@ -117,14 +117,29 @@ def _digest(alg: str, hex_: str) -> Digest | None:
 
 
 async def _exists(driver: StorageDriver, path: str) -> bool:
+    """Whether the small object at `path` exists (get_content: a key lookup on every driver)."""
     try:
-        await driver.stat(path)
+        await driver.get_content(path)
         return True
     except PathNotFound:
         return False
 
 
 # -- the push side ------------------------------------------------------------------------------
+
+async def heartbeat_age(driver: StorageDriver) -> float:
+    """Seconds since the running collection's last heartbeat; infinite if none is running.
+    (Read with get_content, a key lookup on every driver: the manifest PUT pays this once.)"""
+    try:
+        body = await driver.get_content(ACTIVE)
+    except PathNotFound:
+        return float("inf")
+    try:
+        beat = float(orjson.loads(body)["time"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 0.0                      # unreadable: assume it is alive
+    return max(0.0, time.time() - beat)
+
 
 class GuardTimeout(Exception):
     """A collection held a tombstone on content a push needs for longer than the wait allows."""
@@ -138,11 +153,7 @@ class ReferenceGuard:
         self.wait = wait
 
     async def _collection_alive(self) -> bool:
-        try:
-            info = await self.driver.stat(ACTIVE)
-        except PathNotFound:
-            return False
-        return time.time() - info.mtime < STALE
+        return await heartbeat_age(self.driver) < STALE
 
     async def confirm(self, digests: Iterable[Digest]) -> bool:
         """Call once every link naming `digests` is written.  True means a collection had
@@ -473,11 +484,7 @@ class Collector:
 
     async def _clear_dead(self) -> None:
         """Refuse to run beside a live collection; clear the leftovers of a dead one."""
-        try:
-            info = await self.driver.stat(ACTIVE)
-        except PathNotFound:
-            info = None
-        if info is not None and time.time() - info.mtime < STALE:
+        if await heartbeat_age(self.driver) < STALE:
             raise RuntimeError(f"another garbage collection is running (heartbeat at {ACTIVE})")
         for sub in ("tombstones", "vetoes"):
             try:

@@ -32,9 +32,9 @@ bytes *as they arrive*, from a spool file the fetch appends to.
   join it.  Readers ``pread`` the spool up to what has been written and wait on an
   ``asyncio.Condition`` for more.
 * Across the worker processes of a host, the fetch holds an exclusive ``flock`` on
-  ``<tmp>/fastreg-proxy/<hex>.lock``; a worker that cannot take it *follows* the holder: it opens
-  the holder's spool file (its size is in ``<hex>.size``) and serves it as it grows, polling its
-  size every few milliseconds, until the lock is released and the blob is in storage.  So one
+  ``<tmp>/fastreg-proxy/<storage hash>/<alg>-<hex>.lock``; a worker that cannot take it
+  *follows* the holder: it opens the holder's spool file (its size is in ``<alg>-<hex>.size``)
+  and serves it as it grows, polling its size every few milliseconds, until the lock is released and the blob is in storage.  So one
   host makes one upstream fetch per blob.  (Replicas on several hosts each fetch once.)
 * The fetch hashes as it writes; at the end the digest and size are checked, the spool is copied
   into storage (``blobs/`` + the repository's ``_layers`` link) and removed.  On a mismatch or
@@ -171,9 +171,18 @@ class Upstream:
 
 # -- host-wide locks -----------------------------------------------------------------------------
 
-def _spool_dir() -> str:
-    d = os.path.join(tempfile.gettempdir(), "fastreg-proxy")
-    os.makedirs(d, exist_ok=True)
+_SPOOL: dict[str, str] = {}
+
+
+def _spool_dir(storage: str = "") -> str:
+    """A host-local directory for spools and locks, one per storage (so that two fastreg
+    instances with different storage on one host never follow each other's fetches)."""
+    d = _SPOOL.get(storage)
+    if d is None:
+        d = os.path.join(tempfile.gettempdir(), "fastreg-proxy",
+                         hashlib.sha256(storage.encode()).hexdigest()[:16])
+        os.makedirs(d, exist_ok=True)
+        _SPOOL[storage] = d
     return d
 
 
@@ -195,9 +204,9 @@ def _unlock(fd: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def host_lock(key: str) -> AsyncIterator[None]:
+async def host_lock(key: str, storage: str = "") -> AsyncIterator[None]:
     """Mutual exclusion between the coroutines and processes of this host, by name."""
-    path = os.path.join(_spool_dir(), hashlib.sha256(key.encode()).hexdigest()[:32] + ".mlock")
+    path = os.path.join(_spool_dir(storage), hashlib.sha256(key.encode()).hexdigest()[:32] + ".mlock")
     delay = 0.002
     while (fd := _try_flock(path)) is None:
         await asyncio.sleep(delay)
@@ -275,8 +284,10 @@ class _InFlight:
 # -- the proxy -----------------------------------------------------------------------------------
 
 class Proxy:
-    def __init__(self, driver: StorageDriver, upstreams: dict[str, Upstream], *, allow_blake3: bool = False) -> None:
+    def __init__(self, driver: StorageDriver, upstreams: dict[str, Upstream], *, allow_blake3: bool = False,
+                 storage: str = "") -> None:
         self.driver = driver
+        self.storage = storage                  # identifies the storage: names host-local spools
         self.upstreams = upstreams              # "" = every repository (proxy.remoteurl)
         self.allow_blake3 = allow_blake3
         self.fetches: dict[str, int] = {}       # "blob <digest>" / "manifest <repo>@<ref>" → count
@@ -293,7 +304,8 @@ class Proxy:
             ups[name] = Upstream(name, p.remoteurl, p.username, p.password, DEFAULT_TTL if p.ttl is None else p.ttl)
         if not ups:
             return None
-        return cls(driver, ups, allow_blake3=cfg.fastreg.digest.blake3)
+        where = cfg.storage.driver_name + ":" + repr(getattr(cfg.storage, cfg.storage.driver_name, None))
+        return cls(driver, ups, allow_blake3=cfg.fastreg.digest.blake3, storage=where)
 
     def route(self, name: str) -> tuple[Upstream, str] | None:
         """The upstream and the upstream repository name for local repository `name`, if proxied."""
@@ -371,7 +383,7 @@ class Proxy:
             d = self._parse_digest(reference)
             if await self._revision(name, d):
                 return
-            async with host_lock(f"manifest {name}@{d}"):
+            async with host_lock(f"manifest {name}@{d}", self.storage):
                 if not await self._revision(name, d):
                     try:
                         await self._fetch_manifest(name, up, remote, str(d), d)
@@ -383,7 +395,7 @@ class Proxy:
         local, checked = await self._tag_state(name, tag)
         if local is not None and (up.ttl == 0 or time.time() - checked < up.ttl):
             return
-        async with host_lock(f"manifest {name}:{tag}"):
+        async with host_lock(f"manifest {name}:{tag}", self.storage):
             local, checked = await self._tag_state(name, tag)
             if local is not None and (up.ttl == 0 or time.time() - checked < up.ttl):
                 return                          # another request revalidated it meanwhile
@@ -513,7 +525,7 @@ class Proxy:
 
     async def _run_fetch(self, fl: _InFlight, name: str, up: Upstream, remote: str) -> None:
         d = fl.digest
-        spool = os.path.join(_spool_dir(), f"{d.algorithm}-{d.hex}")
+        spool = os.path.join(_spool_dir(self.storage), f"{d.algorithm}-{d.hex}")
         lock: int | None = None
         try:
             while True:
@@ -549,7 +561,7 @@ class Proxy:
             await fl.progress(fl.size, done=True)
             return
         # Not a local file: copy it to a private spool to serve the waiting clients.
-        fd, tmp = tempfile.mkstemp(dir=_spool_dir())
+        fd, tmp = tempfile.mkstemp(dir=_spool_dir(self.storage))
         os.unlink(tmp)
         fl.fd = fd
         fl.size = (await self.driver.stat(path)).size
