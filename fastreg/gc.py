@@ -14,6 +14,9 @@ sweep then deletes
 * every ``_layers`` link of a repository that no live manifest of that repository references
   (Distribution 3 removes those too; 2.8 leaves them).
 
+It also completes fastreg's referrers index (``_referrers/``) for surviving manifests that have
+a ``subject`` but no entry — those pushed through Distribution, which keeps no such index.
+
 Two rules differ from Distribution on purpose:
 
 * **Referrers follow their subject.**  A manifest whose ``subject`` is a live manifest of the
@@ -279,6 +282,7 @@ class Report:
     deleted_links: int = 0
     bytes_freed: int = 0
     kept_young: int = 0        # unreferenced but younger than the grace period
+    referrers_indexed: int = 0  # referrers index entries added (manifests pushed through another registry)
     rescued: int = 0           # candidates a concurrent push referenced (pass 2 or veto)
     aborted: str = ""
 
@@ -535,10 +539,12 @@ class Collector:
         if self.opts.dry_run:
             self.progress.done()
             self._dry_run(plan, report)
+            await self._index_referrers(m1, plan, report)
             return report
         doomed = sorted(plan.digests())
         if not doomed:
-            self.progress.line("gc: nothing to collect")
+            await self._index_referrers(m1, Plan(), report)
+            self.progress.done()
             return report
         await self._phase("marked")
         beat = asyncio.ensure_future(self._beat_forever())
@@ -566,6 +572,7 @@ class Collector:
                 await self._remove(tombstone_path(d))
                 await self._remove(veto_path(d))
             await self._phase("swept")
+            await self._index_referrers(m2, final, report)
         finally:
             beat.cancel()
             await self._remove(f"{GC_ROOT}/tombstones")
@@ -573,6 +580,26 @@ class Collector:
             await self._remove(ACTIVE)
         self.progress.done()
         return report
+
+    async def _index_referrers(self, m: Marking, deleted: Plan, report: Report) -> None:
+        """Add the referrers-index entry of every surviving manifest with a subject that lacks
+        one (pushed through Distribution, which keeps no such index)."""
+        for name, scan in m.repos.items():
+            for d in scan.revisions:
+                if name in deleted.revisions.get(d, ()):
+                    continue
+                r = await self.refs(d)
+                if r is None or r.subject is None:
+                    continue
+                link = layout.referrer_link(name, r.subject.algorithm, r.subject.hex, d.algorithm, d.hex)
+                if await _exists(self.driver, link):
+                    continue
+                report.referrers_indexed += 1
+                if self.opts.dry_run:
+                    self.out(f"would index referrer {name}@{d} of {r.subject}")
+                else:
+                    await self.driver.put_content(link, str(d).encode())
+                    self.out(f"indexed referrer {name}@{d} of {r.subject}")
 
     async def _phase(self, name: str) -> None:
         if self.phase is not None:
@@ -600,7 +627,8 @@ def summary(report: Report, dry_run: bool) -> str:
             f"{report.marked} marked; {what}: {report.deleted_blobs} blobs, {report.deleted_manifests} "
             f"manifests, {report.deleted_links} layer links; {verb} {report.bytes_freed} bytes "
             f"({_human(report.bytes_freed)}); kept as younger than the grace period: {report.kept_young}; "
-            f"kept for concurrent pushes: {report.rescued}")
+            f"kept for concurrent pushes: {report.rescued}; referrers {'to index' if dry_run else 'indexed'}: "
+            f"{report.referrers_indexed}")
     if report.aborted:
         text += f"; ABORTED: {report.aborted}"
     return text

@@ -5,14 +5,17 @@ referrers rule differs on purpose."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.helpers import OCI_INDEX, OCI_MANIFEST
+from tests.e2e.helpers import OCI_INDEX, OCI_MANIFEST, Blob, make_manifest, push_manifest
+from tests.interop.conftest import make_distribution
 
 from .conftest import V2, Template, blob_set, gc_config, run_distribution_gc, run_fastreg_gc, serve_copy, tree
+from .scenario import SIG_TYPE
 
 pytestmark = pytest.mark.e2e
 ACCEPT = f"{OCI_INDEX}, {OCI_MANIFEST}"
@@ -142,3 +145,36 @@ def test_differential_with_distribution_gc(tmp_path: Path, template: Template, u
     assert blob_set(ours) == sc.expected(True)
     assert blob_set(ours) - blob_set(theirs) == (
         sc.expected(True) - sc.expected(True, referrers_follow_subject=False)) | children
+
+
+@pytest.mark.interop
+def test_gc_indexes_referrers_pushed_through_distribution(tmp_path: Path, template: Template) -> None:
+    """Distribution keeps no referrers index: after `fastreg gc` on its data, fastreg lists them."""
+    dist = make_distribution(tmp_path / "dist")
+    dist.start()
+    try:
+        with httpx.Client(base_url=dist.url, timeout=30.0) as c:
+            image = make_manifest()
+            push_manifest(c, "signed/app", image, "v1")
+            sig = make_manifest(Blob(b"{}", "application/vnd.oci.empty.v1+json"),
+                                [Blob(b"a signature", "application/vnd.oci.image.layer.v1.tar")],
+                                subject=image, artifact_type=SIG_TYPE)
+            push_manifest(c, "signed/app", sig)
+    finally:
+        dist.stop()
+    srv, root = serve_copy(tmp_path / "fr", template)
+    shutil.rmtree(root)
+    shutil.copytree(dist.root, root)
+    cfg = gc_config(tmp_path, root)
+    dry = run_fastreg_gc(cfg, "--dry-run")
+    assert dry.returncode == 0 and f"would index referrer signed/app@{sig.digest}" in dry.stdout, dry.stdout
+    srv.start()
+    try:
+        url = f"{srv.url}/v2/signed/app/referrers/{image.digest}"
+        assert httpx.get(url).json()["manifests"] == []              # not indexed yet
+        proc = run_fastreg_gc(cfg)
+        assert proc.returncode == 0 and "referrers indexed: 1" in proc.stdout, proc.stdout + proc.stderr
+        got = httpx.get(url).json()["manifests"]
+        assert [(m["digest"], m.get("artifactType")) for m in got] == [(sig.digest, SIG_TYPE)]
+    finally:
+        srv.stop()
