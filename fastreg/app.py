@@ -79,7 +79,7 @@ class App:
             from .notify import create_notifier
             ctx.events = create_notifier(cfg, listen_address(cfg)[1], lambda req: ctx.url(req, ""), metrics)
         from .proxy import Proxy
-        self.proxy = Proxy.from_config(cfg, driver)
+        self.proxy = Proxy.from_config(cfg, driver, registry.catalog.created)
         self.ctx = ctx
         return ctx
 

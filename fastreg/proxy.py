@@ -285,8 +285,9 @@ class _InFlight:
 
 class Proxy:
     def __init__(self, driver: StorageDriver, upstreams: dict[str, Upstream], *, allow_blake3: bool = False,
-                 storage: str = "") -> None:
+                 storage: str = "", created: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.driver = driver
+        self.created = created                  # the catalog's "new repository" notice
         self.storage = storage                  # identifies the storage: names host-local spools
         self.upstreams = upstreams              # "" = every repository (proxy.remoteurl)
         self.allow_blake3 = allow_blake3
@@ -295,7 +296,8 @@ class Proxy:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def from_config(cls, cfg: Any, driver: StorageDriver) -> Proxy | None:
+    def from_config(cls, cfg: Any, driver: StorageDriver,
+                    created: Callable[[str], Awaitable[None]] | None = None) -> Proxy | None:
         ups: dict[str, Upstream] = {}
         if cfg.proxy.remoteurl:
             p = cfg.proxy
@@ -305,7 +307,7 @@ class Proxy:
         if not ups:
             return None
         where = cfg.storage.driver_name + ":" + repr(getattr(cfg.storage, cfg.storage.driver_name, None))
-        return cls(driver, ups, allow_blake3=cfg.fastreg.digest.blake3, storage=where)
+        return cls(driver, ups, allow_blake3=cfg.fastreg.digest.blake3, storage=where, created=created)
 
     def route(self, name: str) -> tuple[Upstream, str] | None:
         """The upstream and the upstream repository name for local repository `name`, if proxied."""
@@ -440,7 +442,10 @@ class Proxy:
             await self.driver.stat(layout.blob_data(d.algorithm, d.hex))
         except PathNotFound:
             await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
+        new_repository = not await self._exists(f"{layout.repo(name)}/_manifests")
         await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())
+        if new_repository and self.created is not None:
+            await self.created(name)
         try:
             doc = orjson.loads(body)
             subject = parse_digest(doc["subject"]["digest"], allow_blake3=True)
@@ -448,6 +453,13 @@ class Proxy:
             return
         await self.driver.put_content(layout.referrer_link(name, subject.algorithm, subject.hex, d.algorithm, d.hex),
                                       str(d).encode())
+
+    async def _exists(self, path: str) -> bool:
+        try:
+            await self.driver.stat(path)
+            return True
+        except PathNotFound:
+            return False
 
     async def _set_tag(self, name: str, tag: str, d: Digest) -> None:
         text = str(d).encode()

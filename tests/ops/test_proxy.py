@@ -142,8 +142,10 @@ def test_upstreams_by_name_prefix_next_to_local_repositories(
     srv = fastreg_factory({"log": {"level": "info"},
                            "fastreg": {"proxy": {"upstreams": {"up": {"remoteurl": upstream.url}}}}})
     with httpx.Client(base_url=srv.url, timeout=30.0, headers={"Accept": ACCEPT}) as c:
+        assert c.get("/v2/_catalog").json()["repositories"] == []
         r = c.get("/v2/up/library/multi/manifests/1.0")
         assert r.status_code == 200 and r.content == index.body
+        assert c.get("/v2/_catalog").json()["repositories"] == ["up/library/multi"]   # at once
         for child in children:
             assert c.get(f"/v2/up/library/multi/manifests/{child.digest}").content == child.body
             for b in child.blobs:
