@@ -85,6 +85,7 @@ MANIFEST_ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.oci
                    "application/vnd.docker.distribution.manifest.v2+json")
 MAX_MANIFEST = 4 * 1024 * 1024
 CHUNK = 1 << 20
+FOLLOW_WAIT = 300.0       # longest wait for another worker's fetch to start its spool
 WRITES = {("upload_start", "POST"), ("upload", "GET"), ("upload", "PATCH"), ("upload", "PUT"),
           ("upload", "DELETE"), ("manifest", "PUT"), ("manifest", "DELETE"), ("blob", "DELETE")}
 Handler = Callable[[Request, Any], Awaitable[Response]]
@@ -589,7 +590,8 @@ class Proxy:
         """Another process of this host is fetching: serve its spool as it grows.  False if it
         went away before we could open its spool (then we try to take the lock again)."""
         fd = None
-        for _ in range(2000):                 # wait (bounded, ~20 s) for the holder's spool
+        deadline = time.monotonic() + FOLLOW_WAIT
+        while time.monotonic() < deadline:    # the holder may wait long for upstream's headers
             try:
                 size = int(_read_small(spool + ".size") or "x")
                 fd = os.open(spool, os.O_RDONLY)
