@@ -292,6 +292,7 @@ class Options:
     dry_run: bool = False
     delete_untagged: bool = False
     grace: float = 3600.0
+    now: float | None = None      # collect as if at this time (default: now)
 
 
 class Progress:
@@ -526,7 +527,7 @@ class Collector:
 
     async def run(self) -> Report:
         report = Report()
-        self.cutoff = time.time() - self.opts.grace - CLOCK_SLACK
+        self.cutoff = (time.time() if self.opts.now is None else self.opts.now) - self.opts.grace - CLOCK_SLACK
         if not self.opts.dry_run:
             await self._clear_dead()
         m1 = await self.mark("mark")
