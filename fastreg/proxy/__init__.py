@@ -28,14 +28,15 @@ Blobs and coalescing
 A blob miss starts one fetch, whatever the number of clients asking: every client streams the
 bytes *as they arrive*, from a spool file the fetch appends to.
 
-* Within a worker, the first request creates an ``_InFlight`` for the digest; later requests
+* Within a worker, the first request creates an ``InFlight`` for the digest; later requests
   join it.  Readers ``pread`` the spool up to what has been written and wait on an
   ``asyncio.Condition`` for more.
 * Across the worker processes of a host, the fetch holds an exclusive ``flock`` on
   ``<tmp>/fastreg-proxy/<storage hash>/<alg>-<hex>.lock``; a worker that cannot take it
   *follows* the holder: it opens the holder's spool file (its size is in ``<alg>-<hex>.size``)
-  and serves it as it grows, polling its size every few milliseconds, until the lock is released and the blob is in storage.  So one
-  host makes one upstream fetch per blob.  (Replicas on several hosts each fetch once.)
+  and serves it as it grows, polling its size every few milliseconds, until the lock is released
+  and the blob is in storage.  So one host makes one upstream fetch per blob.  (Replicas on
+  several hosts each fetch once.)
 * The fetch hashes as it writes; at the end the digest and size are checked, the spool is copied
   into storage (``blobs/`` + the repository's ``_layers`` link) and removed.  On a mismatch or
   an upstream error nothing is stored, and the clients' responses end early (their digests
@@ -44,10 +45,8 @@ bytes *as they arrive*, from a spool file the fetch appends to.
 ``HEAD`` of a missing blob asks upstream with ``HEAD`` and stores nothing.  Tag lists are
 forwarded to upstream (the local list if upstream is unreachable).
 
-Upstream authentication: anonymous first; on ``401`` with ``WWW-Authenticate: Bearer
-realm=...,service=...,scope=...`` a token is fetched from the realm (with the configured
-username/password as basic credentials, if any) and cached for its ``expires_in``; on a
-``Basic`` challenge the credentials are sent directly.
+Upstream authentication (``upstream.py``): anonymous first, then the ``Bearer`` token handshake
+or ``Basic`` credentials, as the upstream's challenge asks.
 
 Every upstream fetch logs one line on ``fastreg.proxy`` at info level ("proxy fetch ...") and
 counts in ``Proxy.fetches``: that is how the tests count them.
@@ -56,230 +55,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
-import hashlib
 import logging
 import os
-import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-from .api.errors import RegistryError
-from .api.http import Request, Response, h
-from .digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, new_hasher, parse_digest
-from .reference import is_digest_reference
-from .storage import layout
-from .storage.driver.base import PathNotFound, StorageDriver
+from ..api.errors import RegistryError
+from ..api.http import Request, Response, h
+from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, new_hasher, parse_digest
+from ..reference import is_digest_reference
+from ..storage import layout
+from ..storage.driver.base import PathNotFound, StorageDriver
+from .spool import CHUNK, InFlight, host_lock, read_small, spool_dir, try_flock, unlock, write_small
+from .upstream import DEFAULT_TTL, Upstream, is_docker_hub, transport_errors
+
+__all__ = ["Proxy", "Upstream", "host_lock"]
 
 log = logging.getLogger("fastreg.proxy")
 
-DEFAULT_TTL = 168 * 3600.0
 MANIFEST_ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
                    "application/vnd.docker.distribution.manifest.list.v2+json, "
                    "application/vnd.docker.distribution.manifest.v2+json")
 MAX_MANIFEST = 4 * 1024 * 1024
-CHUNK = 1 << 20
 FOLLOW_WAIT = 300.0       # longest wait for another worker's fetch to start its spool
 WRITES = {("upload_start", "POST"), ("upload", "GET"), ("upload", "PATCH"), ("upload", "PUT"),
           ("upload", "DELETE"), ("manifest", "PUT"), ("manifest", "DELETE"), ("blob", "DELETE")}
 Handler = Callable[[Request, Any], Awaitable[Response]]
-
-
-# -- upstreams -----------------------------------------------------------------------------------
-
-_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
-
-
-@dataclass
-class Upstream:
-    name: str                 # "" for proxy.remoteurl
-    remoteurl: str
-    username: str = ""
-    password: str = ""
-    ttl: float = DEFAULT_TTL
-    _client: Any = None
-    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
-
-    def client(self) -> Any:
-        if self._client is None:
-            import httpx  # runtime dependency of proxy mode only
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True,
-                                             limits=httpx.Limits(max_connections=64))
-        return self._client
-
-    def _basic(self) -> tuple[str, str] | None:
-        return (self.username, self.password) if self.username else None
-
-    async def _token(self, challenge: str, scope: str) -> str | None:
-        params = dict(_CHALLENGE.findall(challenge))
-        realm = params.pop("realm", None)
-        if not realm:
-            return None
-        params.setdefault("scope", scope)
-        r = await self.client().get(realm, params=params, auth=self._basic())
-        if r.status_code != 200:
-            log.warning("proxy %s: token endpoint %s answered %d", self.name or "remote", realm, r.status_code)
-            return None
-        doc = r.json()
-        token = doc.get("token") or doc.get("access_token")
-        if not isinstance(token, str):
-            return None
-        ttl = float(doc.get("expires_in") or 60)
-        self._tokens[scope] = (token, time.monotonic() + max(ttl - 10, 5))
-        return token
-
-    async def send(self, method: str, repo: str, path: str, headers: dict[str, str] | None = None,
-                   stream: bool = False) -> Any:
-        """`method` <remoteurl>/v2/<repo>/<path>, authenticating as upstream asks."""
-        scope = f"repository:{repo}:pull"
-        url = f"{self.remoteurl.rstrip('/')}/v2/{repo}/{path}"
-        hdrs = dict(headers or {})
-        cached = self._tokens.get(scope)
-        auth: Any = None
-        if cached is not None and cached[1] > time.monotonic():
-            hdrs["Authorization"] = f"Bearer {cached[0]}"
-        c = self.client()
-        for _ in range(2):
-            r = await c.send(c.build_request(method, url, headers=hdrs), stream=stream, auth=auth)
-            if r.status_code != 401:
-                return r
-            challenge = r.headers.get("www-authenticate", "")
-            await r.aclose()
-            kind = challenge.split(" ", 1)[0].lower()
-            if kind == "bearer":
-                token = await self._token(challenge, scope)
-                if token is None:
-                    break
-                hdrs["Authorization"] = f"Bearer {token}"
-            elif kind == "basic" and self._basic() is not None:
-                hdrs.pop("Authorization", None)
-                auth = self._basic()
-            else:
-                break
-        return await c.send(c.build_request(method, url, headers=hdrs), stream=stream, auth=auth)
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-
-# -- host-wide locks -----------------------------------------------------------------------------
-
-_SPOOL: dict[str, str] = {}
-
-
-def _spool_dir(storage: str = "") -> str:
-    """A host-local directory for spools and locks, one per storage (so that two fastreg
-    instances with different storage on one host never follow each other's fetches)."""
-    d = _SPOOL.get(storage)
-    if d is None:
-        d = os.path.join(tempfile.gettempdir(), "fastreg-proxy",
-                         hashlib.sha256(storage.encode()).hexdigest()[:16])
-        os.makedirs(d, exist_ok=True)
-        _SPOOL[storage] = d
-    return d
-
-
-def _try_flock(path: str) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return None
-        raise
-    return fd
-
-
-def _unlock(fd: int) -> None:
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
-
-
-@contextlib.asynccontextmanager
-async def host_lock(key: str, storage: str = "") -> AsyncIterator[None]:
-    """Mutual exclusion between the coroutines and processes of this host, by name."""
-    path = os.path.join(_spool_dir(storage), hashlib.sha256(key.encode()).hexdigest()[:32] + ".mlock")
-    delay = 0.002
-    while (fd := _try_flock(path)) is None:
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    try:
-        yield
-    finally:
-        _unlock(fd)
-
-
-# -- a blob fetch that many clients stream from --------------------------------------------------
-
-class _InFlight:
-    def __init__(self, d: Digest) -> None:
-        self.digest = d
-        self.size: int | None = None
-        self.written = 0
-        self.done = False
-        self.error: BaseException | None = None
-        self.fd: int | None = None        # the spool, open for reading
-        self.readers = 0
-        self.cond = asyncio.Condition()
-        self.sized = asyncio.Event()
-
-    async def progress(self, written: int | None = None, *, done: bool = False,
-                       error: BaseException | None = None) -> None:
-        async with self.cond:
-            if written is not None:
-                self.written = written
-            if error is not None:
-                self.error = error
-            if done or error is not None:
-                self.done = True
-                self.sized.set()
-            self.cond.notify_all()
-
-    def join(self) -> _InFlight:
-        """Count a client in before it streams (the spool stays open until every client is done)."""
-        self.readers += 1
-        return self
-
-    def leave(self) -> None:
-        self.readers -= 1
-        self._maybe_close()
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        """The blob's bytes as they arrive; call after join(), which this releases."""
-        pos = 0
-        try:
-            while True:
-                async with self.cond:
-                    while not (self.written > pos or self.done):
-                        await self.cond.wait()
-                    written, done, error = self.written, self.done, self.error
-                if error is not None:
-                    raise RuntimeError(f"upstream fetch of {self.digest} failed: {error}")
-                if written > pos:
-                    assert self.fd is not None
-                    data = os.pread(self.fd, min(CHUNK, written - pos), pos)
-                    if not data:
-                        raise RuntimeError(f"spool of {self.digest} shrank")
-                    pos += len(data)
-                    yield data
-                elif done:
-                    return
-        finally:
-            self.leave()
-
-    def _maybe_close(self) -> None:
-        if self.done and self.readers == 0 and self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 # -- the proxy -----------------------------------------------------------------------------------
@@ -293,7 +98,7 @@ class Proxy:
         self.upstreams = upstreams              # "" = every repository (proxy.remoteurl)
         self.allow_blake3 = allow_blake3
         self.fetches: dict[str, int] = {}       # "blob <digest>" / "manifest <repo>@<ref>" → count
-        self._inflight: dict[Digest, _InFlight] = {}
+        self._inflight: dict[Digest, InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -319,7 +124,7 @@ class Proxy:
             up, remote = self.upstreams[""], name
         else:
             return None
-        if "/" not in remote and _is_docker_hub(up.remoteurl):
+        if "/" not in remote and is_docker_hub(up.remoteurl):
             remote = f"library/{remote}"        # Docker Hub's official images (what docker pull does)
         return up, remote
 
@@ -390,7 +195,7 @@ class Proxy:
                 if not await self._revision(name, d):
                     try:
                         await self._fetch_manifest(name, up, remote, str(d), d)
-                    except _transport_errors() as exc:
+                    except transport_errors() as exc:
                         raise RegistryError("UNAVAILABLE", f"upstream {up.remoteurl} unreachable: {exc}",
                                             status=503) from None
             return
@@ -410,7 +215,7 @@ class Proxy:
                         await self._set_tag(name, tag, local)          # still current: new mtime
                         return
                 await self._fetch_manifest(name, up, remote, tag, None, tag=tag)
-            except _transport_errors() as exc:
+            except transport_errors() as exc:
                 if local is None:
                     raise RegistryError("UNAVAILABLE", f"upstream {up.remoteurl} unreachable: {exc}",
                                         status=503) from None
@@ -472,7 +277,7 @@ class Proxy:
         qs = req.scope.get("query_string", b"").decode("latin-1")
         try:
             r = await up.send("GET", remote, "tags/list" + (f"?{qs}" if qs else ""))
-        except _transport_errors():
+        except transport_errors():
             return None
         if r.status_code != 200:
             return None
@@ -500,7 +305,7 @@ class Proxy:
     async def _head_blob(self, up: Upstream, remote: str, d: Digest) -> Response:
         try:
             r = await up.send("HEAD", remote, f"blobs/{d}")
-        except _transport_errors() as exc:
+        except transport_errors() as exc:
             raise RegistryError("UNAVAILABLE", f"upstream {up.remoteurl} unreachable: {exc}", status=503) from None
         if r.status_code != 200:
             raise RegistryError("BLOB_UNKNOWN", {"digest": str(d)})
@@ -508,10 +313,10 @@ class Proxy:
                               h("Docker-Content-Digest", str(d)), h("Content-Type", "application/octet-stream"),
                               h("ETag", f'"{d}"'), (b"accept-ranges", b"bytes")])
 
-    def _join(self, name: str, up: Upstream, remote: str, d: Digest) -> _InFlight:
+    def _join(self, name: str, up: Upstream, remote: str, d: Digest) -> InFlight:
         fl = self._inflight.get(d)
         if fl is None or fl.done:
-            fl = _InFlight(d)
+            fl = InFlight(d)
             self._inflight[d] = fl
             task = asyncio.ensure_future(self._run_fetch(fl, name, up, remote))
             self._tasks.add(task)
@@ -536,13 +341,13 @@ class Proxy:
                    (b"content-type", b"application/octet-stream"), (b"accept-ranges", b"bytes")]
         return Response(200, headers, stream=fl.stream())
 
-    async def _run_fetch(self, fl: _InFlight, name: str, up: Upstream, remote: str) -> None:
+    async def _run_fetch(self, fl: InFlight, name: str, up: Upstream, remote: str) -> None:
         d = fl.digest
-        spool = os.path.join(_spool_dir(self.storage), f"{d.algorithm}-{d.hex}")
+        spool = os.path.join(spool_dir(self.storage), f"{d.algorithm}-{d.hex}")
         lock: int | None = None
         try:
             while True:
-                lock = _try_flock(spool + ".lock")
+                lock = try_flock(spool + ".lock")
                 if lock is not None:
                     break
                 if await self._follow(fl, spool):
@@ -557,12 +362,12 @@ class Proxy:
                 raise
         finally:
             if lock is not None:
-                _unlock(lock)
+                unlock(lock)
             if self._inflight.get(d) is fl:
                 del self._inflight[d]
-            fl._maybe_close()
+            fl.maybe_close()
 
-    async def _from_storage(self, fl: _InFlight) -> None:
+    async def _from_storage(self, fl: InFlight) -> None:
         """The blob is already stored (another process fetched it): serve it from there."""
         d = fl.digest
         path = layout.blob_data(d.algorithm, d.hex)
@@ -574,7 +379,7 @@ class Proxy:
             await fl.progress(fl.size, done=True)
             return
         # Not a local file: copy it to a private spool to serve the waiting clients.
-        fd, tmp = tempfile.mkstemp(dir=_spool_dir(self.storage))
+        fd, tmp = tempfile.mkstemp(dir=spool_dir(self.storage))
         os.unlink(tmp)
         fl.fd = fd
         fl.size = (await self.driver.stat(path)).size
@@ -586,20 +391,20 @@ class Proxy:
             await fl.progress(n)
         await fl.progress(n, done=True)
 
-    async def _follow(self, fl: _InFlight, spool: str) -> bool:
+    async def _follow(self, fl: InFlight, spool: str) -> bool:
         """Another process of this host is fetching: serve its spool as it grows.  False if it
         went away before we could open its spool (then we try to take the lock again)."""
         fd = None
         deadline = time.monotonic() + FOLLOW_WAIT
         while time.monotonic() < deadline:    # the holder may wait long for upstream's headers
             try:
-                size = int(_read_small(spool + ".size") or "x")
+                size = int(read_small(spool + ".size") or "x")
                 fd = os.open(spool, os.O_RDONLY)
                 break
             except (OSError, ValueError):
-                probe = _try_flock(spool + ".lock")
+                probe = try_flock(spool + ".lock")
                 if probe is not None:
-                    _unlock(probe)
+                    unlock(probe)
                     return False
                 await asyncio.sleep(0.01)
         if fd is None:
@@ -613,9 +418,9 @@ class Proxy:
             if n != fl.written:
                 await fl.progress(n)
                 delay = 0.002
-            probe = _try_flock(spool + ".lock")
+            probe = try_flock(spool + ".lock")
             if probe is not None:                 # the holder finished (or died)
-                _unlock(probe)
+                unlock(probe)
                 n = os.fstat(fd).st_size
                 if n == size and await self._stored(fl.digest):
                     await fl.progress(n, done=True)
@@ -631,7 +436,7 @@ class Proxy:
         except PathNotFound:
             return False
 
-    async def _fetch_blob(self, fl: _InFlight, name: str, up: Upstream, remote: str, spool: str) -> None:
+    async def _fetch_blob(self, fl: InFlight, name: str, up: Upstream, remote: str, spool: str) -> None:
         d = fl.digest
         import httpx
         for stale in (spool, spool + ".size"):
@@ -653,7 +458,7 @@ class Proxy:
                 size = int(r.headers.get("content-length", "-1"))
                 if size < 0:
                     raise RegistryError("UNAVAILABLE", "upstream sent no Content-Length", status=503)
-                _write_small(spool + ".size.tmp", str(size).encode())
+                write_small(spool + ".size.tmp", str(size).encode())
                 os.replace(spool + ".size.tmp", spool + ".size")
                 fl.size = size
                 fl.sized.set()
@@ -698,29 +503,3 @@ class Proxy:
             with contextlib.suppress(PathNotFound):
                 await self.driver.delete(tmp.rsplit("/", 1)[0])
         await self.driver.put_content(layout.layer_link(name, d.algorithm, d.hex), str(d).encode())
-
-
-def _is_docker_hub(url: str) -> bool:
-    host = url.split("://", 1)[-1].split("/", 1)[0].lower()
-    return host in ("registry-1.docker.io", "docker.io", "index.docker.io", "registry.hub.docker.com")
-
-
-def _read_small(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(fd, 64)
-    finally:
-        os.close(fd)
-
-
-def _write_small(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    import httpx
-    return (httpx.HTTPError,)
