@@ -67,6 +67,7 @@ import orjson
 from ..api.errors import RegistryError
 from ..api.http import Request, Response, h
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, new_hasher, parse_digest
+from ..hooks import Target
 from ..reference import is_digest_reference
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver
@@ -155,7 +156,9 @@ class Proxy:
                 if method == "HEAD":
                     return await self._head_blob(up, remote, d)
                 if req.header(b"range") is None:
-                    return await self._stream_blob(name, up, remote, d)
+                    resp, size = await self._stream_blob(name, up, remote, d)
+                    await ctx.emit("pull", req, Target(name, str(d), "application/octet-stream", size))
+                    return resp
                 await self._fetched(name, up, remote, d)
         elif route == "tags":
             resp = await self._tags(up, remote, req)
@@ -329,7 +332,7 @@ class Proxy:
         async for _ in fl.stream():
             pass
 
-    async def _stream_blob(self, name: str, up: Upstream, remote: str, d: Digest) -> Response:
+    async def _stream_blob(self, name: str, up: Upstream, remote: str, d: Digest) -> tuple[Response, int]:
         fl = self._join(name, up, remote, d)
         await fl.sized.wait()
         if fl.error is not None or fl.size is None:
@@ -339,7 +342,7 @@ class Proxy:
             raise RegistryError("UNAVAILABLE", f"upstream fetch failed: {fl.error}", status=503)
         headers = [h("Content-Length", fl.size), h("Docker-Content-Digest", str(d)), h("ETag", f'"{d}"'),
                    (b"content-type", b"application/octet-stream"), (b"accept-ranges", b"bytes")]
-        return Response(200, headers, stream=fl.stream())
+        return Response(200, headers, stream=fl.stream()), fl.size
 
     async def _run_fetch(self, fl: InFlight, name: str, up: Upstream, remote: str) -> None:
         d = fl.digest

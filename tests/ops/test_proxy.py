@@ -205,3 +205,30 @@ def test_upstream_basic_auth(tmp_path: Path, fastreg_factory: Callable[..., Any]
         asyncio.run(_pull(srv.url, repo, "v1", image, 3))
     finally:
         up.stop()
+
+
+def test_pulls_through_the_cache_send_pull_events(upstream: DistributionServer, fastreg_factory: Callable[..., Any],
+                                                   tmp_path: Path) -> None:
+    """A miss streamed from upstream is a pull like any other for webhook receivers."""
+    from tests.notify.conftest import Receiver
+    from tests.notify.test_webhooks import hook_config, state_env
+
+    receiver = Receiver()
+    receiver.start()
+    try:
+        repo = "lib/evented"
+        image = make_manifest()
+        with httpx.Client(base_url=upstream.url, timeout=60.0) as c:
+            push_manifest(c, repo, image, "v1")
+        cfg = hook_config(receiver)
+        cfg["proxy"] = {"remoteurl": upstream.url}
+        srv = fastreg_factory(cfg, env=state_env(tmp_path))
+        asyncio.run(_pull(srv.url, repo, "v1", image, 1))
+        want = {image.digest, *(b.digest for b in image.blobs)}
+        evs = receiver.wait_for(lambda es: want <= {e["target"]["digest"] for e in es if e["action"] == "pull"},
+                                log=srv.log)
+        sizes = {e["target"]["digest"]: e["target"]["size"] for e in evs if e["action"] == "pull"}
+        assert all(sizes[b.digest] == b.size for b in image.blobs)
+        assert all(e["target"]["repository"] == repo for e in evs)
+    finally:
+        receiver.stop()
