@@ -1,8 +1,11 @@
-"""gc speaks only the driver Protocol: the same collection on every driver (filesystem, in-memory)."""
+"""gc speaks only the driver Protocol: the same collection on every driver — filesystem, in-memory,
+and the object stores against their real local servers (moto's S3, Azurite, the GCS emulator),
+using the storage suite's backends and session fixtures."""
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,9 +15,8 @@ from fastreg import gc
 from fastreg.digest import parse_digest
 from fastreg.registry import Registry
 from fastreg.storage.driver.base import StorageDriver
-from fastreg.storage.driver.filesystem import FilesystemDriver
-from fastreg.storage.driver.inmemory import InMemoryDriver
 from tests.e2e.helpers import Blob, Manifest, make_index, make_layer, make_manifest
+from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server  # noqa: F401 (fixtures)
 
 REPO = "drv/app"
 
@@ -34,11 +36,13 @@ async def _manifest(reg: Registry, m: Manifest, ref: str | None = None) -> None:
     await reg.manifests.put(REPO, ref or m.digest, m.body, m.media_type)
 
 
-@pytest.mark.parametrize("kind", ["filesystem", "inmemory"])
-def test_same_collection_on_every_driver(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["filesystem", "inmemory", "s3", "azure", "gcs"])
+def test_same_collection_on_every_driver(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    backend = _backend(request, kind, tmp_path)
+    root = f"gc-{uuid.uuid4().hex[:8]}"
+
     async def main() -> None:
-        driver: StorageDriver = FilesystemDriver(str(tmp_path), fsync=False) if kind == "filesystem" \
-            else InMemoryDriver()
+        driver: StorageDriver = backend.make(root)
         reg = Registry(driver, secret=b"k" * 32, delete_enabled=True)
         tagged, untagged = make_manifest(), make_manifest()
         index = make_index([make_manifest(), make_manifest()])
