@@ -1,0 +1,156 @@
+"""Run the scenarios against both servers in alternation, round after round, with accounting."""
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .scenarios import BY_NAME, Fixtures, Scenario, Sizes
+from .servers import Distribution, Fastreg, Server, peak_rss_mib, reset_peak_rss
+
+NCPU = os.cpu_count() or 1
+
+
+def client_cpu() -> float:
+    """CPU seconds of this process plus its reaped children (wrk, ab)."""
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def bound_side(client_cores: float, server_cores: float, client_threads: int) -> str:
+    """Which side ran out of CPU: a client at its thread limit, or a saturated machine's bigger user."""
+    if client_cores >= 0.9 * min(client_threads, NCPU):
+        return "client"
+    if client_cores + server_cores >= 0.85 * NCPU:
+        return "server" if server_cores >= client_cores else "client"
+    return "neither"
+
+
+def write_ceiling(directory: Path, size: int) -> float:
+    """MB/s of a plain page-cache write of `size` bytes (1 MiB writes, no fsync) in `directory`."""
+    block = os.urandom(1 << 20)
+    path = directory / "ceiling.tmp"
+    t = time.perf_counter()
+    with open(path, "wb", buffering=0) as f:
+        f.writelines(block for _ in range(max(1, size >> 20)))
+    dt = time.perf_counter() - t
+    path.unlink()
+    return max(1, size >> 20) * (1 << 20) / dt / 1e6
+
+
+def sha256_ceiling(data: bytes) -> float:
+    t = time.perf_counter()
+    hashlib.sha256(data).digest()
+    return len(data) / (time.perf_counter() - t) / 1e6
+
+
+@dataclass
+class Run:
+    scenario: str
+    round: int
+    server: str
+    unit: str
+    value: float | None
+    ops: int = 0
+    seconds: float = 0.0
+    wall: float = 0.0
+    latency_ms: dict[str, float] | None = None
+    verified: int = 0
+    failed: int = 0
+    client: str = ""
+    client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
+    client_cores: float = 0.0
+    server_cores: float = 0.0
+    bound: str = ""
+    peak_rss_worker_mib: float = 0.0
+    extra: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+async def measure(sc: Scenario, srv: Server, rnd: int, data: Any) -> Run:
+    tag = f"r{rnd}"
+    await sc.prepare(srv.url, rnd, data)
+    reset_peak_rss(srv.pids())
+    c0, s0, w0 = client_cpu(), srv.cpu(), time.perf_counter()
+    try:
+        m = await sc.run(srv.url, rnd, data, tag)
+    except Exception as exc:  # noqa: BLE001 -- a failed run is recorded, never silently dropped
+        return Run(sc.name, rnd, srv.name, sc.unit, None, error=f"{type(exc).__name__}: {exc}",
+                   extra={"trace": traceback.format_exc(limit=3)})
+    wall = time.perf_counter() - w0
+    ccpu, scpu = client_cpu() - c0, srv.cpu() - s0
+    rss = max((peak_rss_mib(p) for p in srv.workers()), default=0.0)
+    cc, sc_ = ccpu / wall, scpu / wall
+    value = m.value if m.failed == 0 else None
+    return Run(sc.name, rnd, srv.name, sc.unit, value, m.ops, m.seconds, wall, m.latency_ms or None,
+               m.verified, m.failed, m.client, ccpu, scpu, cc, sc_, bound_side(cc, sc_, m.client_threads),
+               rss, m.extra or None, None if m.failed == 0 else f"{m.failed} failed requests")
+
+
+async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] | None = None) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="fastreg-bench-"))
+    servers: list[Server] = []
+    wanted = only or ["fastreg", "distribution"]
+    if "fastreg" in wanted:
+        servers.append(Fastreg("fastreg", work / "fastreg"))
+    if "distribution" in wanted:
+        servers.append(Distribution("distribution", work / "distribution"))
+    runs: list[Run] = []
+    ceilings: list[dict[str, float]] = []
+    try:
+        progress(f"generating data ({sizes.large >> 20} MiB large blob) in {work}")
+        fx = Fixtures(sizes)
+        scenarios = [BY_NAME[n](fx) for n in names]
+        for srv in servers:
+            srv.workdir.mkdir(parents=True)
+            srv.start()
+            progress(f"started {srv.name} on {srv.url} (pids {srv.pids()})")
+        for srv in servers:
+            t = time.perf_counter()
+            for sc in scenarios:
+                for f in sc.fixtures:
+                    await fx.ensure(srv.url, f)
+            progress(f"fixtures pushed to {srv.name} in {time.perf_counter() - t:.1f}s (untimed)")
+        for rnd in range(1, rounds + 1):
+            ceil = {"round": rnd, "write_MBps": write_ceiling(work, sizes.large),
+                    "sha256_MBps": sha256_ceiling(fx.large.data), "loadavg_1m": os.getloadavg()[0]}
+            ceilings.append(ceil)
+            progress(f"round {rnd}/{rounds}: page-cache write {ceil['write_MBps']:.0f} MB/s, "
+                     f"sha256 {ceil['sha256_MBps']:.0f} MB/s, load {ceil['loadavg_1m']:.2f}")
+            order = servers if rnd % 2 else servers[::-1]     # alternate who goes first
+            for sc in scenarios:
+                data = sc.round_data(rnd)
+                for srv in order:
+                    progress(f"  round {rnd}/{rounds}  {sc.name:<14} -> {srv.name:<12} ...")
+                    r = await measure(sc, srv, rnd, data)
+                    runs.append(r)
+                    if r.error:
+                        progress(f"    FAILED: {r.error}")
+                    else:
+                        lat = f"  p99 {r.latency_ms['p99']:.1f} ms" if r.latency_ms and "p99" in r.latency_ms else ""
+                        progress(f"    {r.value:,.1f} {r.unit}{lat}  cpu: client {r.client_cores:.2f} / "
+                                 f"server {r.server_cores:.2f} cores ({r.bound}-bound)  rss {r.peak_rss_worker_mib:.0f} MiB")
+    finally:
+        for srv in servers:
+            srv.stop()
+            if srv.proc is None and os.environ.get("BENCH_KEEP_DATA") != "1":
+                srv.cleanup()
+        if os.environ.get("BENCH_KEEP_DATA") != "1":
+            import shutil
+            shutil.rmtree(work, ignore_errors=True)
+    return {"runs": [asdict(r) for r in runs], "ceilings": ceilings,
+            "scenarios": {sc.name: {"unit": sc.unit, "target": sc.target, "what": sc.what, "rate": sc.rate}
+                          for sc in scenarios}}

@@ -1,0 +1,208 @@
+"""The two registries under test, started on 127.0.0.1 with equivalent configs, and process accounting.
+
+Both get the same Distribution-style config (filesystem storage, deletes enabled, warn-level logs,
+no access log, Debian's default in-memory blob descriptor cache); fastreg ignores the keys it does
+not use. CPU time is summed over each server's whole process tree (granian runs one process per
+worker) from /proc/<pid>/stat utime+stime.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DISTRIBUTION_BIN = "/usr/bin/docker-registry"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def registry_config(root: Path, port: int) -> dict[str, Any]:
+    """One config both servers run unchanged (only the port and the data directory differ)."""
+    return {
+        "version": "0.1",
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(root)},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {"addr": f"127.0.0.1:{port}", "secret": "fastreg-bench-secret-0123456789abcdef"},
+    }
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def process_tree(pid: int) -> list[int]:
+    kids = _children()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime+stime of the given processes (children that were reaped are not counted)."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def reset_peak_rss(pids: list[int]) -> None:
+    """Reset VmHWM (peak RSS) of each process (Linux >= 4.0, `echo 5 > clear_refs`)."""
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+
+def peak_rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+@dataclass
+class Server:
+    """A registry process (and its workers) on 127.0.0.1 with a private data directory."""
+
+    name: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def root(self) -> Path:
+        return self.workdir / "data"
+
+    def command(self, config: Path) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        cfg = self.workdir / "config.yml"
+        cfg.write_text(yaml.safe_dump(registry_config(self.root, self.port)))
+        with open(self.workdir / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(self.command(cfg), stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.workdir, env=self.environment(), start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/v2/", timeout=1):
+                    pass
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not answer within {timeout}s:\n{self.log()}")
+        # granian forks its workers before binding; wait until the tree is stable.
+        time.sleep(0.5)
+
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid) if self.proc else []
+
+    def workers(self) -> list[int]:
+        """Processes that serve requests: the leaves of the tree (the process itself if alone)."""
+        kids = _children()
+        tree = self.pids()
+        leaves = [p for p in tree if not kids.get(p)]
+        return leaves or tree
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pids())
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        p = self.workdir / "server.log"
+        return p.read_text(errors="replace")[-4000:] if p.exists() else ""
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Fastreg(Server):
+    def command(self, config: Path) -> list[str]:
+        return [sys.executable, "-m", "fastreg", "serve", "--config", str(config)]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        rest = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = f"{REPO_ROOT}{os.pathsep}{rest}" if rest else str(REPO_ROOT)
+        return env
+
+
+class Distribution(Server):
+    def command(self, config: Path) -> list[str]:
+        return [DISTRIBUTION_BIN, "serve", str(config)]
+
+
+def distribution_available() -> bool:
+    return os.access(DISTRIBUTION_BIN, os.X_OK)
