@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None, help="rounds (default 5; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 s runs: a smoke test, not a benchmark")
     p.add_argument("--scenarios", default="", help="comma-separated subset of: " + ",".join(s.name for s in ALL))
-    p.add_argument("--servers", default="fastreg,distribution", help=argparse.SUPPRESS)
+    p.add_argument("--servers", default="fastreg,distribution",
+                   help="which servers to run (default both; 'fastreg' alone for profiling)")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy record every fastreg worker during each run (SVGs in the results directory; "
+                        "skews fastreg's numbers)")
     p.add_argument("--seconds", type=float, default=None, help="duration of each request-rate run")
     p.add_argument("--out", type=Path, default=None, help="results directory (default bench/results/<timestamp>)")
     a = p.parse_args(argv)
@@ -60,7 +65,17 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    result = runner(run_all(names, rounds, sizes, a.servers.split(",")))
+    result = runner(run_all(names, rounds, sizes, a.servers.split(","), out / "profiles" if a.profile else None))
+    try:
+        return _report(a, result, started, rounds, sizes, out)
+    finally:
+        if os.environ.get("BENCH_KEEP_DATA") != "1":
+            print(f"removing {result['workdir']} ...", file=sys.stderr, flush=True)
+            shutil.rmtree(result["workdir"], ignore_errors=True)
+
+
+def _report(a: argparse.Namespace, result: dict, started: dt.datetime, rounds: int, sizes: Sizes,
+            out: Path) -> int:
     summary = report.summarize(result)
     meta = {
         "date": started.isoformat(timespec="seconds"), "rounds": rounds, "quick": a.quick,

@@ -1,9 +1,13 @@
 """Run the scenarios against both servers in alternation, round after round, with accounting."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import resource
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,18 +84,45 @@ def progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-async def measure(sc: Scenario, srv: Server, rnd: int, data: Any) -> Run:
+def start_profilers(srv: Server, out: Path, label: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy record on every worker of `srv`, collapsed stacks per worker (`python -m
+    bench.profile_summary FILE` ranks them; flamegraph.pl or speedscope draw them); stopped by SIGINT."""
+    out.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen(["py-spy", "record", "--nonblocking", "--rate", "200", "--format", "raw", "-o",
+                              str(out / f"{label}-pid{pid}.txt"), "--pid", str(pid)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for pid in srv.workers()]
+
+
+def stop_profilers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+async def measure(sc: Scenario, srv: Server, rnd: int, data: Any, profile_dir: Path | None = None) -> Run:
     tag = f"r{rnd}"
     await sc.prepare(srv.url, rnd, data)
     reset_peak_rss(srv.pids())
+    profilers = (start_profilers(srv, profile_dir, f"{sc.name}-r{rnd}")
+                 if profile_dir is not None and srv.name == "fastreg" else [])
+    if profilers:
+        await asyncio.sleep(1.0)   # let py-spy attach before the load starts
     c0, s0, w0 = client_cpu(), srv.cpu(), time.perf_counter()
     try:
         m = await sc.run(srv.url, rnd, data, tag)
+        wall = time.perf_counter() - w0
+        ccpu, scpu = client_cpu() - c0, srv.cpu() - s0     # before py-spy is reaped (a child)
     except Exception as exc:  # noqa: BLE001 -- a failed run is recorded, never silently dropped
         return Run(sc.name, rnd, srv.name, sc.unit, None, error=f"{type(exc).__name__}: {exc}",
                    extra={"trace": traceback.format_exc(limit=3)})
-    wall = time.perf_counter() - w0
-    ccpu, scpu = client_cpu() - c0, srv.cpu() - s0
+    finally:
+        stop_profilers(profilers)
     rss = max((peak_rss_mib(p) for p in srv.workers()), default=0.0)
     cc, sc_ = ccpu / wall, scpu / wall
     value = m.value if m.failed == 0 else None
@@ -100,7 +131,8 @@ async def measure(sc: Scenario, srv: Server, rnd: int, data: Any) -> Run:
                rss, m.extra or None, None if m.failed == 0 else f"{m.failed} failed requests")
 
 
-async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] | None = None) -> dict[str, Any]:
+async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] | None = None,
+                  profile_dir: Path | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fastreg-bench-"))
     servers: list[Server] = []
     wanted = only or ["fastreg", "distribution"]
@@ -135,7 +167,7 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] |
                 data = sc.round_data(rnd)
                 for srv in order:
                     progress(f"  round {rnd}/{rounds}  {sc.name:<14} -> {srv.name:<12} ...")
-                    r = await measure(sc, srv, rnd, data)
+                    r = await measure(sc, srv, rnd, data, profile_dir)
                     runs.append(r)
                     if r.error:
                         progress(f"    FAILED: {r.error}")
@@ -143,14 +175,15 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] |
                         lat = f"  p99 {r.latency_ms['p99']:.1f} ms" if r.latency_ms and "p99" in r.latency_ms else ""
                         progress(f"    {r.value:,.1f} {r.unit}{lat}  cpu: client {r.client_cores:.2f} / "
                                  f"server {r.server_cores:.2f} cores ({r.bound}-bound)  rss {r.peak_rss_worker_mib:.0f} MiB")
+    except BaseException:
+        for srv in servers:
+            srv.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
         for srv in servers:
             srv.stop()
-            if srv.proc is None and os.environ.get("BENCH_KEEP_DATA") != "1":
-                srv.cleanup()
-        if os.environ.get("BENCH_KEEP_DATA") != "1":
-            import shutil
-            shutil.rmtree(work, ignore_errors=True)
-    return {"runs": [asdict(r) for r in runs], "ceilings": ceilings,
+    # The data directories (GBs after the push scenarios) are removed by the caller, after the report.
+    return {"workdir": str(work), "runs": [asdict(r) for r in runs], "ceilings": ceilings,
             "scenarios": {sc.name: {"unit": sc.unit, "target": sc.target, "what": sc.what, "rate": sc.rate}
                           for sc in scenarios}}
