@@ -27,6 +27,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             row[srv + "_peak_rss_mib"] = max((r["peak_rss_worker_mib"] for r in ok), default=None)
             row[srv + "_server_cores"] = statistics.median([r["server_cores"] for r in ok]) if ok else None
             row[srv + "_client_cores"] = statistics.median([r["client_cores"] for r in ok]) if ok else None
+            row[srv + "_other_cores"] = statistics.median([r["other_cores"] for r in ok]) if ok else None
             row[srv + "_bound"] = statistics.mode([r["bound"] for r in ok]) if ok else None
         # Ratios within a round (push speed swings between rounds with the page cache).
         ratios, p99r = [], []
@@ -53,7 +54,8 @@ def _fmt(s: dict[str, float] | None, digits: int = 0) -> str:
 
 def table(summary: dict[str, Any]) -> str:
     head = ("| scenario | unit | fastreg median (min–max) | Distribution median (min–max) | ratio (per-round min–max) "
-            "| target | met | p99 ms fastreg / Distribution | peak RSS/worker MiB f / d | CPU cores client / server f, d | bound f / d |")
+            "| target | met | p99 ms fastreg / Distribution | peak RSS/worker MiB f / d "
+            "| CPU cores client, server, others: fastreg / Distribution | bound f / d |")
     lines = [head, "|" + "---|" * 11]
     for name, r in summary.items():
         digits = 1 if r["fastreg"] and r["fastreg"]["median"] < 100 else 0
@@ -64,7 +66,8 @@ def table(summary: dict[str, Any]) -> str:
         rss = " / ".join(f"{r[s + '_peak_rss_mib']:.0f}" if r[s + "_peak_rss_mib"] else "—"
                          for s in ("fastreg", "distribution"))
         cpu = " / ".join(
-            f"{r[s + '_client_cores']:.2f}, {r[s + '_server_cores']:.2f}" if r[s + "_server_cores"] is not None else "—"
+            f"{r[s + '_client_cores']:.2f}, {r[s + '_server_cores']:.2f}, {r[s + '_other_cores']:.2f}"
+            if r[s + "_server_cores"] is not None else "—"
             for s in ("fastreg", "distribution"))
         bound = f"{r['fastreg_bound'] or '—'} / {r['distribution_bound'] or '—'}"
         fails = r["fastreg_failed_runs"] + r["distribution_failed_runs"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .scenarios import BY_NAME, Fixtures, Scenario, Sizes
-from .servers import Distribution, Fastreg, Server, peak_rss_mib, reset_peak_rss
+from .servers import CLK_TCK, Distribution, Fastreg, Server, peak_rss_mib, reset_peak_rss
 
 NCPU = os.cpu_count() or 1
 
@@ -29,11 +29,26 @@ def client_cpu() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def bound_side(client_cores: float, server_cores: float, client_threads: int) -> str:
-    """Which side ran out of CPU: a client at its thread limit, or a saturated machine's bigger user."""
+def machine_busy() -> float:
+    """CPU seconds all processes on the machine have used (from /proc/stat; idle and iowait excluded)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
+def bound_side(client_cores: float, server_cores: float, client_threads: int, machine_cores: float) -> str:
+    """Which side ran out of CPU: a client at its thread limit, or the bigger user of a saturated machine.
+
+    "neither" means the machine had idle CPU (I/O or latency bound); with other sessions on the
+    machine, "others" means they held more of the saturated CPU than client and server.
+    """
     if client_cores >= 0.9 * min(client_threads, NCPU):
         return "client"
-    if client_cores + server_cores >= 0.85 * NCPU:
+    if machine_cores >= 0.85 * NCPU:
+        others = machine_cores - client_cores - server_cores
+        if others > max(client_cores, server_cores):
+            return "others"
         return "server" if server_cores >= client_cores else "client"
     return "neither"
 
@@ -74,6 +89,7 @@ class Run:
     server_cpu_s: float = 0.0
     client_cores: float = 0.0
     server_cores: float = 0.0
+    other_cores: float = 0.0         # CPU used by everything else on the machine meanwhile
     bound: str = ""
     peak_rss_worker_mib: float = 0.0
     extra: dict[str, Any] | None = None
@@ -113,22 +129,24 @@ async def measure(sc: Scenario, srv: Server, rnd: int, data: Any, profile_dir: P
                  if profile_dir is not None and srv.name == "fastreg" else [])
     if profilers:
         await asyncio.sleep(1.0)   # let py-spy attach before the load starts
-    c0, s0, w0 = client_cpu(), srv.cpu(), time.perf_counter()
+    c0, s0, m0, w0 = client_cpu(), srv.cpu(), machine_busy(), time.perf_counter()
     try:
         m = await sc.run(srv.url, rnd, data, tag)
         wall = time.perf_counter() - w0
         ccpu, scpu = client_cpu() - c0, srv.cpu() - s0     # before py-spy is reaped (a child)
+        mcpu = machine_busy() - m0
     except Exception as exc:  # noqa: BLE001 -- a failed run is recorded, never silently dropped
         return Run(sc.name, rnd, srv.name, sc.unit, None, error=f"{type(exc).__name__}: {exc}",
                    extra={"trace": traceback.format_exc(limit=3)})
     finally:
         stop_profilers(profilers)
     rss = max((peak_rss_mib(p) for p in srv.workers()), default=0.0)
-    cc, sc_ = ccpu / wall, scpu / wall
+    cc, sc_, mc = ccpu / wall, scpu / wall, mcpu / wall
     value = m.value if m.failed == 0 else None
     return Run(sc.name, rnd, srv.name, sc.unit, value, m.ops, m.seconds, wall, m.latency_ms or None,
-               m.verified, m.failed, m.client, ccpu, scpu, cc, sc_, bound_side(cc, sc_, m.client_threads),
-               rss, m.extra or None, None if m.failed == 0 else f"{m.failed} failed requests")
+               m.verified, m.failed, m.client, ccpu, scpu, cc, sc_, max(0.0, mc - cc - sc_),
+               bound_side(cc, sc_, m.client_threads, mc), rss, m.extra or None,
+               None if m.failed == 0 else f"{m.failed} failed requests")
 
 
 async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] | None = None,
@@ -174,7 +192,7 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] |
                     else:
                         lat = f"  p99 {r.latency_ms['p99']:.1f} ms" if r.latency_ms and "p99" in r.latency_ms else ""
                         progress(f"    {r.value:,.1f} {r.unit}{lat}  cpu: client {r.client_cores:.2f} / "
-                                 f"server {r.server_cores:.2f} cores ({r.bound}-bound)  rss {r.peak_rss_worker_mib:.0f} MiB")
+                                 f"server {r.server_cores:.2f} / others {r.other_cores:.2f} cores ({r.bound}-bound)  rss {r.peak_rss_worker_mib:.0f} MiB")
     except BaseException:
         for srv in servers:
             srv.stop()
