@@ -29,17 +29,22 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             row[srv + "_client_cores"] = statistics.median([r["client_cores"] for r in ok]) if ok else None
             row[srv + "_other_cores"] = statistics.median([r["other_cores"] for r in ok]) if ok else None
             row[srv + "_bound"] = statistics.mode([r["bound"] for r in ok]) if ok else None
-        # Ratios within a round (push speed swings between rounds with the page cache).
-        ratios, p99r = [], []
+        # Ratios within a round (push speed swings between rounds with the page cache). The
+        # efficiency ratio compares work per CPU-second of each server: robust to neighbours that
+        # take CPU away from one server's run and not the other's (a shared machine).
+        ratios, p99r, eff = [], [], []
         for rnd in sorted({r["round"] for r in mine}):
             f = next((r for r in mine if r["round"] == rnd and r["server"] == "fastreg"), None)
             d = next((r for r in mine if r["round"] == rnd and r["server"] == "distribution"), None)
             if f and d and f["value"] and d["value"]:
                 ratios.append(f["value"] / d["value"])
+                if f["server_cores"] > 0 and d["server_cores"] > 0:
+                    eff.append((f["value"] / f["server_cores"]) / (d["value"] / d["server_cores"]))
                 if f["latency_ms"] and d["latency_ms"] and d["latency_ms"].get("p99"):
                     p99r.append(f["latency_ms"]["p99"] / d["latency_ms"]["p99"])
         row["ratio"] = _stats(ratios)
         row["p99_ratio"] = _stats(p99r)
+        row["cpu_efficiency_ratio"] = _stats(eff)
         row["met"] = bool(row["ratio"] and row["ratio"]["median"] >= meta["target"])
         out[name] = row
     return out
@@ -54,9 +59,9 @@ def _fmt(s: dict[str, float] | None, digits: int = 0) -> str:
 
 def table(summary: dict[str, Any]) -> str:
     head = ("| scenario | unit | fastreg median (min–max) | Distribution median (min–max) | ratio (per-round min–max) "
-            "| target | met | p99 ms fastreg / Distribution | peak RSS/worker MiB f / d "
+            "| target | met | per server CPU-s ratio | p99 ms fastreg / Distribution | peak RSS/worker MiB f / d "
             "| CPU cores client, server, others: fastreg / Distribution | bound f / d |")
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for name, r in summary.items():
         digits = 1 if r["fastreg"] and r["fastreg"]["median"] < 100 else 0
         ratio = (f"{r['ratio']['median']:.2f}× ({r['ratio']['min']:.2f}–{r['ratio']['max']:.2f})"
@@ -71,9 +76,11 @@ def table(summary: dict[str, Any]) -> str:
             for s in ("fastreg", "distribution"))
         bound = f"{r['fastreg_bound'] or '—'} / {r['distribution_bound'] or '—'}"
         fails = r["fastreg_failed_runs"] + r["distribution_failed_runs"]
+        e = r.get("cpu_efficiency_ratio")
+        eff = f"{e['median']:.2f}× ({e['min']:.2f}–{e['max']:.2f})" if e else "—"
         lines.append(f"| {name}{' ⚠ ' + str(fails) + ' failed runs' if fails else ''} | {r['unit']} "
                      f"| {_fmt(r['fastreg'], digits)} | {_fmt(r['distribution'], digits)} | {ratio} "
-                     f"| ≥ {r['target']:g}× | {'yes' if r['met'] else '**no**'} | {p99} | {rss} | {cpu} | {bound} |")
+                     f"| ≥ {r['target']:g}× | {'yes' if r['met'] else '**no**'} | {eff} | {p99} | {rss} | {cpu} | {bound} |")
     return "\n".join(lines)
 
 
@@ -90,14 +97,18 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
     lo = [m - summary[n]["ratio"]["min"] if summary[n]["ratio"] else 0 for n, m in zip(names, med)]
     hi = [summary[n]["ratio"]["max"] - m if summary[n]["ratio"] else 0 for n, m in zip(names, med)]
     colors = ["tab:green" if summary[n]["met"] else "tab:red" for n in names]
-    ax1.bar(xs, med, yerr=[lo, hi], color=colors, capsize=3, label="fastreg / Distribution (median, min–max)")
+    ax1.bar(xs, med, yerr=[lo, hi], color=colors, capsize=3,
+            label="fastreg / Distribution (median, min–max; green: target met)")
+    eff = [summary[n].get("cpu_efficiency_ratio") for n in names]
+    ax1.scatter([x for x, e in zip(xs, eff) if e], [e["median"] for e in eff if e], marker="D", s=30,
+                color="navy", zorder=4, label="same, per server CPU-second")
     ax1.scatter(xs, [summary[n]["target"] for n in names], marker="_", s=600, color="black", zorder=3,
                 label="target")
     ax1.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax1.set_yscale("log")
     ax1.set_xticks(list(xs), names, rotation=40, ha="right")
     ax1.set_ylabel("ratio (log)")
-    ax1.set_title("throughput ratio vs target (green: met)")
+    ax1.set_title("fastreg / Distribution vs target")
     ax1.legend(fontsize=8)
     width = 0.13
     for i, (srv, pct) in enumerate([(s, p) for s in ("fastreg", "distribution") for p in ("p50", "p90", "p99")]):
@@ -114,3 +125,23 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main() -> None:
+    """Re-render results.md and chart.png from a results.json: `python -m bench.report DIR/results.json`."""
+    import json
+    import sys
+    src = Path(sys.argv[1])
+    doc = json.loads(src.read_text())
+    summary = summarize(doc)
+    doc["summary"] = summary
+    src.write_text(json.dumps(doc, indent=1))
+    meta = doc["meta"]
+    tbl = table(summary)
+    (src.parent / "results.md").write_text(f"{meta['date']}, {meta['rounds']} round(s)\n\n{tbl}\n")
+    chart(summary, src.parent / "chart.png", f"fastreg vs Distribution — {meta['date']}, {meta['rounds']} round(s)")
+    print(tbl)
+
+
+if __name__ == "__main__":
+    main()

@@ -30,11 +30,12 @@ def client_cpu() -> float:
 
 
 def machine_busy() -> float:
-    """CPU seconds all processes on the machine have used (from /proc/stat; idle and iowait excluded)."""
+    """CPU seconds this machine's processes and kernel used (/proc/stat: user, nice, system, irq,
+    softirq; idle, iowait and steal -- time the hypervisor gave to other guests -- excluded)."""
     with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / CLK_TCK
+        fields = [int(x) for x in f.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / CLK_TCK
 
 
 def bound_side(client_cores: float, server_cores: float, client_threads: int, machine_cores: float) -> str:
@@ -104,8 +105,9 @@ def start_profilers(srv: Server, out: Path, label: str) -> list[subprocess.Popen
     """py-spy record on every worker of `srv`, collapsed stacks per worker (`python -m
     bench.profile_summary FILE` ranks them; flamegraph.pl or speedscope draw them); stopped by SIGINT."""
     out.mkdir(parents=True, exist_ok=True)
-    return [subprocess.Popen(["py-spy", "record", "--nonblocking", "--rate", "200", "--format", "raw", "-o",
-                              str(out / f"{label}-pid{pid}.txt"), "--pid", str(pid)],
+    extra = os.environ.get("BENCH_PYSPY_ARGS", "").split()     # e.g. "--idle" to see waits too
+    return [subprocess.Popen(["py-spy", "record", "--nonblocking", "--rate", "200", "--format", "raw", *extra,
+                              "-o", str(out / f"{label}-pid{pid}.txt"), "--pid", str(pid)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for pid in srv.workers()]
 

@@ -244,7 +244,7 @@ class CIImage:
 
 class CIPush(Scenario):
     name, unit, target = "ci-push", "images/s", 4.0
-    what = "images x 5 layers (3 shared base layers mounted), HEAD before upload, concurrency 8"
+    what = "images × 5 layers (3 shared base layers mounted), HEAD before upload, concurrency 8"
 
     def round_data(self, rnd: int) -> Any:
         shared = [Blob.of(os.urandom(self.sizes.ci_shared)) for _ in range(3)]
