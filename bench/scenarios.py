@@ -11,6 +11,7 @@ import hashlib
 import os
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,7 +139,7 @@ class Fixtures:
         done.add(what)
 
 
-class Scenario:
+class Scenario(ABC):
     name = ""
     unit = ""
     target = 1.0                # fastreg / Distribution, higher is better
@@ -157,8 +158,9 @@ class Scenario:
         for f in self.fixtures:
             await self.fx.ensure(url, f)
 
+    @abstractmethod
     async def run(self, url: str, rnd: int, data: Any, tag: str) -> Measure:
-        raise NotImplementedError
+        ...
 
 
 def _fresh_large(base: bytes, rnd: int) -> Blob:
@@ -300,14 +302,16 @@ class RateScenario(Scenario):
     rate = True
     connections = 64
 
+    @abstractmethod
     def path(self) -> str:
-        raise NotImplementedError
+        ...
 
     def headers(self) -> list[str]:
         return []
 
+    @abstractmethod
     async def check(self, c: Conn) -> None:
-        raise NotImplementedError
+        ...
 
     async def run(self, url: str, rnd: int, data: Any, tag: str) -> Measure:
         res = await asyncio.to_thread(tools.wrk, url + self.path(), "get.lua", self.headers(),

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def peak_rss_mib(pid: int) -> float:
 
 
 @dataclass
-class Server:
+class Server(ABC):
     """A registry process (and its workers) on 127.0.0.1 with a private data directory."""
 
     name: str
@@ -124,8 +125,9 @@ class Server:
     def root(self) -> Path:
         return self.workdir / "data"
 
+    @abstractmethod
     def command(self, config: Path) -> list[str]:
-        raise NotImplementedError
+        ...
 
     def environment(self) -> dict[str, str]:
         return dict(os.environ)

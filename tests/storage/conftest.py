@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,16 @@ def run(loop: asyncio.AbstractEventLoop) -> Callable[[Any], Any]:
 
 # -- backends -------------------------------------------------------------------------------
 
-class Backend:
+class Backend(ABC):
     name = ""
 
+    @abstractmethod
     def make(self, root: str, **kw: Any) -> StorageDriver:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def leftovers(self, root: str) -> list[str]:
         """Everything stored under `root`, as the service itself lists it."""
-        raise NotImplementedError
 
     async def orphans(self, root: str) -> list[str]:
         """Driver debris no path accounts for (temporary files, abandoned multipart uploads)."""
