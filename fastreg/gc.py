@@ -38,6 +38,7 @@ Dekker's: each side first *writes* its intent, then *reads* the other's.
 Storage (under ``_fastreg_gc/``, which Distribution never looks at)::
 
     active                      the collection's heartbeat (rewritten every HEARTBEAT s)
+    epoch                       rewritten by every collection when it ends (a fresh random value)
     tombstones/<alg>/<hex>      "this digest is about to be deleted"
     vetoes/<alg>/<hex>          "a push needs this digest: do not delete it"
 
@@ -48,26 +49,38 @@ Collector (``Collector.run``):
       digest pass 2 finds referenced or young.
   G3. per digest d still in D: if ``vetoes/d`` exists keep d; else delete d's revisions, links
       and blob.  Then remove ``tombstones/d`` (and the veto).
-  G4. remove ``active``.
+  G4. rewrite ``epoch``; only once that is written, remove ``active``.
 
-Push (``ReferenceGuard.confirm``, called by the manifest PUT after it wrote *all* its links —
-blob data, revision link, referrers link and tag — for the manifest and everything it names):
-  P1. (the links are written)
-  P2. if ``active`` exists: for each named digest d with a tombstone, write ``vetoes/d``;
-      wait until those tombstones are gone; then re-check that everything it names exists.
-      Missing → MANIFEST_BLOB_UNKNOWN (the tag is put back as it was).
+Push (the manifest PUT; ``ReferenceGuard``):
+  P0. read ``epoch``; then check that everything the manifest names exists (the usual
+      MANIFEST_BLOB_UNKNOWN check).
+  P1. write *all* its links — blob data, revision link, referrers link, tag.
+  P2. read ``active``.  If there is none and ``epoch`` still reads as in P0: done.  Otherwise
+      (a collection runs, ran since P0, or died): if it is alive, write ``vetoes/d`` for each
+      named d that has a tombstone and wait until those tombstones are gone; then
+  P3. check again that everything it names exists.  Missing → MANIFEST_BLOB_UNKNOWN (the tag
+      is put back as it was).
 
-Argument.  Take a push P naming digest d and a collection that deletes d.  The deletion
-happens in G3, after G1 wrote ``tombstones/d`` and after pass 2 (G2) read P's repository.
-(a) If P's check P2 read no tombstone for d (or no ``active``), P2 came before G1, so P1
-came before G2: pass 2 saw P's links (the tag, the revision, the layer links) and marked d —
-contradiction; d is not deleted.  (b) If P2 saw the tombstone, P wrote ``vetoes/d`` and then
-waited for the tombstone to disappear, which G3 does only *after* deciding d's fate.  If the
-veto was written before G3 looked for it, d is kept; if after, d was deleted before its
-tombstone went away, so P's re-check (after the wait) finds d missing and P fails.  Either
-way no push *succeeds* naming deleted content.  A pull never sees content vanish under it
-either: we delete only what no successful push references.  The argument needs
-read-after-write consistency of the driver (local filesystem, S3 since 2020, Azure, GCS).
+Argument.  Take a push P naming digest d that succeeds, and a collection C that deletes d at
+time t (in G3).  If t is before P0's check, that check fails; so t is after P0's epoch read.
+(a) C wrote ``epoch`` (G4) after t, hence after P0.  If that write came before P2 read
+``epoch``, P2 saw a change, so P3 ran after t and found d missing — P failed.  Otherwise C's G4
+is after P2's reads, so ``active`` still existed when P2 read it, *unless* C had not written it
+yet (G1 after P2's read of ``active``); but then pass 2 (G2) started after P1, saw P's links and
+marked d — C would not delete d.  So P2 found ``active`` and did P3 — and P3 after t fails.
+(b) So P3 ran before t, and P2 before it.  Pass 2 did not see P's links, so it started before
+P1 ended: G1 < G2 < P1 < P2 < P3 < t.  ``tombstones/d`` was written in G1 and is removed only
+after G3 decides d, after t: P2 found it (and a live ``active``: C sweeps only while its own
+heartbeat is fresh), wrote ``vetoes/d`` and waited until the tombstone was gone — after t, so
+P3 ran after t.  Contradiction again: no push *succeeds* naming content a collection deletes.
+A pull never sees content vanish under it either: we delete only what no successful push
+references.  The argument needs read-after-write consistency of the driver (local
+filesystem, S3 since 2020, Azure, GCS).  (An earlier version re-checked only when P2 found a
+tombstone; a collection that swept d between P0 and P2 and had already removed its tombstone
+or ended got through — tests/ops/test_gc_protocol.py forces both interleavings.)
+
+The price for a push is two small reads (``epoch``, ``active``) while no collection runs, and
+the existence check done twice while one does.
 
 Crashed collections: ``active`` carries a heartbeat.  A push treats an ``active`` older than
 STALE seconds as dead and proceeds (skipping P2's wait); the collector therefore stops
@@ -83,6 +96,7 @@ unreferenced), gets MANIFEST_BLOB_UNKNOWN and must push again (as with Distribut
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -99,6 +113,7 @@ from .storage.driver.base import PathNotFound, StorageDriver, StorageError
 
 GC_ROOT = f"{layout.ROOT}/_fastreg_gc"
 ACTIVE = f"{GC_ROOT}/active"
+EPOCH = f"{GC_ROOT}/epoch"
 HEARTBEAT = 5.0        # seconds between rewrites of `active`
 STALE = 120.0          # an `active` older than this belongs to a dead collection
 CLOCK_SLACK = 2.0      # file mtimes come from a coarse clock (and maybe another host's)
@@ -149,30 +164,38 @@ class GuardTimeout(Exception):
 
 
 class ReferenceGuard:
-    """Step P2 of the protocol above, for the manifest PUT."""
+    """Steps P0 and P2 of the protocol above, for the manifest PUT."""
 
     def __init__(self, driver: StorageDriver, *, wait: float = 300.0) -> None:
         self.driver = driver
         self.wait = wait
 
-    async def _collection_alive(self) -> bool:
-        return await heartbeat_age(self.driver) < STALE
+    async def epoch(self) -> bytes:
+        """P0: read before the push checks what its manifest names."""
+        try:
+            return await self.driver.get_content(EPOCH)
+        except PathNotFound:
+            return b""
 
-    async def confirm(self, digests: Iterable[Digest]) -> bool:
-        """Call once every link naming `digests` is written.  True means a collection had
-        some of them marked for deletion: the caller must check they still exist."""
-        if not await self._collection_alive():
-            return False
+    async def confirm(self, digests: Iterable[Digest], since: bytes) -> bool:
+        """P2: call once every link naming `digests` is written, with what `epoch()` read
+        before the push checked them.  True means a collection may have deleted some of them
+        since: the caller must check again that they all exist (P3)."""
+        age = await heartbeat_age(self.driver)
+        if age == float("inf"):                        # no collection now, nor a dead one's leftovers
+            return await self.epoch() != since
+        if age >= STALE:                               # a dead collection: it may have swept anything
+            return True
         held = [d for d in dict.fromkeys(digests) if await _exists(self.driver, tombstone_path(d))]
         if not held:
-            return False
+            return True
         for d in held:
             await self.driver.put_content(veto_path(d), b"", durable=False)
         deadline = time.monotonic() + self.wait
         delay = 0.01
         while True:
             held = [d for d in held if await _exists(self.driver, tombstone_path(d))]
-            if not held or not await self._collection_alive():
+            if not held or await heartbeat_age(self.driver) >= STALE:
                 return True
             if time.monotonic() > deadline:
                 raise GuardTimeout(f"garbage collection holds {held[0]}")
@@ -576,6 +599,12 @@ class Collector:
             await self._index_referrers(m2, final, report)
         finally:
             beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            # G4: a push that checked its references before this collection swept them sees
+            # the new epoch (or `active`), and checks again.  If the epoch cannot be written,
+            # `active` stays: pushes keep checking again until a later collection clears it.
+            await self.driver.put_content(EPOCH, f"{time.time_ns()}-{os.urandom(8).hex()}".encode())
             await self._remove(f"{GC_ROOT}/tombstones")
             await self._remove(f"{GC_ROOT}/vetoes")
             await self._remove(ACTIVE)

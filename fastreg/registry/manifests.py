@@ -113,6 +113,7 @@ class ManifestStore:
         else:
             d = digest_bytes(body, "sha256")
         parsed = mf.parse(body, content_type, allow_blake3=self.allow_blake3)
+        since = await self.guard.epoch()                # online gc, step P0 (fastreg.gc)
         await self._check_references(name, parsed)
 
         if await self.blobs.stat_data(d) is None:
@@ -132,17 +133,17 @@ class ManifestStore:
             except RegistryError:
                 previous = None
             await self.tags.tag(name, ref, d)
-        await self._confirm(name, ref, d, parsed, previous)
+        await self._confirm(name, ref, d, parsed, previous, since)
         self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type))
         return d, parsed
 
     async def _confirm(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest,
-                       previous: Digest | None) -> None:
+                       previous: Digest | None, since: bytes) -> None:
         """Every link is written: tell a running garbage collection what this manifest names
-        (fastreg.gc, step P2); if it had any of it marked, check it all survived."""
+        (fastreg.gc, step P2); if one runs or ran since `since`, check it all survived (P3)."""
         named = [d, *(b.digest for b in parsed.blobs if not b.foreign), *(c.digest for c in parsed.manifests)]
         try:
-            if not await self.guard.confirm(named):
+            if not await self.guard.confirm(named, since):
                 return
             self._cache.pop((d.algorithm, d.hex), None)
             if await self.blobs.stat_data(d) is not None and await self._revision_exists(name, d):

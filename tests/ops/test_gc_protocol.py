@@ -202,3 +202,64 @@ def test_a_live_collection_is_not_run_twice(world: World) -> None:
         with pytest.raises(RuntimeError, match="another garbage collection"):
             await world.collect(lambda _p: asyncio.sleep(0))
     asyncio.run(main())
+
+
+class _PausingDriver(FilesystemDriver):
+    """Holds the first revision-link write (step P1) until `release` is set: the push has checked
+    what its manifest names (P0) and not yet linked it."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root, fsync=False)
+        self.paused = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
+        if "/_manifests/revisions/" in path and not self.release.is_set():
+            self.paused.set()
+            await self.release.wait()
+        await super().put_content(path, data, durable)
+
+
+@pytest.mark.parametrize("until", ["swept", "ended"])
+def test_a_sweep_between_the_check_and_the_links_fails_the_push(tmp_path: Path, until: str) -> None:
+    """The push checked the orphan (present), then a collection swept it — and either still runs
+    with its tombstone already gone ("swept") or has ended ("ended") — before the push wrote its
+    links.  The push must fail, not succeed naming a deleted blob."""
+    async def main() -> None:
+        world = World(tmp_path / "data")
+        world.driver = _PausingDriver(str(world.root))
+        world.reg = Registry(world.driver, secret=b"s" * 32, delete_enabled=True)
+        orphan, _ = await world.seed()
+        push = asyncio.ensure_future(_push_image(world.reg, "v1", orphan))
+        await asyncio.wait_for(world.driver.paused.wait(), 10)
+
+        async def hook(phase: str) -> None:
+            if phase == "swept" and until == "swept":
+                world.driver.release.set()
+                with pytest.raises(RegistryError) as err:
+                    await push
+                assert err.value.code.value == "MANIFEST_BLOB_UNKNOWN"
+
+        report = await world.collect(hook)
+        assert report.deleted_blobs >= 1 and not await world.exists(orphan)
+        world.driver.release.set()
+        if until == "ended":
+            with pytest.raises(RegistryError) as err:
+                await push
+            assert err.value.code.value == "MANIFEST_BLOB_UNKNOWN"
+        with pytest.raises(RegistryError):                       # the tag was put back (never existed)
+            await world.reg.manifests.get(REPO, "v1")
+    asyncio.run(main())
+
+
+def test_without_a_collection_a_push_costs_no_second_check(world: World) -> None:
+    """P2 with no `active` and an unchanged epoch: no re-check (the common case stays cheap)."""
+    async def main() -> None:
+        orphan, _ = await world.seed()
+        guard = world.reg.manifests.guard
+        since = await guard.epoch()
+        assert await guard.confirm([_digest(orphan)], since) is False
+        await world.collect(lambda _p: asyncio.sleep(0))          # deletes the orphan, new epoch
+        assert await guard.confirm([_digest(orphan)], since) is True
+        assert await guard.confirm([_digest(orphan)], await guard.epoch()) is False
+    asyncio.run(main())
