@@ -42,7 +42,10 @@ bytes *as they arrive*, from a spool file the fetch appends to.
   an upstream error nothing is stored, and the clients' responses end early (their digests
   would fail anyway).  The fetch runs to the end even if the client that started it goes away.
 
-``HEAD`` of a missing blob asks upstream with ``HEAD`` and stores nothing.  Tag lists are
+A ``Range`` request on a missing blob joins the same fetch and is answered (206) as soon as the
+spool holds its bytes.  ``HEAD`` of a missing blob, or of a manifest this cache does not hold,
+asks upstream with ``HEAD`` and stores nothing (a GET would count against upstream pull rate
+limits such as Docker Hub's; a HEAD does not).  Tag lists are
 forwarded to upstream (the local list if upstream is unreachable).
 
 Upstream authentication (``upstream.py``): anonymous first, then the ``Bearer`` token handshake
@@ -66,7 +69,17 @@ import orjson
 
 from ..api.errors import RegistryError
 from ..api.http import Request, Response, h
-from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, new_hasher, parse_digest
+from ..digest import (
+    Digest,
+    InvalidDigest,
+    RangeNotSatisfiable,
+    UnsupportedDigest,
+    digest_bytes,
+    format_content_range,
+    new_hasher,
+    parse_digest,
+    parse_range,
+)
 from ..hooks import Target
 from ..reference import is_digest_reference
 from ..storage import layout
@@ -149,17 +162,19 @@ class Proxy:
         up, remote = target
         name = req.params["name"]
         if route == "manifest":
+            if method == "HEAD":
+                head = await self._head_manifest(name, up, remote, req.params["reference"])
+                if head is not None:
+                    return head
             await self.ensure_manifest(name, up, remote, req.params["reference"])
         elif route == "blob":
             d = ctx.digest(req.params["digest"])
             if not await self._linked(name, d):
                 if method == "HEAD":
                     return await self._head_blob(up, remote, d)
-                if req.header(b"range") is None:
-                    resp, size = await self._stream_blob(name, up, remote, d)
-                    await ctx.emit("pull", req, Target(name, str(d), "application/octet-stream", size))
-                    return resp
-                await self._fetched(name, up, remote, d)
+                blob, size = await self._stream_blob(name, up, remote, d, req.header(b"range"))
+                await ctx.emit("pull", req, Target(name, str(d), "application/octet-stream", size))
+                return blob
         elif route == "tags":
             resp = await self._tags(up, remote, req)
             if resp is not None:
@@ -188,6 +203,33 @@ class Proxy:
         except (PathNotFound, InvalidDigest, UnsupportedDigest, UnicodeDecodeError):
             return None, 0.0
         return d, info.mtime
+
+    async def _head_manifest(self, name: str, up: Upstream, remote: str, reference: str) -> Response | None:
+        """HEAD of a manifest this cache does not hold: answered from upstream's HEAD, storing
+        nothing (an upstream GET counts against pull rate limits such as Docker Hub's; a HEAD
+        does not).  None when the local copy can answer (the usual handler, with revalidation)."""
+        if is_digest_reference(reference):
+            if await self._revision(name, self._parse_digest(reference)):
+                return None
+        elif (await self._tag_state(name, reference))[0] is not None:
+            return None
+        try:
+            r = await up.send("HEAD", remote, f"manifests/{reference}", {"Accept": MANIFEST_ACCEPT})
+        except transport_errors() as exc:
+            raise RegistryError("UNAVAILABLE", f"upstream {up.remoteurl} unreachable: {exc}", status=503) from None
+        if r.status_code == 404:
+            raise RegistryError("MANIFEST_UNKNOWN", {"name": name, "reference": reference})
+        claimed = r.headers.get("docker-content-digest")
+        if r.status_code != 200 or not claimed:
+            return None                     # an upstream that cannot answer HEAD: fetch with GET
+        d = self._parse_digest(claimed)
+        if is_digest_reference(reference) and d != self._parse_digest(reference):
+            raise RegistryError("DIGEST_INVALID", {"upstream": up.remoteurl, "reference": reference,
+                                                   "detail": "upstream answered another digest"})
+        headers = [h("Docker-Content-Digest", str(d)), h("ETag", f'"{d}"'),
+                   h("Content-Type", r.headers.get("content-type", "application/octet-stream")),
+                   h("Content-Length", r.headers.get("content-length", "0"))]
+        return Response(200, headers)
 
     async def ensure_manifest(self, name: str, up: Upstream, remote: str, reference: str) -> None:
         if is_digest_reference(reference):
@@ -326,13 +368,10 @@ class Proxy:
             task.add_done_callback(self._tasks.discard)
         return fl.join()
 
-    async def _fetched(self, name: str, up: Upstream, remote: str, d: Digest) -> None:
-        """Wait until the blob is stored (for requests that need the whole file, e.g. ranges)."""
-        fl = self._join(name, up, remote, d)
-        async for _ in fl.stream():
-            pass
-
-    async def _stream_blob(self, name: str, up: Upstream, remote: str, d: Digest) -> tuple[Response, int]:
+    async def _stream_blob(self, name: str, up: Upstream, remote: str, d: Digest,
+                           rng: str | None) -> tuple[Response, int]:
+        """A blob this cache does not hold: join (or start) its fetch and stream what arrives —
+        the whole blob, or the requested range as soon as its bytes are in the spool."""
         fl = self._join(name, up, remote, d)
         await fl.sized.wait()
         if fl.error is not None or fl.size is None:
@@ -340,9 +379,23 @@ class Proxy:
             if isinstance(fl.error, RegistryError):
                 raise fl.error
             raise RegistryError("UNAVAILABLE", f"upstream fetch failed: {fl.error}", status=503)
-        headers = [h("Content-Length", fl.size), h("Docker-Content-Digest", str(d)), h("ETag", f'"{d}"'),
+        size = fl.size
+        headers = [h("Docker-Content-Digest", str(d)), h("ETag", f'"{d}"'),
                    (b"content-type", b"application/octet-stream"), (b"accept-ranges", b"bytes")]
-        return Response(200, headers, stream=fl.stream()), fl.size
+        span = None
+        if rng is not None:
+            try:
+                span = parse_range(rng, size)
+            except RangeNotSatisfiable:
+                fl.leave()
+                raise RegistryError("RANGE_INVALID", {"range": rng, "size": size},
+                                    message="requested range not satisfiable",
+                                    headers=[h("Content-Range", f"bytes */{size}")]) from None
+        if span is None:
+            return Response(200, [h("Content-Length", size), *headers], stream=fl.stream()), size
+        start, end = span
+        headers += [h("Content-Range", format_content_range(start, end, size)), h("Content-Length", end - start + 1)]
+        return Response(206, headers, stream=fl.stream(start, end + 1)), size
 
     async def _run_fetch(self, fl: InFlight, name: str, up: Upstream, remote: str) -> None:
         d = fl.digest

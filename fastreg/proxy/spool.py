@@ -96,11 +96,12 @@ class InFlight:
         self.readers -= 1
         self.maybe_close()
 
-    async def stream(self) -> AsyncIterator[bytes]:
-        """The blob's bytes as they arrive; call after join(), which this releases."""
-        pos = 0
+    async def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The blob's bytes [start, end) as they arrive (to the end if `end` is None); call
+        after join(), which this releases."""
+        pos = start
         try:
-            while True:
+            while end is None or pos < end:
                 async with self.cond:
                     while not (self.written > pos or self.done):
                         await self.cond.wait()
@@ -109,12 +110,15 @@ class InFlight:
                     raise RuntimeError(f"upstream fetch of {self.digest} failed: {error}")
                 if written > pos:
                     assert self.fd is not None
-                    data = os.pread(self.fd, min(CHUNK, written - pos), pos)
+                    upto = written if end is None else min(written, end)
+                    data = os.pread(self.fd, min(CHUNK, upto - pos), pos)
                     if not data:
                         raise RuntimeError(f"spool of {self.digest} shrank")
                     pos += len(data)
                     yield data
                 elif done:
+                    if end is not None:
+                        raise RuntimeError(f"spool of {self.digest} ended at {pos}, before {end}")
                     return
         finally:
             self.leave()

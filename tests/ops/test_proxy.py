@@ -232,3 +232,46 @@ def test_pulls_through_the_cache_send_pull_events(upstream: DistributionServer, 
         assert all(e["target"]["repository"] == repo for e in evs)
     finally:
         receiver.stop()
+
+
+def test_ranges_and_heads_of_content_the_cache_does_not_hold(
+        upstream: DistributionServer, fastreg_factory: Callable[..., Any]) -> None:
+    """A Range GET of a missing blob is served from the one upstream fetch (206, exact bytes);
+    HEAD of a missing manifest asks upstream with HEAD and stores nothing (a GET would count
+    against upstream pull rate limits)."""
+    repo = "lib/ranged"
+    big = make_layer(8 << 20)
+    image = make_manifest(make_config(), [big])
+    with httpx.Client(base_url=upstream.url, timeout=60.0) as up:
+        push_manifest(up, repo, image, "v1")
+    srv = fastreg_factory({"log": {"level": "info"}, "proxy": {"remoteurl": upstream.url}})
+    with httpx.Client(base_url=srv.url, timeout=60.0, headers={"Accept": ACCEPT}) as c:
+        r = c.head(f"/v2/{repo}/manifests/v1")
+        assert r.status_code == 200 and r.headers["docker-content-digest"] == image.digest
+        assert int(r.headers["content-length"]) == len(image.body)
+        r = c.head(f"/v2/{repo}/manifests/{image.digest}")
+        assert r.status_code == 200 and r.headers["docker-content-digest"] == image.digest
+        assert _upstream_gets(upstream, repo, "manifests", "v1") == 0           # HEADs only
+        assert _upstream_gets(upstream, repo, "manifests", "v1", "HEAD") == 1
+        assert c.head(f"/v2/{repo}/manifests/nope").status_code == 404
+        assert c.get(f"/v2/{repo}/manifests/v1").content == image.body       # now fetched and stored
+        assert _upstream_gets(upstream, repo, "manifests", "v1") == 1
+
+        async def ranges() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=60.0) as ac:
+                spans = [(0, 99), (5 << 20, (5 << 20) + 4095), (big.size - 10, big.size - 1)]
+                return await asyncio.gather(*(ac.get(f"/v2/{repo}/blobs/{big.digest}",
+                                                     headers={"Range": f"bytes={a}-{b}"}) for a, b in spans))
+        for r, (a, b) in zip(asyncio.run(ranges()),
+                             [(0, 99), (5 << 20, (5 << 20) + 4095), (big.size - 10, big.size - 1)], strict=True):
+            assert r.status_code == 206, r.text
+            assert r.headers["content-range"] == f"bytes {a}-{b}/{big.size}"
+            assert r.content == big.data[a:b + 1]
+        assert _upstream_gets(upstream, repo, "blobs", big.digest) == 1
+        # Unsatisfiable range on a missing blob: 416 with the size, and still one fetch.
+        cfg = image.blobs[0]
+        r = c.get(f"/v2/{repo}/blobs/{cfg.digest}", headers={"Range": f"bytes={cfg.size + 5}-"})
+        assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{cfg.size}"
+        assert c.get(f"/v2/{repo}/blobs/{cfg.digest}").content == cfg.data
+        assert c.get(f"/v2/{repo}/blobs/{big.digest}").content == big.data    # stored: served locally
+        assert _upstream_gets(upstream, repo, "blobs", big.digest) == 1
