@@ -150,24 +150,24 @@ class _S(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A config section: frozen, every key known."""
 
 
-class LogAccessLog(_S):
+class LogAccessLog(_S, frozen=True):
     disabled: bool = False
 
 
-class SMTP(_S):
+class SMTP(_S, frozen=True):
     addr: str = ""
     username: str = ""
     password: str = ""
     insecure: bool = False
 
 
-class MailOptions(_S):
+class MailOptions(_S, frozen=True):
     smtp: SMTP = msgspec.field(default_factory=SMTP)
     from_: str = msgspec.field(default="", name="from")
     to: list[str] = msgspec.field(default_factory=list)
 
 
-class LogHook(_S):
+class LogHook(_S, frozen=True):
     disabled: bool = False
     type: str = ""
     levels: list[str] = msgspec.field(default_factory=list)
@@ -178,7 +178,7 @@ LOG_LEVELS = ("error", "warn", "info", "debug")
 LOG_FORMATTERS = ("", "text", "json", "logstash")
 
 
-class Log(_S):
+class Log(_S, frozen=True):
     level: str = "info"   # error | warn | info | debug (Distribution's set)
     formatter: str = ""
     fields: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -189,52 +189,52 @@ class Log(_S):
 
 # storage
 
-class Filesystem(_S):
+class Filesystem(_S, frozen=True):
     rootdirectory: str = ""   # filled with DEFAULT_ROOTDIRECTORY when empty
     maxthreads: int = 100
 
 
-class InMemory(_S):
+class InMemory(_S, frozen=True):
     pass
 
 
-class StorageDelete(_S):
+class StorageDelete(_S, frozen=True):
     enabled: bool = False
 
 
-class UploadPurging(_S):
+class UploadPurging(_S, frozen=True):
     enabled: bool = True
     age: Duration = 168 * 3600.0
     interval: Duration = 24 * 3600.0
     dryrun: bool = False
 
 
-class ReadOnly(_S):
+class ReadOnly(_S, frozen=True):
     enabled: bool = False
 
 
-class Maintenance(_S):
+class Maintenance(_S, frozen=True):
     uploadpurging: UploadPurging = msgspec.field(default_factory=UploadPurging)
     readonly: ReadOnly = msgspec.field(default_factory=ReadOnly)
 
 
-class StorageCache(_S):
+class StorageCache(_S, frozen=True):
     blobdescriptor: str = ""
     blobdescriptorsize: int = 0
 
 
-class StorageRedirect(_S):
+class StorageRedirect(_S, frozen=True):
     disable: bool = False
 
 
-class StorageTag(_S):
+class StorageTag(_S, frozen=True):
     concurrencylimit: int = 0
 
 
 DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
 
 
-class Storage(_S):
+class Storage(_S, frozen=True):
     filesystem: Filesystem | None = None
     inmemory: InMemory | None = None
     s3: dict[str, Any] | None = None
@@ -260,12 +260,12 @@ class Storage(_S):
 
 # auth
 
-class Htpasswd(_S):
+class Htpasswd(_S, frozen=True):
     realm: str = ""
     path: str = ""
 
 
-class Token(_S):
+class Token(_S, frozen=True):
     realm: str = ""
     service: str = ""
     issuer: str = ""
@@ -276,19 +276,19 @@ class Token(_S):
     signingalgorithms: list[str] = msgspec.field(default_factory=list)
 
 
-class Silly(_S):
+class Silly(_S, frozen=True):
     realm: str = ""
     service: str = ""
 
 
-class NoAuth(_S):
+class NoAuth(_S, frozen=True):
     pass
 
 
 AUTH_TYPES = ("htpasswd", "token", "silly", "none")
 
 
-class Auth(_S):
+class Auth(_S, frozen=True):
     htpasswd: Htpasswd | None = None
     token: Token | None = None
     silly: Silly | None = None
@@ -302,39 +302,39 @@ class Auth(_S):
 
 # middleware, reporting
 
-class Middleware(_S):
+class Middleware(_S, frozen=True):
     name: str = ""
     disabled: bool = False
     options: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Bugsnag(_S):
+class Bugsnag(_S, frozen=True):
     apikey: str = ""
     releasestage: str = ""
     endpoint: str = ""
 
 
-class NewRelic(_S):
+class NewRelic(_S, frozen=True):
     licensekey: str = ""
     name: str = ""
     verbose: bool = False
 
 
-class Reporting(_S):
+class Reporting(_S, frozen=True):
     bugsnag: Bugsnag = msgspec.field(default_factory=Bugsnag)
     newrelic: NewRelic = msgspec.field(default_factory=NewRelic)
 
 
 # http
 
-class LetsEncrypt(_S):
+class LetsEncrypt(_S, frozen=True):
     cachefile: str = ""
     email: str = ""
     hosts: list[str] = msgspec.field(default_factory=list)
     directoryurl: str = ""
 
 
-class TLS(_S):
+class TLS(_S, frozen=True):
     certificate: str = ""
     key: str = ""
     clientcas: list[str] = msgspec.field(default_factory=list)
@@ -343,28 +343,28 @@ class TLS(_S):
     letsencrypt: LetsEncrypt = msgspec.field(default_factory=LetsEncrypt)
 
 
-class Prometheus(_S):
+class Prometheus(_S, frozen=True):
     enabled: bool = False
     path: str = "/metrics"
 
 
-class Debug(_S):
+class Debug(_S, frozen=True):
     addr: str = ""
     prometheus: Prometheus = msgspec.field(default_factory=Prometheus)
 
 
-class HTTP2(_S):
+class HTTP2(_S, frozen=True):
     disabled: bool = False
 
 
-class H2C(_S):
+class H2C(_S, frozen=True):
     enabled: bool = False
 
 
 DEFAULT_ADDR = "127.0.0.1:5000"
 
 
-class HTTP(_S):
+class HTTP(_S, frozen=True):
     addr: str = DEFAULT_ADDR
     net: str = "tcp"
     prefix: str = ""
@@ -381,12 +381,12 @@ class HTTP(_S):
 
 # notifications
 
-class Ignore(_S):
+class Ignore(_S, frozen=True):
     mediatypes: list[str] = msgspec.field(default_factory=list)
     actions: list[str] = msgspec.field(default_factory=list)
 
 
-class Endpoint(_S):
+class Endpoint(_S, frozen=True):
     name: str = ""
     disabled: bool = False
     url: str = ""
@@ -398,31 +398,31 @@ class Endpoint(_S):
     ignore: Ignore = msgspec.field(default_factory=Ignore)
 
 
-class Events(_S):
+class Events(_S, frozen=True):
     includereferences: bool = False
 
 
-class Notifications(_S):
+class Notifications(_S, frozen=True):
     events: Events = msgspec.field(default_factory=Events)
     endpoints: list[Endpoint] = msgspec.field(default_factory=list)
 
 
 # redis: 2.8's keys plus Distribution 3's (go-redis UniversalOptions, inlined)
 
-class RedisTLS(_S):
+class RedisTLS(_S, frozen=True):
     enabled: bool = False
     certificate: str = ""
     key: str = ""
     clientcas: list[str] = msgspec.field(default_factory=list)
 
 
-class RedisPool(_S):
+class RedisPool(_S, frozen=True):
     maxidle: int = 0
     maxactive: int = 0
     idletimeout: Duration = 0.0
 
 
-class Redis(_S):
+class Redis(_S, frozen=True):
     addr: str = ""
     addrs: list[str] = msgspec.field(default_factory=list)
     username: str = ""
@@ -446,13 +446,13 @@ class Redis(_S):
 
 # health
 
-class FileChecker(_S):
+class FileChecker(_S, frozen=True):
     file: str = ""
     interval: Duration = 0.0
     threshold: int = 0
 
 
-class HTTPChecker(_S):
+class HTTPChecker(_S, frozen=True):
     uri: str = ""
     headers: dict[str, list[str]] = msgspec.field(default_factory=dict)
     statuscode: int = 200
@@ -461,20 +461,20 @@ class HTTPChecker(_S):
     threshold: int = 0
 
 
-class TCPChecker(_S):
+class TCPChecker(_S, frozen=True):
     addr: str = ""
     timeout: Duration = 0.0
     interval: Duration = 0.0
     threshold: int = 0
 
 
-class StorageDriverCheck(_S):
+class StorageDriverCheck(_S, frozen=True):
     enabled: bool = False
     interval: Duration = 0.0
     threshold: int = 0
 
 
-class Health(_S):
+class Health(_S, frozen=True):
     storagedriver: StorageDriverCheck = msgspec.field(default_factory=StorageDriverCheck)
     file: list[FileChecker] = msgspec.field(default_factory=list)
     http: list[HTTPChecker] = msgspec.field(default_factory=list)
@@ -483,92 +483,92 @@ class Health(_S):
 
 # proxy, compatibility, validation, policy, catalog
 
-class Proxy(_S):
+class Proxy(_S, frozen=True):
     remoteurl: str = ""
     username: str = ""
     password: str = ""
     ttl: Duration | None = None   # Distribution: unset = 7 days, 0 = never expire
 
 
-class Schema1(_S):
+class Schema1(_S, frozen=True):
     signingkeyfile: str = ""
     enabled: bool = False
 
 
-class Compatibility(_S):
+class Compatibility(_S, frozen=True):
     schema1: Schema1 = msgspec.field(default_factory=Schema1)
 
 
-class URLRules(_S):
+class URLRules(_S, frozen=True):
     allow: list[str] = msgspec.field(default_factory=list)
     deny: list[str] = msgspec.field(default_factory=list)
 
 
-class Platform(_S):
+class Platform(_S, frozen=True):
     architecture: str = ""
     os: str = ""
 
 
-class IndexValidation(_S):
+class IndexValidation(_S, frozen=True):
     platforms: str = "all"   # all | none | list
     platformlist: list[Platform] = msgspec.field(default_factory=list)
 
 
-class ManifestValidation(_S):
+class ManifestValidation(_S, frozen=True):
     urls: URLRules = msgspec.field(default_factory=URLRules)
     indexes: IndexValidation = msgspec.field(default_factory=IndexValidation)
 
 
-class Validation(_S):
+class Validation(_S, frozen=True):
     enabled: bool = False    # deprecated by Distribution in favour of disabled
     disabled: bool = False
     manifests: ManifestValidation = msgspec.field(default_factory=ManifestValidation)
 
 
-class RepositoryPolicy(_S):
+class RepositoryPolicy(_S, frozen=True):
     classes: list[str] = msgspec.field(default_factory=list)
 
 
-class Policy(_S):
+class Policy(_S, frozen=True):
     repository: RepositoryPolicy = msgspec.field(default_factory=RepositoryPolicy)
 
 
-class Catalog(_S):
+class Catalog(_S, frozen=True):
     maxentries: int = 0   # Distribution 3; <= 0 means its default, 1000
 
 
 # fastreg's own section
 
-class DigestOptions(_S):
+class DigestOptions(_S, frozen=True):
     blake3: bool = False   # accept blake3 digests (not in Distribution)
 
 
-class CatalogLimits(_S):
+class CatalogLimits(_S, frozen=True):
     maxentries: int = 1000
 
 
-class ManifestLimits(_S):
+class ManifestLimits(_S, frozen=True):
     maxsize: int = 4 * 1024 * 1024
 
 
-class TagLimits(_S):
+class TagLimits(_S, frozen=True):
     maxentries: int = 10000
 
 
-class AccessRule(_S):
+class AccessRule(_S, frozen=True):
     repository: str = "**"                       # glob: * within a component, ** across
     pull: list[str] = msgspec.field(default_factory=list)     # principals: user, @group,
     push: list[str] = msgspec.field(default_factory=list)     # authenticated, anonymous
     delete: list[str] = msgspec.field(default_factory=list)
 
 
-class AccessPolicy(_S):
+class AccessPolicy(_S, frozen=True):
     groups: dict[str, list[str]] = msgspec.field(default_factory=dict)   # group → users
     catalog: list[str] = msgspec.field(default_factory=list)            # who may list /v2/_catalog
     rules: list[AccessRule] = msgspec.field(default_factory=list)
 
 
-class TokenService(_S):
+class TokenService(_S, frozen=True):
     path: str = "/token"                 # served on the registry's own listener
     key: str = ""                        # PEM private key that signs tokens (ECDSA or RSA)
     certificate: str = ""                # its certificate (+ chain): sent as x5c
@@ -580,23 +580,23 @@ class TokenService(_S):
     anonymous: bool = True               # answer requests without credentials (anonymous grants)
 
 
-class RateBucket(_S):
+class RateBucket(_S, frozen=True):
     rate: float = 0.0                    # requests per second (0: no limit)
     burst: int = 0                       # largest burst (default: one second's worth, at least 1)
 
 
-class RateLimits(_S):
+class RateLimits(_S, frozen=True):
     client: RateBucket = msgspec.field(default_factory=RateBucket)   # per client address
     user: RateBucket = msgspec.field(default_factory=RateBucket)     # per authenticated user
 
 
-class FastregAuth(_S):
+class FastregAuth(_S, frozen=True):
     access: AccessPolicy | None = None
     tokenservice: TokenService | None = None
     ratelimit: RateLimits = msgspec.field(default_factory=RateLimits)
 
 
-class NotifyOptions(_S):
+class NotifyOptions(_S, frozen=True):
     outbox: str = ""               # directory of the durable outbox; "" = local state dir (see fastreg.notify)
     maxevents: int = 100000        # outbox bound: older events are dropped (and counted) beyond it
     allowprivate: bool = False     # allow webhook targets on loopback/private/link-local addresses
@@ -605,18 +605,18 @@ class NotifyOptions(_S):
     pollinterval: Duration = 0.5   # how often the delivering worker looks for other workers' events
 
 
-class GCOptions(_S):
+class GCOptions(_S, frozen=True):
     graceperiod: Duration = 3600.0   # blobs/manifests/links younger than this are never collected
     interval: Duration = 0.0         # > 0: the server runs a collection this often (one worker)
     deleteuntagged: bool = False     # the background collection also removes untagged manifests
 
 
-class ProxyUpstreams(_S):
+class ProxyUpstreams(_S, frozen=True):
     # name prefix → upstream: /v2/<prefix>/<repo>/... is a pull-through cache of <remoteurl>/v2/<repo>/...
     upstreams: dict[str, Proxy] = msgspec.field(default_factory=dict)
 
 
-class Fastreg(_S):
+class Fastreg(_S, frozen=True):
     workers: int | None = None                   # None: one per core
     httpmode: Literal["auto", "1", "2"] = "auto"   # auto = HTTP/1.1 plus h2c
     fsync: bool = True                           # fsync blobs and links before they become visible
@@ -630,7 +630,7 @@ class Fastreg(_S):
     proxy: ProxyUpstreams = msgspec.field(default_factory=ProxyUpstreams)
 
 
-class Config(_S):
+class Config(_S, frozen=True):
     version: str = "0.1"
     log: Log = msgspec.field(default_factory=Log)
     loglevel: str = ""   # deprecated by Distribution: becomes log.level when that is unset
@@ -659,11 +659,11 @@ class Config(_S):
 # bare driver names) work.
 
 @functools.cache
-def _fields(cls: type) -> dict[str, tuple[str, Any]]:
+def _fields(cls: type[msgspec.Struct]) -> dict[str, tuple[str, Any]]:
     """yaml key -> (attribute, annotated type) for a Struct."""
     hints = typing.get_type_hints(cls, include_extras=True)
     return {enc: (attr, hints[attr])
-            for attr, enc in zip(cls.__struct_fields__, cls.__struct_encode_fields__)}
+            for attr, enc in zip(cls.__struct_fields__, cls.__struct_encode_fields__, strict=True)}
 
 
 def _is_struct(tp: Any) -> bool:

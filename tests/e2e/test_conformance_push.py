@@ -538,7 +538,7 @@ def test_put_docker_schema2_manifest(client: httpx.Client) -> None:
     _assert_manifest_created(resp, repo, m.digest)
     _assert_pull(client, repo, "latest", m.body, DOCKER_MANIFEST)
     # What docker pull sends: a list of acceptable types.
-    accept = ", ".join([DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX])
+    accept = f"{DOCKER_MANIFEST}, {DOCKER_LIST}, {OCI_MANIFEST}, {OCI_INDEX}"
     _assert_pull(client, repo, "latest", m.body, DOCKER_MANIFEST, accept=accept)
 
 
@@ -550,7 +550,7 @@ def test_put_docker_manifest_list(client: httpx.Client) -> None:
     lst = make_index(children, media_type=DOCKER_LIST)
     resp = put_manifest(client, repo, "latest", lst)
     _assert_manifest_created(resp, repo, lst.digest)
-    accept = ", ".join([DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX])
+    accept = f"{DOCKER_MANIFEST}, {DOCKER_LIST}, {OCI_MANIFEST}, {OCI_INDEX}"
     _assert_pull(client, repo, "latest", lst.body, DOCKER_LIST, accept=accept)
 
 
