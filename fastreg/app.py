@@ -7,11 +7,11 @@ import secrets
 import time
 from typing import Any
 
+from . import health
 from .api.base import Context
 from .api.errors import RegistryError, error_body
 from .api.http import Receive, Request, Response, Scope, Send
 from .api.routes import match
-from .health import StorageHealth
 from .hooks import Observer
 from .logging import access_enabled, current_scope, log_access
 from .metrics import MULTIPROC_ENV
@@ -41,7 +41,7 @@ class App:
         self.token_path: str | None = None          # the built-in token service (fastreg.auth)
         self.token_service: Any = None
         self.access_log = access_enabled()          # log.accesslog, at level info or debug
-        self.health: StorageHealth | None = None    # health.storagedriver: 503 while storage fails
+        self.health: health.HealthChecks | None = None   # the health section: 503 while a check fails
 
     # -- lifespan --------------------------------------------------------------------------
     def open(self) -> Context:
@@ -50,9 +50,8 @@ class App:
                                fsync=getattr(cfg.fastreg, "fsync", True),
                                redirect=not cfg.storage.redirect.disable,
                                redis=cfg.redis if cfg.storage.cache.blobdescriptor == "redis" else None)
-        hc = cfg.health.storagedriver
-        if hc.enabled:
-            self.health = StorageHealth(driver, cfg.storage.driver_name, hc.interval, hc.threshold)
+        self.health = health.build(cfg, driver)
+        if self.health is not None:
             self.health.start()
         metrics = None
         if metrics_enabled(cfg) and os.environ.get(MULTIPROC_ENV):

@@ -181,3 +181,18 @@ def test_no_debug_listener_without_addr(fastreg_factory: Any) -> None:
     assert "metrics are off" in srv.log()
     with httpx.Client(base_url=srv.url, timeout=30) as c:
         assert c.get(f"/v2/{unique_repo('m')}/tags/list").status_code == 404
+
+
+def test_health_reports_every_configured_check(fastreg_factory: Any, tmp_path: Path) -> None:
+    dport = free_port()
+    down = tmp_path / "down"
+    closed = f"127.0.0.1:{free_port()}"          # nothing listens there
+    fastreg_factory(debug_config(dport, health={"file": [{"file": str(down)}], "tcp": [{"addr": closed}]}))
+    url = f"http://127.0.0.1:{dport}/debug/health"
+    checks = httpx.get(url, timeout=10).json()["checks"]
+    assert set(checks) == {"storagedriver_filesystem", str(down), closed}
+    assert checks[str(down)]["status"] == "ok" and checks[closed]["status"] == "error"
+    down.write_text("")
+    r = httpx.get(url, timeout=10)
+    assert r.status_code == 503 and r.json()["checks"][str(down)] == {
+        "status": "error", "error": "file exists", "seconds": r.json()["checks"][str(down)]["seconds"]}
