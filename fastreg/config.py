@@ -100,7 +100,6 @@ UNUSED_KEYS: dict[str, str] = {
     "http.draintimeout": _UNUSED,
     "http.tls.ciphersuites": _UNUSED,
     "http.tls.letsencrypt": _UNUSED,
-    "notifications.events.includereferences": "fastreg does not send target.references; ignored",
     "redis": "used only with storage.cache.blobdescriptor: redis",
     "compatibility": _UNUSED,
     "validation": _UNUSED,

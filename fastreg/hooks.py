@@ -28,6 +28,7 @@ class Target:
     size: int
     tag: str | None = None
     from_repository: str | None = None     # mounts
+    manifest: bytes | None = None          # a manifest's bytes (push, pull): target.references
 
 
 class Access(Protocol):

@@ -155,7 +155,7 @@ def test_every_documented_distribution_key_is_accepted(tmp_path: Path,
     assert cfg.middleware["registry"][0].options == {"foo": "bar"}
     assert cfg.validation.manifests.urls.deny == [r"^https?://www\.example\.com/"]
     text = messages(warnings_log)
-    for key in ("reporting", "middleware", "notifications.events.includereferences",
+    for key in ("reporting", "middleware",
                 "compatibility", "validation", "http.tls.letsencrypt", "log.hooks", "loglevel"):
         assert f"'{key}'" in text, key
     for implemented in ("'notifications'", "'http.debug'", "'proxy'", "'storage.maintenance.uploadpurging'"):

@@ -18,7 +18,7 @@ async def get(req: Request, ctx: Context) -> Response:
     if req.method == "HEAD":
         return Response(200, headers, b"")
     await ctx.emit("pull", req, Target(req.params["name"], dstr, sm.media_type, len(sm.body),
-                                       _tag(req.params["reference"])))
+                                       _tag(req.params["reference"]), manifest=sm.body))
     return Response(200, headers, sm.body)
 
 
@@ -37,7 +37,8 @@ async def put(req: Request, ctx: Context) -> Response:
                (b"content-length", b"0")]
     if parsed.subject is not None:
         headers.append(h("OCI-Subject", str(parsed.subject.digest)))
-    await ctx.emit("push", req, Target(name, str(d), parsed.media_type, len(body), _tag(req.params["reference"])))
+    await ctx.emit("push", req, Target(name, str(d), parsed.media_type, len(body), _tag(req.params["reference"]),
+                                       manifest=body))
     return Response(201, headers)
 
 

@@ -42,11 +42,13 @@ class Notifier:
     """The EventSink: builds each event once and records one outbox row per interested endpoint."""
 
     def __init__(self, outbox: Outbox, specs: list[EndpointSpec], source: Source, *,
-                 base_url: Any, poll: float = 0.5, metrics: NotifyMetrics | None = None) -> None:
+                 base_url: Any, poll: float = 0.5, metrics: NotifyMetrics | None = None,
+                 include_references: bool = False) -> None:
         self.outbox = outbox
         self.specs = specs
         self.source = source
         self.base_url = base_url          # (req) -> "scheme://host", for target.url
+        self.include_references = include_references    # notifications.events.includereferences
         self.dispatcher = Dispatcher(outbox, specs, poll, metrics)
 
     def start(self) -> None:
@@ -57,7 +59,8 @@ class Notifier:
         for spec in self.specs:
             if spec.wants(action, target.media_type):
                 if rows is None:
-                    event = build_event(action, req, target, self.source, self.base_url(req))
+                    event = build_event(action, req, target, self.source, self.base_url(req),
+                                        self.include_references)
                     eid, body = event["id"], encode(event)
                     rows = []
                 rows.append((spec.name, eid, body))
@@ -78,6 +81,7 @@ def create_notifier(cfg: Any, port: int, base_url: Any, metrics: NotifyMetrics |
     own = cfg.fastreg.notifications
     directory = own.outbox or default_outbox_dir(cfg)
     outbox = Outbox(directory, own.maxevents, on_drop=metrics.webhook_dropped if metrics else None)
-    n = Notifier(outbox, specs, Source.local(port), base_url=base_url, poll=own.pollinterval, metrics=metrics)
+    n = Notifier(outbox, specs, Source.local(port), base_url=base_url, poll=own.pollinterval, metrics=metrics,
+                 include_references=cfg.notifications.events.includereferences)
     n.start()
     return n

@@ -5,7 +5,9 @@ One POST carries ``{"events": [event, ...]}`` with Content-Type ``MEDIA_TYPE``. 
     {"id": "<uuid>", "timestamp": "2026-11-27T00:01:34.123456Z", "action": "push",
      "target": {"mediaType": ..., "size": ..., "digest": ..., "length": ..., "repository": ...,
                 "fromRepository": ..., "url": ..., "tag": ...},
-     "request": {"id": ..., "addr": ..., "host": ..., "method": ..., "useragent": ...},
+      # with notifications.events.includereferences, a manifest's target also has
+     #   "references": [descriptor, ...]  (config and layers, or an index's manifests)
+    "request": {"id": ..., "addr": ..., "host": ..., "method": ..., "useragent": ...},
      "actor": {"name": ...}, "source": {"addr": ..., "instanceID": ...}}
 
 Empty fields are left out, as Go's ``omitempty`` does (``request.id``, ``method`` and
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
     from ..hooks import Target
 
 # Distribution 2.x's envelope type (Distribution 3 renamed it v2 when it added
-# target.references, which fastreg does not send).
+# target.references; fastreg sends those with notifications.events.includereferences and keeps
+# the 2.x type, which receivers written for either accept).
 MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
 ACTIONS = ("push", "pull", "delete", "mount")
 
@@ -65,7 +68,24 @@ def _url(req: Request, base: str, target: Target) -> str:
     return f"{base}/v2/{target.repository}/{kind}/{target.digest}"
 
 
-def build_event(action: str, req: Request, target: Target, source: Source, base_url: str) -> dict[str, Any]:
+_DESCRIPTOR_KEYS = ("mediaType", "digest", "size", "urls", "annotations", "platform", "artifactType")
+
+
+def references(manifest: bytes) -> list[dict[str, Any]]:
+    """What a manifest references, as Distribution 3's ``References()``: the config and layers of
+    an image manifest, the manifests of an index (stored bytes, validated when pushed)."""
+    try:
+        doc = orjson.loads(manifest)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(doc, dict):
+        return []
+    found = [doc.get("config"), *(doc.get("layers") or ()), *(doc.get("manifests") or ())]
+    return [{k: d[k] for k in _DESCRIPTOR_KEYS if k in d} for d in found if isinstance(d, dict)]
+
+
+def build_event(action: str, req: Request, target: Target, source: Source, base_url: str,
+                include_references: bool = False) -> dict[str, Any]:
     """The event for one action, as a dict ready for JSON (ids and time fixed now)."""
     scope = req.scope
     t: dict[str, Any] = {}
@@ -85,6 +105,10 @@ def build_event(action: str, req: Request, target: Target, source: Source, base_
         t["url"] = url
     if target.tag:
         t["tag"] = target.tag
+    if include_references and target.manifest is not None:
+        refs = references(target.manifest)
+        if refs:
+            t["references"] = refs
     r: dict[str, Any] = {"id": request_id(scope)}
     client = scope.get("client")
     if client:

@@ -72,8 +72,29 @@ def test_push_sends_distribution_events(fastreg_factory: Any, receiver: Receiver
     mt = manifests[0]["target"]
     assert mt["digest"] == m.digest and mt["size"] == len(m.body) and mt["tag"] == "v1"
     assert mt["url"] == f"{srv.url}/v2/{repo}/manifests/{m.digest}"
+    assert "references" not in mt                   # only with notifications.events.includereferences
     assert len({e["id"] for e in evs}) == 3
     assert len({e["source"]["instanceID"] for e in evs}) == 1
+
+
+def test_include_references(fastreg_factory: Any, receiver: Receiver, tmp_path: Path) -> None:
+    """notifications.events.includereferences (Distribution 3): a manifest's push and pull events
+    list its config and layers (an index: its manifests) as descriptors."""
+    cfg = hook_config(receiver)
+    cfg["notifications"]["events"] = {"includereferences": True}
+    srv = fastreg_factory(cfg, env=state_env(tmp_path))
+    repo = unique_repo("notify")
+    m = make_manifest()
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        push_manifest(c, repo, m, "v1")
+        assert c.get(f"/v2/{repo}/manifests/v1").status_code == 200
+    evs = receiver.wait_for(lambda e: len(e) >= 4, log=srv.log)
+    want = [{"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in m.blobs]
+    manifest_events = [e for e in evs if e["target"].get("digest") == m.digest]
+    assert sorted(e["action"] for e in manifest_events) == ["pull", "push"]
+    for e in manifest_events:
+        assert e["target"]["references"] == want
+    assert all("references" not in e["target"] for e in evs if e["target"].get("digest") != m.digest)
 
 
 def test_pull_mount_delete_events(fastreg_factory: Any, receiver: Receiver, tmp_path: Path) -> None:
