@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import time
 from typing import Any
@@ -12,8 +13,10 @@ from .api.base import Context
 from .api.errors import RegistryError, error_body
 from .api.http import Receive, Request, Response, Scope, Send
 from .api.routes import match
+from .config import ConfigError
 from .hooks import Observer
 from .logging import access_enabled, current_scope, log_access
+from .manifest import URLPolicy
 from .metrics import MULTIPROC_ENV
 from .metrics import enabled as metrics_enabled
 from .reference import valid_name
@@ -65,7 +68,8 @@ class App:
             delete_enabled=cfg.storage.delete.enabled,
             readonly=cfg.storage.maintenance.readonly.enabled,
             limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
-                          tags_max=cfg.fastreg.tags.maxentries))
+                          tags_max=cfg.fastreg.tags.maxentries),
+            url_policy=url_policy(cfg))
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
         if auth_configured(cfg):
             from .auth import build
@@ -229,3 +233,12 @@ def create_app() -> App:
     cfg = config_from_json(raw.encode()) if raw else load_config(os.environ.get("FASTREG_CONFIG"))
     setup_logging(cfg.log.level, cfg.log.formatter, cfg.log.fields, accesslog=not cfg.log.accesslog.disabled)
     return App(cfg)
+
+
+def url_policy(cfg: Any) -> URLPolicy:
+    """validation.manifests.urls (and validation.disabled) as a URLPolicy."""
+    v = cfg.validation
+    try:
+        return URLPolicy.compile(disabled=v.disabled, allow=v.manifests.urls.allow, deny=v.manifests.urls.deny)
+    except re.error as exc:
+        raise ConfigError(f"validation.manifests.urls: invalid regular expression: {exc}") from None

@@ -5,8 +5,10 @@ that they are what they claim to be and to find what they reference.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -23,7 +25,8 @@ IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES
 
-# Layers that are not stored in the registry (fetched from `urls`): not required to exist.
+# Foreign / non-distributable layers: clients fetch them from the descriptor's `urls`, so a layer
+# with `urls` is not required to exist here (its URLs are checked by URLPolicy instead).
 FOREIGN_LAYER_TYPES = frozenset({
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
     "application/vnd.oci.image.layer.nondistributable.v1.tar",
@@ -37,7 +40,8 @@ class Descriptor:
     media_type: str
     digest: Digest
     size: int
-    foreign: bool = False
+    foreign: bool = False                # has `urls`: fetched from elsewhere, not required here
+    urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +72,53 @@ def _descriptor(obj: Any, where: str, allow_blake3: bool) -> Descriptor:
         raise _invalid(f"{where}: {exc}") from None
     if type(size) is not int or size < 0:
         raise _invalid(f"{where}: size must be a non-negative integer")
-    foreign = mt in FOREIGN_LAYER_TYPES or bool(obj.get("urls"))
-    return Descriptor(mt, digest, size, foreign)
+    urls = obj.get("urls")
+    if urls is None:
+        urls = []
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise _invalid(f"{where}: urls must be an array of strings")
+    return Descriptor(mt, digest, size, bool(urls), tuple(urls))
+
+
+@dataclass(frozen=True, slots=True)
+class URLPolicy:
+    """Which layer ``urls`` a pushed manifest may carry: Distribution's ``validation`` section.
+
+    URLs must be ``http``/``https`` without a fragment.  Unless ``validation.disabled``, each must
+    also match ``manifests.urls.allow`` (unset: no URL is allowed, as in Distribution) and none of
+    ``manifests.urls.deny`` (regular expressions, matched anywhere in the URL like Go's
+    ``MatchString``)."""
+
+    enabled: bool = True
+    allow: re.Pattern[str] | None = None
+    deny: re.Pattern[str] | None = None
+
+    @classmethod
+    def compile(cls, *, disabled: bool, allow: list[str], deny: list[str]) -> URLPolicy:
+        """Raises re.error for an invalid expression."""
+        return cls(not disabled, re.compile("|".join(allow)) if allow else None,
+                   re.compile("|".join(deny)) if deny else None)
+
+    def refusal(self, url: str) -> str | None:
+        """Why `url` may not be pushed, or None."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return "not a URL"
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            return "only http and https URLs without a fragment are accepted"
+        if not self.enabled:
+            return None
+        if self.allow is None:
+            return "layer URLs are refused unless validation.manifests.urls.allow lists them"
+        if not self.allow.search(url):
+            return "not allowed by validation.manifests.urls.allow"
+        if self.deny is not None and self.deny.search(url):
+            return "refused by validation.manifests.urls.deny"
+        return None
+
+
+DISTRIBUTION_URL_POLICY = URLPolicy()       # validation on, no allow list: layer URLs refused
 
 
 def _content_type(value: str | None) -> str:

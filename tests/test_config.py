@@ -156,9 +156,11 @@ def test_every_documented_distribution_key_is_accepted(tmp_path: Path,
     assert cfg.validation.manifests.urls.deny == [r"^https?://www\.example\.com/"]
     text = messages(warnings_log)
     for key in ("reporting", "middleware",
-                "compatibility", "validation", "http.tls.letsencrypt", "log.hooks", "loglevel"):
+                "compatibility", "http.tls.letsencrypt", "log.hooks", "loglevel"):
         assert f"'{key}'" in text, key
-    for implemented in ("'notifications'", "'http.debug'", "'proxy'", "'storage.maintenance.uploadpurging'"):
+    for implemented in ("'notifications'", "'http.debug'", "'proxy'", "'storage.maintenance.uploadpurging'",
+                        "'validation'", "'validation.manifests.urls'", "'notifications.events.includereferences'",
+                        "'health.file'", "'health.http'", "'health.tcp'"):
         assert implemented not in text
     # the listing sets storage.cache.blobdescriptor: redis, which fastreg implements
     assert cfg.storage.cache.blobdescriptor == "redis"

@@ -49,13 +49,14 @@ class _LRU(OrderedDict[Any, Any]):
 
 class ManifestStore:
     def __init__(self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, catalog: Catalog, *,
-                 allow_blake3: bool, max_size: int) -> None:
+                 allow_blake3: bool, max_size: int, url_policy: mf.URLPolicy = mf.DISTRIBUTION_URL_POLICY) -> None:
         self.driver = driver
         self.blobs = blobs
         self.tags = tags
         self.catalog = catalog
         self.allow_blake3 = allow_blake3
         self.max_size = max_size
+        self.url_policy = url_policy            # validation.manifests.urls
         # Content is immutable by digest: cache bytes + media type (bounded by total bytes).
         self._cache: _LRU = _LRU(4096)
         self._descriptors: _LRU = _LRU(4096)
@@ -168,6 +169,11 @@ class ManifestStore:
         missing: list[str] = []
         for desc in parsed.blobs:
             if desc.foreign:
+                for url in desc.urls:
+                    why = self.url_policy.refusal(url)
+                    if why is not None:
+                        raise RegistryError("MANIFEST_INVALID", {"digest": str(desc.digest), "url": url,
+                                                                 "detail": why})
                 continue
             if not await self.blobs.is_linked(name, desc.digest):
                 missing.append(str(desc.digest))
