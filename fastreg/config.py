@@ -97,7 +97,6 @@ UNUSED_KEYS: dict[str, str] = {
     "auth.token.autoredirectpath": _UNUSED,
     "middleware": _UNUSED,
     "reporting": _UNUSED,
-    "http.draintimeout": _UNUSED,
     "http.tls.ciphersuites": _UNUSED,
     "http.tls.letsencrypt": _UNUSED,
     "redis": "used only with storage.cache.blobdescriptor: redis",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import secrets
 import tempfile
@@ -109,6 +110,10 @@ def serve(cfg: Any) -> None:
     if getattr(cfg.http.http2, "disabled", False):
         mode = HTTPModes.http1
     kwargs = tls_options(cfg.http.tls)
+    if cfg.http.draintimeout > 0:
+        # On SIGTERM granian stops accepting and lets requests in flight finish; Distribution's
+        # http.draintimeout bounds that wait (unset: as long as they take).
+        kwargs["workers_kill_timeout"] = max(1, math.ceil(cfg.http.draintimeout))
     scheme = "https" if kwargs else "http"
     where = cfg.storage.driver_name
     if cfg.storage.driver_name == "filesystem":
