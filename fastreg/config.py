@@ -93,8 +93,6 @@ _UNUSED = "defined by Distribution but not used by fastreg; ignored"
 UNUSED_KEYS: dict[str, str] = {
     "log.hooks": _UNUSED,
     "log.reportcaller": _UNUSED,
-    "auth.token.autoredirect": _UNUSED,
-    "auth.token.autoredirectpath": _UNUSED,
     "middleware": _UNUSED,
     "reporting": _UNUSED,
     "http.tls.ciphersuites": _UNUSED,

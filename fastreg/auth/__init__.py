@@ -60,11 +60,12 @@ def _build(cfg: Any) -> AuthSetup:
     elif kind == "token":
         from .controllers import TokenAccess
         t = cfg.auth.token
-        if not t.realm and ts is None:
+        if not t.realm and ts is None and not t.autoredirect:
             raise ConfigError("auth.token.realm: required (or configure fastreg.auth.tokenservice)")
         access = TokenAccess(_verifier(t.issuer, t.service, t.rootcertbundle, t.jwks, t.signingalgorithms),
                              t.realm, t.service, realm_path=ts.path if ts is not None else None,
-                             external_url=cfg.http.host)
+                             external_url=cfg.http.host,
+                             auto_redirect=(t.autoredirectpath or "/auth/token") if t.autoredirect else None)
     elif kind == "silly":
         from .controllers import SillyAccess
         access = SillyAccess(cfg.auth.silly.realm, cfg.auth.silly.service)

@@ -85,16 +85,20 @@ class BasicAccess:
 
 class TokenAccess:
     def __init__(self, verifier: TokenVerifier, realm: str, service: str,
-                 realm_path: str | None = None, external_url: str = "") -> None:
+                 realm_path: str | None = None, external_url: str = "", auto_redirect: str | None = None) -> None:
         self.verifier = verifier
         self.external_url = external_url.rstrip("/")     # http.host, when set
         self.realm = realm
         self.service = service
         self.realm_path = realm_path      # the built-in token service: realm from the request's host
+        self.auto_redirect = auto_redirect    # auth.token.autoredirect: realm = this request's host + path
 
     def _challenge(self, req: Request, needs: tuple[Scope, ...], error: str | None) -> list[tuple[bytes, bytes]]:
         realm = self.realm
-        if not realm and self.realm_path:
+        if self.auto_redirect is not None:
+            scheme = req.header(b"x-forwarded-proto") or req.scope.get("scheme", "http")
+            realm = f"{scheme}://{req.header(b'host') or 'localhost'}{self.auto_redirect}"
+        elif not realm and self.realm_path:
             if self.external_url:
                 realm = self.external_url + self.realm_path
             else:

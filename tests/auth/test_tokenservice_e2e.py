@@ -69,6 +69,22 @@ def granted(token: str) -> dict[str, list[str]]:
     return {a["name"]: a["actions"] for a in jwt.decode(token, options={"verify_signature": False})["access"]}
 
 
+def test_autoredirect_realm_follows_the_request_host(fastreg_factory: Any, test_pki: PKI, users: Path) -> None:
+    """auth.token.autoredirect (Distribution 3): the challenge's realm is the host the client
+    used (X-Forwarded-Proto for the scheme behind a proxy) plus autoredirectpath."""
+    cfg = token_config(test_pki, users, tls=False, realm="https://auth.example.com/token")
+    cfg["auth"]["token"].update(autoredirect=True, autoredirectpath="/token")
+    srv = fastreg_factory(cfg)
+    with httpx.Client(timeout=30.0) as c:
+        r = c.get(srv.url + "/v2/")
+        assert r.headers["www-authenticate"] == f'Bearer realm="http://{srv.host}/token",service="{SERVICE}"'
+        r = c.get(srv.url + "/v2/", headers={"Host": "registry.example.org", "X-Forwarded-Proto": "https"})
+        assert r.headers["www-authenticate"].startswith('Bearer realm="https://registry.example.org/token"')
+        # and the realm really is the token service: a token from there is accepted
+        tok = get_token(c, srv, "repository:team/app:pull", user="alice").json()["token"]
+        assert c.get(srv.url + "/v2/", headers=bearer(tok)).status_code == 200
+
+
 def test_challenge_names_the_built_in_realm(server: Any, test_pki: PKI) -> None:
     with http(test_pki) as c:
         r = c.get(server.url + "/v2/")
