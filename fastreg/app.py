@@ -16,7 +16,7 @@ from .api.routes import match
 from .config import ConfigError
 from .hooks import Observer
 from .logging import access_enabled, current_scope, log_access
-from .manifest import URLPolicy
+from .manifest import IndexPolicy, URLPolicy
 from .metrics import MULTIPROC_ENV
 from .metrics import enabled as metrics_enabled
 from .reference import valid_name
@@ -69,7 +69,7 @@ class App:
             readonly=cfg.storage.maintenance.readonly.enabled,
             limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
                           tags_max=cfg.fastreg.tags.maxentries),
-            url_policy=url_policy(cfg))
+            url_policy=url_policy(cfg), index_policy=index_policy(cfg))
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
         if auth_configured(cfg):
             from .auth import build
@@ -242,3 +242,13 @@ def url_policy(cfg: Any) -> URLPolicy:
         return URLPolicy.compile(disabled=v.disabled, allow=v.manifests.urls.allow, deny=v.manifests.urls.deny)
     except re.error as exc:
         raise ConfigError(f"validation.manifests.urls: invalid regular expression: {exc}") from None
+
+
+def index_policy(cfg: Any) -> IndexPolicy:
+    """validation.manifests.indexes as an IndexPolicy (validation.disabled: every child)."""
+    ix = cfg.validation.manifests.indexes
+    if cfg.validation.disabled or ix.platforms == "all":
+        return IndexPolicy()
+    if ix.platforms not in ("none", "list"):
+        raise ConfigError(f"validation.manifests.indexes.platforms: {ix.platforms!r} (expected all, none or list)")
+    return IndexPolicy(ix.platforms, frozenset((p.os, p.architecture) for p in ix.platformlist))

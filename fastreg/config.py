@@ -100,7 +100,6 @@ UNUSED_KEYS: dict[str, str] = {
     "redis": "used only with storage.cache.blobdescriptor: redis",
     "compatibility": _UNUSED,
     "validation.enabled": "deprecated by Distribution; validation is on unless validation.disabled",
-    "validation.manifests.indexes": "fastreg requires every child of an index to exist (platforms: all); ignored",
     "policy": _UNUSED,
     "storage.cache": "only blobdescriptor: redis is implemented (no in-process descriptor cache); ignored",
     "storage.tag": _UNUSED,

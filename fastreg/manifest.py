@@ -42,6 +42,7 @@ class Descriptor:
     size: int
     foreign: bool = False                # has `urls`: fetched from elsewhere, not required here
     urls: tuple[str, ...] = ()
+    platform: tuple[str, str] | None = None      # an index entry's (os, architecture)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,11 @@ def _descriptor(obj: Any, where: str, allow_blake3: bool) -> Descriptor:
         urls = []
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise _invalid(f"{where}: urls must be an array of strings")
-    return Descriptor(mt, digest, size, bool(urls), tuple(urls))
+    plat = obj.get("platform")
+    platform = None
+    if isinstance(plat, dict):
+        platform = (str(plat.get("os", "")), str(plat.get("architecture", "")))
+    return Descriptor(mt, digest, size, bool(urls), tuple(urls), platform)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,26 @@ class URLPolicy:
 
 
 DISTRIBUTION_URL_POLICY = URLPolicy()       # validation on, no allow list: layer URLs refused
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPolicy:
+    """Which children of a pushed index must already exist: Distribution 3's
+    ``validation.manifests.indexes`` (``platforms: all`` — every child, the default; ``none``;
+    ``list`` — the children whose (os, architecture) is in ``platformlist``)."""
+
+    platforms: str = "all"
+    required: frozenset[tuple[str, str]] = frozenset()
+
+    def must_exist(self, child: Descriptor) -> bool:
+        if self.platforms == "none":
+            return False
+        if self.platforms == "list":
+            return child.platform is not None and child.platform in self.required
+        return True
+
+
+EVERY_CHILD = IndexPolicy()
 
 
 def _content_type(value: str | None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..manifest import DISTRIBUTION_URL_POLICY, URLPolicy
+from ..manifest import DISTRIBUTION_URL_POLICY, EVERY_CHILD, IndexPolicy, URLPolicy
 from ..storage.driver.base import StorageDriver
 from .blobs import BlobStore
 from .catalog import Catalog
@@ -25,7 +25,7 @@ class Limits:
 class Registry:
     def __init__(self, driver: StorageDriver, *, secret: bytes, allow_blake3: bool = False,
                  delete_enabled: bool = False, readonly: bool = False, limits: Limits = Limits(),
-                 url_policy: URLPolicy = DISTRIBUTION_URL_POLICY) -> None:
+                 url_policy: URLPolicy = DISTRIBUTION_URL_POLICY, index_policy: IndexPolicy = EVERY_CHILD) -> None:
         self.driver = driver
         self.allow_blake3 = allow_blake3
         self.delete_enabled = delete_enabled
@@ -36,7 +36,8 @@ class Registry:
         self.tags = TagStore(driver)
         self.catalog = Catalog(driver)
         self.manifests = ManifestStore(driver, self.blobs, self.tags, self.catalog, allow_blake3=allow_blake3,
-                                       max_size=limits.manifest_max, url_policy=url_policy)
+                                       max_size=limits.manifest_max, url_policy=url_policy,
+                                       index_policy=index_policy)
 
     async def close(self) -> None:
         await self.driver.close()

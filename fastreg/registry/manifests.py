@@ -49,7 +49,8 @@ class _LRU(OrderedDict[Any, Any]):
 
 class ManifestStore:
     def __init__(self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, catalog: Catalog, *,
-                 allow_blake3: bool, max_size: int, url_policy: mf.URLPolicy = mf.DISTRIBUTION_URL_POLICY) -> None:
+                 allow_blake3: bool, max_size: int, url_policy: mf.URLPolicy = mf.DISTRIBUTION_URL_POLICY,
+                 index_policy: mf.IndexPolicy = mf.EVERY_CHILD) -> None:
         self.driver = driver
         self.blobs = blobs
         self.tags = tags
@@ -57,6 +58,7 @@ class ManifestStore:
         self.allow_blake3 = allow_blake3
         self.max_size = max_size
         self.url_policy = url_policy            # validation.manifests.urls
+        self.index_policy = index_policy        # validation.manifests.indexes
         # Content is immutable by digest: cache bytes + media type (bounded by total bytes).
         self._cache: _LRU = _LRU(4096)
         self._descriptors: _LRU = _LRU(4096)
@@ -185,7 +187,7 @@ class ManifestStore:
                 raise RegistryError("MANIFEST_INVALID", {
                     "digest": str(desc.digest), "detail": f"descriptor size {desc.size} != stored {info.size}"})
         for desc in parsed.manifests:
-            if not await self._revision_exists(name, desc.digest):
+            if self.index_policy.must_exist(desc) and not await self._revision_exists(name, desc.digest):
                 missing.append(str(desc.digest))
         if missing:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": missing})

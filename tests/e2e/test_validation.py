@@ -1,4 +1,5 @@
-"""Layer ``urls`` (foreign / non-distributable layers) and Distribution's ``validation`` section.
+"""Distribution's ``validation`` section: layer ``urls`` (foreign / non-distributable layers) and
+which children of an index must exist.
 
 Debian's Distribution 2.8 was probed with the same manifests (tests/e2e/test_layer_urls.py's
 cases): by default it refuses any layer URL; with ``validation.disabled`` it accepts http(s)
@@ -15,11 +16,15 @@ import pytest
 from fastreg.app import url_policy
 from fastreg.config import ConfigError, load_config
 from tests.e2e.helpers import (
+    OCI_INDEX,
     OCI_MANIFEST,
+    Manifest,
     assert_error,
     canonical,
     digest_of,
     make_config,
+    make_manifest,
+    push_manifest,
     push_blob,
     unique_repo,
 )
@@ -100,3 +105,43 @@ def test_an_invalid_expression_is_a_config_error(tmp_path: Any) -> None:
     path.write_text("version: 0.1\nvalidation:\n  manifests:\n    urls:\n      allow: ['^https://(']\n")
     with pytest.raises(ConfigError, match="validation.manifests.urls"):
         url_policy(load_config(str(path)))
+
+
+def _index(c: httpx.Client, repo: str) -> tuple[bytes, Manifest, Manifest]:
+    """An index over a pushed linux/amd64 image and an arm64 image that was never pushed."""
+    amd, arm = make_manifest(), make_manifest()
+    push_manifest(c, repo, amd)
+    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        amd.descriptor(platform={"os": "linux", "architecture": "amd64"}),
+        arm.descriptor(platform={"os": "linux", "architecture": "arm64"})]}
+    return canonical(doc), amd, arm
+
+
+@pytest.mark.parametrize(("platforms", "accepted"), [
+    ({}, False),                                                        # default: all
+    ({"platforms": "all"}, False),
+    ({"platforms": "none"}, True),
+    ({"platforms": "list", "platformlist": [{"os": "linux", "architecture": "amd64"}]}, True),
+    ({"platforms": "list", "platformlist": [{"os": "linux", "architecture": "arm64"}]}, False),
+])
+def test_index_children_that_must_exist(fastreg_factory: Any, platforms: dict[str, Any], accepted: bool) -> None:
+    srv = fastreg_factory({"validation": {"manifests": {"indexes": platforms}}} if platforms else None)
+    repo = unique_repo("index")
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        body, _amd, arm = _index(c, repo)
+        r = c.put(f"/v2/{repo}/manifests/multi", content=body, headers={"Content-Type": OCI_INDEX})
+        if accepted:
+            assert r.status_code == 201, r.text
+            assert c.get(f"/v2/{repo}/manifests/multi", headers={"Accept": OCI_INDEX}).content == body
+        else:
+            assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
+            assert arm.digest in r.text
+            assert c.get(f"/v2/{repo}/manifests/multi", headers={"Accept": OCI_INDEX}).status_code == 404
+
+
+def test_an_unknown_platforms_mode_is_a_config_error(tmp_path: Any) -> None:
+    from fastreg.app import index_policy
+    path = tmp_path / "config.yml"
+    path.write_text("version: 0.1\nvalidation:\n  manifests:\n    indexes:\n      platforms: some\n")
+    with pytest.raises(ConfigError, match="platforms"):
+        index_policy(load_config(str(path)))
