@@ -607,6 +607,9 @@ class GCOptions(_S, frozen=True):
 class ProxyUpstreams(_S, frozen=True):
     # name prefix → upstream: /v2/<prefix>/<repo>/... is a pull-through cache of <remoteurl>/v2/<repo>/...
     upstreams: dict[str, Proxy] = msgspec.field(default_factory=dict)
+    # this replica's URL as the other replicas sharing its storage reach it: a blob miss is then
+    # fetched from upstream once for the whole cluster (fastreg/proxy/peers.py)
+    peerurl: str = ""
 
 
 class Fastreg(_S, frozen=True):
@@ -918,8 +921,9 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         # Distribution 3's catalog.maxentries, unless fastreg.catalog.maxentries says otherwise
         fr = msgspec.structs.replace(fr, catalog=CatalogLimits(maxentries=cfg.catalog.maxentries))
     for key, url in [("proxy.remoteurl", cfg.proxy.remoteurl)] + [
-            (f"fastreg.proxy.upstreams.{k}.remoteurl", u.remoteurl) for k, u in fr.proxy.upstreams.items()]:
-        if (url or key != "proxy.remoteurl") and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", url):
+            (f"fastreg.proxy.upstreams.{k}.remoteurl", u.remoteurl) for k, u in fr.proxy.upstreams.items()] + [
+            ("fastreg.proxy.peerurl", fr.proxy.peerurl)]:
+        if (url or key not in ("proxy.remoteurl", "fastreg.proxy.peerurl")) and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", url):
             raise ConfigError(f"{key}: {url!r} is not an http:// or https:// URL")
     for prefix in fr.proxy.upstreams:
         if not re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", prefix):

@@ -35,8 +35,9 @@ bytes *as they arrive*, from a spool file the fetch appends to.
   ``<tmp>/fastreg-proxy/<storage hash>/<alg>-<hex>.lock``; a worker that cannot take it
   *follows* the holder: it opens the holder's spool file (its size is in ``<alg>-<hex>.size``)
   and serves it as it grows, polling its size every few milliseconds, until the lock is released
-  and the blob is in storage.  So one host makes one upstream fetch per blob.  (Replicas on
-  several hosts each fetch once.)
+  and the blob is in storage.  So one host makes one upstream fetch per blob.
+* Across hosts, with ``fastreg.proxy.peerurl`` set on every replica, one replica per blob is
+  elected through leases in the shared storage and the others stream from it (``peers.py``).
 * The fetch hashes as it writes; at the end the digest and size are checked, the spool is copied
   into storage (``blobs/`` + the repository's ``_layers`` link) and removed.  On a mismatch or
   an upstream error nothing is stored, and the clients' responses end early (their digests
@@ -62,6 +63,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -84,6 +86,7 @@ from ..hooks import Target
 from ..reference import is_digest_reference
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver
+from .peers import Peers
 from .spool import CHUNK, InFlight, host_lock, read_small, spool_dir, try_flock, unlock, write_small
 from .upstream import DEFAULT_TTL, Upstream, is_docker_hub, transport_errors
 
@@ -103,9 +106,18 @@ Handler = Callable[[Request, Any], Awaitable[Response]]
 
 # -- the proxy -----------------------------------------------------------------------------------
 
+class SourceUnavailable(Exception):
+    """A blob's source (upstream or a peer) could not be opened; nothing was served from it."""
+
+    def __init__(self, text: str, error: RegistryError | None = None) -> None:
+        super().__init__(text)
+        self.error = error
+
+
 class Proxy:
     def __init__(self, driver: StorageDriver, upstreams: dict[str, Upstream], *, allow_blake3: bool = False,
-                 storage: str = "", created: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 storage: str = "", created: Callable[[str], Awaitable[None]] | None = None,
+                 peer_url: str = "") -> None:
         self.driver = driver
         self.created = created                  # the catalog's "new repository" notice
         self.storage = storage                  # identifies the storage: names host-local spools
@@ -113,6 +125,8 @@ class Proxy:
         self.allow_blake3 = allow_blake3
         self.fetches: dict[str, int] = {}       # "blob <digest>" / "manifest <repo>@<ref>" → count
         self._inflight: dict[Digest, InFlight] = {}
+        self.peers = Peers(driver, peer_url) if peer_url else None     # fastreg.proxy.peerurl
+        self._peers_client: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -127,7 +141,8 @@ class Proxy:
         if not ups:
             return None
         where = cfg.storage.driver_name + ":" + repr(getattr(cfg.storage, cfg.storage.driver_name, None))
-        return cls(driver, ups, allow_blake3=cfg.fastreg.digest.blake3, storage=where, created=created)
+        return cls(driver, ups, allow_blake3=cfg.fastreg.digest.blake3, storage=where, created=created,
+                   peer_url=cfg.fastreg.proxy.peerurl)
 
     def route(self, name: str) -> tuple[Upstream, str] | None:
         """The upstream and the upstream repository name for local repository `name`, if proxied."""
@@ -147,6 +162,8 @@ class Proxy:
             t.cancel()
         for up in self.upstreams.values():
             await up.close()
+        if self._peers_client is not None:
+            await self._peers_client.aclose()
 
     def _count(self, what: str) -> None:
         self.fetches[what] = self.fetches.get(what, 0) + 1
@@ -172,7 +189,8 @@ class Proxy:
             if not await self._linked(name, d):
                 if method == "HEAD":
                     return await self._head_blob(up, remote, d)
-                blob, size = await self._stream_blob(name, up, remote, d, req.header(b"range"))
+                blob, size = await self._stream_blob(name, up, remote, d, req.header(b"range"),
+                                                     req.header(b"authorization"))
                 await ctx.emit("pull", req, Target(name, str(d), "application/octet-stream", size))
                 return blob
         elif route == "tags":
@@ -358,21 +376,21 @@ class Proxy:
                               h("Docker-Content-Digest", str(d)), h("Content-Type", "application/octet-stream"),
                               h("ETag", f'"{d}"'), (b"accept-ranges", b"bytes")])
 
-    def _join(self, name: str, up: Upstream, remote: str, d: Digest) -> InFlight:
+    def _join(self, name: str, up: Upstream, remote: str, d: Digest, auth: str | None) -> InFlight:
         fl = self._inflight.get(d)
         if fl is None or fl.done:
             fl = InFlight(d)
             self._inflight[d] = fl
-            task = asyncio.ensure_future(self._run_fetch(fl, name, up, remote))
+            task = asyncio.ensure_future(self._run_fetch(fl, name, up, remote, auth))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return fl.join()
 
     async def _stream_blob(self, name: str, up: Upstream, remote: str, d: Digest,
-                           rng: str | None) -> tuple[Response, int]:
+                           rng: str | None, auth: str | None) -> tuple[Response, int]:
         """A blob this cache does not hold: join (or start) its fetch and stream what arrives —
         the whole blob, or the requested range as soon as its bytes are in the spool."""
-        fl = self._join(name, up, remote, d)
+        fl = self._join(name, up, remote, d, auth)
         await fl.sized.wait()
         if fl.error is not None or fl.size is None:
             fl.leave()
@@ -397,7 +415,7 @@ class Proxy:
         headers += [h("Content-Range", format_content_range(start, end, size)), h("Content-Length", end - start + 1)]
         return Response(206, headers, stream=fl.stream(start, end + 1)), size
 
-    async def _run_fetch(self, fl: InFlight, name: str, up: Upstream, remote: str) -> None:
+    async def _run_fetch(self, fl: InFlight, name: str, up: Upstream, remote: str, auth: str | None) -> None:
         d = fl.digest
         spool = os.path.join(spool_dir(self.storage), f"{d.algorithm}-{d.hex}")
         lock: int | None = None
@@ -411,7 +429,12 @@ class Proxy:
             if await self._linked(name, d):
                 await self._from_storage(fl)
                 return
-            await self._fetch_blob(fl, name, up, remote, spool)
+            if self.peers is not None and await self._via_peers(fl, name, up, remote, spool, auth):
+                return
+            try:
+                await self._fetch_blob(fl, name, spool, f"upstream {up.remoteurl}", self._from_upstream(up, remote, d))
+            except SourceUnavailable as exc:
+                raise exc.error or RegistryError("UNAVAILABLE", str(exc), status=503) from None
         except BaseException as exc:
             await fl.progress(error=exc)
             if not isinstance(exc, Exception):
@@ -422,6 +445,36 @@ class Proxy:
             if self._inflight.get(d) is fl:
                 del self._inflight[d]
             fl.maybe_close()
+
+    async def _via_peers(self, fl: InFlight, name: str, up: Upstream, remote: str, spool: str,
+                         auth: str | None) -> bool:
+        """Cluster-wide coalescing (``peers.py``): fetch from upstream if this replica wins the
+        blob's election, else stream it from the replica that did.  False: fetch it yourself
+        (the winner could not be reached before anything was served)."""
+        assert self.peers is not None
+        d = fl.digest
+        winner = await self.peers.elect(d)
+        if winner is None:
+            hold = asyncio.ensure_future(self.peers.hold(d))
+            try:
+                if await self._linked(name, d):              # stored by another replica meanwhile
+                    await self._from_storage(fl)
+                    return True
+                try:
+                    await self._fetch_blob(fl, name, spool, f"upstream {up.remoteurl}",
+                                           self._from_upstream(up, remote, d))
+                except SourceUnavailable as exc:
+                    raise exc.error or RegistryError("UNAVAILABLE", str(exc), status=503) from None
+            finally:
+                hold.cancel()
+                await self.peers.release(d)
+            return True
+        try:
+            await self._fetch_blob(fl, name, spool, f"peer {winner}", self._from_peer(winner, name, d, auth))
+        except SourceUnavailable as exc:
+            log.warning("proxy: %s; fetching %s from upstream instead", exc, d)
+            return False
+        return True
 
     async def _from_storage(self, fl: InFlight) -> None:
         """The blob is already stored (another process fetched it): serve it from there."""
@@ -492,28 +545,31 @@ class Proxy:
         except PathNotFound:
             return False
 
-    async def _fetch_blob(self, fl: InFlight, name: str, up: Upstream, remote: str, spool: str) -> None:
+    async def _fetch_blob(self, fl: InFlight, name: str, spool: str, source: str,
+                          open_stream: Callable[[], Awaitable[Any]]) -> None:
+        """Stream the blob from `open_stream()` (upstream, or a peer replica) into the spool the
+        waiting clients read, hashing it; store it if it is whole and matches its digest.
+        Raises SourceUnavailable if the source could not be opened (nothing was served yet)."""
         d = fl.digest
         import httpx
-        for stale in (spool, spool + ".size"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(stale)
-        wfd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fl.fd = os.open(spool, os.O_RDONLY)
+            r = await open_stream()
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable(f"{source} unreachable: {exc}") from None
+        try:
+            if r.status_code == 404:
+                raise SourceUnavailable(f"{source} answered 404", RegistryError("BLOB_UNKNOWN", {"digest": str(d)}))
+            if r.status_code != 200:
+                raise SourceUnavailable(f"{source} answered {r.status_code}")
+            size = int(r.headers.get("content-length", "-1"))
+            if size < 0:
+                raise SourceUnavailable(f"{source} sent no Content-Length")
+            for stale in (spool, spool + ".size"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stale)
+            wfd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                r = await up.send("GET", remote, f"blobs/{d}", stream=True)
-            except httpx.HTTPError as exc:
-                raise RegistryError("UNAVAILABLE", f"upstream {up.remoteurl} unreachable: {exc}", status=503) from None
-            try:
-                self._count(f"blob {d} from {up.name or 'remote'}/{remote}")
-                if r.status_code == 404:
-                    raise RegistryError("BLOB_UNKNOWN", {"digest": str(d)})
-                if r.status_code != 200:
-                    raise RegistryError("UNAVAILABLE", f"upstream answered {r.status_code}", status=503)
-                size = int(r.headers.get("content-length", "-1"))
-                if size < 0:
-                    raise RegistryError("UNAVAILABLE", "upstream sent no Content-Length", status=503)
+                fl.fd = os.open(spool, os.O_RDONLY)
                 write_small(spool + ".size.tmp", str(size).encode())
                 os.replace(spool + ".size.tmp", spool + ".size")
                 fl.size = size
@@ -527,22 +583,47 @@ class Proxy:
                         view = view[os.write(wfd, view):]
                     n += len(chunk)
                     await fl.progress(n)
+                if n != size or hasher.hexdigest() != d.hex:
+                    raise RegistryError("DIGEST_INVALID", {"digest": str(d),
+                                                           "detail": f"bytes from {source} do not match"})
+                await self._commit(name, d, fl.fd, size)
+                await fl.progress(n, done=True)
             finally:
-                await r.aclose()
-            if n != size or hasher.hexdigest() != d.hex:
-                raise RegistryError("DIGEST_INVALID", {"digest": str(d), "detail": "upstream bytes do not match"})
-            await self._commit(name, d, fl.fd, size)
-            await fl.progress(n, done=True)
+                os.close(wfd)
+                for done in (spool, spool + ".size"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(done)
         finally:
-            os.close(wfd)
-            for done in (spool, spool + ".size"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(done)
+            await r.aclose()
+
+    def _from_upstream(self, up: Upstream, remote: str, d: Digest) -> Callable[[], Awaitable[Any]]:
+        async def open_stream() -> Any:
+            r = await up.send("GET", remote, f"blobs/{d}", stream=True)
+            self._count(f"blob {d} from {up.name or 'remote'}/{remote}")
+            return r
+        return open_stream
+
+    def _from_peer(self, peer: str, name: str, d: Digest, auth: str | None) -> Callable[[], Awaitable[Any]]:
+        async def open_stream() -> Any:
+            assert self.peers is not None
+            client = self.peers_client()
+            r = await client.send(client.build_request("GET", f"{peer}/v2/{name}/blobs/{d}", headers={
+                "Authorization": auth} if auth else {}), stream=True)
+            self.fetches[f"peer blob {d}"] = self.fetches.get(f"peer blob {d}", 0) + 1
+            log.info("proxy peer fetch blob %s from %s (pid %d)", d, peer, os.getpid())
+            return r
+        return open_stream
+
+    def peers_client(self) -> Any:
+        if self._peers_client is None:
+            import httpx
+            self._peers_client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        return self._peers_client
 
     async def _commit(self, name: str, d: Digest, fd: int, size: int) -> None:
         """Copy the verified spool into storage, as an upload commit would."""
         if not await self._stored(d):
-            tmp = f"{layout.REPOS}/{name}/_uploads/proxy-{d.hex}-{os.getpid()}/data"
+            tmp = f"{layout.REPOS}/{name}/_uploads/proxy-{d.hex}-{uuid.uuid4().hex}/data"
             w = await self.driver.writer(tmp)
             try:
                 pos = 0
