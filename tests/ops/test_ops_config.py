@@ -57,6 +57,7 @@ def test_ops_keys_are_no_longer_reported_unused(tmp_path: Path, caplog: pytest.L
     ("fastreg: {proxy: {upstreams: {hub: {remoteurl: ''}}}}", "fastreg.proxy.upstreams.hub.remoteurl"),
     ("fastreg: {proxy: {upstreams: {hub: {remoteurl: 'https://x', extra: 1}}}}", "extra"),
     ("fastreg: {gc: {graceperiod: -1s}}", "fastreg.gc"),
+    ("fastreg: {proxy: {peerurl: '10.0.0.5:5000'}}", "fastreg.proxy.peerurl"),
 ])
 def test_bad_ops_keys_are_refused(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
