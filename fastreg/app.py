@@ -231,7 +231,8 @@ def create_app() -> App:
 
     raw = os.environ.get("FASTREG_RESOLVED_CONFIG")
     cfg = config_from_json(raw.encode()) if raw else load_config(os.environ.get("FASTREG_CONFIG"))
-    setup_logging(cfg.log.level, cfg.log.formatter, cfg.log.fields, accesslog=not cfg.log.accesslog.disabled)
+    setup_logging(cfg.log.level, cfg.log.formatter, cfg.log.fields, accesslog=not cfg.log.accesslog.disabled,
+                  caller=cfg.log.reportcaller)
     return App(cfg)
 
 

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         print(f"fastreg: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(cfg.log.level, cfg.log.formatter, cfg.log.fields, accesslog=not cfg.log.accesslog.disabled)
+    setup_logging(cfg.log.level, cfg.log.formatter, cfg.log.fields, accesslog=not cfg.log.accesslog.disabled,
+                  caller=cfg.log.reportcaller)
     if args.command == "gc":
         from .gc_cli import run_gc
         return run_gc(cfg, args)

@@ -92,7 +92,6 @@ _UNUSED = "defined by Distribution but not used by fastreg; ignored"
 # the config (file or environment) is named in a warning.  Remove a line when its feature lands.
 UNUSED_KEYS: dict[str, str] = {
     "log.hooks": _UNUSED,
-    "log.reportcaller": _UNUSED,
     "middleware": _UNUSED,
     "reporting": _UNUSED,
     "http.tls.ciphersuites": _UNUSED,

@@ -59,23 +59,27 @@ def _iso(ts: float) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
+    def __init__(self, caller: bool = False) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.caller = caller            # log.reportcaller: the function, file and line that logged
 
     def format(self, record: logging.LogRecord) -> str:
         access = getattr(record, "access", None)
         if access is not None:
             return _combined(access, record.created)
         line = super().format(record)
+        if self.caller:
+            line += f" [{record.module}.{record.funcName} {record.pathname}:{record.lineno}]"
         rid = getattr(record, "request_id", None)
         return f"{line} [request {rid}]" if rid else line
 
 
 class JSONFormatter(logging.Formatter):
-    def __init__(self, fields: dict[str, Any] | None = None, logstash: bool = False) -> None:
+    def __init__(self, fields: dict[str, Any] | None = None, logstash: bool = False, caller: bool = False) -> None:
         super().__init__()
         self.fields = dict(fields or {})
         self.logstash = logstash
+        self.caller = caller            # log.reportcaller: "func" and "file" keys, as logrus writes them
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = dict(self.fields)
@@ -92,6 +96,9 @@ class JSONFormatter(logging.Formatter):
             out.update({f"http.{k}": v for k, v in access.items()})
         else:
             out["msg"] = record.getMessage()
+            if self.caller:
+                out["func"] = f"{record.module}.{record.funcName}"
+                out["file"] = f"{record.pathname}:{record.lineno}"
         rid = getattr(record, "request_id", None)
         if rid:
             out["http.request.id"] = rid
@@ -101,14 +108,14 @@ class JSONFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info", formatter: str = "", fields: dict[str, Any] | None = None,
-                  accesslog: bool = True) -> None:
+                  accesslog: bool = True, caller: bool = False) -> None:
     """Configure the ``fastreg`` loggers (once per process; later calls adjust level and format)."""
     root = logging.getLogger("fastreg")
     root.setLevel(LEVELS.get(level.lower(), logging.INFO))
     root.propagate = False
     kind = (formatter or "text").lower()
-    fmt: logging.Formatter = (JSONFormatter(fields, logstash=kind == "logstash") if kind in ("json", "logstash")
-                              else TextFormatter())
+    fmt: logging.Formatter = (JSONFormatter(fields, logstash=kind == "logstash", caller=caller)
+                              if kind in ("json", "logstash") else TextFormatter(caller))
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.addFilter(_RequestId())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import linecache
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,31 @@ def test_json_formatter_fields_and_request_id() -> None:
     _RequestId().filter(outside)
     assert "http.request.id" not in json.loads(JSONFormatter().format(outside))
     assert TextFormatter().format(outside).endswith("fastreg.test: no request")
+
+
+def test_reportcaller_names_the_function_file_and_line() -> None:
+    """log.reportcaller, as logrus's ReportCaller: "func" and "file" in JSON, a suffix in text."""
+    logger = logging.getLogger("fastreg.test.caller")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        logger.warning("from here")
+    finally:
+        logger.removeHandler(handler)
+    rec = records[0]
+    line_no = rec.lineno
+    assert linecache.getline(__file__, line_no).strip() == 'logger.warning("from here")'
+    line = json.loads(JSONFormatter(caller=True).format(rec))
+    assert line["func"] == "test_logging.test_reportcaller_names_the_function_file_and_line"
+    assert line["file"] == f"{__file__}:{line_no}"
+    assert "func" not in json.loads(JSONFormatter().format(rec))
+    assert TextFormatter(caller=True).format(rec).endswith(f"{__file__}:{line_no}]")
 
 
 def test_access_line_redacts_upload_state(caplog: pytest.LogCaptureFixture) -> None:
