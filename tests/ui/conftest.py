@@ -15,8 +15,20 @@ import httpx
 import pytest
 
 from tests.auth.conftest import test_pki  # noqa: F401  (the token-signing certificate)
-from tests.e2e.helpers import (OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Blob, Manifest,
-                               canonical, make_layer, make_manifest, push_blob, push_manifest)
+from tests.e2e.helpers import (
+    OCI_CONFIG,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Blob,
+    Manifest,
+    canonical,
+    make_layer,
+    make_manifest,
+    push_blob,
+    push_manifest,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

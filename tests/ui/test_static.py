@@ -54,7 +54,7 @@ def test_files_types_and_headers(client: httpx.Client, path: str, ctype: str) ->
 def test_index_has_no_inline_code() -> None:
     """The CSP forbids inline scripts and styles: the page must not need any."""
     html = (STATIC_DIR / "index.html").read_text()
-    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.DOTALL)
     assert scripts and all("src=" in attrs and not body.strip() for attrs, body in scripts)
     assert "<style" not in html and " style=" not in html and not re.search(r"\son\w+=", html)
     js = (STATIC_DIR / "app.js").read_text()
