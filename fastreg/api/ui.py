@@ -55,7 +55,7 @@ class Site:
             body = path.read_bytes()
             self.assets[path.name] = Asset(body, ctype, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
         connect = " ".join(("'self'", *connect_src))
-        self.csp = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        self.csp = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
                     f"connect-src {connect}; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
         self.headers = [h("Content-Security-Policy", self.csp), h("X-Content-Type-Options", "nosniff"),
                         h("X-Frame-Options", "DENY"), h("Referrer-Policy", "no-referrer"),

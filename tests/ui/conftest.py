@@ -16,6 +16,10 @@ import pytest
 
 from tests.auth.conftest import test_pki  # noqa: F401  (the token-signing certificate)
 from tests.e2e.helpers import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
     OCI_CONFIG,
     OCI_EMPTY,
     OCI_INDEX,
@@ -110,6 +114,22 @@ def push_multiarch(c: httpx.Client, repo: str, tag: str) -> Pushed:
     push_manifest(c, repo, sbom)
     push_manifest(c, repo, sig)
     return Pushed(repo, tag, index, platforms, sbom, sig)
+
+
+def push_docker_list(c: httpx.Client, repo: str, tag: str) -> tuple[Manifest, list[tuple[str, Manifest]]]:
+    """A Docker manifest list of two schema2 manifests (the other pair of media types)."""
+    children = []
+    for os_, arch, variant in PLATFORMS:
+        cfg = Blob(image_config(os_, arch, variant).data, DOCKER_CONFIG)
+        m = make_manifest(cfg, [make_layer(700, DOCKER_LAYER)], media_type=DOCKER_MANIFEST)
+        push_manifest(c, repo, m)
+        children.append(("/".join(p for p in (os_, arch, variant) if p), m))
+    doc = {"schemaVersion": 2, "mediaType": DOCKER_LIST,
+           "manifests": [m.descriptor(platform={"os": os_, "architecture": arch, **({"variant": v} if v else {})})
+                         for (os_, arch, v), (_, m) in zip(PLATFORMS, children)]}
+    lst = Manifest(canonical(doc), DOCKER_LIST)
+    push_manifest(c, repo, lst, tag, with_blobs=False)
+    return lst, children
 
 
 def push_small(c: httpx.Client, repo: str, tags: list[str]) -> Manifest:

@@ -13,7 +13,7 @@ import pytest
 from fastreg.auth.htpasswd import add_user
 from tests.conftest import FastregServer, make_fastreg
 
-from .conftest import COSIGN_SIG, SPDX, Pushed, push_multiarch, push_small
+from .conftest import COSIGN_SIG, SPDX, Pushed, push_docker_list, push_multiarch, push_small
 
 pytestmark = [pytest.mark.e2e]
 
@@ -98,22 +98,23 @@ def sign_out(drv: Any) -> None:
 
 # -- an open registry with a multi-arch image, referrers, many repositories and tags -----------
 @pytest.fixture(scope="module")
-def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastregServer, Pushed]]:
+def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastregServer, Pushed, Any]]:
     srv = make_fastreg(tmp_path_factory.mktemp("ui"))
     srv.start()
     try:
         with httpx.Client(base_url=srv.url, timeout=30.0) as c:
             pushed = push_multiarch(c, "demo/app", "1.0")
+            docker = push_docker_list(c, "demo/docker", "2.0")
             push_small(c, "demo/many", [f"t{i:03d}" for i in range(55)])
             for i in range(52):
                 push_small(c, f"bulk/n{i:02d}", ["v1"])
-        yield srv, pushed
+        yield srv, pushed, docker
     finally:
         srv.stop()
 
 
-def test_repository_to_layers(browser: Any, open_registry: tuple[FastregServer, Pushed], tmp_path: Path) -> None:
-    srv, p = open_registry
+def test_repository_to_layers(browser: Any, open_registry: Any, tmp_path: Path) -> None:
+    srv, p, _ = open_registry
     open_ui(browser, srv)
     assert "demo/app" not in texts(browser, "a.repo")             # bulk/* fills the first page
     css(browser, "#repos-more")[0].click()
@@ -163,8 +164,8 @@ def test_repository_to_layers(browser: Any, open_registry: tuple[FastregServer, 
     no_console_errors(browser)
 
 
-def test_referrers(browser: Any, open_registry: tuple[FastregServer, Pushed]) -> None:
-    srv, p = open_registry
+def test_referrers(browser: Any, open_registry: Any) -> None:
+    srv, p, _ = open_registry
     open_ui(browser, srv, "#/r/demo%2Fapp/m/1.0")
     wait(browser, lambda d: css(d, "tr.referrer"), "the referrers")
     assert texts(browser, "h3.referrer-kind") == ["Signatures (1)", "SBOMs (1)"]
@@ -188,9 +189,9 @@ def test_referrers(browser: Any, open_registry: tuple[FastregServer, Pushed]) ->
     no_console_errors(browser)
 
 
-def test_paging_and_search(browser: Any, open_registry: tuple[FastregServer, Pushed]) -> None:
-    srv, _ = open_registry
-    everything = sorted(["demo/app", "demo/many", *(f"bulk/n{i:02d}" for i in range(52))])
+def test_paging_and_search(browser: Any, open_registry: Any) -> None:
+    srv, _, _ = open_registry
+    everything = sorted(["demo/app", "demo/docker", "demo/many", *(f"bulk/n{i:02d}" for i in range(52))])
     open_ui(browser, srv)
     assert texts(browser, "a.repo") == everything[:50]              # one page, not everything
     css(browser, "#repos-more")[0].click()
@@ -217,6 +218,25 @@ def test_paging_and_search(browser: Any, open_registry: tuple[FastregServer, Pus
     assert texts(browser, "a.tag") == tags[:50]
     css(browser, "#tags-more")[0].click()
     wait(browser, lambda d: texts(d, "a.tag") == tags, "the second page of tags")
+    no_console_errors(browser)
+
+
+def test_docker_media_types(browser: Any, open_registry: Any) -> None:
+    """A Docker manifest list and schema2 manifests, asked for with the same Accept header."""
+    srv, _, (lst, children) = open_registry
+    open_ui(browser, srv, "#/r/demo%2Fdocker/m/2.0")
+    wait(browser, lambda d: css(d, "#sizes-total"), "the list's sizes")
+    assert texts(browser, "#manifest-digest") == [lst.digest]
+    assert texts(browser, "#manifest-media-type") == ["application/vnd.docker.distribution.manifest.list.v2+json"]
+    assert texts(browser, "td.platform-name") == [name for name, _ in children]
+    name, m = children[0]
+    click_link(browser, "#platforms a.digest", m.digest)
+    wait(browser, lambda d: css(d, "#image-platform"), "the image config")
+    assert texts(browser, "#manifest-media-type") == ["application/vnd.docker.distribution.manifest.v2+json"]
+    assert texts(browser, "#config-media-type") == ["application/vnd.docker.container.image.v1+json"]
+    assert texts(browser, "#layers .digest") == [b.digest for b in m.blobs[1:]]
+    assert texts(browser, "#layers .media-type") == ["application/vnd.docker.image.rootfs.diff.tar.gzip"]
+    assert texts(browser, "#image-platform") == [name] == ["linux/amd64"]
     no_console_errors(browser)
 
 
