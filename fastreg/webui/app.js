@@ -39,6 +39,14 @@
     }
     return node;
   }
+  // aria-busy on the view while a step of it loads (tests and screen readers wait for it)
+  function busy(fn) {
+    return async (...args) => {
+      const view = document.getElementById("view");
+      view.setAttribute("aria-busy", "true");
+      try { return await fn(...args); } finally { view.setAttribute("aria-busy", "false"); }
+    };
+  }
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
   // A view draws only while it is the current one (a slow answer for a page the user has
   // already left must not overwrite the next page).
@@ -76,7 +84,9 @@
   };
   class LoginNeeded extends Error {}
   class ApiError extends Error {
-    constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+    constructor(status, code, message, detail) {
+      super(message); this.status = status; this.code = code; this.detail = detail;
+    }
   }
 
   function b64(text) {
@@ -165,13 +175,26 @@
       }
     }
     if (res.ok) return res;
-    let code = "", message = `HTTP ${res.status}`;
+    let code = "", message = `HTTP ${res.status}`, detail = null;
     try {
       const err = (await res.json()).errors[0];
-      code = err.code || ""; message = err.message || message;
+      code = err.code || ""; message = err.message || message; detail = err.detail;
     } catch (e) { /* not an error envelope */ }
     if (res.status === 401 && !auth.user) throw new LoginNeeded("");
-    throw new ApiError(res.status, code, message);
+    throw new ApiError(res.status, code, message, detail);
+  }
+
+  // Which kind of credentials the registry wants, learnt once from /v2/ (which challenges every
+  // anonymous client), so "Sign in" is offered even where anonymous users may browse.
+  let probed = null;
+  function probe() {
+    if (!probed) {
+      probed = fetch("/v2/", { credentials: "omit", cache: "no-store" }).then((res) => {
+        const ch = res.status === 401 ? parseChallenge(res.headers.get("www-authenticate")) : null;
+        if (ch && (ch.scheme === "basic" || ch.scheme === "bearer") && !auth.mode) auth.mode = ch.scheme;
+      }).catch(() => { probed = null; });
+    }
+    return probed;
   }
 
   async function apiJSON(path, accept) {
@@ -252,6 +275,22 @@
     return prefix.slice(0, -1) + String.fromCharCode(last - 1) + "~";
   }
 
+  // fastreg.catalog.maxentries may be below our page size: the 400 names the maximum
+  let catalogMax = Infinity;
+  async function catalogPage(n, last) {
+    for (;;) {
+      const qs = new URLSearchParams({ n: String(Math.min(n, catalogMax)) });
+      if (last !== null) qs.set("last", last);
+      try {
+        return await apiJSON("/v2/_catalog?" + qs);
+      } catch (e) {
+        const max = e instanceof ApiError && e.code === "PAGINATION_NUMBER_INVALID" && e.detail && Number(e.detail.max);
+        if (!max || max >= catalogMax) throw e;
+        catalogMax = max;
+      }
+    }
+  }
+
   async function viewRepositories(params, gen) {
     crumbs(["Repositories"]);
     const q = (params.get("q") || "").trim().toLowerCase();
@@ -276,15 +315,12 @@
 
     let last = q && mode === "prefix" ? beforePrefix(q) : null;
     let done = false, shown = 0, scanned = 0;
-    const step = async () => {
+    const step = busy(async () => {
       more.hidden = true;
       status.textContent = "Loading…";
       let found = 0, pages = 0;
-      while (!done && found < PAGE && pages < (q ? SCAN_BUDGET : 1)) {
-        const n = q ? SCAN_PAGE : PAGE;
-        const qs = new URLSearchParams({ n: String(n) });
-        if (last !== null) qs.set("last", last);
-        const { res, doc } = await apiJSON("/v2/_catalog?" + qs);
+      while (!done && found < PAGE && pages < SCAN_BUDGET) {
+        const { res, doc } = await catalogPage(q ? SCAN_PAGE : PAGE, last);
         const names = doc.repositories || [];
         pages += 1; scanned += names.length;
         for (const name of names) {
@@ -299,7 +335,7 @@
       status.textContent = shown === 0 && done ? (q ? "No repository matches." : "No repositories yet.")
         : q ? `${shown} shown, ${scanned} searched${done ? "" : " so far"}.` : `${shown} shown.`;
       more.hidden = done;
-    };
+    });
     more.addEventListener("click", () => step().catch(fail));
     await step();
   }
@@ -311,7 +347,7 @@
     const status = el("p", { class: "muted", id: "tags-status" });
     const more = el("button", { type: "button", class: "plain", id: "tags-more", text: "More tags", hidden: true });
     let last = null, shown = 0;
-    const step = async () => {
+    const step = busy(async () => {
       more.hidden = true;
       const qs = new URLSearchParams({ n: String(PAGE) });
       if (last !== null) qs.set("last", last);
@@ -323,7 +359,7 @@
       last = nextLast(res);
       status.textContent = shown ? `${shown} tag${shown === 1 ? "" : "s"} shown.` : "No tags.";
       more.hidden = last === null;
-    };
+    });
     await step();      // errors (no such repository, no pull right) before anything is drawn
     const first = list.querySelector("a.tag");
     freshView(gen).append(el("section", {}, el("h1", { id: "repo-name", text: repo }),
@@ -574,6 +610,8 @@
     const view = document.getElementById("view");
     view.setAttribute("aria-busy", "true");
     try {
+      await probe();
+      renderWho();
       const m = /^\/r\/([^/]+)(?:\/m\/([^/]+))?$/.exec(path);
       if (m) {
         const repo = decodeURIComponent(m[1]);

@@ -84,6 +84,10 @@ def no_console_errors(drv: Any) -> None:
 
 
 def login(drv: Any, user: str) -> None:
+    """Sign in through the page's form (asked for by the page, or opened with "Sign in")."""
+    wait(drv, lambda d: settled(d) and (css(d, "#login") or css(d, "#signin")), "the login form or Sign in")
+    if not css(drv, "#login"):
+        css(drv, "#signin")[0].click()
     wait(drv, lambda d: css(d, "#login"), "the login form")
     css(drv, "#login-user")[0].send_keys(user)
     css(drv, "#login-password")[0].send_keys(PASSWORDS[user])
@@ -93,7 +97,7 @@ def login(drv: Any, user: str) -> None:
 
 def sign_out(drv: Any) -> None:
     css(drv, "#signout")[0].click()
-    wait(drv, lambda d: css(d, "#login"), "the login form after signing out")
+    wait(drv, lambda d: settled(d) and not css(d, "#user"), "signed out")
 
 
 # -- an open registry with a multi-arch image, referrers, many repositories and tags -----------
@@ -221,6 +225,24 @@ def test_paging_and_search(browser: Any, open_registry: Any) -> None:
     no_console_errors(browser)
 
 
+def test_small_catalog_maximum(browser: Any, fastreg_factory: Any) -> None:
+    """fastreg.catalog.maxentries below the page's page size: the page asks again with the
+    maximum the 400 names, and still shows every repository and finds by search."""
+    srv = fastreg_factory({"fastreg": {"catalog": {"maxentries": 20}}})
+    names = [f"small/r{i:02d}" for i in range(45)]
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+        for name in names:
+            push_small(c, name, ["v1"])
+    open_ui(browser, srv)
+    while css(browser, "#repos-more")[0].is_displayed():
+        css(browser, "#repos-more")[0].click()
+        wait(browser, settled, "the next page")
+    assert texts(browser, "a.repo") == names
+    go(browser, "#/?q=r4&m=contains")
+    assert texts(browser, "a.repo") == [f"small/r{i}" for i in range(40, 45)]
+    no_console_errors(browser)
+
+
 def test_docker_media_types(browser: Any, open_registry: Any) -> None:
     """A Docker manifest list and schema2 manifests, asked for with the same Accept header."""
     srv, _, (lst, children) = open_registry
@@ -249,8 +271,10 @@ def users(tmp_path: Path) -> Path:
     return f
 
 
-def check_policy(browser: Any, srv: FastregServer) -> None:
+def check_policy(browser: Any, srv: FastregServer, anonymous_catalog: bool) -> None:
     open_ui(browser, srv)
+    if anonymous_catalog:        # anonymous users browse what anonymous may pull, and may sign in
+        assert texts(browser, "a.repo") == ["public/base"]
     login(browser, "bob")
     assert texts(browser, "a.repo") == ["public/base", "team/app"]          # no private/secret
     click_link(browser, "a.repo", "team/app")
@@ -270,6 +294,8 @@ def check_policy(browser: Any, srv: FastregServer) -> None:
     assert texts(browser, "a.tag") == ["v1"]
     sign_out(browser)
     # a wrong password is refused and says so
+    if not css(browser, "#login"):
+        css(browser, "#signin")[0].click()
     css(browser, "#login-user")[0].send_keys("bob")
     css(browser, "#login-password")[0].send_keys("nope")
     css(browser, "#login button[type=submit]")[0].click()
@@ -278,12 +304,13 @@ def check_policy(browser: Any, srv: FastregServer) -> None:
 
 
 def test_policy_htpasswd(browser: Any, fastreg_factory: Any, users: Path) -> None:
+    policy = {**POLICY, "catalog": ["anonymous"]}
     srv = fastreg_factory({"auth": {"htpasswd": {"realm": "r", "path": str(users)}},
-                           "fastreg": {"auth": {"access": POLICY}}})
+                           "fastreg": {"auth": {"access": policy}}})
     with httpx.Client(base_url=srv.url, auth=("alice", PASSWORDS["alice"]), timeout=30.0) as c:
         for repo in POLICY_REPOS:
             push_small(c, repo, ["v1"])
-    check_policy(browser, srv)
+    check_policy(browser, srv, anonymous_catalog=True)
 
 
 def test_policy_token_service(browser: Any, fastreg_factory: Any, users: Path, test_pki: Any) -> None:
@@ -297,4 +324,4 @@ def test_policy_token_service(browser: Any, fastreg_factory: Any, users: Path, t
     with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {tok}"}, timeout=30.0) as c:
         for repo in POLICY_REPOS:
             push_small(c, repo, ["v1"])
-    check_policy(browser, srv)
+    check_policy(browser, srv, anonymous_catalog=False)
