@@ -104,3 +104,16 @@ def test_public_under_auth_and_realm_in_csp(fastreg_factory: Any, tmp_path: Any)
                 realm = "https://auth.example.com:8443/token?x=1"
     site = Site.from_config(Cfg)
     assert site is not None and "connect-src 'self' https://auth.example.com:8443;" in site.csp
+
+
+def test_package_ships_the_page(tmp_path: Any) -> None:
+    """The files are package data: a build of the package carries every one of them."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+    subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path)],
+                   cwd=REPO_ROOT, check=True, capture_output=True, timeout=120)
+    shipped = sorted(p.name for p in (tmp_path / "fastreg" / "webui").iterdir())
+    assert shipped == sorted(Site().assets) == ["app.js", "favicon.svg", "index.html", "style.css"]
+    assert not (tmp_path / "fastreg" / "_digest.c").exists()
