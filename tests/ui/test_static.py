@@ -112,7 +112,10 @@ def test_package_ships_the_page(tmp_path: Any) -> None:
     import sys
 
     from tests.conftest import REPO_ROOT
-    subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path)],
+    egg = tmp_path / "egg"          # keep the checkout's own egg-info untouched
+    egg.mkdir()
+    subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(egg),
+                    "build_py", "--build-lib", str(tmp_path)],
                    cwd=REPO_ROOT, check=True, capture_output=True, timeout=120)
     shipped = sorted(p.name for p in (tmp_path / "fastreg" / "webui").iterdir())
     assert shipped == sorted(Site().assets) == ["app.js", "favicon.svg", "index.html", "style.css"]
