@@ -29,4 +29,6 @@ def extensions() -> list[Extension]:
     )
 
 
-setup(ext_modules=extensions(), exclude_package_data={"fastreg": ["*.c", "*.html"]})
+# Cython's generated C and annotation page stay out of the wheel (the web page's
+# fastreg/webui/index.html is package data and must stay in).
+setup(ext_modules=extensions(), exclude_package_data={"fastreg": ["*.c", "_digest.html"]})

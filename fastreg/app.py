@@ -71,6 +71,8 @@ class App:
                           tags_max=cfg.fastreg.tags.maxentries),
             url_policy=url_policy(cfg), index_policy=index_policy(cfg))
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
+        from .api.ui import Site
+        ctx.ui = Site.from_config(cfg)
         if auth_configured(cfg):
             from .auth import build
             setup = build(cfg)
@@ -176,7 +178,7 @@ class App:
         if name is not None and not valid_name(name):
             raise RegistryError("NAME_INVALID", {"name": name})
         req = Request(scope, receive, params)
-        if ctx.access is not None:
+        if ctx.access is not None and not route.public:
             scope["fastreg.actor"] = await ctx.access.authorize(req, route.name, name)
         if self.proxy is not None and name is not None:
             target = self.proxy.route(name)

@@ -611,6 +611,10 @@ class ProxyUpstreams(_S, frozen=True):
     peerurl: str = ""
 
 
+class UIOptions(_S, frozen=True):
+    enabled: bool = True           # the read-only web page at /ui/ (fastreg.api.ui)
+
+
 class Fastreg(_S, frozen=True):
     workers: int | None = None                   # None: one per core
     httpmode: Literal["auto", "1", "2"] = "auto"   # auto = HTTP/1.1 plus h2c
@@ -623,6 +627,7 @@ class Fastreg(_S, frozen=True):
     notifications: NotifyOptions = msgspec.field(default_factory=NotifyOptions)
     gc: GCOptions = msgspec.field(default_factory=GCOptions)
     proxy: ProxyUpstreams = msgspec.field(default_factory=ProxyUpstreams)
+    ui: UIOptions = msgspec.field(default_factory=UIOptions)
 
 
 class Config(_S, frozen=True):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -22,6 +23,7 @@ class Context:
     host: str | None = None          # http.host: external base URL, e.g. https://reg.example.com
     access: Access | None = None     # None: everyone may do everything (auth: none)
     events: EventSink | None = None  # None: no notifications configured
+    ui: Any = None                   # the web page's files (api/ui.Site); None: fastreg.ui disabled
 
     async def emit(self, action: str, req: Request, target: Target) -> None:
         if self.events is not None:

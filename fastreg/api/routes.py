@@ -9,7 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from . import blobs, catalog, manifests, referrers, tags, uploads
+from . import blobs, catalog, manifests, referrers, tags, ui, uploads
 from .base import Context, get_base
 from .http import Request, Response
 
@@ -21,14 +21,15 @@ class Route:
     name: str
     pattern: re.Pattern[str]
     handlers: dict[str, Handler]
+    public: bool = False        # no access check (the web page's static files: they hold no data)
 
     @property
     def allow(self) -> str:
         return ", ".join(sorted(self.handlers))
 
 
-def _route(name: str, pattern: str, **handlers: Handler) -> Route:
-    return Route(name, re.compile(pattern), handlers)
+def _route(name: str, pattern: str, public: bool = False, **handlers: Handler) -> Route:
+    return Route(name, re.compile(pattern), handlers, public)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -43,6 +44,8 @@ ROUTES: tuple[Route, ...] = (
     _route("blob", r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)",
            GET=blobs.get, HEAD=blobs.get, DELETE=blobs.delete),
     _route("referrers", r"/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)", GET=referrers.list_referrers),
+    # the web page: /ui redirects to /ui/; /ui/<file> is one of its files (never a deeper path)
+    _route("ui", r"/ui(?P<file>/[^/]*)?", public=True, GET=ui.get, HEAD=ui.get),
 )
 
 

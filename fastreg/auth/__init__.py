@@ -65,7 +65,8 @@ def _build(cfg: Any) -> AuthSetup:
         access = TokenAccess(_verifier(t.issuer, t.service, t.rootcertbundle, t.jwks, t.signingalgorithms),
                              t.realm, t.service, realm_path=ts.path if ts is not None else None,
                              external_url=cfg.http.host,
-                             auto_redirect=(t.autoredirectpath or "/auth/token") if t.autoredirect else None)
+                             auto_redirect=(t.autoredirectpath or "/auth/token") if t.autoredirect else None,
+                             policy=(policy or Policy.allow_authenticated()) if ts is not None else None)
     elif kind == "silly":
         from .controllers import SillyAccess
         access = SillyAccess(cfg.auth.silly.realm, cfg.auth.silly.service)

@@ -20,7 +20,7 @@ user with valid credentials), ``anonymous`` (everyone, with or without credentia
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,3 +145,9 @@ class Policy:
 
     def allows(self, who: Identity, scopes: Iterable[Scope]) -> bool:
         return all(set(self.granted(who, s)) >= set(s.actions) for s in scopes)
+
+    def pull_filter(self, who: Identity) -> Callable[[str], bool]:
+        """Whether `who` may pull a repository: what the catalog shows them (api/catalog.py)."""
+        principals = who.principals()
+        rules = [r.pattern for r in self.rules if not principals.isdisjoint(r.grants.get("pull", ()))]
+        return lambda name: any(p.fullmatch(name) for p in rules)

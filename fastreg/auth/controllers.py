@@ -19,6 +19,7 @@ import base64
 import binascii
 from typing import Any
 
+from ..api.catalog import CATALOG_FILTER
 from ..api.errors import RegistryError
 from ..api.http import Request
 from .access import Identity, Policy, Scope, required
@@ -77,6 +78,8 @@ class BasicAccess:
             raise RegistryError("UNAUTHORIZED", "authentication required", headers=self.challenge)
         if needs and not self.policy.allows(who, needs):
             raise RegistryError("DENIED", [str(s) for s in needs])
+        if route == "catalog":
+            req.scope[CATALOG_FILTER] = self.policy.pull_filter(who)
         source = _mount_source(req, route)
         if source is not None and not (source and self.policy.allows(who, (Scope("repository", source, ("pull",)),))):
             req.scope[MOUNT_ALLOWED] = False
@@ -85,8 +88,12 @@ class BasicAccess:
 
 class TokenAccess:
     def __init__(self, verifier: TokenVerifier, realm: str, service: str,
-                 realm_path: str | None = None, external_url: str = "", auto_redirect: str | None = None) -> None:
+                 realm_path: str | None = None, external_url: str = "", auto_redirect: str | None = None,
+                 policy: Policy | None = None) -> None:
         self.verifier = verifier
+        # the built-in token service's policy: the catalog shows a token's subject only what
+        # they may pull (an external token service's policy is unknown here: no filter)
+        self.policy = policy
         self.external_url = external_url.rstrip("/")     # http.host, when set
         self.realm = realm
         self.service = service
@@ -129,6 +136,8 @@ class TokenAccess:
                                 headers=self._challenge(req, needs, "insufficient_scope"))
         if source is not None and not (source and claims.holds(Scope("repository", source, ("pull",)))):
             req.scope[MOUNT_ALLOWED] = False
+        if route == "catalog" and self.policy is not None:
+            req.scope[CATALOG_FILTER] = self.policy.pull_filter(self.policy.identity(claims.subject or None))
         return claims.subject or None
 
 
