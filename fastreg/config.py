@@ -223,7 +223,7 @@ class StorageTag(_S, frozen=True):
     concurrencylimit: int = 0
 
 
-DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
+DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss", "faulty")
 
 
 class Storage(_S, frozen=True):
@@ -234,6 +234,7 @@ class Storage(_S, frozen=True):
     gcs: dict[str, Any] | None = None
     swift: dict[str, Any] | None = None     # Distribution 2.8 only
     oss: dict[str, Any] | None = None       # Distribution 2.8 only
+    faulty: dict[str, Any] | None = None    # fastreg's fault-injecting wrapper (tests; storage/driver/faulty.py)
     delete: StorageDelete = msgspec.field(default_factory=StorageDelete)
     maintenance: Maintenance = msgspec.field(default_factory=Maintenance)
     cache: StorageCache = msgspec.field(default_factory=StorageCache)
