@@ -272,18 +272,20 @@ class FaultyDriver:
             missing = False
         if self.stale is not None and "list" in self.stale.ops:
             prefix = path.rstrip("/") + "/"
-            shown = set(names)
+            shown, hid = set(names), False
             for p, c in list(self._live_changes().items()):
                 if not p.startswith(prefix) or "/" in p[len(prefix):]:
                     continue
                 child = p[len(prefix):]
                 if c.was_new and child in shown:
                     shown.discard(child)
+                    hid = True
                     c.reads_left -= 1
                 elif c.was_removed and child not in shown:
                     shown.add(child)
                     c.reads_left -= 1
-            names, missing = sorted(shown), missing and not shown
+            # a prefix whose every key is hidden does not exist (an object store's view)
+            names, missing = sorted(shown), not shown and (missing or hid)
         if missing:
             raise PathNotFound(path)
         await self._fault("list", path, "after")
