@@ -135,7 +135,7 @@ class ManifestStore:
                 previous = await self.tags.resolve(name, ref)
             except RegistryError:
                 previous = None
-            await self.tags.tag(name, ref, d)
+            await self.tags.tag(name, ref, d, new=previous is None)
         await self._confirm(name, ref, d, parsed, previous, since)
         self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type))
         return d, parsed
