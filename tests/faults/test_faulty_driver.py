@@ -172,3 +172,15 @@ storage:
                 {"driver": "inmemory", "typo": 1}):
         with pytest.raises((ValueError, ConfigError)):
             create_driver("faulty", bad)
+
+
+def test_stale_listing_hides_a_new_directory(make: Callable[..., FaultyDriver], run: Any) -> None:
+    d = make(stale={"reads": 1, "path": "/tags/*"})
+    run(d.put_content("/tags/old/current/link", b"a"))
+    with pytest.raises(PathNotFound):          # served stale once: nothing there yet
+        run(d.list("/tags"))
+    assert run(d.list("/tags")) == ["old"]
+    run(d.put_content("/tags/new/current/link", b"b"))
+    assert run(d.list("/tags")) == ["old"]     # the new tag's directory is not listed yet
+    assert run(d.list("/tags")) == ["new", "old"]
+    run(d.close())

@@ -45,8 +45,8 @@ Stale reads: after ``put_content``, ``move`` or ``delete`` of a path
 matching ``stale.path``, ``get_content``/``stat``/``reader`` of that path return the previous
 version (or ``PathNotFound`` if it did not exist) and ``list`` of its parent directory shows
 the previous set of names, for the next ``reads`` such reads and/or ``seconds`` — as S3 did
-before 2020 and some S3-compatible stores still do.  Deleting a directory hides that
-directory's own removal from listings, not the old contents of everything below it.
+before 2020 and some S3-compatible stores still do.  A directory deleted (recursively) keeps
+serving the objects that were below it (up to 1000 of them).
 
 While any rule can touch ``reader`` or stale reads are on, ``local_path`` answers ``None`` so
 blob downloads go through ``reader`` (and its faults) instead of the server's sendfile path.
@@ -211,10 +211,21 @@ class FaultyDriver:
                 old = await self.inner.get_content(path)
         except PathNotFound:
             pass
+        self._changes[path] = self._change(old, info, was_new=info is None, was_removed=removed and info is not None)
+        parent = path.rsplit("/", 1)[0]
+        while info is None and parent and self._stale_for(parent) and parent not in self._changes:
+            # a new object in a new directory: the directory is new to listings as well
+            try:
+                info = await self.inner.stat(parent)
+            except PathNotFound:
+                self._changes[parent] = self._change(None, None, was_new=True, was_removed=False)
+                parent = parent.rsplit("/", 1)[0]
+
+    def _change(self, old: bytes | None, info: FileInfo | None, *, was_new: bool, was_removed: bool) -> _Change:
         assert self.stale is not None
-        self._changes[path] = _Change(old, info, self.stale.reads or 1 << 62,
-                                      time.monotonic() + self.stale.seconds if self.stale.seconds else float("inf"),
-                                      was_new=info is None, was_removed=removed and info is not None)
+        return _Change(old, info, self.stale.reads or 1 << 62,
+                       time.monotonic() + self.stale.seconds if self.stale.seconds else float("inf"),
+                       was_new=was_new, was_removed=was_removed)
 
     def _live_changes(self) -> dict[str, _Change]:
         now = time.monotonic()
@@ -302,9 +313,32 @@ class FaultyDriver:
 
     async def delete(self, path: str) -> None:
         await self._fault("delete", path, "before")
-        await self._remember(path, removed=True)
+        if self.stale is not None:
+            for p in [path, *await self._files_below(path)]:
+                await self._remember(p, removed=True)
         await self.inner.delete(path)
         await self._fault("delete", path, "after")
+
+    async def _files_below(self, path: str, limit: int = 1000) -> list[str]:
+        """The objects under directory `path` (a bounded walk; stale mode only)."""
+        out: list[str] = []
+        stack = [path]
+        while stack and len(out) < limit:
+            d = stack.pop()
+            try:
+                names = await self.inner.list(d)
+            except PathNotFound:
+                continue
+            for n in names:
+                child = f"{d}/{n}"
+                try:
+                    if (await self.inner.stat(child)).is_dir:
+                        stack.append(child)
+                    else:
+                        out.append(child)
+                except PathNotFound:
+                    continue
+        return out
 
     async def writer(self, path: str, append: bool = False) -> _FaultyWriter:
         await self._fault("writer", path, "before")
