@@ -890,6 +890,12 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         fs = st.filesystem or Filesystem()
         st = msgspec.structs.replace(st, filesystem=msgspec.structs.replace(
             fs, rootdirectory=_default_rootdirectory(env)))
+    if st.faulty is not None:       # the fault-injecting wrapper (tests): its rules, checked now
+        from .storage.driver.factory import check_faulty
+        try:
+            check_faulty(st.faulty)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc)) from None
     auths = [a for a in AUTH_TYPES if getattr(cfg.auth, a) is not None]
     if len(auths) > 1:
         raise ConfigError(f"auth: exactly one auth type may be configured, found {', '.join(auths)}")

@@ -184,3 +184,10 @@ def test_stale_listing_hides_a_new_directory(make: Callable[..., FaultyDriver], 
     assert run(d.list("/tags")) == ["old"]     # the new tag's directory is not listed yet
     assert run(d.list("/tags")) == ["new", "old"]
     run(d.close())
+
+
+def test_a_bad_rule_is_a_config_error(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "config.yml"
+    cfg_path.write_text("storage:\n  faulty:\n    driver: inmemory\n    rules: [{op: stat, action: explode}]\n")
+    with pytest.raises(ConfigError, match=r"storage.faulty.rules\[0\].action"):
+        load_config(cfg_path, env={})

@@ -55,8 +55,12 @@ def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDr
     raise ValueError(f"storage driver {name!r} is not available in this build of fastreg")
 
 
-def _faulty(raw: Any, *, fsync: bool, redirect: bool) -> StorageDriver:
-    """``storage.faulty: {driver, parameters, rules, stale, seed}`` (see ``faulty.py``)."""
+def check_faulty(raw: Any) -> None:
+    """Validate a ``storage.faulty`` section without opening anything (config load time)."""
+    _faulty_parts(raw)
+
+
+def _faulty_parts(raw: Any) -> tuple[str, Any, Any]:
     from types import SimpleNamespace
 
     from .faulty import FaultyDriver
@@ -73,5 +77,13 @@ def _faulty(raw: Any, *, fsync: bool, redirect: bool) -> StorageDriver:
             raise ValueError("storage.faulty.parameters.rootdirectory: required for the filesystem driver")
         params = SimpleNamespace(rootdirectory=str(params["rootdirectory"]),
                                  maxthreads=int(params.get("maxthreads", 16)))
+    FaultyDriver.parse(raw)                 # rules and stale mode: checked here
+    return inner_name, params, raw
+
+
+def _faulty(raw: Any, *, fsync: bool, redirect: bool) -> StorageDriver:
+    """``storage.faulty: {driver, parameters, rules, stale, seed}`` (see ``faulty.py``)."""
+    from .faulty import FaultyDriver
+    inner_name, params, raw = _faulty_parts(raw)
     inner = _create(inner_name, params, fsync=fsync, redirect=redirect)
     return FaultyDriver.from_config(inner, raw)

@@ -152,12 +152,18 @@ class FaultyDriver:
         # A tag list cached by directory mtime would hide the stale listing: no such caching.
         self.directory_mtimes = bool(getattr(inner, "directory_mtimes", False)) and self.stale is None
 
-    @classmethod
-    def from_config(cls, inner: StorageDriver, raw: Mapping[str, Any]) -> FaultyDriver:
+    @staticmethod
+    def parse(raw: Mapping[str, Any]) -> tuple[list[Rule], Stale | None, int | None]:
+        """The rules, stale mode and seed of a ``storage.faulty`` section; ValueError if invalid."""
         rules = [Rule.from_config(r, i) for i, r in enumerate(raw.get("rules") or [])]
         stale = Stale.from_config(raw["stale"]) if raw.get("stale") else None
         seed = raw.get("seed")
-        return cls(inner, rules, stale=stale, seed=None if seed is None else int(seed))
+        return rules, stale, None if seed is None else int(seed)
+
+    @classmethod
+    def from_config(cls, inner: StorageDriver, raw: Mapping[str, Any]) -> FaultyDriver:
+        rules, stale, seed = cls.parse(raw)
+        return cls(inner, rules, stale=stale, seed=seed)
 
     def __getattr__(self, name: str) -> Any:       # whatever else the real driver offers
         return getattr(self.inner, name)
