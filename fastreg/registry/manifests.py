@@ -119,7 +119,8 @@ class ManifestStore:
         since = await self.guard.epoch()                # online gc, step P0 (fastreg.gc)
         await self._check_references(name, parsed)
 
-        if await self.blobs.stat_data(d) is None:
+        stored = await self.blobs.stat_data(d)
+        if stored is None or stored.size != len(body):      # absent, or a damaged copy: (re)write
             await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
         new_repository = not await self._exists(layout.manifests_dir(name))
         await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())

@@ -117,3 +117,26 @@ def test_check_finds_reports_and_repairs_damage(tmp_path: Path) -> None:
     rc, report = run_check(root, tmp_path, "--repair")
     assert rc == 1 and sorted(p["repaired"] for p in report["problems"]) == ["quarantined", "removed"]
     assert run_check(root, tmp_path)[0] == 0
+
+
+def test_a_push_replaces_a_stored_copy_of_the_wrong_size(tmp_path: Path) -> None:
+    """A blob or manifest truncated on disk is replaced by the next push of the same digest
+    (before, the push found "a copy" and kept the damaged one): pushing again heals."""
+    m = make_manifest(layers=[make_layer(100_000)])
+    srv = server(tmp_path)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as cl:
+            push(cl, "heal/app", m, "v1")
+            for digest in (m.blobs[1].digest, m.digest):
+                with open(blob_file(srv.root, digest), "r+b") as f:
+                    f.truncate(100)
+            assert run_check(srv.root, tmp_path)[0] == 4
+            push(cl, "heal/app", m, "v1")
+        srv.stop()
+        srv = server(tmp_path)          # a fresh process: no manifest cached in memory
+        with httpx.Client(base_url=srv.url, timeout=30) as cl:
+            assert_pulls(cl, "heal/app", "v1", m)
+    finally:
+        srv.stop()
+    rc, report = run_check(srv.root, tmp_path)
+    assert (rc, report["problems"]) == (0, [])
