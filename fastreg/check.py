@@ -58,7 +58,7 @@ class Problem:
 @dataclass
 class Report:
     blobs: int = 0
-    bytes: int = 0
+    checked_bytes: int = 0
     repositories: int = 0
     manifests: int = 0
     layer_links: int = 0
@@ -219,7 +219,7 @@ class Checker:
                 continue
             done += size
             self.report.blobs += 1
-            self.report.bytes += size
+            self.report.checked_bytes += size
             if computed == d.hex:
                 self.blob_state[d] = OK
                 continue
@@ -344,7 +344,7 @@ class Checker:
 
 
 def summary(r: Report, repair: bool) -> str:
-    head = (f"checked {r.blobs} blobs ({_human(r.bytes)}), {r.repositories} repositories, "
+    head = (f"checked {r.blobs} blobs ({_human(r.checked_bytes)}), {r.repositories} repositories, "
             f"{r.manifests} manifests, {r.layer_links} layer links, {r.tags} tags: ")
     if not r.problems:
         return head + "no damage found"

@@ -71,12 +71,12 @@ def _faulty_parts(raw: Any) -> tuple[str, Any, Any]:
     inner_name = str(raw.get("driver") or "")
     if inner_name in ("", "faulty"):
         raise ValueError("storage.faulty.driver: name the real driver underneath (filesystem, inmemory, s3, ...)")
-    params = dict(raw.get("parameters") or {})
+    given = dict(raw.get("parameters") or {})
+    params: Any = given
     if inner_name == "filesystem":     # the typed section the filesystem driver reads
-        if not params.get("rootdirectory"):
+        if not given.get("rootdirectory"):
             raise ValueError("storage.faulty.parameters.rootdirectory: required for the filesystem driver")
-        params = SimpleNamespace(rootdirectory=str(params["rootdirectory"]),
-                                 maxthreads=int(params.get("maxthreads", 16)))
+        params = SimpleNamespace(rootdirectory=str(given["rootdirectory"]), maxthreads=int(given.get("maxthreads", 16)))
     FaultyDriver.parse(raw)                 # rules and stale mode: checked here
     return inner_name, params, raw
 

@@ -54,6 +54,7 @@ blob downloads go through ``reader`` (and its faults) instead of the server's se
 from __future__ import annotations
 
 import asyncio
+import builtins
 import errno
 import fnmatch
 import os
@@ -325,9 +326,9 @@ class FaultyDriver:
         await self.inner.delete(path)
         await self._fault("delete", path, "after")
 
-    async def _files_below(self, path: str, limit: int = 1000) -> list[str]:
+    async def _files_below(self, path: str, limit: int = 1000) -> builtins.list[str]:
         """The objects under directory `path` (a bounded walk; stale mode only)."""
-        out: list[str] = []
+        out: builtins.list[str] = []
         stack = [path]
         while stack and len(out) < limit:
             d = stack.pop()
