@@ -1,6 +1,6 @@
 """`fastreg serve [--config FILE]` (also `fastreg serve FILE`, as Distribution's `registry serve`),
 `fastreg htpasswd add|remove USER`, `fastreg gencerts DIR`,
-`fastreg gc [--config FILE] [--dry-run] [--delete-untagged]`."""
+`fastreg gc [--config FILE] [--dry-run] [--delete-untagged]`, `fastreg check [--config FILE] [--repair] [--json]`."""
 from __future__ import annotations
 
 import argparse
@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     p_gc.add_argument("--delete-untagged", "-m", action="store_true", help="also delete manifests no tag reaches")
     p_gc.add_argument("--grace", help="keep anything younger than this (Go duration; default fastreg.gc.graceperiod)")
     p_gc.add_argument("--quiet", "-q", action="store_true", help="no progress and no list of deleted items")
+    p_check = sub.add_parser("check", help="re-hash stored blobs and verify every link and tag (a scrub)")
+    p_check.add_argument("config_file", nargs="?", help="Distribution-style config.yml")
+    p_check.add_argument("--config", "-c", help="Distribution-style config.yml")
+    p_check.add_argument("--repair", action="store_true",
+                         help="quarantine damaged blobs (never deleted) and remove links and tags naming nothing")
+    p_check.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 
     if args.command in ("htpasswd", "gencerts"):
@@ -58,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "gc":
         from .gc_cli import run_gc
         return run_gc(cfg, args)
+    if args.command == "check":
+        from .gc_cli import run_check
+        return run_check(cfg, args)
     from .server import serve
     try:
         serve(cfg)

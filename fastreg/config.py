@@ -223,7 +223,7 @@ class StorageTag(_S, frozen=True):
     concurrencylimit: int = 0
 
 
-DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
+DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss", "faulty")
 
 
 class Storage(_S, frozen=True):
@@ -234,6 +234,7 @@ class Storage(_S, frozen=True):
     gcs: dict[str, Any] | None = None
     swift: dict[str, Any] | None = None     # Distribution 2.8 only
     oss: dict[str, Any] | None = None       # Distribution 2.8 only
+    faulty: dict[str, Any] | None = None    # fastreg's fault-injecting wrapper (tests; storage/driver/faulty.py)
     delete: StorageDelete = msgspec.field(default_factory=StorageDelete)
     maintenance: Maintenance = msgspec.field(default_factory=Maintenance)
     cache: StorageCache = msgspec.field(default_factory=StorageCache)
@@ -889,6 +890,12 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         fs = st.filesystem or Filesystem()
         st = msgspec.structs.replace(st, filesystem=msgspec.structs.replace(
             fs, rootdirectory=_default_rootdirectory(env)))
+    if st.faulty is not None:       # the fault-injecting wrapper (tests): its rules, checked now
+        from .storage.driver.factory import check_faulty
+        try:
+            check_faulty(st.faulty)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc)) from None
     auths = [a for a in AUTH_TYPES if getattr(cfg.auth, a) is not None]
     if len(auths) > 1:
         raise ConfigError(f"auth: exactly one auth type may be configured, found {', '.join(auths)}")

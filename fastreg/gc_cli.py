@@ -1,4 +1,4 @@
-"""`fastreg gc`: run one collection against the configured storage and print a summary."""
+"""`fastreg gc` and `fastreg check`: one collection (or one scrub) of the configured storage, with a summary."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ from typing import Any
 
 from . import gc
 from .config import parse_duration
+from .storage.driver.base import StorageError
 from .storage.driver.factory import create_driver
 
 
@@ -41,3 +42,32 @@ def run_gc(cfg: Any, args: argparse.Namespace) -> int:
         return 1
     print(gc.summary(report, args.dry_run), flush=True)
     return 1 if report.aborted else 0
+
+
+def run_check(cfg: Any, args: argparse.Namespace) -> int:
+    """Exit status as fsck's: 0 clean, 1 damage found and all repaired, 4 damage left, 2 error."""
+    from . import check
+
+    async def main() -> check.Report:
+        driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
+                               fsync=getattr(cfg.fastreg, "fsync", True))
+        try:
+            # progress only on a terminal: a log gets the problems and the summary
+            progress = gc.Progress(sys.stderr if sys.stderr.isatty() else None)
+            return await check.check(driver, repair=args.repair, progress=progress)
+        finally:
+            await driver.close()
+
+    try:
+        report = asyncio.run(main())
+    except (RuntimeError, ValueError, StorageError) as exc:
+        print(f"fastreg check: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(report.as_json().decode(), flush=True)
+    else:
+        for p in report.problems:
+            fixed = f" [{p.repaired}]" if p.repaired else ""
+            print(f"{p.kind}: {p.path}: {p.detail}{fixed}", flush=True)
+        print(check.summary(report, args.repair), flush=True)
+    return report.exit_code

@@ -119,7 +119,8 @@ class ManifestStore:
         since = await self.guard.epoch()                # online gc, step P0 (fastreg.gc)
         await self._check_references(name, parsed)
 
-        if await self.blobs.stat_data(d) is None:
+        stored = await self.blobs.stat_data(d)
+        if stored is None or stored.size != len(body):      # absent, or a damaged copy: (re)write
             await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
         new_repository = not await self._exists(layout.manifests_dir(name))
         await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())
@@ -135,7 +136,7 @@ class ManifestStore:
                 previous = await self.tags.resolve(name, ref)
             except RegistryError:
                 previous = None
-            await self.tags.tag(name, ref, d)
+            await self.tags.tag(name, ref, d, new=previous is None)
         await self._confirm(name, ref, d, parsed, previous, since)
         self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type))
         return d, parsed

@@ -36,12 +36,17 @@ class TagStore:
         except (InvalidDigest, UnsupportedDigest, UnicodeDecodeError):
             raise RegistryError("UNKNOWN", f"corrupt tag link for {name}:{tag}") from None
 
-    async def tag(self, name: str, tag: str, d: Digest) -> None:
+    async def tag(self, name: str, tag: str, d: Digest, *, new: bool = False) -> None:
+        """Point `tag` at `d`; `new`: the tag has no current link yet.
+
+        A tag that exists gets its index entry first, then the current link: a reader never
+        sees a tag whose history does not know its target (Distribution's order).  A new tag
+        gets its current link first: the index entry would create the tag's directory, and a
+        crash between the two would leave a tag that is listed but names nothing."""
         text = str(d).encode()
-        # The index entry first, then the current link: a reader never sees a tag whose
-        # history does not know its target (Distribution writes them in this order too).
-        await self.driver.put_content(layout.tag_index_link(name, tag, d.algorithm, d.hex), text)
-        await self.driver.put_content(layout.tag_current_link(name, tag), text)
+        index, current = layout.tag_index_link(name, tag, d.algorithm, d.hex), layout.tag_current_link(name, tag)
+        for path in ((current, index) if new else (index, current)):
+            await self.driver.put_content(path, text)
 
     async def untag(self, name: str, tag: str) -> None:
         try:

@@ -239,7 +239,9 @@ class UploadStore:
                                                    "detail": "content does not match digest"})
         self._hashers.pop((st.name, st.uuid), None)
         existing = await self.blobs.stat_data(digest)
-        if existing is None:
+        # A stored copy of another size is damaged (truncated by a crash or a disk): the
+        # verified bytes replace it.  (Same-size damage is what `fastreg check` finds.)
+        if existing is None or existing.size != st.offset:
             await self.driver.move(layout.upload_data(st.name, st.uuid), self.blobs.data_path(digest))
         await self.blobs.link(st.name, digest)
         try:

@@ -27,6 +27,8 @@ def create_driver(name: str, params: Any, *, fsync: bool = True, redirect: bool 
 
 
 def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDriver:
+    if name == "faulty":            # tests and fault drills: faults injected around a real driver
+        return _faulty(params, fsync=fsync, redirect=redirect)
     if name == "filesystem":
         from .filesystem import FilesystemDriver
         return FilesystemDriver(params.rootdirectory, maxthreads=getattr(params, "maxthreads", 16) or 16,
@@ -51,3 +53,37 @@ def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDr
         from .gcs import GcsDriver  # aiohttp; gcloud-aio-auth for tokens (fastreg[gcs])
         return GcsDriver(params, redirect=redirect)
     raise ValueError(f"storage driver {name!r} is not available in this build of fastreg")
+
+
+def check_faulty(raw: Any) -> None:
+    """Validate a ``storage.faulty`` section without opening anything (config load time)."""
+    _faulty_parts(raw)
+
+
+def _faulty_parts(raw: Any) -> tuple[str, Any, Any]:
+    from types import SimpleNamespace
+
+    from .faulty import FaultyDriver
+    raw = dict(raw or {})
+    unknown = set(raw) - {"driver", "parameters", "rules", "stale", "seed"}
+    if unknown:
+        raise ValueError(f"storage.faulty: unknown keys {sorted(unknown)}")
+    inner_name = str(raw.get("driver") or "")
+    if inner_name in ("", "faulty"):
+        raise ValueError("storage.faulty.driver: name the real driver underneath (filesystem, inmemory, s3, ...)")
+    given = dict(raw.get("parameters") or {})
+    params: Any = given
+    if inner_name == "filesystem":     # the typed section the filesystem driver reads
+        if not given.get("rootdirectory"):
+            raise ValueError("storage.faulty.parameters.rootdirectory: required for the filesystem driver")
+        params = SimpleNamespace(rootdirectory=str(given["rootdirectory"]), maxthreads=int(given.get("maxthreads", 16)))
+    FaultyDriver.parse(raw)                 # rules and stale mode: checked here
+    return inner_name, params, raw
+
+
+def _faulty(raw: Any, *, fsync: bool, redirect: bool) -> StorageDriver:
+    """``storage.faulty: {driver, parameters, rules, stale, seed}`` (see ``faulty.py``)."""
+    from .faulty import FaultyDriver
+    inner_name, params, raw = _faulty_parts(raw)
+    inner = _create(inner_name, params, fsync=fsync, redirect=redirect)
+    return FaultyDriver.from_config(inner, raw)

@@ -5,6 +5,14 @@ event loop: on a local filesystem they take microseconds, less than a hop to a t
 Bulk data (blob writes, fsync, large reads, recursive deletes) runs in a thread pool.
 Objects become visible atomically: ``put_content`` writes a temporary file beside the
 target, fsyncs it (unless disabled) and renames it over the target.
+
+Durability of names (power loss, not just a crashed process): a rename is only on disk once
+the directory holding the new entry is fsynced, and a directory just created only once its
+parent is.  So a durable ``put_content`` and every ``move`` (the blob commit) fsync the
+target's directory — and the parents of directories they had to create — before returning:
+when a request is answered, its blob, link or tag survives a power cut, and the order of
+commits (data, then link, then tag) is the order in which they reach the disk.  With
+``fastreg.fsync: false`` none of this is done.
 """
 from __future__ import annotations
 
@@ -21,6 +29,27 @@ from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError,
 
 INLINE_MAX = 64 * 1024          # writes/reads below this run on the loop
 TMP_PREFIX = ".fastreg-tmp-"
+
+
+def _makedirs(d: str) -> list[str]:
+    """``os.makedirs(d, exist_ok=True)``; returns the directories it created, outermost first."""
+    created: list[str] = []
+    missing = d
+    while missing and not os.path.isdir(missing):
+        created.append(missing)
+        missing = os.path.dirname(missing)
+    os.makedirs(d, exist_ok=True)
+    return created[::-1]
+
+
+def _sync_dirs(target_dir: str, created: list[str]) -> None:
+    """fsync `target_dir` (its new entry) and the parent of each directory in `created`."""
+    for d in dict.fromkeys([*(os.path.dirname(c) for c in created), target_dir]):
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _translate(exc: OSError, path: str) -> StorageError:
@@ -62,11 +91,12 @@ class FilesystemDriver:
     def _put(self, full: str, data: bytes, durable: bool) -> None:
         d = os.path.dirname(full)
         tmp = f"{d}/{TMP_PREFIX}{_uuid.uuid4().hex}"
+        created: list[str] = []
         try:
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:
-                os.makedirs(d, exist_ok=True)
+                created = _makedirs(d)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 view = memoryview(data)
@@ -77,6 +107,8 @@ class FilesystemDriver:
             finally:
                 os.close(fd)
             os.replace(tmp, full)
+            if durable:
+                _sync_dirs(d, created)
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -110,18 +142,24 @@ class FilesystemDriver:
             raise _translate(exc, path) from None
 
     def _move(self, src: str, dst: str) -> None:
+        created: list[str] = []
         try:
             os.replace(src, dst)
         except FileNotFoundError:
             if not os.path.exists(src):
                 raise
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            created = _makedirs(os.path.dirname(dst))
             os.replace(src, dst)
+        if self.fsync:
+            _sync_dirs(os.path.dirname(dst), created)
 
     async def move(self, src: str, dst: str) -> None:
         fsrc, fdst = self._full(src), self._full(dst)
         try:
-            self._move(fsrc, fdst)
+            if self.fsync:      # directory fsyncs wait for the disk: off the event loop
+                await self._run(self._move, fsrc, fdst)
+            else:
+                self._move(fsrc, fdst)
         except OSError as exc:
             raise _translate(exc, src) from None
 

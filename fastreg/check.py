@@ -1,0 +1,366 @@
+"""`fastreg check`: a scrub of the stored registry — does everything that is named still exist
+and match its name?
+
+What is checked (through the storage driver, so any backend; the layout is Distribution's):
+
+* every blob under ``blobs/<alg>/<xx>/<hex>/data`` is re-hashed and must match ``<alg>:<hex>``
+  (a flipped bit, a truncated or zero-length file is found here);
+* per repository, every ``_layers`` link and ``_manifests/revisions`` link must contain its own
+  digest and name a healthy blob; a revision's blob must be a manifest (a JSON object), whose
+  config and layers must be healthy blobs linked into the repository (foreign layers, those
+  with ``urls``, excepted) and whose index children must be revisions of the repository;
+* every tag's ``current/link`` must name a revision of the repository with a healthy blob, and a
+  tag directory must have a ``current/link`` at all.
+
+``--repair`` never deletes content: a blob that does not match its digest is *moved* to
+``_fastreg_quarantine/<time>/`` beside ``blobs/`` (so the right bytes can be pushed again),
+and then every pointer that names nothing healthy — layer links, revision links, tags (and a
+tag directory without a current link) — is removed, as Distribution removes them.  A layer
+the manifest names that exists but is not linked is linked again.  A manifest whose layer is
+*gone* is kept and reported: the manifest is intact, and pushing the image again restores it.
+
+Run it while the registry is stopped or read-only when repairing: a push in flight writes its
+data before its links, so a read-only check never reports it, but a repair that races a push
+could remove a link the push is about to make valid.
+
+Exit status (as fsck's): 0 nothing wrong; 1 damage found and all of it repaired; 4 damage left.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from .digest import Digest, InvalidDigest, UnsupportedDigest, new_hasher, parse_digest
+from .gc import Progress
+from .storage import layout
+from .storage.driver.base import PathNotFound, StorageDriver, StorageError
+
+QUARANTINE = f"{layout.ROOT}/_fastreg_quarantine"
+
+OK, CORRUPT, MISSING = "ok", "corrupt", "missing"
+
+
+@dataclass
+class Problem:
+    kind: str               # corrupt-blob, unreadable-blob, bad-link, dangling-layer-link, ...
+    path: str
+    detail: str
+    repository: str = ""
+    digest: str = ""
+    repaired: str = ""      # "quarantined", "removed", "relinked", or "" (left as it is)
+
+
+@dataclass
+class Report:
+    blobs: int = 0
+    checked_bytes: int = 0
+    repositories: int = 0
+    manifests: int = 0
+    layer_links: int = 0
+    tags: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def unrepaired(self) -> list[Problem]:
+        return [p for p in self.problems if not p.repaired]
+
+    @property
+    def exit_code(self) -> int:
+        if not self.problems:
+            return 0
+        return 4 if self.unrepaired else 1
+
+    def as_json(self) -> bytes:
+        doc = {k: v for k, v in asdict(self).items() if k != "problems"}
+        doc["ok"] = not self.problems
+        doc["problems"] = [asdict(p) for p in self.problems]
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+
+def _digest(alg: str, hex_: str) -> Digest | None:
+    try:
+        return parse_digest(f"{alg}:{hex_}", allow_blake3=True)
+    except (InvalidDigest, UnsupportedDigest):
+        return None
+
+
+@dataclass(frozen=True)
+class _Refs:
+    blobs: tuple[Digest, ...]          # config and layers that must be stored here
+    children: tuple[Digest, ...]       # index entries
+    unparsed: tuple[str, ...]          # descriptors whose digest does not parse
+
+
+def manifest_refs(body: bytes) -> _Refs | None:
+    """What a manifest names; None if the bytes are not a manifest (a JSON object)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or "schemaVersion" not in doc:
+        return None
+    blobs: list[Digest] = []
+    children: list[Digest] = []
+    bad: list[str] = []
+
+    def add(into: list[Digest], desc: Any, key: str) -> None:
+        if not isinstance(desc, dict) or (into is blobs and desc.get("urls")):
+            return                      # foreign layers are fetched from their urls
+        text = desc.get(key)
+        try:
+            into.append(parse_digest(str(text), allow_blake3=True))
+        except (InvalidDigest, UnsupportedDigest):
+            bad.append(str(text))
+
+    if isinstance(doc.get("config"), dict):
+        add(blobs, doc["config"], "digest")
+    for group, into, key in (("layers", blobs, "digest"), ("fsLayers", blobs, "blobSum"),
+                             ("manifests", children, "digest")):
+        items = doc.get(group)
+        if isinstance(items, list):
+            for item in items:
+                add(into, item, key)
+    return _Refs(tuple(dict.fromkeys(blobs)), tuple(dict.fromkeys(children)), tuple(bad))
+
+
+class Checker:
+    def __init__(self, driver: StorageDriver, *, repair: bool = False, progress: Progress | None = None,
+                 now: Callable[[], float] = time.time) -> None:
+        self.driver = driver
+        self.repair = repair
+        self.progress = progress or Progress(None)
+        self.report = Report()
+        self.blob_state: dict[Digest, str] = {}
+        self._stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now()))
+
+    # -- helpers --------------------------------------------------------------------------
+    async def _list(self, path: str) -> list[str]:
+        try:
+            return sorted(await self.driver.list(path))
+        except PathNotFound:
+            return []
+
+    def _problem(self, kind: str, path: str, detail: str, **kw: str) -> Problem:
+        p = Problem(kind, path, detail, **kw)
+        self.report.problems.append(p)
+        return p
+
+    async def _remove(self, p: Problem, path: str) -> None:
+        if not self.repair:
+            return
+        try:
+            await self.driver.delete(path)
+        except PathNotFound:
+            pass
+        p.repaired = "removed"
+
+    def state(self, d: Digest) -> str:
+        return self.blob_state.get(d, MISSING)
+
+    # -- blobs ----------------------------------------------------------------------------
+    async def repositories(self) -> list[str]:
+        found: list[str] = []
+
+        async def walk(path: str, prefix: str) -> None:
+            children = await self._list(path)
+            if "_manifests" in children or "_layers" in children:
+                found.append(prefix)
+            for child in children:
+                if not child.startswith(("_", ".")):
+                    await walk(f"{path}/{child}", f"{prefix}/{child}" if prefix else child)
+
+        await walk(layout.REPOS, "")
+        return found
+
+    async def _stored_blobs(self) -> list[tuple[Digest, int]]:
+        out: list[tuple[Digest, int]] = []
+        for alg in await self._list(layout.BLOBS):
+            for prefix in await self._list(f"{layout.BLOBS}/{alg}"):
+                for hex_ in await self._list(f"{layout.BLOBS}/{alg}/{prefix}"):
+                    d = _digest(alg, hex_)
+                    if d is None or hex_[:2] != prefix:
+                        continue            # not a blob of this layout: not ours to judge
+                    try:
+                        info = await self.driver.stat(layout.blob_data(alg, hex_))
+                    except PathNotFound:
+                        continue            # a directory without data: nothing stored, nothing named
+                    if not info.is_dir:
+                        out.append((d, info.size))
+        return out
+
+    async def _hash(self, d: Digest) -> str:
+        h = new_hasher(d.algorithm)
+        loop = asyncio.get_running_loop()
+        async for chunk in self.driver.reader(layout.blob_data(d.algorithm, d.hex), 0, None, 4 << 20):
+            if len(chunk) > 256 * 1024:
+                await loop.run_in_executor(None, h.update, chunk)
+            else:
+                h.update(chunk)
+        return str(h.hexdigest())
+
+    async def check_blobs(self) -> None:
+        blobs = await self._stored_blobs()
+        total = sum(size for _, size in blobs)
+        done = 0
+        for i, (d, size) in enumerate(blobs, 1):
+            self.progress.step(f"check: hashing blob {i}/{len(blobs)} ({_human(done)} of {_human(total)})")
+            path = layout.blob_data(d.algorithm, d.hex)
+            try:
+                computed = await self._hash(d)
+            except (StorageError, OSError) as exc:
+                self.blob_state[d] = CORRUPT
+                p = self._problem("unreadable-blob", path, str(exc), digest=str(d))
+                await self._quarantine(p, d)
+                continue
+            done += size
+            self.report.blobs += 1
+            self.report.checked_bytes += size
+            if computed == d.hex:
+                self.blob_state[d] = OK
+                continue
+            self.blob_state[d] = CORRUPT
+            p = self._problem("corrupt-blob", path, f"content hashes to {d.algorithm}:{computed} ({size} bytes)",
+                              digest=str(d))
+            await self._quarantine(p, d)
+        self.progress.done()
+
+    async def _quarantine(self, p: Problem, d: Digest) -> None:
+        if not self.repair:
+            return
+        dst = f"{QUARANTINE}/{self._stamp}/blobs/{d.algorithm}/{d.hex[:2]}/{d.hex}/data"
+        await self.driver.move(layout.blob_data(d.algorithm, d.hex), dst)
+        p.repaired = "quarantined"
+        p.detail += f"; moved to {dst}"
+
+    # -- repositories ---------------------------------------------------------------------
+    async def _links(self, name: str, base: str, kind: str) -> dict[Digest, str]:
+        """``<base>/<alg>/<hex>/link`` whose content is its own digest → link path.  A link
+        naming something else is a problem (Distribution follows the content)."""
+        out: dict[Digest, str] = {}
+        for alg in await self._list(base):
+            for hex_ in await self._list(f"{base}/{alg}"):
+                d = _digest(alg, hex_)
+                if d is None:
+                    continue
+                path = f"{base}/{alg}/{hex_}/link"
+                try:
+                    text = (await self.driver.get_content(path)).decode("utf-8", "replace").strip()
+                except PathNotFound:
+                    continue                # an empty link directory names nothing
+                if text != str(d):
+                    p = self._problem("bad-link", path, f"{kind} link contains {text[:100]!r}",
+                                      repository=name, digest=str(d))
+                    await self._remove(p, path.rsplit("/", 1)[0])
+                    continue
+                out[d] = path
+        return out
+
+    async def check_repository(self, name: str) -> None:
+        repo = layout.repo(name)
+        self.report.repositories += 1
+        layers = await self._links(name, f"{repo}/_layers", "layer")
+        for d, path in layers.items():
+            self.report.layer_links += 1
+            if self.state(d) != OK:
+                p = self._problem("dangling-layer-link", path, f"names a {self.state(d)} blob",
+                                  repository=name, digest=str(d))
+                await self._remove(p, path.rsplit("/", 1)[0])
+        linked = {d for d in layers if self.state(d) == OK}
+
+        revisions = await self._links(name, f"{repo}/_manifests/revisions", "revision")
+        healthy: set[Digest] = set()
+        bodies: dict[Digest, _Refs] = {}
+        for d, path in revisions.items():
+            self.report.manifests += 1
+            if self.state(d) != OK:
+                p = self._problem("dangling-revision", path, f"names a {self.state(d)} blob",
+                                  repository=name, digest=str(d))
+                await self._remove(p, path.rsplit("/", 1)[0])
+                continue
+            refs = manifest_refs(await self.driver.get_content(layout.blob_data(d.algorithm, d.hex)))
+            if refs is None:
+                p = self._problem("invalid-manifest", path, "the revision's blob is not a manifest",
+                                  repository=name, digest=str(d))
+                await self._remove(p, path.rsplit("/", 1)[0])
+                continue
+            healthy.add(d)
+            bodies[d] = refs
+        for d, refs in bodies.items():
+            path = revisions[d]
+            for bad in refs.unparsed:
+                self._problem("missing-reference", path, f"names an invalid digest {bad[:100]!r}",
+                              repository=name, digest=str(d))
+            for b in refs.blobs:
+                if self.state(b) != OK:
+                    self._problem("missing-reference", path, f"names {b}, a {self.state(b)} blob",
+                                  repository=name, digest=str(d))
+                elif b not in linked:
+                    p = self._problem("unlinked-reference", path, f"names {b}, stored but not linked "
+                                      "into the repository", repository=name, digest=str(d))
+                    if self.repair:
+                        await self.driver.put_content(layout.layer_link(name, b.algorithm, b.hex), str(b).encode())
+                        linked.add(b)
+                        p.repaired = "relinked"
+            for c in refs.children:
+                if c not in healthy:
+                    self._problem("missing-reference", path, f"names manifest {c}, not a healthy revision "
+                                  "of the repository", repository=name, digest=str(d))
+
+        for tag in await self._list(layout.tags_dir(name)):
+            self.report.tags += 1
+            path = layout.tag_current_link(name, tag)
+            try:
+                text = (await self.driver.get_content(path)).decode("utf-8", "replace").strip()
+            except PathNotFound:
+                p = self._problem("incomplete-tag", layout.tag_dir(name, tag), "tag without current/link",
+                                  repository=name)
+                await self._remove(p, layout.tag_dir(name, tag))
+                continue
+            try:
+                d = parse_digest(text, allow_blake3=True)
+            except (InvalidDigest, UnsupportedDigest):
+                p = self._problem("dangling-tag", path, f"contains {text[:100]!r}, not a digest", repository=name)
+                await self._remove(p, layout.tag_dir(name, tag))
+                continue
+            if d not in healthy:
+                why = "a revision of the repository" if d not in revisions else "a healthy manifest"
+                p = self._problem("dangling-tag", path, f"{tag} names {d}, not {why}", repository=name,
+                                  digest=str(d))
+                await self._remove(p, layout.tag_dir(name, tag))
+
+    async def run(self) -> Report:
+        await self.check_blobs()
+        names = await self.repositories()
+        for i, name in enumerate(names, 1):
+            self.progress.step(f"check: repository {i}/{len(names)} {name}")
+            await self.check_repository(name)
+        self.progress.done()
+        return self.report
+
+
+def summary(r: Report, repair: bool) -> str:
+    head = (f"checked {r.blobs} blobs ({_human(r.checked_bytes)}), {r.repositories} repositories, "
+            f"{r.manifests} manifests, {r.layer_links} layer links, {r.tags} tags: ")
+    if not r.problems:
+        return head + "no damage found"
+    left = len(r.unrepaired)
+    return head + (f"{len(r.problems)} problem(s), {len(r.problems) - left} repaired, {left} left"
+                   if repair else f"{len(r.problems)} problem(s) (run with --repair to quarantine and unlink)")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+async def check(driver: StorageDriver, *, repair: bool = False, progress: Progress | None = None) -> Report:
+    return await Checker(driver, repair=repair, progress=progress).run()
