@@ -21,6 +21,7 @@ from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError,
 
 INLINE_MAX = 64 * 1024          # writes/reads below this run on the loop
 TMP_PREFIX = ".fastreg-tmp-"
+FLAT_DELETE_MAX = 8             # a directory of at most this many files is deleted inline
 
 
 def _translate(exc: OSError, path: str) -> StorageError:
@@ -35,6 +36,8 @@ class FilesystemDriver:
     name = "filesystem"
     # A directory's mtime changes when an entry is added or removed: caches may use it.
     directory_mtimes = True
+    # move() renames a directory too (atomically; onto a missing or empty directory only).
+    directory_renames = True
 
     def __init__(self, rootdirectory: str, *, maxthreads: int = 16, fsync: bool = True) -> None:
         self.root = os.path.abspath(rootdirectory)
@@ -135,13 +138,39 @@ class FilesystemDriver:
                 raise
             shutil.rmtree(full)
 
+    @staticmethod
+    def _delete_flat(full: str) -> bool:
+        """Remove a directory holding a few plain files (an upload session after its commit),
+        inline; False, having removed nothing, if it holds more or any directory."""
+        with os.scandir(full) as it:
+            entries = [e for _, e in zip(range(FLAT_DELETE_MAX + 1), it)]
+        if len(entries) > FLAT_DELETE_MAX or any(e.is_dir(follow_symlinks=False) for e in entries):
+            return False
+        for e in entries:
+            try:
+                os.unlink(e.path)
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(full)
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:    # something was added meanwhile: rmtree it
+                raise
+            return False
+        return True
+
     async def delete(self, path: str) -> None:
         full = self._full(path)
         try:
-            if os.path.isdir(full):
+            try:
+                os.unlink(full)
+                return
+            except (IsADirectoryError, PermissionError):
+                pass
+            if not os.path.isdir(full):
+                self._delete(full)              # raises what unlink of a non-directory raises
+            elif not self._delete_flat(full):
                 await self._run(self._delete, full)
-            else:
-                self._delete(full)
         except OSError as exc:
             raise _translate(exc, path) from None
 
@@ -242,6 +271,10 @@ class _FsWriter:
         else:
             self._pending = asyncio.get_running_loop().run_in_executor(
                 self._driver._pool, self._do, data, observe)
+
+    async def flush(self) -> None:
+        """Wait for the write in flight (and its `observe`); nothing is made durable."""
+        await self._drain()
 
     async def commit(self) -> None:
         await self._drain()
