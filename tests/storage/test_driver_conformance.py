@@ -115,6 +115,7 @@ def test_writer_many_chunks_of_mixed_sizes(driver: StorageDriver, run: Run) -> N
     in order, and `observe` sees them in the same order; a close keeps all that was accepted."""
     rnd = random.Random(7)
     sizes = [rnd.choice((1, 1000, 65_536, 65_537, 400_000, 1 << 20)) for _ in range(24)] + [5 << 20, 3]
+    sizes[13:13] = [200_000] + [1] * 1500     # a burst of tiny chunks behind a large one (IOV_MAX)
     data = os.urandom(sum(sizes))
     seen = hashlib.sha256()
 

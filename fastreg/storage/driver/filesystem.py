@@ -22,8 +22,9 @@ from typing import Any
 from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, StorageFull, check_path
 
 INLINE_MAX = 64 * 1024          # writes/reads below this run on the loop
-BATCH = 4 << 20                 # a writer hands chunks to its thread in batches of this size
-WRITEBACK_MIN = 1 << 20         # batches at least this big start their writeback at once
+BATCH = 1 << 20                 # a writer hands chunks to its thread in batches of this size
+BATCH_CHUNKS = 256              # ... or of this many chunks (writev takes at most IOV_MAX)
+WRITEBACK = 4 << 20             # a writer to be fsync'd starts writeback every this many bytes
 TMP_PREFIX = ".fastreg-tmp-"
 FLAT_DELETE_MAX = 8             # a directory of at most this many files is deleted inline
 
@@ -236,8 +237,10 @@ class _FsWriter:
     (``observe``) and written by one worker-thread job, one job in flight, so hashing and
     I/O overlap the next network reads with one thread hand-off per batch, not per chunk
     (granian hands HTTP/1.1 bodies over in frames of at most ~400 KiB). A lone small chunk
-    is written inline. When the file is to be fsync'd, each batch's writeback is started
-    at once (``sync_file_range``), so the fsync at commit has little left to wait for."""
+    is written inline. When the file is to be fsync'd, writeback is started behind the
+    writes every ``WRITEBACK`` bytes (``sync_file_range``), so the fsync at commit has
+    little left to wait for. (Batches are small so that the last one, written after the
+    request body ends, delays the response little: chunked uploads pay it per PATCH.)"""
 
     def __init__(self, driver: FilesystemDriver, path: str, full: str, fd: int, size: int) -> None:
         self._driver = driver
@@ -246,6 +249,7 @@ class _FsWriter:
         self._fd: int | None = fd
         self._size = size                   # bytes accepted
         self._written = size                # bytes handed to jobs (or written inline)
+        self._wb_from = size                # writeback not started from here on
         self._batch: list[bytes | memoryview] = []
         self._batched = 0
         self._observe: Observer | None = None
@@ -266,8 +270,10 @@ class _FsWriter:
         while done < total:
             n = os.writev(fd, chunks) if done == 0 else os.write(fd, _tail(chunks, done))
             done += n
-        if self._driver.fsync and total >= WRITEBACK_MIN:
-            _start_writeback(fd, offset, total)
+        end = offset + total
+        if self._driver.fsync and end - self._wb_from >= WRITEBACK:
+            _start_writeback(fd, self._wb_from, end - self._wb_from)
+            self._wb_from = end
 
     async def _drain(self) -> None:
         if self._pending is not None:
@@ -305,7 +311,7 @@ class _FsWriter:
             return
         self._batch.append(data)
         self._batched += len(data)
-        if self._batched >= BATCH:
+        if self._batched >= BATCH or len(self._batch) >= BATCH_CHUNKS:
             await self._submit()
 
     async def flush(self) -> None:
