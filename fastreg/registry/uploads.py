@@ -8,13 +8,16 @@ bytes, in Go's ``MarshalBinary`` format, as Distribution writes it).  Servers ke
 session state of their own: the client carries a signed token (``_state`` in the
 ``Location`` URL: name, uuid, offset, start time, HMAC-SHA256 under ``http.secret``), so
 any replica can take the next request.  Each chunk is hashed and written as it arrives
-(the driver runs both in one worker-thread job, overlapping the next network read).  At
+(the driver runs both in worker-thread jobs, a batch of chunks each, overlapping the next
+network reads).  At
 ``PUT`` the digest is finished from the state for the final offset — from this process's
 cache of live hashers, else the saved state, else by re-reading the data: the saved state
 is a cache, never the truth.  A digest that does not match cancels the session; one that
-matches is flushed to stable storage and *then* renamed into ``blobs/``, so nothing
-unverified or half-written is ever visible.  Two sessions committing the same blob both
-succeed: the second finds the data present and drops its own copy.
+matches is flushed to stable storage and *then* renamed into ``blobs/`` (on the filesystem
+the session's directory itself, emptied of all but ``data``, becomes the blob's: see
+``_into_blobs``), so nothing unverified or half-written is ever visible.  Two sessions
+committing the same blob both succeed: the second finds the data present and drops its own
+copy.
 
 State machine (rows: request; each checks the session exists, then the token):
 
