@@ -298,8 +298,8 @@ class UploadStore:
         try:
             await self.driver.move(updir, layout.blob_dir(digest.algorithm, digest.hex))
         except StorageError:      # the blob's directory is there and not empty: committed meanwhile?
-            if await self.blobs.stat_data(digest) is None:
-                raise
+            if await self.blobs.stat_data(digest) is None:      # no: something else is in it
+                await self.driver.move(data, self.blobs.data_path(digest))
             return False
         return True
 

@@ -131,3 +131,21 @@ def test_wrong_digest_leaves_nothing(reg: Registry, tmp_path: Path) -> None:
 
     asyncio.run(go())
     assert tree(tmp_path) == set()
+
+
+def test_blob_directory_holding_something_else(tmp_path: Path) -> None:
+    """A blob directory left with a stray file (and no data): the data is moved in beside it."""
+    reg = Registry(FilesystemDriver(str(tmp_path)), secret=b"s")
+    data = os.urandom(3000)
+    d = digest_bytes(data)
+    dst = tmp_path / f"docker/registry/v2/blobs/sha256/{d.hex[:2]}/{d.hex}"
+    dst.mkdir(parents=True)
+    (dst / "stray").write_bytes(b"x")
+
+    async def go() -> None:
+        st = await reg.uploads.start("r")
+        await reg.uploads.commit(st, d, body(data))
+
+    asyncio.run(go())
+    assert (dst / "data").read_bytes() == data
+    assert tree(tmp_path) == blob_files(d) | {str((dst / "stray").relative_to(tmp_path))}
