@@ -99,7 +99,7 @@ async def _resume_for_write(req: Request, ctx: Context) -> UploadState:
     uploads = ctx.registry.uploads
     size = await uploads.stored_size(p["name"], p["uuid"])
     _check_content_range(req, size)
-    return await uploads.resume(p["name"], p["uuid"], req.query.get("_state"), check_offset=True)
+    return await uploads.resume(p["name"], p["uuid"], req.query.get("_state"), check_offset=True, size=size)
 
 
 async def patch(req: Request, ctx: Context) -> Response:

@@ -112,7 +112,8 @@ def after_unlinked_crash(w: World) -> None:
 
 
 def after_linked_crash(w: World) -> None:
-    """Killed after the link, before the session was removed: the blob is complete and linked."""
+    """Killed after the link (the last step of a commit), before the answer: the blob is complete
+    and linked, the session gone (its directory became the blob's)."""
     layer = w.new.blobs[1]
     r = w.c.get(f"/v2/{VICTIM}/blobs/{layer.digest}")
     assert r.status_code == 200 and r.content == layer.data
@@ -160,15 +161,15 @@ def after_tag_written(w: World) -> None:
 
 POINTS: dict[str, tuple[dict[str, Any], Callable[[World], Any], Callable[[World], None], bool]] = {
     # id: (crash rule, interrupted request, check after restart, did the tag move to `new`?)
-    # `nth` skips the calls of pushing `old` first: 2 blobs (one move, one layer link, one
-    # session removal each), one revision link, one tag.
+    # `nth` skips the calls of pushing `old` first: 2 blobs (one move — the session directory
+    # renamed into blobs/ — and one layer link each), one revision link, one tag.
     "mid-patch": ({"op": "write", "path": f"*/repositories/{UPLOADS}/_uploads/*", "when": "during", "nth": 2},
                   mid_patch, after_mid_patch, False),
     "before-commit-rename": ({"op": "move", "path": GLOB + "_uploads/*", "when": "before", "nth": 3},
                              blob_put, after_rename_crash, False),
     "between-blob-and-link": ({"op": "put_content", "path": GLOB + "_layers/*", "when": "before", "nth": 3},
                               blob_put, after_unlinked_crash, False),
-    "after-link": ({"op": "delete", "path": GLOB + "_uploads/*", "when": "before", "nth": 3},
+    "after-link": ({"op": "put_content", "path": GLOB + "_layers/*", "when": "after", "nth": 3},
                    blob_put, after_linked_crash, False),
     "mid-manifest-write": ({"op": "put_content", "path": GLOB + "_manifests/revisions/*", "when": "before",
                             "nth": 2}, manifest_put, after_manifest_crash, False),

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -107,6 +108,52 @@ def test_writer_append_and_resume(driver: StorageDriver, run: Run) -> None:
         assert (await driver.stat("/up/data")).size == len(data)
     run(go())
     assert seen.digest() == hashlib.sha256(data).digest()
+
+
+def test_writer_many_chunks_of_mixed_sizes(driver: StorageDriver, run: Run) -> None:
+    """Small and large chunks in any order (writers may batch them): every byte lands once,
+    in order, and `observe` sees them in the same order; a close keeps all that was accepted."""
+    rnd = random.Random(7)
+    sizes = [rnd.choice((1, 1000, 65_536, 65_537, 400_000, 1 << 20)) for _ in range(24)] + [5 << 20, 3]
+    sizes[13:13] = [200_000] + [1] * 1500     # a burst of tiny chunks behind a large one (IOV_MAX)
+    data = os.urandom(sum(sizes))
+    seen = hashlib.sha256()
+
+    async def go() -> None:
+        w = await driver.writer("/up/mixed")
+        pos = 0
+        for i, n in enumerate(sizes):
+            await w.write(memoryview(data)[pos:pos + n] if i % 2 else data[pos:pos + n], seen.update)
+            pos += n
+            if i == 11:                     # an interrupted request: close, then append
+                await w.close()
+                assert (await driver.stat("/up/mixed")).size == pos
+                w = await driver.writer("/up/mixed", append=True)
+                assert w.size == pos
+        assert w.size == len(data)
+        await w.commit()
+        assert await collect(driver.reader("/up/mixed", chunk_size=1 << 20)) == data
+    run(go())
+    assert seen.digest() == hashlib.sha256(data).digest()
+
+
+def test_directory_renames_when_advertised(driver: StorageDriver, run: Run) -> None:
+    """``directory_renames``: move() of a directory onto a missing path takes its contents."""
+    if not getattr(driver, "directory_renames", False):
+        assert driver.name != "filesystem"  # the filesystem driver must advertise it
+        return
+
+    async def go() -> None:
+        await driver.put_content("/a/sess/data", b"bytes")
+        await driver.move("/a/sess", "/b/x/blob")
+        assert await driver.get_content("/b/x/blob/data") == b"bytes"
+        assert await driver.list("/a") == []
+        await driver.put_content("/a/two/data", b"other")
+        with pytest.raises(StorageError):   # onto a non-empty directory: refused, nothing lost
+            await driver.move("/a/two", "/b/x/blob")
+        assert await driver.get_content("/b/x/blob/data") == b"bytes"
+        assert await driver.get_content("/a/two/data") == b"other"
+    run(go())
 
 
 def test_append_across_parts_and_processes(backend: Backend, driver: StorageDriver, root: str,
