@@ -199,7 +199,8 @@ def parse(body: bytes, content_type: str | None, *, allow_blake3: bool = False) 
         raise _invalid("manifest must be a JSON object")
     _check_keys(doc, _MANIFEST_KEYS, "")
     _check_unambiguous(body)
-    if doc.get("schemaVersion") != 2:
+    sv = doc.get("schemaVersion")
+    if type(sv) is not int or sv != 2:         # 2.0 == 2 in Python, but no Go client reads it
         raise _invalid("schemaVersion must be 2 (schema1 manifests are not accepted)")
     ctype = _content_type(content_type)
     body_type = doc.get("mediaType")
