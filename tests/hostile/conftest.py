@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 import httpx
 import pytest
@@ -45,7 +46,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
 
 
 @pytest.fixture
-def unchanged(seeded: Seeded) -> Callable[[], ContextManager[None]]:
+def unchanged(seeded: Seeded) -> Callable[[], AbstractContextManager[None]]:
     """`with unchanged(): ...` — nothing stored may change inside, and the held image still pulls."""
     @contextlib.contextmanager
     def guard() -> Iterator[None]:

@@ -30,7 +30,7 @@ from .fuzzing import budget
 try:
     from fastreg import _digest as _compiled  # type: ignore[attr-defined, unused-ignore]
 except ImportError:  # pragma: no cover - .ci/run builds the extension
-    _compiled = None
+    _compiled = None  # type: ignore[assignment, unused-ignore]
 
 # distribution-spec v1.1, "Pulling manifests" and "Digests" (copied from the spec's text)
 SPEC_NAME = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
@@ -114,7 +114,7 @@ def _outcome(fn: Any, *args: Any) -> str:
         return "ok"
     except ValueError as exc:
         return "refused" if "cannot resume" not in str(exc) else "cannot"
-    except Exception as exc:          # anything else is a bug in either engine
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug in either engine
         return f"raised {type(exc).__name__}"
 
 
@@ -268,7 +268,7 @@ def test_basic_credentials_parse_or_401(value: str) -> None:
         assert exc.code.value == "UNAUTHORIZED"
         return
     if creds is not None:
-        user, password = creds
+        user, _password = creds
         assert user and ":" not in user
 
 

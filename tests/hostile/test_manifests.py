@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 
 from .conftest import Seeded, expect
 from .support import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, digest_of, raw
 
-Unchanged = Callable[[], ContextManager[None]]
+Unchanged = Callable[[], AbstractContextManager[None]]
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 

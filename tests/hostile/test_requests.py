@@ -8,7 +8,8 @@ Requests go over a raw socket so `..`, `%2e`, `%00` and `\\` reach the server as
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from .support import raw
 
 H64 = "a" * 64
 EMPTY_SHA = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-Unchanged = Callable[[], ContextManager[None]]
+Unchanged = Callable[[], AbstractContextManager[None]]
 
 # (method, target, status, code)
 PATHS: list[tuple[str, str, int, str]] = [

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import ContextManager
+from contextlib import AbstractContextManager
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -19,7 +19,7 @@ import pytest
 from .conftest import Seeded, _code, expect
 from .support import digest_of, raw, read_response, request_bytes, snapshot, wait_unchanged
 
-Unchanged = Callable[[], ContextManager[None]]
+Unchanged = Callable[[], AbstractContextManager[None]]
 
 
 def _session(c: httpx.Client, repo: str = "held/app") -> tuple[str, str, str]:
@@ -93,7 +93,7 @@ def test_foreign_repository_upload_url(seeded: Seeded, unchanged: Unchanged) -> 
     """A session of one repository used through another's URL (or its token on another's session)."""
     c = seeded.client
     a_path, a_uuid, a_token = _session(c, "other/repo")
-    h_path, h_uuid, h_token = _session(c, "held/app")
+    h_path, _, h_token = _session(c, "held/app")
     for method in ("PATCH", "PUT", "GET", "DELETE"):
         params = {"_state": a_token, **({"digest": digest_of(b"x")} if method == "PUT" else {})}
         with unchanged():
@@ -126,10 +126,10 @@ def test_malformed_content_range(seeded: Seeded, unchanged: Unchanged, value: st
     r = c.patch(path, params={"_state": token}, content=first)
     path, token = _next(r)
     with unchanged():
-        r = raw(seeded.port, "PATCH", f"{path}?_state={token}", headers={"Content-Range": value}, body=b"x")
-    expect(r, 416, "RANGE_INVALID")
+        bad = raw(seeded.port, "PATCH", f"{path}?_state={token}", headers={"Content-Range": value}, body=b"x")
+    expect(bad, 416, "RANGE_INVALID")
     if range_header is not None:
-        assert r.headers.get("range") == range_header
+        assert bad.headers.get("range") == range_header
     _finish(c, path, token, first, b"tail")
 
 
