@@ -164,6 +164,55 @@ def test_save_resume_any_chunking_equals_one_pass(data: bytes, cuts: list[int], 
     assert h.hexdigest() == pure.hexdigest() == hashlib.new(alg, data).hexdigest()
 
 
+# -- HTTP ranges: the compiled and pure parsers (tests/test_ranges.py has the grammar tests) ------
+
+LL = 2**63
+num = st.one_of(st.integers(0, 2000), st.sampled_from([LL - 1, LL, LL + 1, 2**64, 10**19 - 1, 10**19, 10**20])).map(str)
+range_text = st.one_of(
+    hostile_text,
+    st.builds(lambda u, a, b, ws: f"{ws}{u}={a}-{b}{ws}", st.sampled_from(["bytes", "BYTES", "bytes ", "byte", ""]),
+              st.one_of(num, st.just("")), st.one_of(num, st.just("")), st.sampled_from(["", " ", "\t", "\n"])),
+    st.lists(st.builds(lambda a, b: f"{a}-{b}", num, num), min_size=1, max_size=3).map(lambda r: "bytes=" + ",".join(r)),
+)
+content_range_text = st.one_of(
+    hostile_text,
+    st.builds(lambda p, a, b, t: f"{p}{a}-{b}{t}", st.sampled_from(["", "bytes ", "bytes=", "Bytes ", "bytes  "]),
+              num, num, st.one_of(st.just(""), num.map(lambda n: "/" + n), st.just("/*"), st.just("/"))),
+)
+
+
+def _range_outcome(fn: Any, *args: Any) -> Any:
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:  # noqa: BLE001 - the kind of exception is the outcome
+        return ("raise", type(exc).__name__)
+
+
+@pytest.mark.skipif(_compiled is None, reason="needs the compiled engine (built by .ci/run)")
+@budget(400)
+@given(value=range_text, size=st.one_of(st.integers(0, 3000), st.sampled_from([0, 1, LL - 1])))
+def test_range_twins_agree(value: str, size: int) -> None:
+    c = _range_outcome(_compiled.parse_range, value, size)
+    assert c == _range_outcome(_digest_py.parse_range, value, size)
+    if c[0] == "ok" and c[1] is not None:
+        start, end = c[1]
+        assert 0 <= start <= end < size
+        assert _compiled.parse_content_range(_compiled.format_content_range(start, end, size)) == (start, end)
+
+
+@pytest.mark.skipif(_compiled is None, reason="needs the compiled engine (built by .ci/run)")
+@budget(400)
+@given(value=content_range_text)
+def test_content_range_twins_agree(value: str) -> None:
+    c = _range_outcome(_compiled.parse_content_range, value)
+    assert c == _range_outcome(_digest_py.parse_content_range, value)
+    if c[0] == "ok":
+        start, end = c[1]
+        assert 0 <= start <= end < 10**19          # at most 19 digits each (both twins)
+    else:
+        assert c[1] == "ValueError", c
+
+
 # -- manifests ------------------------------------------------------------------------------------
 
 json_values = st.recursive(
