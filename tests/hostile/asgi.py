@@ -2,6 +2,7 @@
 collected from the messages it sends.  No server, no sockets: the fuzzers' fast path."""
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,8 @@ def make_app(tmp: Path, storage: str) -> App:
 
 
 async def call(app: App, method: str, target: str, headers: dict[str, str] | None = None,
-               frames: list[bytes] | None = None) -> Reply:
+               frames: list[bytes] | None = None, pause: float = 0.0) -> Reply:
+    """One request; `pause` seconds pass before each body frame (to interleave requests)."""
     path, _, query = target.partition("?")
     frames = frames if frames else [b""]
     pending = [{"type": "http.request", "body": f, "more_body": i < len(frames) - 1} for i, f in enumerate(frames)]
@@ -55,6 +57,8 @@ async def call(app: App, method: str, target: str, headers: dict[str, str] | Non
                              "server": ("127.0.0.1", 80)}
 
     async def receive() -> dict[str, Any]:
+        if pause:
+            await asyncio.sleep(pause)
         return pending.pop(0) if pending else {"type": "http.disconnect"}
 
     out: dict[str, Any] = {"body": b""}

@@ -182,3 +182,15 @@ def assert_pulls(c: httpx.Client, img: Image) -> None:
     for d, data in img.blobs.items():
         r = c.get(f"/v2/{img.repo}/blobs/{d}")
         assert r.status_code == 200 and r.content == data, d
+
+
+def assert_blobs_intact(root: Path) -> None:
+    """Every stored blob hashes to the digest it is stored under (the one invariant that must
+    never break: a registry serving other bytes than the digest it names)."""
+    base = root / "docker/registry/v2/blobs/sha256"
+    bad = []
+    if base.exists():
+        for data in base.glob("*/*/data"):
+            if hashlib.sha256(data.read_bytes()).hexdigest() != data.parent.name:
+                bad.append(data.parent.name)
+    assert not bad, f"blobs whose content does not match their digest: {bad}"
