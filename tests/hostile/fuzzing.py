@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
-LONG_EXAMPLES = 5_000
+LONG_EXAMPLES = 2_000
 
 
 def budget(ci_examples: int, **kw: Any) -> settings:

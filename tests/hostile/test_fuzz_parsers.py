@@ -215,11 +215,13 @@ def test_content_range_twins_agree(value: str) -> None:
 
 # -- manifests ------------------------------------------------------------------------------------
 
+def _json_containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=12), children, max_size=4))
+
+
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False), st.text(max_size=20)),
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(st.text(max_size=12), children, max_size=4)),
-    max_leaves=20,
+    _json_containers, max_leaves=20,
 )
 DIGESTS = ["sha256:" + "a" * 64, "sha512:" + "b" * 128, "sha256:" + "A" * 64, "sha256:..", "md5:00", 5, None]
 MEDIA = [manifest.OCI_MANIFEST, manifest.OCI_INDEX, manifest.DOCKER_MANIFEST, manifest.DOCKER_LIST, "x/y", "", None, 3]
