@@ -201,3 +201,7 @@ def test_twenty_concurrent_pushes_to_one_tag(seeded: Seeded) -> None:
         r = c.get(f"/v2/race/tag/manifests/{digest_of(m)}", headers={"accept": OCI_MANIFEST})
         assert r.status_code == 200 and r.content == m
     assert json.loads(final.content)["layers"][0]["digest"] in {digest_of(b) for b in layers}
+    # After the storm, the last writer wins: each push in turn is what the tag serves.
+    for m in (manifests[3], manifests[7]):
+        assert c.put("/v2/race/tag/manifests/latest", content=m, headers={"content-type": OCI_MANIFEST}).status_code == 201
+        assert c.get("/v2/race/tag/manifests/latest", headers={"accept": OCI_MANIFEST}).content == m
