@@ -14,8 +14,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from .conftest import Seeded
@@ -38,8 +40,20 @@ def _send(s: socket.socket, data: bytes) -> None:
 
 @pytest.mark.parametrize("offset", [0, 4096])
 def test_two_patches_racing_on_one_session(seeded: Seeded, offset: int) -> None:
-    c = seeded.client
-    r = c.post("/v2/held/app/blobs/uploads/")
+    _race(seeded.client, seeded.port, seeded.srv.root, offset)
+
+
+def test_racing_patches_across_two_workers(fastreg_factory: Any) -> None:
+    """Two granian workers: the racing requests may land in different processes, where only the
+    storage lock (flock) stands between them."""
+    srv = fastreg_factory(workers=2)
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+        for i in range(3):
+            _race(c, srv.port, srv.root, 1000 * i, repo="two/workers")
+
+
+def _race(c: httpx.Client, port: int, root: Path, offset: int, repo: str = "held/app") -> None:
+    r = c.post(f"/v2/{repo}/blobs/uploads/")
     u = urlsplit(r.headers["location"])
     path, token = u.path, parse_qs(u.query)["_state"][0]
     prefix = os.urandom(offset)
@@ -48,8 +62,8 @@ def test_two_patches_racing_on_one_session(seeded: Seeded, offset: int) -> None:
         assert r.status_code == 202
         token = parse_qs(urlsplit(r.headers["location"]).query)["_state"][0]
     a, b = os.urandom(L), os.urandom(L)
-    with socket.create_connection(("127.0.0.1", seeded.port)) as sa, \
-            socket.create_connection(("127.0.0.1", seeded.port)) as sb:
+    with socket.create_connection(("127.0.0.1", port)) as sa, \
+            socket.create_connection(("127.0.0.1", port)) as sb:
         # Both heads first: each request has checked the session and opened it before any byte
         # arrives; then A's first half, all of B, A's second half.
         sa.sendall(_patch_head(path, token, offset, L))
@@ -73,11 +87,11 @@ def test_two_patches_racing_on_one_session(seeded: Seeded, offset: int) -> None:
             whole = prefix + mine
             put = c.put(path, params={"_state": tok, "digest": digest_of(whole)})
             if put.status_code == 201:
-                got = c.get(f"/v2/held/app/blobs/{digest_of(whole)}").content
+                got = c.get(f"/v2/{repo}/blobs/{digest_of(whole)}").content
                 assert got == whole, "a blob was committed with bytes other than its digest's"
                 break
             assert put.status_code in (400, 404), put.text
-    assert_blobs_intact(seeded.srv.root)
+    assert_blobs_intact(root)
 
 
 def test_session_lock_holds_across_processes(tmp_path: Path) -> None:
