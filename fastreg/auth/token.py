@@ -198,8 +198,9 @@ class TokenVerifier:
                 raise TokenError(f"malformed x5c certificate: {exc}") from None
             try:
                 return verify_chain(chain, self.roots).public_key()
-            except ValueError as exc:       # cryptography parses names and keys lazily
-                raise TokenError(f"malformed x5c certificate: {exc}") from None
+            except (ValueError, KeyError, TypeError) as exc:   # cryptography parses names and keys
+                # lazily: a corrupt issuer name fails here (ValueError; KeyError for an unknown string tag)
+                raise TokenError(f"malformed x5c certificate: {exc!r}") from None
         if header.get("jwk") is not None:
             raise TokenError("tokens carrying their own jwk are not trusted; use x5c or kid")
         kid = header.get("kid")

@@ -43,19 +43,23 @@ def _hs256(secret: bytes, claims_b64: str) -> str:
     return f"{head}.{claims_b64}.{_b64(mac)}"
 
 
-def _corrupt_issuer(cert_der: bytes, issuer_der: bytes) -> bytes:
-    """An invalid UTF-8 byte inside the issuer's CN: the certificate still loads (cryptography
-    parses names lazily) and fails only when the chain check reads the issuer."""
-    i = cert_der.index(issuer_der) + len(issuer_der) - 3     # the issuer Name comes before the subject
-    return cert_der[:i] + b"\xff" + cert_der[i + 1:]
+def _corrupt_issuer(cert_der: bytes, issuer_der: bytes, back: int, byte: int) -> bytes:
+    """One byte of the issuer Name, `back` bytes before its end, replaced: the certificate still
+    loads (cryptography parses names lazily) and fails only when the chain check reads the issuer
+    — with ValueError (invalid UTF-8 in the CN) or KeyError (an unknown string tag)."""
+    i = cert_der.index(issuer_der) + len(issuer_der) - back   # the issuer Name comes before the subject
+    return cert_der[:i] + bytes([byte]) + cert_der[i + 1:]
 
 
 def _hostile_tokens(signer: pki.Issued, rogue: pki.Issued) -> list[tuple[str, str]]:
     der = signer.cert.public_bytes(serialization.Encoding.DER)
+    issuer = signer.cert.issuer.public_bytes()
     good = _token(signer)
     h, c, s = good.split(".")
     return [
-        ("x5c issuer corrupted", _token(signer, _corrupt_issuer(der, signer.cert.issuer.public_bytes()))),
+        ("x5c issuer CN not UTF-8", _token(signer, _corrupt_issuer(der, issuer, 3, 0xFF))),
+        ("x5c issuer CN of an unknown string type",
+         _token(signer, _corrupt_issuer(der, issuer, len("hostile root") + 2, 0xBC))),
         ("x5c truncated", _token(signer, der[:100])),
         ("x5c not DER", _token(signer, b"\x30\x03abc")),
         ("signed by an untrusted CA", _token(rogue)),
