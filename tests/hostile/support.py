@@ -31,15 +31,20 @@ def digest_of(data: bytes) -> str:
 def snapshot(root: Path) -> dict[str, str]:
     """Every directory and file under `root`: relative path -> "dir" or the file's SHA-256.
 
-    Two equal snapshots mean nothing stored was added, removed or changed (mtimes aside)."""
+    Two equal snapshots mean nothing stored was added, removed or changed (mtimes aside).  The
+    server may be removing a cancelled session while we walk: a file gone between listing and
+    reading is recorded as "vanished", which differs from any stable state."""
     out: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         out[rel] = "dir"
         for f in filenames:
             p = os.path.join(dirpath, f)
-            with open(p, "rb") as fh:
-                out[os.path.join(rel, f)] = hashlib.sha256(fh.read()).hexdigest()
+            try:
+                with open(p, "rb") as fh:
+                    out[os.path.join(rel, f)] = hashlib.sha256(fh.read()).hexdigest()
+            except FileNotFoundError:       # removed by the server while we walk: a change,
+                out[os.path.join(rel, f)] = "vanished"     # re-checked by wait_unchanged
     return out
 
 
