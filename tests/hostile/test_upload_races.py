@@ -95,40 +95,44 @@ def _race(c: httpx.Client, port: int, root: Path, offset: int, repo: str = "held
 
 
 def test_session_lock_holds_across_processes(tmp_path: Path) -> None:
-    """The filesystem driver's `exclusive` is an flock: a lock held by another process (another
-    granian worker) refuses the caller with Busy; once released, the caller gets it."""
+    """The filesystem driver's `exclusive` is an flock of the session directory: held by another
+    process (another granian worker), the caller is refused with Busy; released, it gets it;
+    it follows the directory through a rename (a commit moving it into blobs/); a path with
+    nothing there is PathNotFound and nothing is created."""
     from fastreg.storage.driver.base import Busy, PathNotFound
     from fastreg.storage.driver.filesystem import FilesystemDriver
 
     d = FilesystemDriver(str(tmp_path))
     (tmp_path / "s").mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-        "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()"), str(tmp_path / "s/lock")],
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+        "print('held', flush=True); sys.stdin.readline(); os.rename(sys.argv[1], sys.argv[1] + '-moved'); "
+        "print('moved', flush=True); sys.stdin.read()"), str(tmp_path / "s")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    async def attempt(path: str) -> bool:
+        try:
+            async with d.exclusive(path):
+                return True
+        except Busy:
+            return False
+
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
-
-        async def attempt() -> bool:
-            try:
-                async with d.exclusive("/s/lock"):
-                    return True
-            except Busy:
-                return False
-
-        assert asyncio.run(attempt()) is False
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline() == b"held\n"
+        assert asyncio.run(attempt("/s")) is False
+        holder.stdin.write(b"go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == b"moved\n"
+        assert asyncio.run(attempt("/s-moved")) is False          # the lock moved with the directory
+        with pytest.raises(PathNotFound):
+            asyncio.run(attempt("/s"))
+        assert not (tmp_path / "s").exists()
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=10)
-    assert asyncio.run(attempt()) is True
-
-    async def missing() -> None:
-        async with d.exclusive("/nowhere/lock"):
-            pass
-
-    with pytest.raises(PathNotFound):
-        asyncio.run(missing())
+    assert asyncio.run(attempt("/s-moved")) is True
     asyncio.run(d.close())
 
 

@@ -142,16 +142,21 @@ def _send_half(port: int, method: str, target: str, body: bytes, announced: int,
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
 
 
-def _wait_session_range(c: httpx.Client, path: str, at_most: int) -> int:
-    """The session's stored size once the server has finished with the broken request."""
-    deadline = time.monotonic() + 10
+def _settled_session(c: httpx.Client, path: str) -> tuple[int, str]:
+    """(size, token) of the session once the server has finished with the broken request: the
+    size is read from the same answer as the token, and twice alike 0.3 s apart (the cut request
+    may still be writing its last batch; a PATCH meanwhile would get 416, "another request")."""
+    deadline = time.monotonic() + 15
+    last = None
     while True:
         r = c.get(path)
         assert r.status_code == 204, r.text
-        size = int(r.headers["range"].split("-")[1]) + 1 if r.headers["range"] != "0-0" else 0
-        if size <= at_most or time.monotonic() > deadline:
-            return size
-        time.sleep(0.05)
+        rng = r.headers["range"]
+        size = 0 if rng == "0-0" else int(rng.split("-")[1]) + 1
+        if size == last or time.monotonic() > deadline:
+            return size, _next(r)[1]
+        last = size
+        time.sleep(0.3)
 
 
 def test_monolithic_body_stops_halfway(seeded: Seeded, unchanged: Unchanged) -> None:
@@ -176,12 +181,10 @@ def test_chunk_stops_halfway_then_resumes(seeded: Seeded, method: str) -> None:
     before = snapshot(blobs)
     target = f"{path}?_state={token}" + (f"&digest={digest_of(data)}" if method == "PUT" else "")
     _send_half(seeded.port, method, target, data[100_000:400_000], len(data) - 100_000)
-    size = _wait_session_range(c, path, 400_000)
+    size, token = _settled_session(c, path)
     assert 100_000 <= size <= 400_000
     wait_unchanged(blobs, before)                     # nothing committed
     assert c.head(f"/v2/held/app/blobs/{digest_of(data)}").status_code == 404
-    r = c.get(path)
-    _, token = _next(r)
     _finish(c, path, token, data[:size], data[size:])
 
 
