@@ -19,7 +19,7 @@ from .logging import access_enabled, current_scope, log_access
 from .manifest import IndexPolicy, URLPolicy
 from .metrics import MULTIPROC_ENV
 from .metrics import enabled as metrics_enabled
-from .reference import valid_name
+from .reference import valid_name, valid_upload_id
 from .registry import Limits, Registry
 from .registry.uploads import BodyInterrupted
 from .storage.driver.base import StorageError, StorageFull
@@ -45,6 +45,7 @@ class App:
         self.token_service: Any = None
         self.access_log = access_enabled()          # log.accesslog, at level info or debug
         self.health: health.HealthChecks | None = None   # the health section: 503 while a check fails
+        self.body_timeout: float | None = cfg.fastreg.http.bodytimeout or None   # idle request body
 
     # -- lifespan --------------------------------------------------------------------------
     def open(self) -> Context:
@@ -177,7 +178,11 @@ class App:
         name = params.get("name")
         if name is not None and not valid_name(name):
             raise RegistryError("NAME_INVALID", {"name": name})
+        uuid = params.get("uuid")
+        if uuid is not None and not valid_upload_id(uuid):
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": uuid})
         req = Request(scope, receive, params)
+        req.body_timeout = self.body_timeout
         if ctx.access is not None and not route.public:
             scope["fastreg.actor"] = await ctx.access.authorize(req, route.name, name)
         if self.proxy is not None and name is not None:

@@ -548,6 +548,11 @@ class TagLimits(_S, frozen=True):
     maxentries: int = 10000
 
 
+class HTTPTimeouts(_S, frozen=True):
+    headertimeout: Duration = 30.0     # a client must send its request head within this (HTTP/1.1)
+    bodytimeout: Duration = 60.0       # longest wait for the next bytes of a request body (0: none)
+
+
 class AccessRule(_S, frozen=True):
     repository: str = "**"                       # glob: * within a component, ** across
     pull: list[str] = msgspec.field(default_factory=list)     # principals: user, @group,
@@ -624,6 +629,7 @@ class Fastreg(_S, frozen=True):
     catalog: CatalogLimits = msgspec.field(default_factory=CatalogLimits)
     manifest: ManifestLimits = msgspec.field(default_factory=ManifestLimits)
     tags: TagLimits = msgspec.field(default_factory=TagLimits)
+    http: HTTPTimeouts = msgspec.field(default_factory=HTTPTimeouts)
     auth: FastregAuth = msgspec.field(default_factory=FastregAuth)
     notifications: NotifyOptions = msgspec.field(default_factory=NotifyOptions)
     gc: GCOptions = msgspec.field(default_factory=GCOptions)
@@ -940,6 +946,8 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         if not re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", prefix):
             raise ConfigError(f"fastreg.proxy.upstreams.{prefix}: an upstream name is the first component of the "
                               "repository names it serves (lower-case letters, digits, '.', '_', '-')")
+    if fr.http.headertimeout <= 0 or fr.http.bodytimeout < 0:
+        raise ConfigError("fastreg.http: headertimeout must be positive and bodytimeout not negative")
     if fr.gc.graceperiod < 0 or fr.gc.interval < 0:
         raise ConfigError("fastreg.gc: graceperiod and interval must not be negative")
     for name, value in (("fastreg.catalog.maxentries", fr.catalog.maxentries),

@@ -5,6 +5,7 @@ that they are what they claim to be and to find what they reference.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -59,9 +60,45 @@ def _invalid(detail: str) -> RegistryError:
     return RegistryError("MANIFEST_INVALID", detail)
 
 
+# Field names fastreg interprets.  Go's encoding/json (Distribution, containerd, docker) matches
+# object keys case-insensitively and keeps the last duplicate; a manifest whose meaning depends
+# on which parser reads it ("layers" and "Layers", or "layers" twice) could be checked here with
+# one set of layers and pulled by a client with another: such manifests are refused.
+_MANIFEST_KEYS = {k.lower(): k for k in ("schemaVersion", "mediaType", "config", "layers", "manifests",
+                                         "subject", "artifactType", "annotations")}
+_DESCRIPTOR_KEYS = {k.lower(): k for k in ("mediaType", "digest", "size", "urls", "annotations",
+                                           "artifactType", "platform", "data")}
+
+
+def _check_keys(obj: dict[str, Any], known: dict[str, str], where: str) -> None:
+    for key in obj:
+        canonical = known.get(key.lower())
+        if canonical is not None and key != canonical:
+            raise _invalid(f"{where}key {key!r} differs from {canonical!r} only in case")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _invalid(f"duplicate key {dup!r}")
+    return obj
+
+
+def _check_unambiguous(body: bytes) -> None:
+    """Refuse duplicate keys anywhere (RFC 8259: names SHOULD be unique; parsers disagree on
+    which one wins).  orjson keeps the last silently, so the stdlib parser looks once more."""
+    try:
+        json.loads(body, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise _invalid("JSON nested too deeply") from None
+
+
 def _descriptor(obj: Any, where: str, allow_blake3: bool) -> Descriptor:
     if not isinstance(obj, dict):
         raise _invalid(f"{where}: descriptor must be an object")
+    _check_keys(obj, _DESCRIPTOR_KEYS, f"{where}: ")
     mt, dg, size = obj.get("mediaType"), obj.get("digest"), obj.get("size")
     if not isinstance(mt, str) or not mt:
         raise _invalid(f"{where}: mediaType must be a non-empty string")
@@ -160,7 +197,10 @@ def parse(body: bytes, content_type: str | None, *, allow_blake3: bool = False) 
         raise _invalid(f"malformed JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise _invalid("manifest must be a JSON object")
-    if doc.get("schemaVersion") != 2:
+    _check_keys(doc, _MANIFEST_KEYS, "")
+    _check_unambiguous(body)
+    sv = doc.get("schemaVersion")
+    if type(sv) is not int or sv != 2:         # 2.0 == 2 in Python, but no Go client reads it
         raise _invalid("schemaVersion must be 2 (schema1 manifests are not accepted)")
     ctype = _content_type(content_type)
     body_type = doc.get("mediaType")

@@ -89,6 +89,7 @@ def _joined(paths: list[str]) -> str:
 def serve(cfg: Any) -> None:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
     from .config import dump_config, listen_address
@@ -129,7 +130,9 @@ def serve(cfg: Any) -> None:
         Granian(
             "fastreg.app:create_app", factory=True, address=host, port=port, interface=Interfaces.ASGI,
             workers=workers, loop=Loops.uvloop, http=mode, websockets=False, backlog=2048,
-            log_level=LogLevels(GRANIAN_LOG_LEVELS.get(cfg.log.level.lower(), "info")), **kwargs,
+            log_level=LogLevels(GRANIAN_LOG_LEVELS.get(cfg.log.level.lower(), "info")),
+            http1_settings=HTTP1Settings(header_read_timeout=max(1, int(cfg.fastreg.http.headertimeout * 1000))),
+            **kwargs,
         ).serve()
     finally:
         if debug is not None:

@@ -62,7 +62,7 @@ def page_size(req: Request, maximum: int, *, strict: bool, default: int | None =
     raw = req.query.get("n")
     if raw is None or raw == "":
         return maximum if default is None else min(default, maximum)
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:      # "²".isdigit() is True
         raise RegistryError("PAGINATION_NUMBER_INVALID", {"n": raw})
     n = int(raw)
     if n > maximum:

@@ -1,6 +1,7 @@
 """Thin request/response helpers over raw ASGI (no framework)."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -14,7 +15,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Request:
-    __slots__ = ("_consumed", "_query", "method", "params", "path", "receive", "scope")
+    __slots__ = ("_consumed", "_query", "body_timeout", "method", "params", "path", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]) -> None:
         self.scope = scope
@@ -24,6 +25,7 @@ class Request:
         self.params = params
         self._query: dict[str, str] | None = None
         self._consumed = False
+        self.body_timeout: float | None = None     # fastreg.http.bodytimeout: longest wait for body bytes
 
     def header(self, name: bytes) -> str | None:
         """The last value of a (lower-case) header, or None."""
@@ -47,21 +49,31 @@ class Request:
         raw = self.header(b"content-length")
         if raw is None:
             return None
-        if not raw.isdigit() or len(raw) > 19:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:     # "²".isdigit() is True
             raise RegistryError("SIZE_INVALID", "Content-Length is not a number")
         return int(raw)
 
     async def body(self) -> AsyncIterator[bytes]:
         """The request body, chunk by chunk as the server hands it over (never joined).
 
-        Raises BodyInterrupted if the client goes away or sends fewer bytes than it announced."""
+        Raises BodyInterrupted if the client goes away, sends fewer bytes than it announced, or
+        sends nothing for `body_timeout` seconds (a slow-loris client must not hold a request open
+        forever; the time the caller spends on each chunk does not count)."""
         self._consumed = True
         expected = self.content_length()
         seen = 0
         receive = self.receive
+        timeout = self.body_timeout
         try:
             while True:
-                msg = await receive()
+                if timeout is None:
+                    msg = await receive()
+                else:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            msg = await receive()
+                    except TimeoutError:
+                        raise BodyInterrupted(f"no request body bytes for {timeout:g}s") from None
                 if msg["type"] != "http.request":
                     raise BodyInterrupted("client disconnected")
                 chunk = msg.get("body", b"")

@@ -46,9 +46,9 @@ class Scope:
         both ends as Distribution does).  None when malformed."""
         typ, sep, rest = text.partition(":")
         name, sep2, actions = rest.rpartition(":")
-        if not sep or not sep2 or not typ or not name:
-            return None
         typ = typ.split("(", 1)[0]          # "repository(plugin)" → "repository"
+        if not sep or not sep2 or not typ or not name:     # "(x):name:pull" has no type either
+            return None
         return cls(typ, name, tuple(a for a in actions.split(",") if a))
 
 

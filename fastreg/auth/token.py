@@ -196,7 +196,11 @@ class TokenVerifier:
                 chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c]
             except ValueError as exc:
                 raise TokenError(f"malformed x5c certificate: {exc}") from None
-            return verify_chain(chain, self.roots).public_key()
+            try:
+                return verify_chain(chain, self.roots).public_key()
+            except (ValueError, KeyError, TypeError) as exc:   # cryptography parses names and keys
+                # lazily: a corrupt issuer name fails here (ValueError; KeyError for an unknown string tag)
+                raise TokenError(f"malformed x5c certificate: {exc!r}") from None
         if header.get("jwk") is not None:
             raise TokenError("tokens carrying their own jwk are not trusted; use x5c or kid")
         kid = header.get("kid")

@@ -19,6 +19,17 @@ the session's directory itself, emptied of all but ``data``, becomes the blob's:
 committing the same blob both succeed: the second finds the data present and drops its own
 copy.
 
+One writer per session: two requests writing one session at once (a client retrying a PATCH
+while the first still streams, two clients sharing a Location) would both write from the same
+offset and each save the hash of its own bytes, so a later PUT could commit a mix of both under
+one's digest.  Every request that writes a session (PATCH, PUT, DELETE) therefore holds its lock
+— the driver's ``exclusive`` (flock of the ``_uploads/<uuid>`` directory on the filesystem: all
+workers of a host; it follows the directory when a commit renames it into ``blobs/``, and a
+request that gets it afterwards finds no ``_uploads/<uuid>/data`` and answers 404) and an
+in-process one — from the size check to the end, commit and move included; a second writer is
+refused at once with 416 and the session's Range.  Drivers without
+``exclusive`` (object stores) get the in-process lock only.
+
 State machine (rows: request; each checks the session exists, then the token):
 
     POST               → new session, 202 Range 0-0   (or ?digest=: whole body, 201)
@@ -31,8 +42,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
+import logging
 import time
 import uuid as uuidlib
 from collections import OrderedDict
@@ -45,8 +58,10 @@ import orjson
 from ..api.errors import RegistryError
 from ..digest import Digest, hasher_from_state, new_hasher
 from ..storage import layout
-from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
+from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError
 from .blobs import BlobStore
+
+log = logging.getLogger("fastreg")
 
 
 class BodyInterrupted(Exception):
@@ -84,6 +99,7 @@ class UploadStore:
         self.blobs = blobs
         self._secret = secret
         self._hashers: OrderedDict[tuple[str, str], tuple[int, Any]] = OrderedDict()
+        self._writing: set[tuple[str, str]] = set()     # sessions a request of this process writes
 
     # -- state tokens ----------------------------------------------------------------------
     def token(self, st: UploadState) -> str:
@@ -113,6 +129,29 @@ class UploadStore:
             raise RegistryError("BLOB_UPLOAD_INVALID", "upload state token belongs to another upload")
         return UploadState(name, uuid, int(o), str(s))
 
+    # -- one writer per session (see the module docstring) -----------------------------------
+    @contextlib.asynccontextmanager
+    async def _writer_lock(self, st: UploadState) -> AsyncIterator[None]:
+        key = (st.name, st.uuid)
+        if key in self._writing:
+            raise _busy(st)
+        self._writing.add(key)
+        try:
+            exclusive = getattr(self.driver, "exclusive", None)
+            lock: Any = exclusive(layout.upload_dir(st.name, st.uuid)) if exclusive else contextlib.nullcontext()
+            try:
+                await lock.__aenter__()
+            except Busy:
+                raise _busy(st) from None
+            except PathNotFound:
+                raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": st.uuid}) from None
+            try:
+                yield
+            finally:
+                await lock.__aexit__(None, None, None)
+        finally:
+            self._writing.discard(key)
+
     # -- sessions --------------------------------------------------------------------------
     async def start(self, name: str) -> UploadState:
         uuid = str(uuidlib.uuid4())
@@ -139,6 +178,10 @@ class UploadStore:
         return UploadState(name, uuid, size, st.started)
 
     async def cancel(self, name: str, uuid: str) -> None:
+        async with self._writer_lock(UploadState(name, uuid, 0, "")):
+            await self._delete_session(name, uuid)
+
+    async def _delete_session(self, name: str, uuid: str) -> None:
         self._hashers.pop((name, uuid), None)
         try:
             await self.driver.delete(layout.upload_dir(name, uuid))
@@ -220,11 +263,26 @@ class UploadStore:
                     layout.upload_hashstate(st.name, st.uuid, "sha256", size), state, durable=False)
 
     async def append(self, st: UploadState, body: AsyncIterator[bytes]) -> UploadState:
-        h = await self._sha256_at(st.name, st.uuid, st.offset)
-        w = await self.driver.writer(layout.upload_data(st.name, st.uuid), append=True)
-        return await self._receive(st, w, body, h)
+        async with self._writer_lock(st):
+            await self._check_stored(st)
+            h = await self._sha256_at(st.name, st.uuid, st.offset)
+            w = await self.driver.writer(layout.upload_data(st.name, st.uuid), append=True)
+            return await self._receive(st, w, body, h)
+
+    async def _check_stored(self, st: UploadState) -> None:
+        """Under the writer lock: the session still holds exactly the bytes the request expects."""
+        size = await self.stored_size(st.name, st.uuid)
+        if size != st.offset:
+            raise _busy(UploadState(st.name, st.uuid, size, st.started))
 
     async def commit(self, st: UploadState, digest: Digest, body: AsyncIterator[bytes] | None) -> int:
+        """Finish the session as blob `digest`; returns the blob's size (under the writer lock,
+        moving the data into ``blobs/`` included)."""
+        async with self._writer_lock(st):
+            await self._check_stored(st)
+            return await self._commit(st, digest, body)
+
+    async def _commit(self, st: UploadState, digest: Digest, body: AsyncIterator[bytes] | None) -> int:
         """Finish the session as blob `digest`; returns the blob's size.
 
         The digest is checked before anything is flushed (a mismatch costs no fsync). A new
@@ -254,7 +312,7 @@ class UploadStore:
                 if not done:
                     done = True
                     await w.close()
-                await self.cancel(st.name, st.uuid)
+                await self._delete_session(st.name, st.uuid)
                 raise RegistryError("DIGEST_INVALID", {"digest": str(digest),
                                                        "detail": "content does not match digest"})
             self._hashers.pop((st.name, st.uuid), None)
@@ -278,6 +336,8 @@ class UploadStore:
                 await self.driver.delete(layout.upload_dir(st.name, st.uuid))
             except PathNotFound:
                 pass
+            except StorageError as exc:     # the blob is committed; upload purging removes the rest
+                log.warning("could not remove the finished upload %s of %s: %s", st.uuid, st.name, exc)
         return st.offset
 
     async def _into_blobs(self, st: UploadState, digest: Digest, replace: bool = False) -> bool:
@@ -318,6 +378,12 @@ async def _flushed(w: Any) -> bool:
         return False
     await flush()
     return True
+
+
+def _busy(st: UploadState) -> RegistryError:
+    return RegistryError("RANGE_INVALID", {"uuid": st.uuid, "detail": "another request is writing this upload"},
+                         message="another request is writing this upload; ask for its state and resume",
+                         headers=[(b"range", st.range_header.encode())])
 
 
 class _NullHasher:

@@ -18,6 +18,12 @@ conformance suite in ``tests/storage``):
 * ``list(path)`` returns the names of direct children; ``delete`` is recursive.
 * ``move(src, dst)`` replaces ``dst`` atomically when it exists.
 * A missing path raises ``PathNotFound``; a bad offset raises ``InvalidOffset``.
+* Optional: ``exclusive(path)``, an async context manager holding an exclusive lock on the
+  existing object or directory ``path`` for every process that shares the storage on this
+  host, or raising ``Busy`` at once when someone else holds it, ``PathNotFound`` when there is
+  nothing at ``path`` (filesystem: ``flock`` of it; nothing is created).  Upload sessions lock
+  their directory with it so that two requests never write one session at the same time;
+  drivers without it get an in-process lock only.
 * ``local_path`` returns an OS path when the object is a local file (for sendfile-style
   responses), else ``None``; ``redirect_url`` may return a URL the client can fetch the
   object from directly (object stores), else ``None``.
@@ -50,6 +56,10 @@ class InvalidPath(StorageError):
 
 class InvalidOffset(StorageError):
     pass
+
+
+class Busy(StorageError):
+    """``exclusive(path)``: another request holds the lock."""
 
 
 class StorageFull(StorageError):

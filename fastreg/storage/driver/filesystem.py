@@ -17,8 +17,10 @@ commits (data, then link, then tag) is the order in which they reach the disk.  
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import shutil
 import sys
@@ -27,7 +29,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, StorageFull, check_path
+from .base import Busy, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, StorageFull, check_path
 
 INLINE_MAX = 64 * 1024          # writes/reads below this run on the loop
 BATCH = 1 << 20                 # a writer hands chunks to its thread in batches of this size
@@ -231,6 +233,27 @@ class FilesystemDriver:
         except OSError as exc:
             raise _translate(exc, path) from None
         return _FsWriter(self, path, full, fd, size)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, path: str) -> AsyncIterator[None]:
+        """flock(LOCK_EX | LOCK_NB) on the existing file or directory `path` (see the driver
+        contract in base.py).  Nothing is created; the lock belongs to the inode and follows it
+        through a rename; closing (or the process dying) releases it."""
+        full = self._full(path)
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise PathNotFound(path) from None
+        except OSError as exc:
+            raise _translate(exc, path) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Busy(path, "locked by another request") from None
+            yield
+        finally:
+            os.close(fd)
 
     async def reader(self, path: str, offset: int = 0, length: int | None = None,
                      chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
