@@ -360,15 +360,22 @@ class UploadStore:
                 await self.driver.delete(f"{updir}/{leaf}")
         try:
             await self.driver.move(updir, layout.blob_dir(digest.algorithm, digest.hex))
-        except StorageError:
-            try:                  # the blob's directory is there and not empty: committed meanwhile?
-                await self.driver.stat(layout.blob_dir(digest.algorithm, digest.hex))
-            except PathNotFound:
-                raise             # no: the rename itself failed (EIO, ENOSPC...)
+        except StorageError as exc:
+            # the blob's directory is there and not empty (committed meanwhile?), or the rename
+            # itself failed (EIO, ENOSPC...): then that is the error
+            if not await self._exists(layout.blob_dir(digest.algorithm, digest.hex)):
+                raise exc from None
             if await self.blobs.stat_data(digest) is None:      # something else is in it
                 await self.driver.move(data, self.blobs.data_path(digest))
             return False
         return True
+
+    async def _exists(self, path: str) -> bool:
+        try:
+            await self.driver.stat(path)
+            return True
+        except PathNotFound:
+            return False
 
 
 async def _flushed(w: Any) -> bool:
