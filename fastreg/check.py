@@ -37,7 +37,7 @@ import orjson
 
 from .digest import Digest, InvalidDigest, UnsupportedDigest, new_hasher, parse_digest
 from .gc import Progress
-from .storage import layout
+from .storage import layout, walk
 from .storage.driver.base import PathNotFound, StorageDriver, StorageError
 
 QUARANTINE = f"{layout.ROOT}/_fastreg_quarantine"
@@ -164,18 +164,7 @@ class Checker:
 
     # -- blobs ----------------------------------------------------------------------------
     async def repositories(self) -> list[str]:
-        found: list[str] = []
-
-        async def walk(path: str, prefix: str) -> None:
-            children = await self._list(path)
-            if "_manifests" in children or "_layers" in children:
-                found.append(prefix)
-            for child in children:
-                if not child.startswith(("_", ".")):
-                    await walk(f"{path}/{child}", f"{prefix}/{child}" if prefix else child)
-
-        await walk(layout.REPOS, "")
-        return found
+        return await walk.repositories(self.driver)
 
     async def _stored_blobs(self) -> list[tuple[Digest, int]]:
         out: list[tuple[Digest, int]] = []

@@ -108,7 +108,7 @@ from typing import Any, TextIO
 import orjson
 
 from .digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
-from .storage import layout
+from .storage import layout, walk
 from .storage.driver.base import PathNotFound, StorageDriver, StorageError
 
 GC_ROOT = f"{layout.ROOT}/_fastreg_gc"
@@ -373,18 +373,7 @@ class Collector:
             return []
 
     async def repositories(self) -> list[str]:
-        found: list[str] = []
-
-        async def walk(path: str, prefix: str) -> None:
-            children = await self._list(path)
-            if "_manifests" in children or "_layers" in children:
-                found.append(prefix)
-            for child in children:
-                if not child.startswith(("_", ".")):
-                    await walk(f"{path}/{child}", f"{prefix}/{child}" if prefix else child)
-
-        await walk(layout.REPOS, "")
-        return sorted(found)
+        return await walk.repositories(self.driver)
 
     async def _links(self, base: str) -> dict[Digest, float]:
         """``<base>/<alg>/<hex>/link`` → {digest: mtime}."""
