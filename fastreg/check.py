@@ -140,10 +140,7 @@ class Checker:
 
     # -- helpers --------------------------------------------------------------------------
     async def _list(self, path: str) -> list[str]:
-        try:
-            return sorted(await self.driver.list(path))
-        except PathNotFound:
-            return []
+        return await walk.listing(self.driver, path)
 
     def _problem(self, kind: str, path: str, detail: str, **kw: str) -> Problem:
         p = Problem(kind, path, detail, **kw)

@@ -367,10 +367,7 @@ class Collector:
 
     # -- listing --------------------------------------------------------------------------
     async def _list(self, path: str) -> list[str]:
-        try:
-            return sorted(await self.driver.list(path))
-        except PathNotFound:
-            return []
+        return await walk.listing(self.driver, path)
 
     async def repositories(self) -> list[str]:
         return await walk.repositories(self.driver)

@@ -84,7 +84,7 @@ from ..digest import (
 )
 from ..hooks import Target
 from ..reference import is_digest_reference
-from ..storage import layout
+from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver
 from .peers import Peers
 from .spool import CHUNK, InFlight, host_lock, read_small, spool_dir, try_flock, unlock, write_small
@@ -324,11 +324,7 @@ class Proxy:
                                       str(d).encode())
 
     async def _exists(self, path: str) -> bool:
-        try:
-            await self.driver.stat(path)
-            return True
-        except PathNotFound:
-            return False
+        return await walk.exists(self.driver, path)
 
     async def _set_tag(self, name: str, tag: str, d: Digest) -> None:
         text = str(d).encode()

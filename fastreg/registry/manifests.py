@@ -16,7 +16,7 @@ from ..api.errors import RegistryError
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, parse_digest
 from ..gc import GuardTimeout, ReferenceGuard
 from ..reference import is_digest_reference, valid_tag
-from ..storage import layout
+from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver
 from .blobs import BlobStore
 from .catalog import Catalog
@@ -79,11 +79,7 @@ class ManifestStore:
         return await self._exists(layout.revision_link(name, d.algorithm, d.hex))
 
     async def _exists(self, path: str) -> bool:
-        try:
-            await self.driver.stat(path)
-            return True
-        except PathNotFound:
-            return False
+        return await walk.exists(self.driver, path)
 
     async def _content(self, d: Digest) -> StoredManifest:
         key = (d.algorithm, d.hex)

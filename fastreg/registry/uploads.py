@@ -57,7 +57,7 @@ import orjson
 
 from ..api.errors import RegistryError
 from ..digest import Digest, hasher_from_state, new_hasher
-from ..storage import layout
+from ..storage import layout, walk
 from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError
 from .blobs import BlobStore
 
@@ -371,11 +371,7 @@ class UploadStore:
         return True
 
     async def _exists(self, path: str) -> bool:
-        try:
-            await self.driver.stat(path)
-            return True
-        except PathNotFound:
-            return False
+        return await walk.exists(self.driver, path)
 
 
 async def _flushed(w: Any) -> bool:

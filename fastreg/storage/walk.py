@@ -1,5 +1,6 @@
-"""Walking the repository tree (``storage/layout.py``) through any driver: for the offline tools
-(gc, check) that must see every repository, whatever the catalog cache says."""
+"""Walking the storage tree (``storage/layout.py``) through any driver: small lookups shared by
+the services, and the repository walk of the offline tools (gc, check) that must see every
+repository, whatever the catalog cache says."""
 from __future__ import annotations
 
 from . import layout
@@ -12,6 +13,15 @@ async def listing(driver: StorageDriver, path: str) -> list[str]:
         return sorted(await driver.list(path))
     except PathNotFound:
         return []
+
+
+async def exists(driver: StorageDriver, path: str) -> bool:
+    """Whether `path` (a file or a directory) exists."""
+    try:
+        await driver.stat(path)
+        return True
+    except PathNotFound:
+        return False
 
 
 async def repositories(driver: StorageDriver) -> list[str]:
