@@ -31,8 +31,9 @@ def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDr
         return _faulty(params, fsync=fsync, redirect=redirect)
     if name == "filesystem":
         from .filesystem import FilesystemDriver
+        from .filesystem import DROPBEHIND
         return FilesystemDriver(params.rootdirectory, maxthreads=getattr(params, "maxthreads", 16) or 16,
-                                fsync=fsync)
+                                fsync=fsync, dropbehind=getattr(params, "dropbehind", DROPBEHIND))
     if name == "inmemory":
         from .inmemory import InMemoryDriver
         return InMemoryDriver()

@@ -1,0 +1,128 @@
+"""Write-behind in the filesystem driver (``storage.filesystem.dropbehind``): a file growing past
+the threshold keeps only a bounded window of its pages in the page cache while it is written,
+and none once committed; smaller files, and every file with ``dropbehind: 0``, stay cached. The
+bytes are the same either way. Page-cache residency is read with mincore(2) on a mapping of the
+file (which touches no page)."""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import hashlib
+import mmap
+import os
+from pathlib import Path
+
+import pytest
+
+from fastreg.config import load_config
+from fastreg.storage.driver.factory import create_driver
+from fastreg.storage.driver.filesystem import BATCH, DROPBEHIND, WRITEBACK, FilesystemDriver
+
+MiB = 1 << 20
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+
+
+def resident(path: Path) -> int:
+    """Bytes of `path` in the page cache."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    page = mmap.PAGESIZE
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)   # private: writable for ctypes, no page touched
+        try:
+            addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+            vec = ctypes.create_string_buffer((size + page - 1) // page)
+            if _libc.mincore(addr, size, vec) != 0:
+                raise OSError(ctypes.get_errno(), "mincore")
+            return sum(b & 1 for b in vec.raw) * page
+        finally:
+            del addr
+            m.close()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    mounts = Path("/proc/mounts").read_text().split("\n")
+    best = max((ln.split() for ln in mounts if ln and str(tmp_path).startswith(ln.split()[1])),
+               key=lambda f: len(f[1]))
+    if best[2] in ("tmpfs", "ramfs"):
+        pytest.skip(f"{tmp_path} is on {best[2]}: its pages are its storage, nothing to drop")
+    return tmp_path / "root"
+
+
+def _payload(n: int) -> list[bytes]:
+    block = os.urandom(MiB)
+    return [bytes([i % 251]) + block[1:] for i in range(n)]
+
+
+async def _write(d: FilesystemDriver, path: str, chunks: list[bytes], *, append: bool = False,
+                 commit: bool = True) -> None:
+    w = await d.writer(path, append=append)
+    for c in chunks:
+        await w.write(c)
+    if commit:
+        await w.commit()
+    else:
+        await w.close()
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_large_file_leaves_no_pages_once_committed(root: Path, fsync: bool) -> None:
+    chunks = _payload(48)
+    d = FilesystemDriver(str(root), fsync=fsync)
+
+    async def go() -> None:
+        await _write(d, "/up/data", chunks, commit=False)      # a PATCH: written, not committed
+        in_flight = resident(root / "up/data")
+        # only the pages written since the last drop remain: a bounded window, not the file
+        assert in_flight <= 2 * WRITEBACK + BATCH + MiB, in_flight
+        await _write(d, "/up/data", chunks[:8], append=True)   # the last PATCH, then commit
+        await d.close()
+    asyncio.run(go())
+    # after an fsync every page is clean and dropped; without one, the tail still being written
+    # back stays (dirty pages cannot be dropped) — still a bounded window
+    assert resident(root / "up/data") <= (MiB if fsync else 2 * WRITEBACK + BATCH + MiB)
+    data = (root / "up/data").read_bytes()
+    assert hashlib.sha256(data).digest() == hashlib.sha256(b"".join(chunks + chunks[:8])).digest()
+
+
+def test_commit_drops_the_whole_file(root: Path) -> None:
+    chunks = _payload(24)
+    d = FilesystemDriver(str(root))
+
+    async def go() -> None:
+        await _write(d, "/a/data", chunks)
+        await d.close()
+    asyncio.run(go())
+    assert resident(root / "a/data") <= MiB
+    assert (root / "a/data").read_bytes() == b"".join(chunks)
+    assert resident(root / "a/data") == 24 * MiB          # a read caches it as usual
+
+
+def test_small_files_and_dropbehind_zero_stay_cached(root: Path) -> None:
+    small = _payload(DROPBEHIND // MiB - 1)
+    large = _payload(24)
+
+    async def go() -> None:
+        d = FilesystemDriver(str(root))
+        await _write(d, "/small/data", small)
+        await d.close()
+        keep = FilesystemDriver(str(root), dropbehind=0)
+        await _write(keep, "/kept/data", large)
+        await keep.close()
+    asyncio.run(go())
+    assert resident(root / "small/data") == len(small) * MiB
+    assert resident(root / "kept/data") == 24 * MiB
+
+
+def test_config_key_reaches_the_driver(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yml"
+    cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'r'}\n"
+                   f"    dropbehind: 0\n")
+    c = load_config(str(cfg), env={})
+    d = create_driver("filesystem", c.storage.filesystem)
+    assert isinstance(d, FilesystemDriver) and d.dropbehind == 0
+    default = create_driver("filesystem", load_config(None, env={}).storage.filesystem)
+    assert isinstance(default, FilesystemDriver) and default.dropbehind == DROPBEHIND
