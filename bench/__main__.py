@@ -86,10 +86,14 @@ def _report(a: argparse.Namespace, result: dict, started: dt.datetime, rounds: i
     doc = {"meta": meta, "summary": summary, **result}
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     tbl = report.table(summary)
-    (out / "results.md").write_text(f"{meta['date']}, {rounds} round(s){' (quick)' if a.quick else ''}\n\n{tbl}\n")
+    ceil = report.ceilings(result)
+    (out / "results.md").write_text(f"{meta['date']}, {rounds} round(s){' (quick)' if a.quick else ''}\n\n{tbl}\n"
+                                    f"\n{ceil}")
     report.chart(summary, out / "chart.png",
                  f"fastreg vs Distribution — {meta['date']}, {rounds} round(s){' quick' if a.quick else ''}")
     print(tbl)
+    if ceil:
+        print(f"\n{ceil}", end="")
     print(f"\nresults: {out}/results.json, chart: {out}/chart.png")
     failed = sum(1 for r in result["runs"] if r["value"] is None)
     return 1 if failed else 0

@@ -50,6 +50,34 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def ceilings(result: dict[str, Any]) -> str:
+    """The per-round machine ceilings, and for the large pushes the best ratio any registry that
+    verifies digests under granian's ASGI could show (receive + SHA-256, nothing stored, over
+    Distribution's figure of the same round)."""
+    ceil = result.get("ceilings") or []
+    if not ceil:
+        return ""
+    def col(key: str) -> str:
+        return " / ".join(f"{c[key]:.0f}" for c in ceil if key in c)
+    lines = [f"Per-round ceilings (MB/s): page-cache write {col('write_MBps')}; SHA-256 {col('sha256_MBps')}"]
+    if any("recv_MBps" in c for c in ceil):
+        lines[0] += (f"; granian ASGI receive {col('recv_MBps')}; receive + SHA-256 (bench/ceiling.py) "
+                     f"{col('recv_sha256_MBps')}")
+        for name in ("push-large", "push-chunked"):
+            per = []
+            for c in ceil:
+                d = next((r for r in result["runs"] if r["scenario"] == name and r["server"] == "distribution"
+                          and r["round"] == c["round"] and r["value"]), None)
+                if d and "recv_sha256_MBps" in c:
+                    per.append(c["recv_sha256_MBps"] / d["value"])
+            if per:
+                st = _stats(per)
+                assert st is not None
+                lines.append(f"{name}: the receive + SHA-256 ceiling is {st['median']:.2f}× "
+                             f"({st['min']:.2f}–{st['max']:.2f}) Distribution's figure of the same round")
+    return "\n\n".join(lines) + "\n"
+
+
 def _fmt(s: dict[str, float] | None, digits: int = 0) -> str:
     if not s:
         return "—"

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .ceiling import receive_ceilings
 from .scenarios import BY_NAME, Fixtures, Scenario, Sizes
 from .servers import CLK_TCK, Distribution, Fastreg, Server, peak_rss_mib, reset_peak_rss
 
@@ -179,9 +180,13 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] |
         for rnd in range(1, rounds + 1):
             ceil = {"round": rnd, "write_MBps": write_ceiling(work, sizes.large),
                     "sha256_MBps": sha256_ceiling(fx.large.data), "loadavg_1m": os.getloadavg()[0]}
+            if {"push-large", "push-chunked"} & set(names):     # what granian itself lets through
+                ceil.update(receive_ceilings(fx.large.data))
             ceilings.append(ceil)
+            recv = (f", granian receive {ceil['recv_MBps']:.0f} MB/s (+ sha256 {ceil['recv_sha256_MBps']:.0f})"
+                    if "recv_MBps" in ceil else "")
             progress(f"round {rnd}/{rounds}: page-cache write {ceil['write_MBps']:.0f} MB/s, "
-                     f"sha256 {ceil['sha256_MBps']:.0f} MB/s, load {ceil['loadavg_1m']:.2f}")
+                     f"sha256 {ceil['sha256_MBps']:.0f} MB/s{recv}, load {ceil['loadavg_1m']:.2f}")
             order = servers if rnd % 2 else servers[::-1]     # alternate who goes first
             for sc in scenarios:
                 data = sc.round_data(rnd)

@@ -75,6 +75,17 @@ def test_summary_has_ratios_and_targets(quick_run: Path) -> None:
     assert all(f"| {s.name} |" in table or f"| {s.name} ⚠" in table for s in ALL)
 
 
+def test_ceilings_measured_each_round(quick_run: Path) -> None:
+    """The machine's ceilings, granian's receive (bench/ceiling.py, which checks the app's
+    answer: byte count or SHA-256) among them, are in the JSON and under the table."""
+    doc = json.loads((quick_run / "results.json").read_text())
+    (c,) = doc["ceilings"]
+    for key in ("write_MBps", "sha256_MBps", "recv_MBps", "recv_sha256_MBps"):
+        assert c[key] > 0, key
+    text = (quick_run / "results.md").read_text()
+    assert "receive + SHA-256" in text and "push-large: the receive + SHA-256 ceiling is" in text
+
+
 def test_chart_written(quick_run: Path) -> None:
     png = quick_run / "chart.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

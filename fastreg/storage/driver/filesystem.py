@@ -468,6 +468,7 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
 def _drop_pages(fd: int, offset: int, length: int) -> None:
     """Wait until `length` bytes at `offset` are on disk, then drop them from the page cache
     (write-behind, see _FsWriter). Not a durability point: the file is fsync'd at commit."""
+    assert _sync_file_range is not None     # (dropbehind is 0 where it is missing)
     if _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE
                         | _SYNC_FILE_RANGE_WAIT_AFTER) != 0:
         err = ctypes.get_errno()
