@@ -30,8 +30,7 @@ def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDr
     if name == "faulty":            # tests and fault drills: faults injected around a real driver
         return _faulty(params, fsync=fsync, redirect=redirect)
     if name == "filesystem":
-        from .filesystem import FilesystemDriver
-        from .filesystem import DROPBEHIND
+        from .filesystem import DROPBEHIND, FilesystemDriver
         return FilesystemDriver(params.rootdirectory, maxthreads=getattr(params, "maxthreads", 16) or 16,
                                 fsync=fsync, dropbehind=getattr(params, "dropbehind", DROPBEHIND))
     if name == "inmemory":
