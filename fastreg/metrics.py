@@ -20,6 +20,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .storage.driver.base import Chunk
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -197,7 +199,7 @@ class TimedDriver:
             self._obs("writer", t)
 
     def reader(self, path: str, offset: int = 0, length: int | None = None,
-               chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+               chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]:
         return self.inner.reader(path, offset, length, chunk_size)  # type: ignore[no-any-return]
 
     def local_path(self, path: str) -> str | None:

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..registry.uploads import BodyInterrupted
+from ..storage.driver.base import Chunk
 from .errors import RegistryError
 
 Scope = dict[str, Any]
@@ -117,7 +118,7 @@ class Response:
 
     def __init__(self, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None,
                  body: bytes = b"", file: str | None = None,
-                 stream: AsyncIterator[bytes] | None = None) -> None:
+                 stream: AsyncIterator[Chunk] | None = None) -> None:
         self.status = status
         self.headers = headers if headers is not None else []
         self.body = body

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 Observer = Callable[[memoryview | bytes], object]
+# What a reader yields: bytes, or a bytearray / memoryview the consumer may keep (never reused).
+Chunk = bytes | bytearray | memoryview
 
 
 class StorageError(Exception):
@@ -106,7 +108,7 @@ class StorageDriver(Protocol):
     async def writer(self, path: str, append: bool = False) -> FileWriter: ...
 
     def reader(self, path: str, offset: int = 0, length: int | None = None,
-               chunk_size: int = 1 << 20) -> AsyncIterator[bytes]: ...
+               chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]: ...
 
     def local_path(self, path: str) -> str | None: ...
 

@@ -65,7 +65,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import FileInfo, Observer, PathNotFound, StorageDriver, StorageError, StorageFull
+from .base import Chunk, FileInfo, Observer, PathNotFound, StorageDriver, StorageError, StorageFull
 
 OPS = frozenset({"get_content", "put_content", "stat", "list", "move", "delete", "writer", "reader",
                  "write", "commit"})
@@ -358,7 +358,7 @@ class FaultyDriver:
         return _FaultyWriter(self, path, w)
 
     async def reader(self, path: str, offset: int = 0, length: int | None = None,
-                     chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+                     chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]:
         await self._fault("reader", path, "before")
         change = self._stale_read("reader", path)
         if change is not None and change.old_info is None:

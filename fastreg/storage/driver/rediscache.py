@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from .base import FileInfo, Observer, StorageDriver, check_path
+from .base import Chunk, FileInfo, Observer, StorageDriver, check_path
 
 log = logging.getLogger("fastreg.storage.cache")
 
@@ -221,7 +221,7 @@ class RedisCachedDriver:
         return await self.inner.list(path)
 
     def reader(self, path: str, offset: int = 0, length: int | None = None,
-               chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+               chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]:
         return self.inner.reader(path, offset, length, chunk_size)
 
     def local_path(self, path: str) -> str | None:

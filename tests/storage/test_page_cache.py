@@ -1,8 +1,10 @@
-"""Write-behind in the filesystem driver (``storage.filesystem.dropbehind``): a file growing past
-the threshold keeps only a bounded window of its pages in the page cache while it is written,
-and none once committed; smaller files, and every file with ``dropbehind: 0``, stay cached. The
-bytes are the same either way. Page-cache residency is read with mincore(2) on a mapping of the
-file (which touches no page)."""
+"""The filesystem driver and the page cache.
+
+Write-behind (``storage.filesystem.dropbehind``): a file growing past the threshold keeps only a
+bounded window of its pages in the page cache while it is written, and none once committed;
+smaller files, and every file with ``dropbehind: 0``, stay cached. Reads the page cache holds
+are served on the event loop, the others from a thread. The bytes are the same either way.
+Page-cache residency is read with mincore(2) on a mapping of the file (which touches no page)."""
 from __future__ import annotations
 
 import asyncio
@@ -126,3 +128,51 @@ def test_config_key_reaches_the_driver(tmp_path: Path) -> None:
     assert isinstance(d, FilesystemDriver) and d.dropbehind == 0
     default = create_driver("filesystem", load_config(None, env={}).storage.filesystem)
     assert isinstance(default, FilesystemDriver) and default.dropbehind == DROPBEHIND
+
+
+def test_reads_the_page_cache_has_run_on_the_loop(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1 MiB read the page cache holds is copied on the event loop (preadv2 RWF_NOWAIT), one
+    it lacks goes to a thread; a read cached only in part gives the cached part, then the rest
+    from a thread. The bytes are the file's in every case."""
+    data = b"".join(_payload(4))
+    root.mkdir(parents=True)
+    path = root / "blob"
+    path.write_bytes(data)
+    d = FilesystemDriver(str(root))
+    threaded: list[object] = []
+    real_run = d._run
+
+    async def counting_run(fn: object, *args: object) -> object:
+        threaded.append(fn)
+        return await real_run(fn, *args)
+    monkeypatch.setattr(d, "_run", counting_run)
+
+    def drop() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+    async def read(offset: int, length: int) -> bytes:
+        return b"".join([bytes(c) async for c in d.reader("/blob", offset, length)])
+
+    async def go() -> None:
+        drop()
+        assert resident(path) == 0
+        assert await read(MiB, 2 * MiB) == data[MiB:3 * MiB]      # from disk: two thread reads
+        assert len(threaded) == 2
+        threaded.clear()
+        assert await read(MiB, 2 * MiB) == data[MiB:3 * MiB]      # cached now: none
+        assert threaded == []
+        drop()
+        with open(path, "rb") as f:                                # cache the first half MiB only
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)   # (no readahead beyond it)
+            f.read(MiB // 2)
+        assert resident(path) < MiB
+        chunks = [c async for c in d.reader("/blob", 0, MiB)]
+        assert b"".join(bytes(c) for c in chunks) == data[:MiB]
+        assert len(chunks) == 2 and len(chunks[0]) < MiB and len(threaded) == 1
+        await d.close()
+    asyncio.run(go())
