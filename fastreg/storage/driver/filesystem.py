@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import itertools
 import os
 import shutil
 import sys
@@ -49,6 +50,27 @@ WRITEBACK = 4 << 20             # a writer to be fsync'd starts writeback every 
 DROPBEHIND = 8 << 20            # default: files growing past this are written behind (below)
 TMP_PREFIX = ".fastreg-tmp-"
 FLAT_DELETE_MAX = 8             # a directory of at most this many files is deleted inline
+
+
+def _new_tmp_id() -> None:
+    global _tmp_id
+    _tmp_id = _uuid.uuid4().hex[:16]
+
+
+_tmp_id = ""
+_new_tmp_id()
+os.register_at_fork(after_in_child=_new_tmp_id)     # granian forks its workers
+_tmp_seq = itertools.count()
+
+
+def _tmp_name(d: str) -> str:
+    """A temporary name in `d`: random per process (hosts sharing storage, forked workers),
+    then a counter — not a fresh UUID per write, whose getrandom(2) showed in push profiles."""
+    return f"{d}/{TMP_PREFIX}{_tmp_id}-{next(_tmp_seq)}"
+
+
+def _create_tmp(tmp: str) -> int:
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)    # never another's file
 
 
 def _makedirs(d: str) -> list[str]:
@@ -114,14 +136,14 @@ class FilesystemDriver:
 
     def _put(self, full: str, data: bytes, durable: bool) -> None:
         d = os.path.dirname(full)
-        tmp = f"{d}/{TMP_PREFIX}{_uuid.uuid4().hex}"
+        tmp = _tmp_name(d)
         created: list[str] = []
         try:
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = _create_tmp(tmp)
             except FileNotFoundError:
                 created = _makedirs(d)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = _create_tmp(tmp)
             try:
                 view = memoryview(data)
                 while view:
