@@ -155,6 +155,11 @@ def test_reads_the_page_cache_has_run_on_the_loop(root: Path, monkeypatch: pytes
         finally:
             os.close(fd)
 
+    def cache_first_half_mib() -> None:
+        with open(path, "rb") as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)   # (no readahead beyond it)
+            f.read(MiB // 2)
+
     async def read(offset: int, length: int) -> bytes:
         return b"".join([bytes(c) async for c in d.reader("/blob", offset, length)])
 
@@ -167,9 +172,7 @@ def test_reads_the_page_cache_has_run_on_the_loop(root: Path, monkeypatch: pytes
         assert await read(MiB, 2 * MiB) == data[MiB:3 * MiB]      # cached now: none
         assert threaded == []
         drop()
-        with open(path, "rb") as f:                                # cache the first half MiB only
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)   # (no readahead beyond it)
-            f.read(MiB // 2)
+        cache_first_half_mib()
         assert resident(path) < MiB
         chunks = [c async for c in d.reader("/blob", 0, MiB)]
         assert b"".join(bytes(c) for c in chunks) == data[:MiB]
