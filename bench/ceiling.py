@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .client import Body
 from .servers import REPO_ROOT, free_port
 
 _pool = ThreadPoolExecutor(2)
@@ -62,7 +63,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": out})
 
 
-def _post(port: int, path: str, data: bytes) -> tuple[float, bytes]:
+def _post(port: int, path: str, data: Body) -> tuple[float, bytes]:
     """Seconds to POST `data` and read the answer (raw socket, 1 MiB sends, no copies)."""
     view = memoryview(data)
     with socket.create_connection(("127.0.0.1", port)) as s:
@@ -79,7 +80,7 @@ def _post(port: int, path: str, data: bytes) -> tuple[float, bytes]:
         return time.perf_counter() - t, answer
 
 
-def receive_ceilings(data: bytes, tries: int = 2) -> dict[str, float]:
+def receive_ceilings(data: Body, tries: int = 2) -> dict[str, float]:
     """MB/s (best of `tries`) of granian receiving `data`: dropped, and SHA-256'd on a thread."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",

@@ -82,6 +82,8 @@ def test_ceilings_measured_each_round(quick_run: Path) -> None:
     (c,) = doc["ceilings"]
     for key in ("write_MBps", "sha256_MBps", "recv_MBps", "recv_sha256_MBps"):
         assert c[key] > 0, key
+    for name in ("push-large", "push-chunked"):
+        assert doc["summary"][name]["ceiling_ratio"]["median"] > 0, name
     text = (quick_run / "results.md").read_text()
     assert "receive + SHA-256" in text and "push-large: the receive + SHA-256 ceiling is" in text
 
