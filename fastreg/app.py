@@ -218,6 +218,10 @@ class App:
             async for chunk in resp.stream:
                 sent += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except StorageError as exc:     # expected (a disk or object store failing): one line
+            log.error("storage failed after %d bytes of %s were sent; connection aborted: %s",
+                      sent, scope["path"], exc)
+            raise
         except Exception:
             log.exception("error while streaming %s", scope["path"])
             raise
