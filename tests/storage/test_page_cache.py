@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import hashlib
+import logging
 import mmap
 import os
 from pathlib import Path
@@ -17,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from fastreg.config import load_config
+from fastreg.storage.driver import filesystem as fs_mod
+from fastreg.storage.driver.base import StorageError
 from fastreg.storage.driver.factory import create_driver
 from fastreg.storage.driver.filesystem import BATCH, DROPBEHIND, WRITEBACK, FilesystemDriver
 
@@ -179,3 +183,47 @@ def test_reads_the_page_cache_has_run_on_the_loop(root: Path, monkeypatch: pytes
         assert len(chunks) == 2 and len(chunks[0]) < MiB and len(threaded) == 1
         await d.close()
     asyncio.run(go())
+
+
+def _failing_sync_file_range(err: int) -> object:
+    real = fs_mod._sync_file_range
+
+    def sfr(fd: int, offset: int, length: int, flags: int) -> int:
+        if flags & fs_mod._SYNC_FILE_RANGE_WAIT_AFTER:      # the write-behind wait
+            ctypes.set_errno(err)
+            return -1
+        return int(real(fd, offset, length, flags))
+    return sfr
+
+
+def test_a_filesystem_without_write_behind_keeps_its_pages(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """sync_file_range refused as unsupported (some FUSE / network filesystems): the upload goes
+    on, write-behind is switched off for the driver with one warning."""
+    monkeypatch.setattr(fs_mod, "_sync_file_range", _failing_sync_file_range(errno.EINVAL))
+    chunks = _payload(24)
+    d = FilesystemDriver(str(root))
+
+    async def go() -> None:
+        await _write(d, "/a/data", chunks)
+        await _write(d, "/b/data", chunks)
+        await d.close()
+    with caplog.at_level(logging.WARNING, logger="fastreg.storage.filesystem"):
+        asyncio.run(go())
+    assert d.dropbehind == 0
+    assert [r.message for r in caplog.records].count(
+        f"{root}: this filesystem cannot write behind (sync_file_range or posix_fadvise unsupported); "
+        "keeping pages cached") == 1
+    assert (root / "a/data").read_bytes() == (root / "b/data").read_bytes() == b"".join(chunks)
+
+
+def test_an_io_error_while_writing_behind_fails_the_write(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fs_mod, "_sync_file_range", _failing_sync_file_range(errno.EIO))
+    d = FilesystemDriver(str(root))
+
+    async def go() -> None:
+        with pytest.raises(StorageError, match="Input/output error"):
+            await _write(d, "/a/data", _payload(24))
+        await d.close()
+    asyncio.run(go())
+    assert d.dropbehind == DROPBEHIND

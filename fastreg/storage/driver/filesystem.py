@@ -22,6 +22,7 @@ import ctypes
 import errno
 import fcntl
 import itertools
+import logging
 import os
 import shutil
 import sys
@@ -41,6 +42,8 @@ from .base import (
     StorageFull,
     check_path,
 )
+
+log = logging.getLogger("fastreg.storage.filesystem")
 
 INLINE_MAX = 64 * 1024          # writes/reads below this run on the loop
 CACHED_READ_MAX = 1 << 20       # reads up to this size run on the loop too if the page cache has them
@@ -388,8 +391,12 @@ class _FsWriter:
             if drop and end > drop and self._wb_from - WRITEBACK > self._drop_from:
                 # writeback of these pages started at least WRITEBACK bytes ago: mostly done
                 limit = self._wb_from - WRITEBACK
-                _drop_pages(fd, self._drop_from, limit - self._drop_from)
-                self._drop_from = limit
+                if _drop_pages(fd, self._drop_from, limit - self._drop_from):
+                    self._drop_from = limit
+                else:
+                    log.warning("%s: this filesystem cannot write behind (sync_file_range or "
+                                "posix_fadvise unsupported); keeping pages cached", self._driver.root)
+                    self._driver.dropbehind = 0
             self._wb_from = end
 
     async def _drain(self) -> None:
@@ -450,7 +457,11 @@ class _FsWriter:
         if self._driver.fsync:
             os.fsync(fd)
         if drop:    # write-behind: after the fsync every page is clean and goes; without it, the
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean ones go, the rest start writeback
+            try:    # clean ones go, the rest start writeback
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError as exc:
+                if exc.errno not in _UNSUPPORTED:
+                    raise
 
     async def close(self) -> None:
         try:
@@ -525,12 +536,25 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-def _drop_pages(fd: int, offset: int, length: int) -> None:
+_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ESPIPE)
+
+
+def _drop_pages(fd: int, offset: int, length: int) -> bool:
     """Wait until `length` bytes at `offset` are on disk, then drop them from the page cache
-    (write-behind, see _FsWriter). Not a durability point: the file is fsync'd at commit."""
+    (write-behind, see _FsWriter). Not a durability point: the file is fsync'd at commit.
+    False if the filesystem supports neither call (some FUSE and network filesystems); a real
+    I/O error (EIO, ENOSPC...) is raised: it fails the upload as a failed write would."""
     assert _sync_file_range is not None     # (dropbehind is 0 where it is missing)
     if _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE
                         | _SYNC_FILE_RANGE_WAIT_AFTER) != 0:
         err = ctypes.get_errno()
+        if err in _UNSUPPORTED:
+            return False
         raise OSError(err, os.strerror(err))
-    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except OSError as exc:
+        if exc.errno in _UNSUPPORTED:
+            return False
+        raise
+    return True
