@@ -2,7 +2,8 @@
 
 Small metadata operations (link files of ~71 bytes, stat, listdir) run inline on the
 event loop: on a local filesystem they take microseconds, less than a hop to a thread.
-Bulk data (blob writes, fsync, large reads, recursive deletes) runs in a thread pool.
+Bulk data (blob writes, fsync, large reads the page cache lacks, recursive deletes) runs in a
+thread pool.
 Objects become visible atomically: ``put_content`` writes a temporary file beside the
 target, fsyncs it (unless disabled) and renames it over the target.
 
@@ -52,6 +53,7 @@ BATCH_CHUNKS = 256              # ... or of this many chunks (writev takes at mo
 WRITEBACK = 4 << 20             # a writer to be fsync'd starts writeback every this many bytes
 DROPBEHIND = 8 << 20            # default: files growing past this are written behind (below)
 TMP_PREFIX = ".fastreg-tmp-"
+_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ESPIPE)    # a call this filesystem lacks
 FLAT_DELETE_MAX = 8             # a directory of at most this many files is deleted inline
 
 
@@ -501,7 +503,7 @@ def _read_cached(fd: int, n: int, offset: int) -> bytearray | memoryview | None:
     except BlockingIOError:
         return None
     except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):    # filesystem or kernel without it
+        if exc.errno in _UNSUPPORTED:      # a filesystem or kernel without it
             _NOWAIT = 0
             return None
         raise
@@ -536,13 +538,10 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ESPIPE)
-
-
 def _drop_pages(fd: int, offset: int, length: int) -> bool:
     """Wait until `length` bytes at `offset` are on disk, then drop them from the page cache
     (write-behind, see _FsWriter). Not a durability point: the file is fsync'd at commit.
-    False if the filesystem supports neither call (some FUSE and network filesystems); a real
+    False if the filesystem lacks either call (some FUSE and network filesystems); a real
     I/O error (EIO, ENOSPC...) is raised: it fails the upload as a failed write would."""
     assert _sync_file_range is not None     # (dropbehind is 0 where it is missing)
     if _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE
