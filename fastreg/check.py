@@ -10,7 +10,19 @@ What is checked (through the storage driver, so any backend; the layout is Distr
   config and layers must be healthy blobs linked into the repository (foreign layers, those
   with ``urls``, excepted) and whose index children must be revisions of the repository;
 * every tag's ``current/link`` must name a revision of the repository with a healthy blob, and a
-  tag directory must have a ``current/link`` at all.
+  tag directory must have a ``current/link`` at all;
+* the referrers index (``_referrers/<subject>/<alg>/<hex>/link``, written by a manifest PUT with
+  a ``subject``): every entry must name a healthy revision of the repository whose manifest has
+  that subject, and every such revision must have its entry;
+* upload sessions (``_uploads/<uuid>/``) must have ``data`` and a readable ``startedat``: one
+  without cannot be finished, and upload purging cannot age it.  Sessions started longer ago
+  than ``storage.maintenance.uploadpurging.age`` are listed (purging removes them, check does not);
+* temporary files ``.fastreg-tmp-*`` (filesystem driver only) are counted and listed: a crash
+  between a put's write and its rename leaves one.
+
+Leftovers of writes (broken sessions, temporary files) are judged by the newest ``mtime`` of what
+they hold: one written within the grace period (``--grace``, default 1h) may be a write in flight
+and is only counted, never called a problem nor removed (see ``check_leftovers.py``).
 
 ``--repair`` never deletes content: a blob that does not match its digest is *moved* to
 ``_fastreg_quarantine/<time>/`` beside ``blobs/`` (so the right bytes can be pushed again),
@@ -18,10 +30,16 @@ and then every pointer that names nothing healthy — layer links, revision link
 tag directory without a current link) — is removed, as Distribution removes them.  A layer
 the manifest names that exists but is not linked is linked again.  A manifest whose layer is
 *gone* is kept and reported: the manifest is intact, and pushing the image again restores it.
+The referrers index is an index: a wrong entry is removed and a missing one written (a manifest
+pushed through Distribution, which keeps no such index, gets its entry — as ``fastreg gc`` adds
+it).  Broken upload sessions and temporary files older than the grace period are removed (they
+hold nothing anyone can finish); aged but sound sessions are left to upload purging.
 
 Run it while the registry is stopped or read-only when repairing: a push in flight writes its
 data before its links, so a read-only check never reports it, but a repair that races a push
-could remove a link the push is about to make valid.
+could remove a link the push is about to make valid.  (One exception: a manifest with a subject
+whose revision link is written but not yet its referrers entry is reported ``missing-referrer``;
+the entry repair would write is the one the push writes.)
 
 Exit status (as fsck's): 0 nothing wrong; 1 damage found and all of it repaired; 4 damage left.
 """
@@ -35,6 +53,7 @@ from typing import Any
 
 import orjson
 
+from . import check_leftovers as leftovers
 from .digest import Digest, InvalidDigest, UnsupportedDigest, new_hasher, parse_digest
 from .gc import Progress
 from .storage import layout, walk
@@ -63,6 +82,9 @@ class Report:
     manifests: int = 0
     layer_links: int = 0
     tags: int = 0
+    referrers: int = 0                  # entries of the referrers index
+    temporary_files: leftovers.TemporaryFiles = field(default_factory=leftovers.TemporaryFiles)
+    uploads: leftovers.UploadSessions = field(default_factory=leftovers.UploadSessions)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -94,6 +116,7 @@ class _Refs:
     blobs: tuple[Digest, ...]          # config and layers that must be stored here
     children: tuple[Digest, ...]       # index entries
     unparsed: tuple[str, ...]          # descriptors whose digest does not parse
+    subject: Digest | None = None      # the manifest's ``subject`` (it refers to that manifest)
 
 
 def manifest_refs(body: bytes) -> _Refs | None:
@@ -125,18 +148,28 @@ def manifest_refs(body: bytes) -> _Refs | None:
         if isinstance(items, list):
             for item in items:
                 add(into, item, key)
-    return _Refs(tuple(dict.fromkeys(blobs)), tuple(dict.fromkeys(children)), tuple(bad))
+    subject = doc.get("subject")
+    try:
+        subject_digest = parse_digest(str(subject.get("digest")), allow_blake3=True) \
+            if isinstance(subject, dict) else None
+    except (InvalidDigest, UnsupportedDigest):
+        subject_digest = None           # a push refuses it; lenient here, as gc is
+    return _Refs(tuple(dict.fromkeys(blobs)), tuple(dict.fromkeys(children)), tuple(bad), subject_digest)
 
 
 class Checker:
     def __init__(self, driver: StorageDriver, *, repair: bool = False, progress: Progress | None = None,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, grace: float = leftovers.GRACE,
+                 upload_age: float = 168 * 3600.0, purging: bool = True) -> None:
         self.driver = driver
         self.repair = repair
         self.progress = progress or Progress(None)
         self.report = Report()
+        self.report.uploads.purge_age, self.report.uploads.purging = upload_age, purging
         self.blob_state: dict[Digest, str] = {}
-        self._stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now()))
+        self.now = now()
+        self.grace = grace
+        self._stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.now))
 
     # -- helpers --------------------------------------------------------------------------
     async def _list(self, path: str) -> list[str]:
@@ -276,6 +309,7 @@ class Checker:
                 continue
             healthy.add(d)
             bodies[d] = refs
+        await self._check_referrers(name, revisions, bodies)
         for d, refs in bodies.items():
             path = revisions[d]
             for bad in refs.unparsed:
@@ -319,24 +353,138 @@ class Checker:
                                   digest=str(d))
                 await self._remove(p, layout.tag_dir(name, tag))
 
+    async def _check_referrers(self, name: str, revisions: dict[Digest, str], bodies: dict[Digest, _Refs]) -> None:
+        """Every entry ``_referrers/<subject>/<alg>/<hex>/link`` must name a healthy revision
+        (a key of `bodies`) whose manifest has that subject; every such manifest needs its entry.
+        The index only answers ``GET /v2/<name>/referrers/<subject>``: a wrong entry is removed
+        and a missing one written, nothing is lost either way."""
+        base = f"{layout.repo(name)}/_referrers"
+        indexed: set[tuple[Digest, Digest]] = set()
+        for s_alg in await self._list(base):
+            for s_hex in await self._list(f"{base}/{s_alg}"):
+                s = _digest(s_alg, s_hex)
+                if s is None:
+                    continue                # not an entry of this layout: the index never reads it
+                for d, path in (await self._links(name, f"{base}/{s_alg}/{s_hex}", "referrer")).items():
+                    self.report.referrers += 1
+                    refs = bodies.get(d)
+                    if refs is None:
+                        if d not in revisions and await walk.exists(
+                                self.driver, layout.revision_link(name, d.algorithm, d.hex)):
+                            continue        # pushed since the revisions were listed: not judged
+                        why = "not a revision of the repository" if d not in revisions else "not a healthy manifest"
+                        p = self._problem("dangling-referrer", path, f"indexed as a referrer of {s}, names {d}, "
+                                          f"{why}", repository=name, digest=str(d))
+                        await self._remove(p, path.rsplit("/", 1)[0])
+                    elif refs.subject != s:
+                        has = f"subject is {refs.subject}" if refs.subject else "has no subject"
+                        p = self._problem("mismatched-referrer", path, f"indexed as a referrer of {s}, but "
+                                          f"the manifest {has}", repository=name, digest=str(d))
+                        await self._remove(p, path.rsplit("/", 1)[0])
+                    else:
+                        indexed.add((s, d))
+        for d, refs in bodies.items():
+            s = refs.subject
+            if s is None or (s, d) in indexed:
+                continue
+            link = layout.referrer_link(name, s.algorithm, s.hex, d.algorithm, d.hex)
+            p = self._problem("missing-referrer", link, f"the manifest's subject is {s} but the referrers "
+                              "index does not list it", repository=name, digest=str(d))
+            if self.repair:
+                await self.driver.put_content(link, str(d).encode())
+                p.repaired = "indexed"
+
+    # -- what interrupted writes leave ----------------------------------------------------
+    async def check_uploads(self) -> None:
+        sec = self.report.uploads
+        cutoff = self.now - self.grace
+        for s in await leftovers.upload_sessions(self.driver):
+            sec.sessions += 1
+            sec.bytes += s.size or 0
+            if s.started is not None and s.started < self.now - sec.purge_age:
+                sec.aged.append(s.path)
+            why = s.broken
+            if not why:
+                continue
+            sec.broken.append(s.path)
+            if s.last_write >= cutoff:
+                continue                    # may be a session starting right now: not judged
+            p = self._problem("broken-upload", s.path, f"{why}; last written {_ago(self.now - s.last_write)} ago",
+                              repository=s.repository)
+            await self._remove(p, s.path)
+
+    async def check_temporary_files(self) -> None:
+        sec = self.report.temporary_files
+        found = await leftovers.temporary_files(self.driver)
+        if found is None:
+            return
+        sec.checked = True
+        cutoff = self.now - self.grace
+        for t in found:
+            sec.count += 1
+            sec.bytes += t.size
+            sec.paths.append(t.path)
+            if t.mtime >= cutoff:
+                sec.young += 1              # a write in flight, or one that just failed
+                continue
+            p = self._problem("stale-temporary-file", t.path, f"{t.size} bytes, last written "
+                              f"{_ago(self.now - t.mtime)} ago (a write interrupted before its rename)")
+            await self._remove(p, t.path)
+
     async def run(self) -> Report:
         await self.check_blobs()
         names = await self.repositories()
         for i, name in enumerate(names, 1):
             self.progress.step(f"check: repository {i}/{len(names)} {name}")
             await self.check_repository(name)
+        self.progress.step("check: upload sessions")
+        await self.check_uploads()
+        self.progress.step("check: temporary files")
+        await self.check_temporary_files()
         self.progress.done()
         return self.report
 
 
+def notes(r: Report) -> list[str]:
+    """What the report holds besides problems: leftovers check leaves alone, and why."""
+    out: list[str] = []
+    up, tmp = r.uploads, r.temporary_files
+    if up.aged:
+        who = ("upload purging removes them (storage.maintenance.uploadpurging)" if up.purging else
+               "upload purging is disabled (storage.maintenance.uploadpurging.enabled), so they stay")
+        out.append(f"{len(up.aged)} upload session(s) started more than {_ago(up.purge_age)} ago: {who}; "
+                   "check does not remove them")
+        out.extend(f"  aged upload: {p}" for p in up.aged)
+    young_broken = len(up.broken) - sum(p.kind == "broken-upload" for p in r.problems)
+    if young_broken:
+        out.append(f"{young_broken} upload session(s) without data or startedat written within the grace "
+                   "period: possibly starting now, left alone")
+    if tmp.young:
+        out.append(f"{tmp.young} temporary file(s) written within the grace period: possibly a write in "
+                   "flight, left alone")
+    return out
+
+
 def summary(r: Report, repair: bool) -> str:
+    tmp = (f"{r.temporary_files.count} temporary files ({_human(r.temporary_files.bytes)})"
+           if r.temporary_files.checked else "temporary files not applicable")
     head = (f"checked {r.blobs} blobs ({_human(r.checked_bytes)}), {r.repositories} repositories, "
-            f"{r.manifests} manifests, {r.layer_links} layer links, {r.tags} tags: ")
+            f"{r.manifests} manifests, {r.layer_links} layer links, {r.tags} tags, {r.referrers} referrers, "
+            f"{r.uploads.sessions} upload sessions ({_human(r.uploads.bytes)}), {tmp}: ")
     if not r.problems:
         return head + "no damage found"
     left = len(r.unrepaired)
     return head + (f"{len(r.problems)} problem(s), {len(r.problems) - left} repaired, {left} left"
-                   if repair else f"{len(r.problems)} problem(s) (run with --repair to quarantine and unlink)")
+                   if repair else f"{len(r.problems)} problem(s) (run with --repair to quarantine, unlink, re-index and clear leftovers)")
+
+
+def _ago(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h" if s < 4 * 86400 else f"{s // 86400}d"
 
 
 def _human(n: int) -> str:
@@ -348,5 +496,7 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
-async def check(driver: StorageDriver, *, repair: bool = False, progress: Progress | None = None) -> Report:
-    return await Checker(driver, repair=repair, progress=progress).run()
+async def check(driver: StorageDriver, *, repair: bool = False, progress: Progress | None = None,
+                grace: float = leftovers.GRACE, upload_age: float = 168 * 3600.0, purging: bool = True) -> Report:
+    return await Checker(driver, repair=repair, progress=progress, grace=grace, upload_age=upload_age,
+                         purging=purging).run()

@@ -1,6 +1,7 @@
 """`fastreg serve [--config FILE]` (also `fastreg serve FILE`, as Distribution's `registry serve`),
 `fastreg htpasswd add|remove USER`, `fastreg gencerts DIR`,
-`fastreg gc [--config FILE] [--dry-run] [--delete-untagged]`, `fastreg check [--config FILE] [--repair] [--json]`."""
+`fastreg gc [--config FILE] [--dry-run] [--delete-untagged]`,
+`fastreg check [--config FILE] [--repair] [--json] [--grace DURATION]`."""
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("config_file", nargs="?", help="Distribution-style config.yml")
     p_check.add_argument("--config", "-c", help="Distribution-style config.yml")
     p_check.add_argument("--repair", action="store_true",
-                         help="quarantine damaged blobs (never deleted) and remove links and tags naming nothing")
+                         help="quarantine damaged blobs (never deleted), remove links and tags naming nothing, fix the "
+                              "referrers index, remove broken upload sessions and temporary files older than --grace")
     p_check.add_argument("--json", action="store_true", help="print the report as JSON")
+    p_check.add_argument("--grace", help="leave upload sessions and temporary files written more recently than "
+                         "this alone: they may be writes in flight (Go duration; default 1h)")
     args = parser.parse_args(argv)
 
     if args.command in ("htpasswd", "gencerts"):

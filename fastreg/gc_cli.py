@@ -47,6 +47,16 @@ def run_gc(cfg: Any, args: argparse.Namespace) -> int:
 def run_check(cfg: Any, args: argparse.Namespace) -> int:
     """Exit status as fsck's: 0 clean, 1 damage found and all repaired, 4 damage left, 2 error."""
     from . import check
+    from .check_leftovers import GRACE
+    try:
+        grace = parse_duration(args.grace) if args.grace is not None else GRACE
+    except ValueError as exc:
+        print(f"fastreg check: --grace: {exc}", file=sys.stderr)
+        return 2
+    if grace < 0:
+        print("fastreg check: --grace must not be negative", file=sys.stderr)
+        return 2
+    purging = cfg.storage.maintenance.uploadpurging
 
     async def main() -> check.Report:
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
@@ -54,7 +64,8 @@ def run_check(cfg: Any, args: argparse.Namespace) -> int:
         try:
             # progress only on a terminal: a log gets the problems and the summary
             progress = gc.Progress(sys.stderr if sys.stderr.isatty() else None)
-            return await check.check(driver, repair=args.repair, progress=progress)
+            return await check.check(driver, repair=args.repair, progress=progress, grace=grace,
+                                     upload_age=purging.age, purging=purging.enabled)
         finally:
             await driver.close()
 
@@ -69,5 +80,7 @@ def run_check(cfg: Any, args: argparse.Namespace) -> int:
         for p in report.problems:
             fixed = f" [{p.repaired}]" if p.repaired else ""
             print(f"{p.kind}: {p.path}: {p.detail}{fixed}", flush=True)
+        for line in check.notes(report):
+            print(line, flush=True)
         print(check.summary(report, args.repair), flush=True)
     return report.exit_code

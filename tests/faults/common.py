@@ -82,11 +82,12 @@ def assert_5xx_json(r: httpx.Response, *statuses: int) -> dict[str, Any]:
     return err  # type: ignore[no-any-return]
 
 
-def run_check(root: Path, tmp: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    """`fastreg check --json` on a plain filesystem config for `root`: (exit status, report)."""
+def run_check(root: Path, tmp: Path, *args: str, storage: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    """`fastreg check --json` on a plain filesystem config for `root` (plus `storage` keys, e.g.
+    ``maintenance``): (exit status, report)."""
     cfg = tmp / "check.yml"
     cfg.write_text(yaml.safe_dump({"version": "0.1", "log": {"level": "error"},
-                                   "storage": {"filesystem": {"rootdirectory": str(root)}}}))
+                                   "storage": {"filesystem": {"rootdirectory": str(root)}, **(storage or {})}}))
     p = subprocess.run([sys.executable, "-m", "fastreg", "check", "--config", str(cfg), "--json", *args],
                        check=False, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": _pythonpath()})
