@@ -452,7 +452,7 @@ def notes(r: Report) -> list[str]:
     if up.aged:
         who = ("upload purging removes them (storage.maintenance.uploadpurging)" if up.purging else
                "upload purging is disabled (storage.maintenance.uploadpurging.enabled), so they stay")
-        out.append(f"{len(up.aged)} upload session(s) started more than {_ago(up.purge_age)} ago: {who}; "
+        out.append(f"{len(up.aged)} upload session(s) started more than {up.purge_age / 3600:g}h ago: {who}; "
                    "check does not remove them")
         out.extend(f"  aged upload: {p}" for p in up.aged)
     young_broken = len(up.broken) - sum(p.kind == "broken-upload" for p in r.problems)
@@ -474,8 +474,9 @@ def summary(r: Report, repair: bool) -> str:
     if not r.problems:
         return head + "no damage found"
     left = len(r.unrepaired)
-    return head + (f"{len(r.problems)} problem(s), {len(r.problems) - left} repaired, {left} left"
-                   if repair else f"{len(r.problems)} problem(s) (run with --repair to quarantine, unlink, re-index and clear leftovers)")
+    if repair:
+        return head + f"{len(r.problems)} problem(s), {len(r.problems) - left} repaired, {left} left"
+    return head + f"{len(r.problems)} problem(s) (--repair quarantines, unlinks, re-indexes and clears leftovers)"
 
 
 def _ago(seconds: float) -> str:
