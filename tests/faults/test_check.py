@@ -5,6 +5,9 @@ to nothing, a link naming another digest, a tag directory without its current li
 The report names each problem; a plain check changes nothing; `--repair` moves damaged blobs to
 the quarantine (bytes intact, never deleted) and removes what points at nothing; pushing the
 right bytes again then heals the registry, and the check comes back clean.
+
+Also: what interrupted writes leave (temporary files, upload sessions that can never finish),
+judged by age against a grace period, and the referrers index (wrong and lost entries).
 """
 from __future__ import annotations
 
