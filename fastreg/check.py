@@ -42,6 +42,7 @@ whose revision link is written but not yet its referrers entry is reported ``mis
 the entry repair would write is the one the push writes.)
 
 Exit status (as fsck's): 0 nothing wrong; 1 damage found and all of it repaired; 4 damage left.
+Aged sessions and leftovers younger than the grace period are listed, not damage: they leave it 0.
 """
 from __future__ import annotations
 
