@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .base import FileInfo, FileWriter, StorageDriver
+from .base import Chunk, FileInfo, FileWriter, StorageDriver
 
 log = logging.getLogger("fastreg.storage.middleware")
 
@@ -232,7 +232,7 @@ class RedirectingDriver:
         return await self.inner.writer(path, append)
 
     def reader(self, path: str, offset: int = 0, length: int | None = None,
-               chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+               chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]:
         return self.inner.reader(path, offset, length, chunk_size)
 
     def local_path(self, path: str) -> str | None:
