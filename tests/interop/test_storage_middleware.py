@@ -192,3 +192,10 @@ def test_distribution_refuses_unknown_storage_middleware_as_fastreg_does(tmp_pat
     assert proc.returncode != 0 and "nosuchthing" in proc.stdout + proc.stderr
     with pytest.raises(ConfigError, match="nosuchthing"):
         load_config(dist.config_path, env={})
+    # `fastreg serve` on the same file stops at once, naming the entry
+    ours = subprocess.run([sys.executable, "-m", "fastreg", "serve", "--config", str(dist.config_path)],
+                          check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert ours.returncode != 0
+    assert ("middleware.storage.0: unable to configure storage middleware (nosuchthing)"
+            in ours.stdout + ours.stderr), (ours.stdout, ours.stderr)
