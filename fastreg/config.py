@@ -978,7 +978,7 @@ MIDDLEWARE_KINDS = ("registry", "repository", "storage")
 
 
 def _check_middleware(cfg: Config) -> None:
-    """``middleware``: storage middleware by name (redirect, cloudfront; storage/driver/middleware.py).
+    """``middleware``: storage middleware by name (redirect, cloudfront, rewrite; storage/driver/middleware.py).
     Distribution has no built-in registry or repository middleware and fails to start on an
     unknown name; so does fastreg.  Entries with ``disabled: true`` are skipped."""
     from .storage.driver.middleware import parse

@@ -19,6 +19,13 @@ Distribution's (``registry/storage/driver/middleware/*``):
   ``ipfilteredby: aws | awsregion`` (send clients inside AWS straight to S3, from AWS's
   published IP ranges) is not implemented: the config is refused; ``none`` is the default.
 
+* ``rewrite`` (Distribution 3; ``scheme``, ``host``, ``trimpathprefix``, all optional): the URL
+  the driver itself redirects to (an S3 presigned URL, an Azure SAS URL) gets its scheme and host
+  replaced and the prefix trimmed from its path — e.g. to send Azure reads through Azure Front
+  Door.  Which reads are redirected stays the driver's (fastreg's object stores: full GETs).  A
+  driver without URLs of its own (filesystem) keeps serving blobs (Distribution would redirect to
+  the bare rewritten host).
+
 As in Distribution, redirects only happen while ``storage.redirect.disable`` is false, the blob
 must exist in the repository first (else 404), and ``If-None-Match`` is answered by fastreg
 (304) before any redirect.  Unknown names are a config error (Distribution fails to start).
@@ -33,13 +40,13 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .base import Chunk, FileInfo, FileWriter, StorageDriver
 
 log = logging.getLogger("fastreg.storage.middleware")
 
-NAMES = ("redirect", "cloudfront")
+NAMES = ("redirect", "cloudfront", "rewrite")
 CLOUDFRONT_DURATION = 20 * 60.0          # Distribution's default signed-URL lifetime
 _CF_OPTIONS = {"baseurl", "privatekey", "keypairid", "duration", "ipfilteredby", "awsregion",
                "updatefrequency", "updatefrenquency", "iprangesurl"}
@@ -78,7 +85,21 @@ class CloudFront:
         return f"{resource}{sep}Expires={expires}&Key-Pair-Id={quote(self.keypairid, safe='')}&Signature={sig}"
 
 
-Spec = Redirect | CloudFront
+@dataclass(frozen=True)
+class Rewrite:
+    scheme: str = ""
+    host: str = ""
+    trimpathprefix: str = ""
+
+    def apply(self, url: str) -> str:
+        u = urlsplit(url)
+        path = u.path
+        if self.trimpathprefix and path.startswith(self.trimpathprefix):
+            path = path[len(self.trimpathprefix):]
+        return urlunsplit((self.scheme or u.scheme, self.host or u.netloc, path, u.query, u.fragment))
+
+
+Spec = Redirect | CloudFront | Rewrite
 
 
 def _text(options: Mapping[str, Any], key: str, *, required: bool = True) -> str:
@@ -139,6 +160,12 @@ def parse(name: str, options: Mapping[str, Any]) -> Spec:
         if filt != "none":
             raise ValueError("ipfilteredby only allows a string the following value: none|aws|awsregion")
         return CloudFront(base, key, keypairid, duration)
+    if name == "rewrite":
+        unknown = set(options) - {"scheme", "host", "trimpathprefix"}
+        if unknown:
+            raise ValueError(f"unknown options {sorted(unknown)} (rewrite takes scheme, host, trimpathprefix)")
+        return Rewrite(_text(options, "scheme", required=False), _text(options, "host", required=False),
+                       _text(options, "trimpathprefix", required=False))
     raise ValueError(f"no storage middleware registered with name: {name} (fastreg has {', '.join(NAMES)})")
 
 
@@ -191,14 +218,15 @@ class RedirectingDriver:
     """`inner` with ``redirect_url`` answered by a middleware spec; everything else passes through.
 
     ``redirects_every_read``: blob HEADs and ranged GETs are redirected too (Distribution's
-    blob server redirects before looking at the method or a Range)."""
-
-    redirects_every_read = True
+    blob server redirects before looking at the method or a Range); ``rewrite`` keeps the inner
+    driver's choice."""
 
     def __init__(self, inner: StorageDriver, spec: Spec) -> None:
         self.inner = inner
         self.spec = spec
         self.name = inner.name
+        self.redirects_every_read = (bool(getattr(inner, "redirects_every_read", False))
+                                     if isinstance(spec, Rewrite) else True)
 
     def __getattr__(self, attr: str) -> Any:      # driver-specific extras (key, directory_mtimes, ...)
         return getattr(self.inner, attr)
@@ -208,6 +236,9 @@ class RedirectingDriver:
             return None
         if isinstance(self.spec, Redirect):
             return self.spec.url(path)
+        if isinstance(self.spec, Rewrite):
+            url = await self.inner.redirect_url(path, method)
+            return None if url is None else self.spec.apply(url)
         return self.spec.sign(self.inner.key(path))  # type: ignore[attr-defined]  # the s3 driver's object key
 
     async def get_content(self, path: str) -> bytes:

@@ -1,10 +1,13 @@
-"""``middleware.storage`` with ``name: cloudfront`` on the S3 driver (moto's S3 server).
+"""``middleware.storage`` on the S3 driver (moto's S3 server): ``cloudfront`` and ``rewrite``.
 
 There is no CloudFront here, so the test checks what CloudFront would check: the redirect is
 to ``baseurl`` + the blob's S3 key, with ``Expires``, ``Key-Pair-Id`` and a ``Signature`` that
 the *public* key verifies over the canned policy for exactly that URL and expiry (RSA-SHA1,
 CloudFront's base64 alphabet); and the key names the blob's bytes in the bucket.  On another
 driver the middleware does nothing (as Distribution, which warns and falls back).
+
+``rewrite`` changes the host of the driver's own presigned URL: the driver talks to moto as
+``localhost``, clients are sent to ``127.0.0.1`` — and get the blob's bytes there.
 """
 from __future__ import annotations
 
@@ -134,3 +137,37 @@ def test_cloudfront_config_errors(tmp_path: Path, options: dict[str, Any], messa
     with pytest.raises(ConfigError, match="middleware.storage.0: unable to configure storage middleware "
                                           r"\(cloudfront\): .*" + message.replace("|", r"\|")):
         load_config(path, env={})
+
+
+def test_rewrite_changes_the_presigned_url(fastreg_factory: Any, moto_server: Any) -> None:
+    root = f"rw-{uuid.uuid4().hex[:8]}"
+    store = S3Backend(moto_server)
+    inside = moto_server.url.replace("127.0.0.1", "localhost")
+    outside = urlsplit(moto_server.url).netloc
+    srv = fastreg_factory(config={"storage": {"filesystem": None, "s3": store.params(root, endpoint=inside)},
+                                  "middleware": {"storage": [{"name": "rewrite", "options": {"host": outside}}]}})
+    repo = unique_repo("rewrite")
+    data = os.urandom(40_000)
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+        d = push_blob(c, repo, data)
+        r = c.get(f"/v2/{repo}/blobs/{d}")
+        assert r.status_code == 307, (r.status_code, r.text, srv.log())
+        loc = urlsplit(r.headers["Location"])
+        assert loc.netloc == outside and loc.path.startswith(f"/{S3_BUCKET}/{root}/docker/registry/v2/blobs/")
+        assert "X-Amz-Signature=" in loc.query
+        assert httpx.get(r.headers["Location"], timeout=30.0).content == data
+        # which reads are redirected stays the driver's: HEAD and ranges are answered here
+        assert c.head(f"/v2/{repo}/blobs/{d}").status_code == 200
+        part = c.get(f"/v2/{repo}/blobs/{d}", headers={"Range": "bytes=5-9"})
+        assert part.status_code == 206 and part.content == data[5:10]
+
+
+def test_rewrite_unit() -> None:
+    from fastreg.storage.driver.middleware import Rewrite, parse
+    rw = parse("rewrite", {"scheme": "https", "host": "cdn.azurefd.net", "trimpathprefix": "/container"})
+    assert rw == Rewrite("https", "cdn.azurefd.net", "/container")
+    assert rw.apply("http://acct.blob.core.windows.net/container/docker/x/data?sv=1&sig=a%2Bb") == \
+        "https://cdn.azurefd.net/docker/x/data?sv=1&sig=a%2Bb"
+    assert Rewrite().apply("http://h/p?q=1") == "http://h/p?q=1"
+    with pytest.raises(ValueError, match="host must be a string"):
+        parse("rewrite", {"host": 5})
