@@ -16,7 +16,7 @@ from .api.routes import match
 from .config import ConfigError
 from .hooks import Observer
 from .logging import access_enabled, current_scope, log_access
-from .manifest import IndexPolicy, URLPolicy
+from .manifest import ClassPolicy, IndexPolicy, URLPolicy
 from .metrics import MULTIPROC_ENV
 from .metrics import enabled as metrics_enabled
 from .reference import valid_name, valid_upload_id
@@ -53,6 +53,7 @@ class App:
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
                                fsync=getattr(cfg.fastreg, "fsync", True),
                                redirect=not cfg.storage.redirect.disable,
+                               middleware=cfg.middleware.get("storage"),
                                redis=cfg.redis if cfg.storage.cache.blobdescriptor == "redis" else None)
         self.health = health.build(cfg, driver)
         if self.health is not None:
@@ -70,7 +71,9 @@ class App:
             readonly=cfg.storage.maintenance.readonly.enabled,
             limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
                           tags_max=cfg.fastreg.tags.maxentries),
-            url_policy=url_policy(cfg), index_policy=index_policy(cfg))
+            url_policy=url_policy(cfg), index_policy=index_policy(cfg),
+            class_policy=ClassPolicy(frozenset(cfg.policy.repository.classes)),
+            tag_concurrency=cfg.storage.tag.concurrencylimit)
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
         from .api.ui import Site
         ctx.ui = Site.from_config(cfg)

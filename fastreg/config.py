@@ -92,17 +92,25 @@ _UNUSED = "defined by Distribution but not used by fastreg; ignored"
 # the config (file or environment) is named in a warning.  Remove a line when its feature lands.
 UNUSED_KEYS: dict[str, str] = {
     "log.hooks": _UNUSED,
-    "middleware": _UNUSED,
     "reporting": _UNUSED,
     "http.tls.ciphersuites": _UNUSED,
     "http.tls.letsencrypt": _UNUSED,
     "redis": "used only with storage.cache.blobdescriptor: redis",
-    "compatibility": _UNUSED,
     "validation.enabled": "deprecated by Distribution; validation is on unless validation.disabled",
-    "policy": _UNUSED,
-    "storage.cache": "only blobdescriptor: redis is implemented (no in-process descriptor cache); ignored",
-    "storage.tag": _UNUSED,
+    # storage.cache.blobdescriptor: redis is implemented (storage/driver/rediscache.py); inmemory is not:
+    "storage.cache": (
+        "blobdescriptor: inmemory is not implemented; ignored.  fastreg keeps no in-process blob "
+        "descriptor cache: each blob HEAD/GET stats the repository's layer link and the blob's data "
+        "(manifests are cached by digest and tag lists by directory mtime, in every worker), where "
+        "Distribution answers repeated blob HEADs from a per-process map of up to blobdescriptorsize "
+        "descriptors (which another process's delete does not clear).  Use blobdescriptor: redis for a "
+        "cache shared by every worker and replica"),
 }
+SCHEMA1_NOTE = (
+    "fastreg does not accept schema1 manifests (as Distribution 3, which "
+    "removed them): pushing one answers 400 MANIFEST_INVALID, and schema2 manifests are never converted "
+    "to schema1 for old clients (signingkeyfile is unused); schema1 manifests already stored (by "
+    "Distribution 2.x) are served as they are")
 
 
 # -- durations ----------------------------------------------------------------------------------
@@ -933,6 +941,8 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
     if not cfg.http.debug.prometheus.path.startswith("/"):
         raise ConfigError("http.debug.prometheus.path: must start with /")
 
+    _check_middleware(cfg)
+
     fr = cfg.fastreg
     if fr.workers is not None and fr.workers < 1:
         raise ConfigError("fastreg.workers: must be at least 1 (or null for one per core)")
@@ -964,6 +974,33 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
                                    loglevel="", fastreg=fr)
 
 
+MIDDLEWARE_KINDS = ("registry", "repository", "storage")
+
+
+def _check_middleware(cfg: Config) -> None:
+    """``middleware``: storage middleware by name (redirect, cloudfront, rewrite; storage/driver/middleware.py).
+    Distribution has no built-in registry or repository middleware and fails to start on an
+    unknown name; so does fastreg.  Entries with ``disabled: true`` are skipped."""
+    from .storage.driver.middleware import parse
+    for kind, entries in cfg.middleware.items():
+        if kind not in MIDDLEWARE_KINDS:
+            raise ConfigError(f"unknown configuration key 'middleware.{kind}'; valid keys here: "
+                              + ", ".join(MIDDLEWARE_KINDS))
+        for i, mw in enumerate(entries):
+            where = f"middleware.{kind}.{i}"
+            if mw.disabled:
+                continue
+            if not mw.name:
+                raise ConfigError(f"{where}.name: a middleware needs a name")
+            if kind != "storage":
+                raise ConfigError(f"{where}: unable to configure {kind} middleware ({mw.name}): none is "
+                                  f"registered with that name (Distribution has no built-in {kind} middleware)")
+            try:
+                parse(mw.name, mw.options)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: unable to configure storage middleware ({mw.name}): {exc}") from None
+
+
 def _warn_unused(present: set[str], cfg: Config) -> None:
     for key in sorted(present):
         reason = UNUSED_KEYS.get(key)
@@ -971,6 +1008,14 @@ def _warn_unused(present: set[str], cfg: Config) -> None:
             continue             # "no auth" is exactly what fastreg does
         if key in ("storage.cache", "redis") and cfg.storage.cache.blobdescriptor == "redis":
             continue             # the shared Redis cache is implemented (storage.driver.rediscache)
+        if key == "storage.cache" and cfg.storage.cache.blobdescriptor != "inmemory":
+            if cfg.storage.cache.blobdescriptor:    # Distribution: "unknown cache type", caching disabled
+                log.warning("configuration key 'storage.cache': unknown cache type %r, caching disabled "
+                            "(redis or inmemory)", cfg.storage.cache.blobdescriptor)
+            continue
+        if key == "compatibility.schema1.enabled" and cfg.compatibility.schema1.enabled:
+            log.warning("configuration key %r: %s", key, SCHEMA1_NOTE)
+            continue
         if reason is not None:
             log.warning("configuration key %r: %s", key, reason)
 

@@ -182,6 +182,38 @@ class IndexPolicy:
 
 EVERY_CHILD = IndexPolicy()
 
+DOCKER_IMAGE_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_PLUGIN_CONFIG = "application/vnd.docker.plugin.v1+json"
+OCI_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
+# Distribution 2.x's manifest classes (registry/handlers/manifests.go, applyResourcePolicy):
+# the class of an image manifest follows its config's media type; indexes have none.
+_CLASSES = {DOCKER_MANIFEST: {DOCKER_IMAGE_CONFIG: "image", DOCKER_PLUGIN_CONFIG: "plugin"},
+            OCI_MANIFEST: {OCI_IMAGE_CONFIG: "image"}}
+
+
+@dataclass(frozen=True, slots=True)
+class ClassPolicy:
+    """``policy.repository.classes`` (Distribution 2.x): when non-empty, an image manifest is
+    accepted only if its class (``image`` or ``plugin``, from its config's media type) is listed;
+    a config of any other type is refused as an unknown class (403 ``DENIED``, Distribution's
+    messages).  Indexes and manifest lists have no class and pass.  An empty list allows all."""
+
+    classes: frozenset[str] = frozenset()
+
+    def check(self, parsed: ParsedManifest) -> None:
+        if not self.classes or parsed.media_type not in _CLASSES or not parsed.blobs:
+            return
+        config_type = parsed.blobs[0].media_type
+        cls = _CLASSES[parsed.media_type].get(config_type)
+        if cls is None:
+            raise RegistryError("DENIED", {"mediaType": config_type},
+                                message=f"unknown manifest class for {config_type}")
+        if cls not in self.classes:
+            raise RegistryError("DENIED", {"class": cls}, message=f"registry does not allow {cls} manifest")
+
+
+ANY_CLASS = ClassPolicy()
+
 
 def _content_type(value: str | None) -> str:
     if not value:

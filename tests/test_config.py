@@ -130,6 +130,9 @@ def _documented_options() -> dict[str, Any]:
     raw["auth"] = {"htpasswd": raw["auth"]["htpasswd"]}
     raw["notifications"]["endpoints"][0]["headers"] = {"Authorization": ["Bearer x"]}
     raw["proxy"].update(username="user", password="pass")
+    # Its registry and repository middleware are placeholders that Distribution itself refuses to
+    # start with (no such middleware is registered); see test_documented_middleware_placeholders.
+    del raw["middleware"]["registry"], raw["middleware"]["repository"]
     return raw
 
 
@@ -152,19 +155,99 @@ def test_every_documented_distribution_key_is_accepted(tmp_path: Path,
     assert cfg.notifications.endpoints[0].timeout == 1.0
     assert cfg.notifications.endpoints[0].ignore.actions == ["pull"]
     assert cfg.health.http[0].statuscode == 200
-    assert cfg.middleware["registry"][0].options == {"foo": "bar"}
+    assert cfg.middleware["storage"][0].options == {"baseurl": "https://example.com/"}
     assert cfg.validation.manifests.urls.deny == [r"^https?://www\.example\.com/"]
     text = messages(warnings_log)
-    for key in ("reporting", "middleware",
-                "compatibility", "http.tls.letsencrypt", "log.hooks", "loglevel"):
+    for key in ("reporting", "compatibility.schema1.enabled", "http.tls.letsencrypt", "log.hooks", "loglevel"):
         assert f"'{key}'" in text, key
+    assert "does not accept schema1 manifests" in text
     for implemented in ("'notifications'", "'http.debug'", "'proxy'", "'storage.maintenance.uploadpurging'",
                         "'validation'", "'validation.manifests.urls'", "'notifications.events.includereferences'",
-                        "'health.file'", "'health.http'", "'health.tcp'"):
+                        "'health.file'", "'health.http'", "'health.tcp'", "'middleware", "'compatibility'"):
         assert implemented not in text
     # the listing sets storage.cache.blobdescriptor: redis, which fastreg implements
     assert cfg.storage.cache.blobdescriptor == "redis"
     assert "'redis'" not in text and "'storage.cache'" not in text
+
+
+@pytest.mark.skipif(not DEBIAN_DOC.exists(), reason="Debian's docker-registry docs are not installed")
+def test_documented_middleware_placeholders(tmp_path: Path) -> None:
+    """The listing's ARegistryMiddleware: Distribution panics "unable to configure registry
+    middleware"; fastreg refuses the config the same way."""
+    raw = _documented_options()
+    raw["middleware"]["registry"] = [{"name": "ARegistryMiddleware", "options": {"foo": "bar"}}]
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"middleware.registry.0: unable to configure registry middleware "
+                                          r"\(ARegistryMiddleware\)"):
+        load_config(path, env={})
+
+
+# -- middleware, policy, compatibility, cache --------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("middleware:\n  storage:\n    - name: nosuch\n",
+     (r"middleware.storage.0: unable to configure storage middleware \(nosuch\): no storage middleware "
+      r"registered with name: nosuch")),
+    ("middleware:\n  storage:\n    - name: redirect\n", r"\(redirect\): no baseurl provided"),
+    ("middleware:\n  storage:\n    - name: redirect\n      options: {baseurl: 'http://'}\n",
+     "no host specified for redirect baseurl"),
+    ("middleware:\n  storage:\n    - name: redirect\n      options: {baseurl: 5}\n", "baseurl must be a string"),
+    ("middleware:\n  storage:\n    - name: redirect\n      options: {baseurl: 'https://x', port: 1}\n",
+     "unknown options"),
+    ("middleware:\n  storage:\n    - options: {baseurl: 'https://x'}\n", "a middleware needs a name"),
+    ("middleware:\n  repository:\n    - name: openshift\n", r"unable to configure repository middleware"),
+    ("middleware:\n  storgae:\n    - name: redirect\n", r"unknown configuration key 'middleware.storgae'"),
+])
+def test_middleware_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, text)
+
+
+def test_middleware_accepted(tmp_path: Path, warnings_log: pytest.LogCaptureFixture) -> None:
+    from fastreg.storage.driver.middleware import Redirect, specs
+    cfg = load(tmp_path, """\
+        middleware:
+          storage:
+            - name: redirect
+              options: {baseurl: "cdn.example.com:8443/base/"}
+            - name: whatever-it-is
+              disabled: true
+          registry:
+            - name: skipped-too
+              disabled: true
+        """)
+    (spec,) = specs(cfg.middleware["storage"])
+    assert spec == Redirect("https", "cdn.example.com:8443", "/base/")   # 2.8: a bare host is https
+    assert spec.url("/docker/registry/v2/blobs/sha256/ab/abcd/data") == \
+        "https://cdn.example.com:8443/base/docker/registry/v2/blobs/sha256/ab/abcd/data"
+    assert Redirect("http", "h:1", "").url("/x/data") == "http://h:1/x/data"
+    assert Redirect("http", "h", "/p").url("/x/data") == "http://h/p/x/data"
+    assert messages(warnings_log) == ""
+
+
+def test_policy_tag_and_schema1_keys(tmp_path: Path, warnings_log: pytest.LogCaptureFixture) -> None:
+    cfg = load(tmp_path, """\
+        policy: {repository: {classes: [image]}}
+        storage: {inmemory: {}, tag: {concurrencylimit: 3}}
+        compatibility: {schema1: {enabled: false, signingkeyfile: /etc/registry/key.json}}
+        """)
+    assert cfg.policy.repository.classes == ["image"] and cfg.storage.tag.concurrencylimit == 3
+    assert messages(warnings_log) == ""                  # implemented, or (schema1 off) what fastreg does
+    load(tmp_path, "compatibility: {schema1: {enabled: true}}\n")
+    assert "'compatibility.schema1.enabled': fastreg does not accept schema1 manifests" in messages(warnings_log)
+
+
+@pytest.mark.parametrize(("cache", "warning"), [
+    ("{blobdescriptor: inmemory, blobdescriptorsize: 10000}", "blobdescriptor: inmemory is not implemented"),
+    ("{blobdescriptor: memcached}", "unknown cache type 'memcached', caching disabled"),
+    ("{}", None),
+])
+def test_storage_cache_warnings(tmp_path: Path, warnings_log: pytest.LogCaptureFixture, cache: str,
+                                warning: str | None) -> None:
+    load(tmp_path, f"storage: {{inmemory: {{}}, cache: {cache}}}\n")
+    text = messages(warnings_log)
+    assert (warning in text) if warning else text == ""
 
 
 # -- rejected and accepted keys ------------------------------------------------------------------

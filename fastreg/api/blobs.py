@@ -22,6 +22,13 @@ async def get(req: Request, ctx: Context) -> Response:
     if inm is not None and inm.strip() in (f'"{dstr}"', dstr):
         return Response(304, headers)
     path = reg.blobs.data_path(d)
+    if reg.redirect_every_read:
+        # storage middleware: as Distribution's blob server, redirect before the method or a Range matter
+        url = await reg.driver.redirect_url(path, req.method)
+        if url is not None:
+            if req.method == "GET":
+                await ctx.emit("pull", req, Target(name, dstr, "application/octet-stream", size))
+            return Response(307, [(b"location", url.encode()), (b"content-length", b"0")])
     rng = req.header(b"range")
     span = None
     if rng is not None:

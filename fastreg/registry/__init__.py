@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..manifest import DISTRIBUTION_URL_POLICY, EVERY_CHILD, IndexPolicy, URLPolicy
+from ..manifest import ANY_CLASS, DISTRIBUTION_URL_POLICY, EVERY_CHILD, ClassPolicy, IndexPolicy, URLPolicy
 from ..storage.driver.base import StorageDriver
 from .blobs import BlobStore
 from .catalog import Catalog
@@ -25,19 +25,22 @@ class Limits:
 class Registry:
     def __init__(self, driver: StorageDriver, *, secret: bytes, allow_blake3: bool = False,
                  delete_enabled: bool = False, readonly: bool = False, limits: Limits = Limits(),
-                 url_policy: URLPolicy = DISTRIBUTION_URL_POLICY, index_policy: IndexPolicy = EVERY_CHILD) -> None:
+                 url_policy: URLPolicy = DISTRIBUTION_URL_POLICY, index_policy: IndexPolicy = EVERY_CHILD,
+                 class_policy: ClassPolicy = ANY_CLASS, tag_concurrency: int = 0) -> None:
         self.driver = driver
         self.allow_blake3 = allow_blake3
         self.delete_enabled = delete_enabled
         self.readonly = readonly
         self.limits = limits
+        # storage middleware (redirect, cloudfront): HEADs and ranged GETs of blobs are redirected too
+        self.redirect_every_read = bool(getattr(driver, "redirects_every_read", False))
         self.blobs = BlobStore(driver)
         self.uploads = UploadStore(driver, self.blobs, secret)
-        self.tags = TagStore(driver)
+        self.tags = TagStore(driver, concurrency=tag_concurrency)
         self.catalog = Catalog(driver)
         self.manifests = ManifestStore(driver, self.blobs, self.tags, self.catalog, allow_blake3=allow_blake3,
                                        max_size=limits.manifest_max, url_policy=url_policy,
-                                       index_policy=index_policy)
+                                       index_policy=index_policy, class_policy=class_policy)
 
     async def close(self) -> None:
         await self.driver.close()

@@ -50,7 +50,7 @@ class _LRU(OrderedDict[Any, Any]):
 class ManifestStore:
     def __init__(self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, catalog: Catalog, *,
                  allow_blake3: bool, max_size: int, url_policy: mf.URLPolicy = mf.DISTRIBUTION_URL_POLICY,
-                 index_policy: mf.IndexPolicy = mf.EVERY_CHILD) -> None:
+                 index_policy: mf.IndexPolicy = mf.EVERY_CHILD, class_policy: mf.ClassPolicy = mf.ANY_CLASS) -> None:
         self.driver = driver
         self.blobs = blobs
         self.tags = tags
@@ -59,6 +59,7 @@ class ManifestStore:
         self.max_size = max_size
         self.url_policy = url_policy            # validation.manifests.urls
         self.index_policy = index_policy        # validation.manifests.indexes
+        self.class_policy = class_policy        # policy.repository.classes
         # Content is immutable by digest: cache bytes + media type (bounded by total bytes).
         self._cache: _LRU = _LRU(4096)
         self._descriptors: _LRU = _LRU(4096)
@@ -112,6 +113,7 @@ class ManifestStore:
         else:
             d = digest_bytes(body, "sha256")
         parsed = mf.parse(body, content_type, allow_blake3=self.allow_blake3)
+        self.class_policy.check(parsed)
         since = await self.guard.epoch()                # online gc, step P0 (fastreg.gc)
         await self._check_references(name, parsed)
 
@@ -202,11 +204,7 @@ class ManifestStore:
             parsed_subject = _subject_of(sm.body)
         except RegistryError:
             parsed_subject = None
-        for tag in await self._tags_or_empty(name, d):
-            try:
-                await self.driver.delete(layout.tag_dir(name, tag))
-            except PathNotFound:
-                pass
+        await self.tags.remove(name, await self._tags_or_empty(name, d))
         await self.driver.delete(layout.revision_dir(name, d.algorithm, d.hex))
         if parsed_subject is not None:
             try:

@@ -5,24 +5,56 @@ that changes when an entry is added or removed (``driver.directory_mtimes``, the
 a cached list is used while the tags directory's mtime is unchanged.  Timestamps are coarse
 (a clock tick), so two changes in one tick can share an mtime; a list is therefore cached only
 once its directory has been still for ``SETTLE`` seconds (git's "racily clean" rule).
+
+Deleting a manifest by digest removes the tags that point at it: every tag link is read to find
+them, and they are removed, at most ``concurrency`` storage calls at a time
+(``storage.tag.concurrencylimit``, Distribution 3; default: the number of CPUs, as its GOMAXPROCS).
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from ..api.errors import RegistryError
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver
 
+T = TypeVar("T")
+
+
+async def bounded(items: Sequence[str], fn: Callable[[str], Awaitable[T]], limit: int) -> list[T]:
+    """``fn`` over `items` by at most `limit` workers, results in order; the first error is raised
+    as it is (the other workers are cancelled)."""
+    results: list[T | None] = [None] * len(items)
+    todo = iter(range(len(items)))
+
+    async def worker() -> None:
+        for i in todo:
+            results[i] = await fn(items[i])
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(items)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    return results  # type: ignore[return-value]  # every slot was filled
+
 
 class TagStore:
     SETTLE = 2.0
     CACHED_REPOSITORIES = 1024
 
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, *, concurrency: int = 0) -> None:
         self.driver = driver
+        self.concurrency = concurrency if concurrency > 0 else (os.cpu_count() or 1)
         self._cacheable = bool(getattr(driver, "directory_mtimes", False))
         self._lists: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
 
@@ -83,12 +115,25 @@ class TagStore:
         return names
 
     async def pointing_at(self, name: str, d: Digest) -> list[str]:
+        """The tags of `name` whose current link names `d` (Distribution's tag Lookup)."""
         text = str(d)
-        out = []
-        for tag in await self.all(name):
+
+        async def names_d(tag: str) -> bool:
             try:
-                if (await self.driver.get_content(layout.tag_current_link(name, tag))).decode().strip() == text:
-                    out.append(tag)
+                return (await self.driver.get_content(layout.tag_current_link(name, tag))).decode().strip() == text
             except PathNotFound:
-                continue
-        return out
+                return False
+
+        tags = await self.all(name)
+        found = await bounded(tags, names_d, self.concurrency)
+        return [tag for tag, hit in zip(tags, found, strict=True) if hit]
+
+    async def remove(self, name: str, tags: list[str]) -> None:
+        """Delete these tags' directories (those already gone are fine), ``concurrency`` at a time."""
+        async def one(tag: str) -> None:
+            try:
+                await self.driver.delete(layout.tag_dir(name, tag))
+            except PathNotFound:
+                pass
+
+        await bounded(tags, one, self.concurrency)

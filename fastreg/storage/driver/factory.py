@@ -7,12 +7,16 @@ from .base import StorageDriver
 
 
 def create_driver(name: str, params: Any, *, fsync: bool = True, redirect: bool = True,
-                  redis: Any = None) -> StorageDriver:
+                  redis: Any = None, middleware: Any = None) -> StorageDriver:
     """`redirect` is ``not storage.redirect.disable``: object stores may answer blob GETs with
     a presigned URL (Distribution's default); ignored by drivers without URLs of their own.
+    `middleware` (``middleware.storage`` entries) wraps the driver (see ``middleware.py``).
     `redis` (the ``redis:`` config section, given when ``storage.cache.blobdescriptor: redis``)
     puts the shared Redis cache in front of the driver."""
     driver = _create(name, params, fsync=fsync, redirect=redirect)
+    if middleware:
+        from .middleware import wrap
+        driver = wrap(driver, middleware, redirect=redirect)
     if redis is None:
         return driver
     from .rediscache import RedisCachedDriver
