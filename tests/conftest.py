@@ -89,18 +89,20 @@ class FastregServer:
     def start(self) -> None:
         assert self.proc is None
         self.log_path = self.config_path.with_suffix(".log")
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fastreg", "serve", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=str(self.config_path.parent),
-            env={**os.environ, "PYTHONPATH": _pythonpath(), **self.env}, start_new_session=True,
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:       # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fastreg", "serve", "--config", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=str(self.config_path.parent),
+                env={**os.environ, "PYTHONPATH": _pythonpath(), **self.env}, start_new_session=True,
+            )
         try:
             wait_http(self.url + "/v2/", self.proc)
-        except Exception:
+        except Exception as exc:
             self.stop()
-            raise RuntimeError("fastreg failed to start:\n" + self.log())
+            raise RuntimeError("fastreg failed to start:\n" + self.log()) from exc
+        except BaseException:           # ^C while it starts: no half-started server left behind
+            self.stop()
+            raise
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:

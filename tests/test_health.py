@@ -85,7 +85,7 @@ def test_tcp_and_http_checks_follow_the_services_they_watch(fastreg_factory: Any
     status = {"code": 200}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self) -> None:  # noqa: N802 -- the stdlib's name
+        def do_HEAD(self) -> None:
             self.send_response(status["code"])
             self.send_header("Content-Length", "0")
             self.end_headers()

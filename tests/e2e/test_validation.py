@@ -24,8 +24,8 @@ from tests.e2e.helpers import (
     digest_of,
     make_config,
     make_manifest,
-    push_manifest,
     push_blob,
+    push_manifest,
     unique_repo,
 )
 
