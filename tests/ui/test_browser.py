@@ -33,10 +33,13 @@ POLICY_REPOS = ["private/secret", "public/base", "team/app"]
 
 # -- helpers -----------------------------------------------------------------------------------
 def wait(drv: Any, cond: Callable[[Any], Any], what: str) -> Any:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
     try:
-        return WebDriverWait(drv, WAIT, poll_frequency=0.05).until(lambda d: cond(d))
+        # the page re-renders while it loads: an element found a moment ago may be gone when its
+        # text is read — that is "not yet", so poll again
+        return WebDriverWait(drv, WAIT, poll_frequency=0.05,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: cond(d))
     except TimeoutException:
         raise AssertionError(f"timed out waiting for {what}; page shows:\n{drv.find_element('id', 'view').text}"
                              f"\nconsole: {drv.get_log('browser')}") from None
