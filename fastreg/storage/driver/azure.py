@@ -13,6 +13,10 @@ so far: ``stat``, readers and another process's writer see it with no state of o
 blob written whole (Put Blob, no block list) is continued by staging its bytes as the first
 block.  Block ids are random and of one length, as the service requires.  ``cancel``
 commits an empty list (which drops staged blocks) and deletes the blob.
+
+Two writers appending to one blob at once would lose blocks; the registry never lets them:
+each writes an upload session only while it holds ``exclusive`` of the session, a lease blob
+created with ``If-None-Match: *`` (``lease.py``), which holds across replicas on any host.
 """
 from __future__ import annotations
 
@@ -24,13 +28,22 @@ import io
 import time
 import uuid
 from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobBlock, BlobSasPermissions, generate_blob_sas
 from azure.storage.blob.aio import BlobServiceClient
 
+from . import lease
 from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
 from .params import Params
 
@@ -60,6 +73,7 @@ class AzureDriver:
         self.max_retries = p.number("maxretries", 5, minimum=0)        # Distribution 3's key
         self.redirect = redirect and self.account_key is not None
         self.list_page = max(1, min(list_page_size, 5000))
+        self.lease_seconds = lease.LEASE_SECONDS
         self._svc: BlobServiceClient | None = None
         self._cc: Any = None
 
@@ -145,6 +159,7 @@ class AzureDriver:
         except AZ_ERRORS as exc:
             raise self._error(exc, path) from None
         names.discard("")
+        names.discard(lease.LOCK)
         if not names:
             raise PathNotFound(path)
         return sorted(names)
@@ -185,9 +200,69 @@ class AzureDriver:
                 async with sem:
                     await _discard(self._blob(name))
 
-            await asyncio.gather(*(one(n) for n in doomed))
+            locks = [n for n in doomed if n.endswith("/" + lease.LOCK)]       # last: see lease.py
+            await asyncio.gather(*(one(n) for n in doomed if not n.endswith("/" + lease.LOCK)))
+            await asyncio.gather(*(one(n) for n in locks))
         except AZ_ERRORS as exc:
             raise self._error(exc, path) from None
+
+    # -- exclusive (lease.py) ----------------------------------------------------------------
+    def exclusive(self, path: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return lease.hold(self, path, f"{self._dir_prefix(path)}{lease.LOCK}")
+
+    async def _lease_create(self, key: str, body: bytes) -> str | None:
+        try:        # overwrite=False: the SDK sends If-None-Match: *
+            r = await self._blob(key).upload_blob(body, overwrite=False)
+        except (ResourceExistsError, ResourceModifiedError):
+            return None
+        except AZ_ERRORS as exc:
+            raise self._error(exc, "/" + key) from None
+        return str(r["etag"])
+
+    async def _lease_replace(self, key: str, version: str, body: bytes) -> str | None:
+        try:
+            r = await self._blob(key).upload_blob(body, overwrite=True, etag=version,
+                                                  match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError, ResourceExistsError):
+            return None
+        except AZ_ERRORS as exc:
+            raise self._error(exc, "/" + key) from None
+        return str(r["etag"])
+
+    async def _lease_read(self, key: str) -> tuple[str, bytes, float] | None:
+        dates: list[str] = []
+
+        def hook(response: Any) -> None:
+            dates.append(response.http_response.headers.get("Date", ""))
+
+        try:
+            stream = await self._blob(key).download_blob(raw_response_hook=hook)
+            body = bytes(await stream.readall())
+        except ResourceNotFoundError:
+            return None
+        except AZ_ERRORS as exc:
+            raise self._error(exc, "/" + key) from None
+        now = parsedate_to_datetime(dates[0]).timestamp() if dates and dates[0] else time.time()
+        props = stream.properties
+        return str(props.etag), body, now - props.last_modified.timestamp()
+
+    async def _lease_remove(self, key: str, version: str) -> bool:
+        try:
+            await self._blob(key).delete_blob(etag=version, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        except AZ_ERRORS as exc:
+            raise self._error(exc, "/" + key) from None
+        return True
+
+    async def _lease_occupied(self, path: str) -> bool:
+        prefix = self._dir_prefix(path)
+        try:    # at most one of any two names is the lock: two suffice
+            async for page in self._c().list_blobs(name_starts_with=prefix, results_per_page=2).by_page():
+                return any([b.name != prefix + lease.LOCK async for b in page])
+        except AZ_ERRORS as exc:
+            raise self._error(exc, path) from None
+        return False
 
     # -- streams ---------------------------------------------------------------------------
     async def writer(self, path: str, append: bool = False) -> AzureWriter:

@@ -26,7 +26,9 @@ replica can continue it:
   the object holds every byte, drops the sidecar; the next writer resumes by copy.
 
 Readers and ``stat`` of finished objects cost one request, as with any S3 client.
-Not safe for two writers appending to the same path at once (the registry never does).
+Two writers appending to the same path at once would lose bytes; the registry never lets them:
+each writes an upload session only while it holds ``exclusive`` of the session, a lease object
+created with ``If-None-Match: *`` (``lease.py``), which holds across replicas on any host.
 """
 from __future__ import annotations
 
@@ -36,8 +38,10 @@ import contextlib
 import io
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -45,6 +49,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import lease
 from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
 from .params import Params
 
@@ -77,6 +82,11 @@ def _code(exc: Exception) -> str:
 
 def _missing(exc: Exception) -> bool:
     return _code(exc) in ("NoSuchKey", "404", "NotFound", "NoSuchUpload")
+
+
+def _refused(exc: Exception) -> bool:
+    """A conditional request the condition refused (409: another conditional write in flight)."""
+    return _missing(exc) or _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
 @dataclass(slots=True)
@@ -132,6 +142,7 @@ class S3Driver:
         self.list_page = max(1, min(list_page_size, 1000))              # tests use tiny pages
         self.redirect = redirect
         self.max_attempts = max_attempts
+        self.lease_seconds = lease.LEASE_SECONDS
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
         self._lock: asyncio.Lock | None = None
@@ -326,7 +337,7 @@ class S3Driver:
                 kwargs["ContinuationToken"] = resp["NextContinuationToken"]
         except S3_ERRORS as exc:
             raise self._error(exc, path) from None
-        names = {n for n in names if n and not n.endswith(SIDECAR)}
+        names = {n for n in names if n and not n.endswith(SIDECAR) and n != lease.LOCK}
         if not names:
             raise PathNotFound(path)
         return sorted(names)
@@ -399,9 +410,67 @@ class S3Driver:
             if not doomed:
                 raise PathNotFound(path)
             await self._abort_uploads(key, mine)
-            await self._delete_keys(doomed)
+            locks = [k for k in doomed if k.endswith("/" + lease.LOCK)]   # last: see lease.py
+            await self._delete_keys([k for k in doomed if not k.endswith("/" + lease.LOCK)])
+            if locks:
+                await self._delete_keys(locks)
         except S3_ERRORS as exc:
             raise self._error(exc, path) from None
+
+    # -- exclusive (lease.py) ----------------------------------------------------------------
+    def exclusive(self, path: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return lease.hold(self, path, f"{self._dir_prefix(path)}{lease.LOCK}")
+
+    async def _lease_create(self, key: str, body: bytes) -> str | None:
+        return await self._lease_put(key, body, IfNoneMatch="*")
+
+    async def _lease_replace(self, key: str, version: str, body: bytes) -> str | None:
+        return await self._lease_put(key, body, IfMatch=version)
+
+    async def _lease_put(self, key: str, body: bytes, **condition: str) -> str | None:
+        try:
+            s3 = await self._s3()
+            r = await s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentLength=len(body),
+                                    **condition, **self._put_args())
+        except S3_ERRORS as exc:
+            if _refused(exc):
+                return None
+            raise self._error(exc, "/" + key) from None
+        return str(r["ETag"])
+
+    async def _lease_read(self, key: str) -> tuple[str, bytes, float] | None:
+        try:
+            s3 = await self._s3()
+            resp = await s3.get_object(Bucket=self.bucket, Key=key)
+            async with resp["Body"] as stream:
+                body = bytes(await stream.read())
+        except S3_ERRORS as exc:
+            if _missing(exc):
+                return None
+            raise self._error(exc, "/" + key) from None
+        date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        now = parsedate_to_datetime(date).timestamp() if date else time.time()
+        return str(resp["ETag"]), body, now - resp["LastModified"].timestamp()
+
+    async def _lease_remove(self, key: str, version: str) -> bool:
+        try:
+            s3 = await self._s3()
+            await s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=version)
+        except S3_ERRORS as exc:
+            if _refused(exc):
+                return False
+            raise self._error(exc, "/" + key) from None
+        return True
+
+    async def _lease_occupied(self, path: str) -> bool:
+        prefix = self._dir_prefix(path)
+        try:
+            s3 = await self._s3()
+            # At most one of any two keys is the lock: two suffice.
+            resp = await s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=2)
+        except S3_ERRORS as exc:
+            raise self._error(exc, path) from None
+        return any(o["Key"] != prefix + lease.LOCK for o in resp.get("Contents", []))
 
     # -- streams ---------------------------------------------------------------------------
     async def writer(self, path: str, append: bool = False) -> S3Writer:
