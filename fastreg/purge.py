@@ -7,6 +7,8 @@ the session began) is older than ``age``.  As in Distribution, a session without
 (here at most a minute, or ``interval`` if shorter) and then every ``interval``; ``dryrun`` only
 logs what would go.  Removing the session directory goes through the driver, which releases
 whatever the session holds (on object storage, drivers abort the multipart upload with it).
+A session directory that lists as empty holds at most the writer lock of a request that died
+(S3/Azure: ``.fastreg-lock``, which listings hide): it is removed whatever its age.
 
 One worker per host runs these tasks: the worker that takes an exclusive ``flock`` on a lock file
 named after the storage location keeps it for its life (granian restarts a dead worker, which
@@ -96,6 +98,8 @@ async def purge_uploads(driver: StorageDriver, age: float, *, dry_run: bool = Fa
             started = parse_startedat((await driver.get_content(f"{path}/startedat")).decode("utf-8", "replace"))
         except PathNotFound:
             started = None
+            if not await _list(driver, path):         # a dead request's lock and nothing else
+                started = cutoff - 1
         if started is None or started >= cutoff:
             continue
         report.purged.append(path)

@@ -25,10 +25,11 @@ offset and each save the hash of its own bytes, so a later PUT could commit a mi
 one's digest.  Every request that writes a session (PATCH, PUT, DELETE) therefore holds its lock
 — the driver's ``exclusive`` (flock of the ``_uploads/<uuid>`` directory on the filesystem: all
 workers of a host; it follows the directory when a commit renames it into ``blobs/``, and a
-request that gets it afterwards finds no ``_uploads/<uuid>/data`` and answers 404) and an
-in-process one — from the size check to the end, commit and move included; a second writer is
-refused at once with 416 and the session's Range.  Drivers without
-``exclusive`` (object stores) get the in-process lock only.
+request that gets it afterwards finds no ``_uploads/<uuid>/data`` and answers 404; on S3 and
+Azure a lease object in the session, created only if absent: every replica on every host) and
+an in-process one — from the size check to the end, commit and move included; a second writer
+is refused at once with 416 and the session's Range.  Drivers without ``exclusive`` (GCS) get
+the in-process lock only.
 
 State machine (rows: request; each checks the session exists, then the token):
 

@@ -5,6 +5,8 @@ only the store decides between them.
 * Of two ``exclusive`` at once exactly one wins, the other is ``Busy``; released, it is free.
 * Nothing at the path: ``PathNotFound``, and no lock object is left behind.
 * The lock is invisible to ``list`` and ``delete`` of the session removes it.
+* Upload purging removes a session directory holding nothing but a lock (its request died),
+  and leaves a young session with its lock alone.
 * A holder renews its lease; a lock not renewed for longer than its lease (its holder died) is
   broken, by exactly one of two breakers at once.
 * Two `fastreg serve` replicas on one bucket/container: a PATCH held open on A (part of its body
@@ -25,6 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
+from fastreg.purge import purge_uploads
+from fastreg.storage import layout
 from fastreg.storage.driver import lease
 from fastreg.storage.driver.base import Busy, PathNotFound
 from tests.e2e.helpers import OCTET, digest_of, q, relative, start_upload, unique_repo
@@ -82,10 +86,11 @@ def test_one_of_two_at_once_wins(pair: tuple[Any, Any], store: Backend, root: st
             release = asyncio.Event()
             ta = asyncio.create_task(_try(a, SESSION, release))
             tb = asyncio.create_task(_try(b, SESSION, release))
-            done, _ = await asyncio.wait({ta, tb}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({ta, tb}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            held = _lock_key(store, root) in await store.leftovers(root)
+            release.set()             # (if both won, neither returns before this)
             assert [t.result() for t in done] == [False]            # the loser returns at once
-            assert _lock_key(store, root) in await store.leftovers(root)
-            release.set()
+            assert held
             assert sorted([await ta, await tb]) == [False, True]
             assert _lock_key(store, root) not in await store.leftovers(root)   # released
         assert await a.list(SESSION) == ["data"]                   # the lock is never listed
@@ -121,6 +126,28 @@ def test_deleting_the_session_under_the_lock(pair: tuple[Any, Any], store: Backe
         with pytest.raises(PathNotFound):
             await _try(b, SESSION)
         assert await store.leftovers(root) == []
+
+    run(scenario())
+
+
+def test_purging_removes_a_lone_lock(pair: tuple[Any, Any], store: Backend, root: str,
+                                     run: Callable[[Any], Any]) -> None:
+    a, _ = pair
+    live, dead = layout.upload_dir("r", "live"), layout.upload_dir("r", "dead")
+
+    async def scenario() -> None:
+        await a.put_content(f"{live}/startedat", b"2999-01-01T00:00:00Z")
+        await a.put_content(f"{live}/data", b"x")
+        await a.put_content(f"{dead}/data", b"x")
+        async with a.exclusive(dead):
+            await a.delete(f"{dead}/data")       # a request that died here leaves only its lock
+            async with a.exclusive(live):
+                assert await a.list(layout.uploads_dir("r")) == ["dead", "live"]
+                report = await purge_uploads(a, 3600.0)
+                assert report.purged == [dead]
+                left = await store.leftovers(root)
+                assert sorted(k.removeprefix(root) for k in left) == [
+                    f"{live}/{lease.LOCK}", f"{live}/data", f"{live}/startedat"]
 
     run(scenario())
 
@@ -165,7 +192,8 @@ def test_expired_lease_is_broken_by_one(pair: tuple[Any, Any], store: Backend, r
             release = asyncio.Event()
             ta = asyncio.create_task(_try(a, SESSION, release))
             tb = asyncio.create_task(_try(b, SESSION, release))
-            done, _ = await asyncio.wait({ta, tb}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({ta, tb}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            assert done, "both hold the lock"
             if any(t.result() is False for t in done) and len(done) == 2:
                 continue                             # both refused: not expired yet
             release.set()

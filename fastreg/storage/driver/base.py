@@ -19,11 +19,13 @@ conformance suite in ``tests/storage``):
 * ``move(src, dst)`` replaces ``dst`` atomically when it exists.
 * A missing path raises ``PathNotFound``; a bad offset raises ``InvalidOffset``.
 * Optional: ``exclusive(path)``, an async context manager holding an exclusive lock on the
-  existing object or directory ``path`` for every process that shares the storage on this
-  host, or raising ``Busy`` at once when someone else holds it, ``PathNotFound`` when there is
-  nothing at ``path`` (filesystem: ``flock`` of it; nothing is created).  Upload sessions lock
-  their directory with it so that two requests never write one session at the same time;
-  drivers without it get an in-process lock only.
+  existing object or directory ``path`` for every process that shares the storage — on this
+  host for the filesystem (``flock`` of it; nothing is created), on every host for S3 and Azure
+  (a lease object ``<path>/.fastreg-lock`` the store creates only if absent, renewed while
+  held, breakable once expired: ``lease.py``) — or raising ``Busy`` at once when someone else
+  holds it, ``PathNotFound`` when there is nothing at ``path``.  Upload sessions lock their
+  directory with it so that two requests never write one session at the same time; drivers
+  without it (GCS: see gcs.py) get an in-process lock only.
 * ``local_path`` returns an OS path when the object is a local file (for sendfile-style
   responses), else ``None``; ``redirect_url`` may return a URL the client can fetch the
   object from directly (object stores), else ``None``.

@@ -17,6 +17,12 @@ writer cannot be lost, then deletes the piece.  Between requests the object ther
 every byte written so far: ``stat``, readers and another replica's writer need no state of
 ours.  (A resumable session cannot be read before it is finalized, which is why a session
 does not outlive its request.)  ``cancel`` abandons the session and deletes object and piece.
+
+No ``exclusive`` yet (so an upload session has an in-process writer lock only, not one across
+replicas): GCS itself could hold the lease of ``lease.py`` with ``ifGenerationMatch=0`` /
+``ifGenerationMatch=<generation>``, but the emulator the tests run (gcp-storage-emulator) ignores
+every generation precondition — a second create with ``ifGenerationMatch=0`` succeeds — so such
+a lock could not be tested here.
 """
 from __future__ import annotations
 
