@@ -12,14 +12,22 @@ from .storage.driver.base import StorageError
 from .storage.driver.factory import create_driver
 
 
-def run_gc(cfg: Any, args: argparse.Namespace) -> int:
+def _grace(args: argparse.Namespace, default: float, command: str) -> float | None:
+    """`--grace` in seconds (a Go duration), or `default`; None (said on stderr) if invalid."""
     try:
-        grace = parse_duration(args.grace) if args.grace is not None else cfg.fastreg.gc.graceperiod
+        grace = parse_duration(args.grace) if args.grace is not None else default
     except ValueError as exc:
-        print(f"fastreg gc: --grace: {exc}", file=sys.stderr)
-        return 2
+        print(f"fastreg {command}: --grace: {exc}", file=sys.stderr)
+        return None
     if grace < 0:
-        print("fastreg gc: --grace must not be negative", file=sys.stderr)
+        print(f"fastreg {command}: --grace must not be negative", file=sys.stderr)
+        return None
+    return grace
+
+
+def run_gc(cfg: Any, args: argparse.Namespace) -> int:
+    grace = _grace(args, cfg.fastreg.gc.graceperiod, "gc")
+    if grace is None:
         return 2
     options = gc.Options(dry_run=args.dry_run, delete_untagged=args.delete_untagged, grace=grace)
 
@@ -48,13 +56,8 @@ def run_check(cfg: Any, args: argparse.Namespace) -> int:
     """Exit status as fsck's: 0 clean, 1 damage found and all repaired, 4 damage left, 2 error."""
     from . import check
     from .check_leftovers import GRACE
-    try:
-        grace = parse_duration(args.grace) if args.grace is not None else GRACE
-    except ValueError as exc:
-        print(f"fastreg check: --grace: {exc}", file=sys.stderr)
-        return 2
-    if grace < 0:
-        print("fastreg check: --grace must not be negative", file=sys.stderr)
+    grace = _grace(args, GRACE, "check")
+    if grace is None:
         return 2
     purging = cfg.storage.maintenance.uploadpurging
 
