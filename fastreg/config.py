@@ -192,9 +192,10 @@ class Log(_S, frozen=True):
 class Filesystem(_S, frozen=True):
     rootdirectory: str = ""   # filled with DEFAULT_ROOTDIRECTORY when empty
     maxthreads: int = 100
-    # fastreg: a file growing past this many bytes is written behind (its pages dropped from the
-    # page cache once on disk; fastreg/storage/driver/filesystem.py); 0 keeps every page cached
+    # fastreg: the bytes of a file past this size bypass the page cache (direct I/O, or written
+    # behind: fastreg/storage/driver/filesystem.py); 0 keeps every page cached
     dropbehind: int = 8 << 20
+    directio: bool = True     # false: past dropbehind, write behind instead of O_DIRECT
 
 
 class InMemory(_S, frozen=True):

@@ -1,8 +1,10 @@
 """The filesystem driver and the page cache.
 
-Write-behind (``storage.filesystem.dropbehind``): a file growing past the threshold keeps only a
-bounded window of its pages in the page cache while it is written, and none once committed;
-smaller files, and every file with ``dropbehind: 0``, stay cached. Reads the page cache holds
+``storage.filesystem.dropbehind``: a file growing past the threshold keeps only a bounded window
+of its pages in the page cache while it is written, and none once committed — with direct I/O
+past the threshold (tests/storage/test_direct_io.py), or, where the filesystem refuses direct
+I/O, with write-behind (both are run here); smaller files, and every file with
+``dropbehind: 0``, stay cached. Reads the page cache holds
 are served on the event loop, the others from a thread. The bytes are the same either way.
 Page-cache residency is read with mincore(2) on a mapping of the file (which touches no page)."""
 from __future__ import annotations
@@ -63,6 +65,16 @@ def _payload(n: int) -> list[bytes]:
     return [bytes([i % 251]) + block[1:] for i in range(n)]
 
 
+MODES = ["direct", "write-behind"]
+
+
+def _driver(root: Path, mode: str, **kw: object) -> FilesystemDriver:
+    d = FilesystemDriver(str(root), **kw)  # type: ignore[arg-type]
+    if mode == "write-behind":             # as on a filesystem refusing O_DIRECT
+        d.dio.enabled = False
+    return d
+
+
 async def _write(d: FilesystemDriver, path: str, chunks: list[bytes], *, append: bool = False,
                  commit: bool = True) -> None:
     w = await d.writer(path, append=append)
@@ -74,10 +86,11 @@ async def _write(d: FilesystemDriver, path: str, chunks: list[bytes], *, append:
         await w.close()
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fsync", [True, False])
-def test_large_file_leaves_no_pages_once_committed(root: Path, fsync: bool) -> None:
+def test_large_file_leaves_no_pages_once_committed(root: Path, fsync: bool, mode: str) -> None:
     chunks = _payload(48)
-    d = FilesystemDriver(str(root), fsync=fsync)
+    d = _driver(root, mode, fsync=fsync)
 
     async def go() -> None:
         await _write(d, "/up/data", chunks, commit=False)      # a PATCH: written, not committed
@@ -94,9 +107,10 @@ def test_large_file_leaves_no_pages_once_committed(root: Path, fsync: bool) -> N
     assert hashlib.sha256(data).digest() == hashlib.sha256(b"".join(chunks + chunks[:8])).digest()
 
 
-def test_commit_drops_the_whole_file(root: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_commit_drops_the_whole_file(root: Path, mode: str) -> None:
     chunks = _payload(24)
-    d = FilesystemDriver(str(root))
+    d = _driver(root, mode)
 
     async def go() -> None:
         await _write(d, "/a/data", chunks)
@@ -198,11 +212,11 @@ def _failing_sync_file_range(err: int) -> object:
 
 def test_a_filesystem_without_write_behind_keeps_its_pages(root: Path, monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture) -> None:
-    """sync_file_range refused as unsupported (some FUSE / network filesystems): the upload goes
-    on, write-behind is switched off for the driver with one warning."""
+    """Direct I/O and sync_file_range refused as unsupported (some FUSE / network filesystems):
+    the upload goes on, write-behind is switched off for the driver with one warning."""
     monkeypatch.setattr(fs_mod, "_sync_file_range", _failing_sync_file_range(errno.EINVAL))
     chunks = _payload(24)
-    d = FilesystemDriver(str(root))
+    d = _driver(root, "write-behind")
 
     async def go() -> None:
         await _write(d, "/a/data", chunks)
@@ -219,7 +233,7 @@ def test_a_filesystem_without_write_behind_keeps_its_pages(root: Path, monkeypat
 
 def test_an_io_error_while_writing_behind_fails_the_write(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fs_mod, "_sync_file_range", _failing_sync_file_range(errno.EIO))
-    d = FilesystemDriver(str(root))
+    d = _driver(root, "write-behind")
 
     async def go() -> None:
         with pytest.raises(StorageError, match="Input/output error"):

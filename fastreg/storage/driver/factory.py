@@ -36,7 +36,8 @@ def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDr
     if name == "filesystem":
         from .filesystem import DROPBEHIND, FilesystemDriver
         return FilesystemDriver(params.rootdirectory, maxthreads=getattr(params, "maxthreads", 16) or 16,
-                                fsync=fsync, dropbehind=getattr(params, "dropbehind", DROPBEHIND))
+                                fsync=fsync, dropbehind=getattr(params, "dropbehind", DROPBEHIND),
+                                directio=getattr(params, "directio", True))
     if name == "inmemory":
         from .inmemory import InMemoryDriver
         return InMemoryDriver()

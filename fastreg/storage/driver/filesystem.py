@@ -43,6 +43,7 @@ from .base import (
     StorageFull,
     check_path,
 )
+from .directio import DirectIO, DirectStream, Unsupported, align_up
 
 log = logging.getLogger("fastreg.storage.filesystem")
 
@@ -115,9 +116,12 @@ class FilesystemDriver:
     directory_renames = True
 
     def __init__(self, rootdirectory: str, *, maxthreads: int = 16, fsync: bool = True,
-                 dropbehind: int = DROPBEHIND) -> None:
+                 dropbehind: int = DROPBEHIND, directio: bool = True) -> None:
         self.root = os.path.abspath(rootdirectory)
         self.fsync = fsync
+        self.bypass_from = dropbehind       # files past this bypass the page cache: direct I/O,
+        self.dio = DirectIO(self.root)      # or written behind where direct I/O is refused
+        self.dio.enabled = self.dio.enabled and directio and dropbehind > 0
         self.dropbehind = dropbehind if _sync_file_range is not None else 0
         self._pool = ThreadPoolExecutor(max_workers=max(2, maxthreads), thread_name_prefix="fastreg-fs")
         os.makedirs(self.root, exist_ok=True)
@@ -331,6 +335,7 @@ class FilesystemDriver:
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.dio.shutdown()
 
 
 class _FsWriter:
@@ -345,17 +350,18 @@ class _FsWriter:
     little left to wait for. (Batches are small so that the last one, written after the
     request body ends, delays the response little: chunked uploads pay it per PATCH.)
 
-    Write-behind (the driver's ``dropbehind``, a size; 0 turns it off): once a file grows past
-    it, the pages written more than ``WRITEBACK`` bytes ago are waited for on disk and dropped
-    from the page cache (``POSIX_FADV_DONTNEED``), and a committed file is dropped whole after
-    its fsync. Blob data is written once and read later, if ever; left in the page cache, a
-    stream of large pushes fills memory with pages nobody reads, evicting the manifests and
-    popular layers that pulls do read, and every page needs a fresh allocation — on VMs whose
-    memory the host backs lazily, the first touch of a page is what bounds a large push
-    (~400 MB/s here against ~2 GB/s with the same pages recycled; bench/RESULTS.md). Small
-    files (configs, small layers, everything below the threshold) stay cached, and a pull
-    caches what it reads as usual. MinIO writes objects with ``O_DIRECT`` for the same reason;
-    dropping written-back pages keeps buffered I/O, so unaligned chunk boundaries need no care."""
+    Past the driver's ``dropbehind`` (a size; 0 turns this off) a file bypasses the page cache.
+    Blob data is written once and read later, if ever; left in the page cache, a stream of
+    large pushes fills memory with pages nobody reads, evicting the manifests and popular
+    layers that pulls do read, and every page needs a fresh allocation — on VMs whose memory
+    the host backs lazily, the first touch of a page is what bounds a large push (~400 MB/s
+    here against ~2 GB/s with the same pages recycled; bench/RESULTS.md). Small files (configs,
+    small layers, everything below the threshold) stay cached, and a pull caches what it reads
+    as usual.  The bytes past the threshold are written with direct I/O (``directio``: aligned
+    staging buffers, written by other threads while the job fills the next one); where the
+    filesystem refuses it, write-behind: the pages written more than ``WRITEBACK`` bytes ago
+    are waited for on disk and dropped (``POSIX_FADV_DONTNEED``).  Either way the buffered
+    part of a committed file is dropped whole after its fsync."""
 
     def __init__(self, driver: FilesystemDriver, path: str, full: str, fd: int, size: int) -> None:
         self._driver = driver
@@ -370,23 +376,45 @@ class _FsWriter:
         self._batched = 0
         self._observe: Observer | None = None
         self._pending: asyncio.Future[None] | None = None
+        self._direct: DirectStream | None = None
+        self._direct_from = max(driver.bypass_from, align_up(size))     # aligned: direct I/O from here
 
     @property
     def size(self) -> int:
         return self._size
 
-    def _do(self, chunks: list[bytes | memoryview], observe: Observer | None, offset: int) -> None:
-        if observe is not None:
-            for c in chunks:
-                observe(c)
+    def _pwritev(self, chunks: list[bytes | memoryview], offset: int) -> None:
         fd = self._fd
         assert fd is not None
         total = sum(len(c) for c in chunks)
         done = 0
         while done < total:
-            n = os.writev(fd, chunks) if done == 0 else os.write(fd, _tail(chunks, done))
-            done += n
+            done += os.pwritev(fd, chunks, offset) if done == 0 else os.pwrite(fd, _tail(chunks, done), offset + done)
+
+    def _do(self, chunks: list[bytes | memoryview], observe: Observer | None, offset: int) -> None:
+        if observe is not None:
+            for c in chunks:
+                observe(c)
+        total = sum(len(c) for c in chunks)
         end = offset + total
+        if self._driver.dio.enabled and end > self._direct_from:
+            head = self._direct_from - offset
+            if head > 0:                    # up to the aligned start: through the page cache
+                first, chunks = _split(chunks, head)
+                self._pwritev(first, offset)
+                offset = self._direct_from
+            if self._direct is None:
+                try:
+                    self._direct = self._driver.dio.open(self._full, offset, self._fd)  # type: ignore[arg-type]
+                except Unsupported:
+                    pass
+            if self._direct is not None:
+                for c in chunks:
+                    self._direct.feed(memoryview(c))
+                return
+        self._pwritev(chunks, offset)
+        fd = self._fd
+        assert fd is not None
         drop = self._driver.dropbehind
         if (self._driver.fsync or drop) and end - self._wb_from >= WRITEBACK:
             _start_writeback(fd, self._wb_from, end - self._wb_from)
@@ -427,8 +455,9 @@ class _FsWriter:
             await self._submit()
         self._observe = observe
         self._size += len(data)
-        if not self._batch and len(data) <= INLINE_MAX:
-            await self._drain()
+        if not self._batch and len(data) <= INLINE_MAX and (
+                self._written + len(data) <= self._direct_from or not self._driver.dio.enabled):
+            await self._drain()         # (never direct I/O inline: it may wait for the device)
             try:
                 self._do([data], observe, self._written)
             except OSError as exc:
@@ -444,6 +473,18 @@ class _FsWriter:
         """Write what was accepted (and `observe` it); nothing is made durable."""
         await self._submit()
         await self._drain()
+        if self._direct is not None:
+            stream, self._direct = self._direct, None
+            try:
+                await self._driver._run(self._finish_direct, stream)
+            except OSError as exc:
+                raise _translate(exc, self._path) from None
+
+    def _finish_direct(self, stream: DirectStream) -> None:
+        offset, tail = stream.finish()
+        if tail:                            # not a whole block: through the page cache
+            self._pwritev([tail], offset)
+        self._direct_from = align_up(offset + len(tail))    # a next append: buffered up to here
 
     async def commit(self) -> None:
         await self.flush()
@@ -471,6 +512,9 @@ class _FsWriter:
                 await self.flush()
         finally:
             self._batch, self._batched = [], 0
+            if self._direct is not None:    # a failed flush: wait for its writes in flight
+                stream, self._direct = self._direct, None
+                await self._driver._run(stream.close)
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -510,6 +554,17 @@ def _read_cached(fd: int, n: int, offset: int) -> bytearray | memoryview | None:
     if got == n:
         return buf
     return memoryview(buf)[:got] if got > 0 else None
+
+
+def _split(chunks: list[bytes | memoryview], n: int) -> tuple[list[bytes | memoryview], list[bytes | memoryview]]:
+    """`chunks` as (their first `n` bytes, the rest)."""
+    for i, c in enumerate(chunks):
+        if len(c) >= n:
+            view = memoryview(c)
+            rest = [view[n:], *chunks[i + 1:]] if len(c) > n else chunks[i + 1:]
+            return [*chunks[:i], view[:n]], rest
+        n -= len(c)
+    return list(chunks), []
 
 
 def _tail(chunks: list[bytes | memoryview], skip: int) -> memoryview:
