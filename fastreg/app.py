@@ -1,6 +1,7 @@
 """The ASGI entry point: lifespan (open storage in each worker) and dispatch."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -117,6 +118,7 @@ class App:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                quiet_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 if self.maintenance is not None:
@@ -236,6 +238,22 @@ def auth_configured(cfg: Any) -> bool:
     own = cfg.fastreg.auth
     return (cfg.auth.type not in (None, "none") or own.access is not None or own.tokenservice is not None
             or own.ratelimit.client.rate > 0 or own.ratelimit.user.rate > 0)
+
+
+GC_GEN0 = 20_000     # allocations between young-generation collections (CPython's default: 700)
+
+
+def quiet_gc() -> None:
+    """Keep the cyclic garbage collector off the request path. Everything alive once the worker
+    has started (modules, config, the app) is moved out of its reach (`gc.freeze`), so a full
+    collection no longer walks it, and the young generation is collected every `GC_GEN0`
+    allocations instead of 700: a request allocates a few dozen containers (ASGI messages,
+    header lists), almost none of them in reference cycles — perf of push-large showed the
+    collector at ~2 % of the worker's samples."""
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0, g1, g2)
 
 
 def create_app() -> App:
