@@ -47,6 +47,22 @@ from .directio import DirectIO, DirectStream, Unsupported, align_up
 
 log = logging.getLogger("fastreg.storage.filesystem")
 
+
+def _load_fsio() -> tuple[Any, bool]:
+    """fastreg._fsio (each durable write one GIL-free sequence), or its pure twin."""
+    from ... import _fsio_py
+    if os.environ.get("FASTREG_NO_EXTENSIONS", "") == "1":
+        return _fsio_py, False
+    try:
+        from ... import _fsio  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        return _fsio_py, False
+    return _fsio, True
+
+
+fsio, FSIO_COMPILED = _load_fsio()
+_enc = os.fsencode
+
 INLINE_MAX = 64 * 1024          # writes/reads below this run on the loop
 CACHED_READ_MAX = 1 << 20       # reads up to this size run on the loop too if the page cache has them
 BATCH = 1 << 20                 # a writer hands chunks to its thread in batches of this size
@@ -75,10 +91,6 @@ def _tmp_name(d: str) -> str:
     return f"{d}/{TMP_PREFIX}{_tmp_id}-{next(_tmp_seq)}"
 
 
-def _create_tmp(tmp: str) -> int:
-    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)    # never another's file
-
-
 def _makedirs(d: str) -> list[str]:
     """``os.makedirs(d, exist_ok=True)``; returns the directories it created, outermost first."""
     created: list[str] = []
@@ -90,14 +102,12 @@ def _makedirs(d: str) -> list[str]:
     return created[::-1]
 
 
-def _sync_dirs(target_dir: str, created: list[str]) -> None:
-    """fsync `target_dir` (its new entry) and the parent of each directory in `created`."""
-    for d in dict.fromkeys([*(os.path.dirname(c) for c in created), target_dir]):
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _sync_parents(created: list[str], synced: str) -> None:
+    """fsync the parent of each directory in `created` (their new entries), but `synced`."""
+    parents = dict.fromkeys(os.path.dirname(c) for c in created)
+    parents.pop(synced, None)
+    if parents:
+        fsio.sync_dirs([_enc(d) for d in parents])
 
 
 def _translate(exc: OSError, path: str) -> StorageError:
@@ -144,32 +154,21 @@ class FilesystemDriver:
             raise _translate(exc, path) from None
 
     def _put(self, full: str, data: bytes, durable: bool) -> None:
+        """A temporary file (never another's: O_EXCL), written, fsynced, renamed over `full`,
+        its directory fsynced — one GIL-free sequence (fastreg._fsio); the temporary file is
+        gone if it fails.  A missing directory is created first (and its parents fsynced)."""
         d = os.path.dirname(full)
-        tmp = _tmp_name(d)
-        created: list[str] = []
+        tmp, target, sync = _enc(_tmp_name(d)), _enc(full), _enc(d) if durable else None
         try:
-            try:
-                fd = _create_tmp(tmp)
-            except FileNotFoundError:
-                created = _makedirs(d)
-                fd = _create_tmp(tmp)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, full)
-            if durable:
-                _sync_dirs(d, created)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+            fsio.put_file(tmp, target, data, durable, sync)
+            return
+        except FileNotFoundError as exc:
+            if exc.filename != tmp or os.path.isdir(d):     # not a missing directory
+                raise
+        created = _makedirs(d)
+        fsio.put_file(tmp, target, data, durable, sync)
+        if durable:
+            _sync_parents(created, d)
 
     async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
         full = self._full(path)
@@ -197,16 +196,18 @@ class FilesystemDriver:
             raise _translate(exc, path) from None
 
     def _move(self, src: str, dst: str) -> None:
-        created: list[str] = []
+        d = os.path.dirname(dst)
+        sync = _enc(d) if self.fsync else None
         try:
-            os.replace(src, dst)
+            fsio.rename_sync(_enc(src), _enc(dst), sync)
+            return
         except FileNotFoundError:
-            if not os.path.exists(src):
+            if not os.path.exists(src) or os.path.isdir(d):
                 raise
-            created = _makedirs(os.path.dirname(dst))
-            os.replace(src, dst)
+        created = _makedirs(d)
+        fsio.rename_sync(_enc(src), _enc(dst), sync)
         if self.fsync:
-            _sync_dirs(os.path.dirname(dst), created)
+            _sync_parents(created, d)
 
     async def move(self, src: str, dst: str) -> None:
         fsrc, fdst = self._full(src), self._full(dst)
