@@ -29,25 +29,12 @@ encoding is an `InvalidDigest`; a well-formed digest of another algorithm is an
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from types import ModuleType
 from typing import Any, NamedTuple, Protocol
 
-from . import _digest_py
+from . import _digest_py, engines
 
-
-def _load_engine() -> tuple[ModuleType, bool]:
-    if os.environ.get("FASTREG_NO_EXTENSIONS", "") == "1":
-        return _digest_py, False
-    try:
-        from . import _digest  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        return _digest_py, False
-    return _digest, True
-
-
-engine, EXTENSION = _load_engine()
+engine, EXTENSION = engines.load("_digest", _digest_py)
 """The active engine module, and whether it is the compiled one."""
 
 parse_range = engine.parse_range

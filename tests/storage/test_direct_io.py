@@ -24,6 +24,8 @@ from fastreg.storage.driver.base import StorageError
 from fastreg.storage.driver.filesystem import DROPBEHIND, FilesystemDriver
 from tests.conftest import FastregServer
 
+from .fswrite import write_file
+
 MiB = 1 << 20
 REFUSED = ("{root}: this filesystem refuses direct I/O (Invalid argument); large blobs are written "
            "through the page cache")
@@ -57,23 +59,12 @@ def _is_direct(fd: int) -> bool:
     return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & directio.O_DIRECT)
 
 
-async def _write(d: FilesystemDriver, path: str, chunks: list[bytes], *, append: bool = False,
-                 commit: bool = True) -> None:
-    w = await d.writer(path, append=append)
-    for c in chunks:
-        await w.write(c)
-    if commit:
-        await w.commit()
-    else:
-        await w.close()
-
-
 @pytest.mark.parametrize("chunk", [MiB + 7, 64 * 1024 - 3, 5 * MiB])
 def test_bytes_past_the_threshold_are_written_direct(tmp_path: Path, direct_bytes: list[int], chunk: int) -> None:
     size = 3 * DROPBEHIND + 12345
     chunks = _chunks(size, chunk)
     d = FilesystemDriver(str(tmp_path))
-    asyncio.run(_write(d, "/a/data", chunks))
+    asyncio.run(write_file(d, "/a/data", chunks))
     asyncio.run(d.close())
     assert (tmp_path / "a/data").read_bytes() == b"".join(chunks)
     # from the threshold to the last whole block: direct; before it and the tail: buffered
@@ -89,9 +80,9 @@ def test_appends_with_unaligned_ends_stay_exact(tmp_path: Path, direct_bytes: li
     d = FilesystemDriver(str(tmp_path))
 
     async def go() -> None:
-        await _write(d, "/u/data", parts[0], commit=False)
-        await _write(d, "/u/data", parts[1], append=True, commit=False)
-        await _write(d, "/u/data", parts[2], append=True)
+        await write_file(d, "/u/data", parts[0], commit=False)
+        await write_file(d, "/u/data", parts[1], append=True, commit=False)
+        await write_file(d, "/u/data", parts[2], append=True)
         await d.close()
     asyncio.run(go())
     want = b"".join(b"".join(p) for p in parts)
@@ -103,12 +94,12 @@ def test_appends_with_unaligned_ends_stay_exact(tmp_path: Path, direct_bytes: li
 def test_small_files_are_never_written_direct(tmp_path: Path, direct_bytes: list[int]) -> None:
     d = FilesystemDriver(str(tmp_path))
     chunks = _chunks(DROPBEHIND, MiB)
-    asyncio.run(_write(d, "/s/data", chunks))
+    asyncio.run(write_file(d, "/s/data", chunks))
     asyncio.run(d.close())
     assert direct_bytes == [] and (tmp_path / "s/data").read_bytes() == b"".join(chunks)
     zero = FilesystemDriver(str(tmp_path), dropbehind=0)
     assert not zero.dio.enabled
-    asyncio.run(_write(zero, "/z/data", _chunks(3 * DROPBEHIND, MiB)))
+    asyncio.run(write_file(zero, "/z/data", _chunks(3 * DROPBEHIND, MiB)))
     asyncio.run(zero.close())
     assert direct_bytes == []
 
@@ -125,8 +116,8 @@ def test_refused_at_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
     d = FilesystemDriver(str(tmp_path))
 
     async def go() -> None:
-        await _write(d, "/a/data", chunks)
-        await _write(d, "/b/data", chunks)
+        await write_file(d, "/a/data", chunks)
+        await write_file(d, "/b/data", chunks)
         await d.close()
     with caplog.at_level(logging.WARNING, logger="fastreg.storage.filesystem"):
         asyncio.run(go())
@@ -135,7 +126,7 @@ def test_refused_at_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
     assert (tmp_path / "a/data").read_bytes() == (tmp_path / "b/data").read_bytes() == b"".join(chunks)
 
 
-def test_refused_at_the_first_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_refused_at_the_firstwrite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     caplog: pytest.LogCaptureFixture) -> None:
     """Opened, then every direct write refused (EINVAL): each refused write's bytes go through
     the page cache instead, once, at the right offset."""
@@ -151,7 +142,7 @@ def test_refused_at_the_first_write(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     chunks = _chunks(4 * DROPBEHIND + 777, 3 * MiB + 1)
     d = FilesystemDriver(str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="fastreg.storage.filesystem"):
-        asyncio.run(_write(d, "/a/data", chunks))
+        asyncio.run(write_file(d, "/a/data", chunks))
         asyncio.run(d.close())
     assert refused and not d.dio.enabled
     assert [r.message for r in caplog.records].count(REFUSED.format(root=tmp_path)) == 1
@@ -184,7 +175,7 @@ def test_an_io_error_fails_the_write_and_leaks_nothing(tmp_path: Path, monkeypat
                 raise
         assert sorted(os.listdir("/proc/self/fd")) == sorted(before)      # both descriptors closed
         broken[0] = False                       # the disk is back: the driver writes direct again
-        await _write(d, "/b/data", chunks)
+        await write_file(d, "/b/data", chunks)
         await d.close()
     asyncio.run(go())
     assert d.dio.enabled

@@ -26,6 +26,8 @@ from fastreg.storage.driver.base import StorageError
 from fastreg.storage.driver.factory import create_driver
 from fastreg.storage.driver.filesystem import BATCH, DROPBEHIND, WRITEBACK, FilesystemDriver
 
+from .fswrite import write_file
+
 MiB = 1 << 20
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
@@ -75,17 +77,6 @@ def _driver(root: Path, mode: str, **kw: object) -> FilesystemDriver:
     return d
 
 
-async def _write(d: FilesystemDriver, path: str, chunks: list[bytes], *, append: bool = False,
-                 commit: bool = True) -> None:
-    w = await d.writer(path, append=append)
-    for c in chunks:
-        await w.write(c)
-    if commit:
-        await w.commit()
-    else:
-        await w.close()
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fsync", [True, False])
 def test_large_file_leaves_no_pages_once_committed(root: Path, fsync: bool, mode: str) -> None:
@@ -93,11 +84,11 @@ def test_large_file_leaves_no_pages_once_committed(root: Path, fsync: bool, mode
     d = _driver(root, mode, fsync=fsync)
 
     async def go() -> None:
-        await _write(d, "/up/data", chunks, commit=False)      # a PATCH: written, not committed
+        await write_file(d, "/up/data", chunks, commit=False)      # a PATCH: written, not committed
         in_flight = resident(root / "up/data")
         # only the pages written since the last drop remain: a bounded window, not the file
         assert in_flight <= 2 * WRITEBACK + BATCH + MiB, in_flight
-        await _write(d, "/up/data", chunks[:8], append=True)   # the last PATCH, then commit
+        await write_file(d, "/up/data", chunks[:8], append=True)   # the last PATCH, then commit
         await d.close()
     asyncio.run(go())
     # after an fsync every page is clean and dropped; without one, the tail still being written
@@ -113,7 +104,7 @@ def test_commit_drops_the_whole_file(root: Path, mode: str) -> None:
     d = _driver(root, mode)
 
     async def go() -> None:
-        await _write(d, "/a/data", chunks)
+        await write_file(d, "/a/data", chunks)
         await d.close()
     asyncio.run(go())
     assert resident(root / "a/data") <= MiB
@@ -127,10 +118,10 @@ def test_small_files_and_dropbehind_zero_stay_cached(root: Path) -> None:
 
     async def go() -> None:
         d = FilesystemDriver(str(root))
-        await _write(d, "/small/data", small)
+        await write_file(d, "/small/data", small)
         await d.close()
         keep = FilesystemDriver(str(root), dropbehind=0)
-        await _write(keep, "/kept/data", large)
+        await write_file(keep, "/kept/data", large)
         await keep.close()
     asyncio.run(go())
     assert resident(root / "small/data") == len(small) * MiB
@@ -219,8 +210,8 @@ def test_a_filesystem_without_write_behind_keeps_its_pages(root: Path, monkeypat
     d = _driver(root, "write-behind")
 
     async def go() -> None:
-        await _write(d, "/a/data", chunks)
-        await _write(d, "/b/data", chunks)
+        await write_file(d, "/a/data", chunks)
+        await write_file(d, "/b/data", chunks)
         await d.close()
     with caplog.at_level(logging.WARNING, logger="fastreg.storage.filesystem"):
         asyncio.run(go())
@@ -231,13 +222,13 @@ def test_a_filesystem_without_write_behind_keeps_its_pages(root: Path, monkeypat
     assert (root / "a/data").read_bytes() == (root / "b/data").read_bytes() == b"".join(chunks)
 
 
-def test_an_io_error_while_writing_behind_fails_the_write(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_io_error_while_writing_behind_fails_thewrite_file(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fs_mod, "_sync_file_range", _failing_sync_file_range(errno.EIO))
     d = _driver(root, "write-behind")
 
     async def go() -> None:
         with pytest.raises(StorageError, match="Input/output error"):
-            await _write(d, "/a/data", _payload(24))
+            await write_file(d, "/a/data", _payload(24))
         await d.close()
     asyncio.run(go())
     assert d.dropbehind == DROPBEHIND

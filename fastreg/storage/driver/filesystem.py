@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ... import _fsio_py, engines
 from .base import (
     Busy,
     Chunk,
@@ -48,19 +49,8 @@ from .directio import DirectIO, DirectStream, Unsupported, align_up
 log = logging.getLogger("fastreg.storage.filesystem")
 
 
-def _load_fsio() -> tuple[Any, bool]:
-    """fastreg._fsio (each durable write one GIL-free sequence), or its pure twin."""
-    from ... import _fsio_py
-    if os.environ.get("FASTREG_NO_EXTENSIONS", "") == "1":
-        return _fsio_py, False
-    try:
-        from ... import _fsio  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        return _fsio_py, False
-    return _fsio, True
-
-
-fsio, FSIO_COMPILED = _load_fsio()
+# fastreg._fsio: each durable write one GIL-free sequence (or its pure twin)
+fsio, FSIO_COMPILED = engines.load("_fsio", _fsio_py)
 _enc = os.fsencode
 
 INLINE_MAX = 64 * 1024          # writes/reads below this run on the loop
