@@ -126,7 +126,7 @@ def test_refused_at_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
     assert (tmp_path / "a/data").read_bytes() == (tmp_path / "b/data").read_bytes() == b"".join(chunks)
 
 
-def test_refused_at_the_firstwrite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_refused_at_the_first_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     caplog: pytest.LogCaptureFixture) -> None:
     """Opened, then every direct write refused (EINVAL): each refused write's bytes go through
     the page cache instead, once, at the right offset."""

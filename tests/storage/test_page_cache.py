@@ -222,7 +222,7 @@ def test_a_filesystem_without_write_behind_keeps_its_pages(root: Path, monkeypat
     assert (root / "a/data").read_bytes() == (root / "b/data").read_bytes() == b"".join(chunks)
 
 
-def test_an_io_error_while_writing_behind_fails_thewrite_file(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_io_error_while_writing_behind_fails_the_write(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fs_mod, "_sync_file_range", _failing_sync_file_range(errno.EIO))
     d = _driver(root, "write-behind")
 
