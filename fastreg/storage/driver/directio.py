@@ -20,6 +20,10 @@ commit (the inode's size and extents; the data is on the device already).
 A filesystem that refuses ``O_DIRECT`` (tmpfs, some FUSE and network filesystems: EINVAL at
 open or at the first write) turns it off for the driver with one warning; the bytes of a
 refused write go through the page cache instead, nothing is lost or written twice.
+
+Memory: a stream holds 8 MiB of staging buffers, so a worker runs at most `MAX_STREAMS` at once
+(32 MiB); an upload that finds them all taken is written behind instead, and tries again at its
+next batch.  Idle buffers are kept for reuse up to the same total.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ log = logging.getLogger("fastreg.storage.filesystem")
 
 ALIGN = 4096                # offsets and lengths of direct writes: a multiple of the block size
 STAGE = 4 << 20             # one staging buffer; a writer holds two
+MAX_STREAMS = 4             # direct streams at once per driver (process): 2 × STAGE each
 O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 
 
@@ -45,11 +50,15 @@ class Unsupported(Exception):
     """This filesystem refuses direct I/O."""
 
 
+class Saturated(Exception):
+    """Every direct stream of this driver is taken: write this batch through the page cache."""
+
+
 class BufferPool:
     """Page-aligned staging buffers (anonymous mmaps), kept for reuse: a buffer's pages are
     faulted in once, not once per push.  At most `keep` idle buffers are kept."""
 
-    def __init__(self, keep: int = 8) -> None:
+    def __init__(self, keep: int = 2 * MAX_STREAMS) -> None:
         self._free: list[mmap.mmap] = []
         self._keep = keep
         self._lock = threading.Lock()
@@ -72,10 +81,11 @@ class DirectIO:
     """What a driver shares among its writers: the staging buffers, the threads that write them,
     and whether the filesystem takes direct I/O at all."""
 
-    def __init__(self, root: str, threads: int = 4) -> None:
+    def __init__(self, root: str, threads: int = 4, max_streams: int = MAX_STREAMS) -> None:
         self.root = root
         self.enabled = bool(O_DIRECT)
-        self.pool = BufferPool()
+        self.pool = BufferPool(keep=2 * max_streams)
+        self.slots = threading.BoundedSemaphore(max_streams)
         self._threads = threads
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -96,10 +106,14 @@ class DirectIO:
                         "through the page cache", self.root, os.strerror(exc.errno or errno.EINVAL))
 
     def open(self, full: str, offset: int, plain_fd: int) -> DirectStream:
-        """A stream writing `full` from `offset` (a multiple of ALIGN). Raises Unsupported."""
+        """A stream writing `full` from `offset` (a multiple of ALIGN). Raises Unsupported, or
+        Saturated when MAX_STREAMS streams are open."""
+        if not self.slots.acquire(blocking=False):
+            raise Saturated
         try:
             fd = os.open(full, os.O_WRONLY | O_DIRECT | os.O_CLOEXEC)
         except OSError as exc:
+            self.slots.release()
             if exc.errno == errno.EINVAL:
                 self.refused(exc)
                 raise Unsupported from None
@@ -195,3 +209,4 @@ class DirectStream:
             for b in self._bufs:
                 self._dio.pool.put(b)
             self._bufs = []
+            self._dio.slots.release()

@@ -44,7 +44,7 @@ from .base import (
     StorageFull,
     check_path,
 )
-from .directio import DirectIO, DirectStream, Unsupported, align_up
+from .directio import DirectIO, DirectStream, Saturated, Unsupported, align_up
 
 log = logging.getLogger("fastreg.storage.filesystem")
 
@@ -399,6 +399,8 @@ class _FsWriter:
                     self._direct = self._driver.dio.open(self._full, offset, self._fd)  # type: ignore[arg-type]
                 except Unsupported:
                     pass
+                except Saturated:           # written behind; direct again from the next boundary
+                    self._direct_from = align_up(end)
             if self._direct is not None:
                 for c in chunks:
                     self._direct.feed(memoryview(c))
