@@ -118,7 +118,12 @@ class DirectIO:
                 self.refused(exc)
                 raise Unsupported from None
             raise
-        return DirectStream(self, fd, plain_fd, offset)
+        try:
+            return DirectStream(self, fd, plain_fd, offset)
+        except BaseException:               # (no memory for the buffers)
+            os.close(fd)
+            self.slots.release()
+            raise
 
     def shutdown(self) -> None:
         if self._executor is not None:
