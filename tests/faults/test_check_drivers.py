@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,11 @@ from fastreg.digest import parse_digest
 from fastreg.registry import Registry
 from fastreg.storage import layout
 from fastreg.storage.driver.base import StorageDriver
-from tests.e2e.helpers import Blob, Manifest, make_manifest
+from tests.e2e.helpers import make_manifest
 from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server  # noqa: F401 (fixtures)
+from tests.storage.registry_push import push_manifest
 
 REPO = "chk/app"
-
-
-async def _blob(reg: Registry, b: Blob) -> None:
-    async def body() -> AsyncIterator[bytes]:
-        yield b.data
-    st = await reg.uploads.start(REPO)
-    await reg.uploads.commit(st, parse_digest(b.digest), body())
-
-
-async def _manifest(reg: Registry, m: Manifest, ref: str) -> None:
-    for b in m.blobs:
-        await _blob(reg, b)
-    await reg.manifests.put(REPO, ref, m.body, m.media_type)
 
 
 @pytest.mark.parametrize("kind", ["filesystem", "inmemory", "s3", "azure", "gcs"])
@@ -47,8 +34,8 @@ def test_check_leftovers_and_referrers_on_every_driver(request: pytest.FixtureRe
         reg = Registry(driver, secret=b"k" * 32, delete_enabled=True)
         image = make_manifest()
         sig = make_manifest(subject=image)
-        await _manifest(reg, image, "v1")
-        await _manifest(reg, sig, sig.digest)
+        await push_manifest(reg, REPO, image, "v1")
+        await push_manifest(reg, REPO, sig, sig.digest)
         sound = await reg.uploads.start(REPO)
         broken = await reg.uploads.start(REPO)
         await driver.delete(layout.upload_data(REPO, broken.uuid))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,11 @@ from fastreg import gc
 from fastreg.digest import parse_digest
 from fastreg.registry import Registry
 from fastreg.storage.driver.base import StorageDriver
-from tests.e2e.helpers import Blob, Manifest, make_index, make_layer, make_manifest
+from tests.e2e.helpers import make_index, make_layer, make_manifest
 from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server  # noqa: F401 (fixtures)
+from tests.storage.registry_push import push_blob, push_manifest
 
 REPO = "drv/app"
-
-
-async def _blob(reg: Registry, b: Blob) -> None:
-    async def body() -> AsyncIterator[bytes]:
-        yield b.data
-    st = await reg.uploads.start(REPO)
-    await reg.uploads.commit(st, parse_digest(b.digest), body())
-
-
-async def _manifest(reg: Registry, m: Manifest, ref: str | None = None) -> None:
-    for b in m.blobs:
-        await _blob(reg, b)
-    for child in m.children:
-        await _manifest(reg, child)
-    await reg.manifests.put(REPO, ref or m.digest, m.body, m.media_type)
 
 
 @pytest.mark.parametrize("kind", ["filesystem", "inmemory", "s3", "azure", "gcs"])
@@ -48,11 +33,11 @@ def test_same_collection_on_every_driver(request: pytest.FixtureRequest, tmp_pat
         index = make_index([make_manifest(), make_manifest()])
         signature = make_manifest(layers=[make_layer(100)], subject=tagged)
         orphan = make_layer(700)
-        await _manifest(reg, tagged, "v1")
-        await _manifest(reg, untagged)
-        await _manifest(reg, index, "multi")
-        await _manifest(reg, signature)
-        await _blob(reg, orphan)
+        await push_manifest(reg, REPO, tagged, "v1")
+        await push_manifest(reg, REPO, untagged)
+        await push_manifest(reg, REPO, index, "multi")
+        await push_manifest(reg, REPO, signature)
+        await push_blob(reg, REPO, orphan)
         young = await gc.collect(driver, gc.Options(delete_untagged=True))      # all of it is young
         assert young.deleted_blobs == 0 and young.kept_young > 0
         later = time.time() + 86400                                            # a day later
