@@ -1,7 +1,11 @@
 """Writing a file through the filesystem driver's streaming writer, as an upload does."""
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
+
+import pytest
 
 from fastreg.storage.driver.filesystem import FilesystemDriver
 
@@ -16,3 +20,15 @@ async def write_file(d: FilesystemDriver, path: str, chunks: Sequence[bytes], *,
         await w.commit()
     else:
         await w.close()
+
+
+def write_two_files(d: FilesystemDriver, chunks: Sequence[bytes], caplog: pytest.LogCaptureFixture) -> list[str]:
+    """`chunks` into /a/data, then /b/data (a fallback decided during the first must hold for
+    the second), the driver closed; the warnings the driver logged meanwhile."""
+    async def go() -> None:
+        await write_file(d, "/a/data", chunks)
+        await write_file(d, "/b/data", chunks)
+        await d.close()
+    with caplog.at_level(logging.WARNING, logger="fastreg.storage.filesystem"):
+        asyncio.run(go())
+    return [r.message for r in caplog.records]

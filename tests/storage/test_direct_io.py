@@ -25,7 +25,7 @@ from fastreg.storage.driver.base import StorageError
 from fastreg.storage.driver.filesystem import DROPBEHIND, FilesystemDriver
 from tests.conftest import FastregServer
 
-from .fswrite import write_file
+from .fswrite import write_file, write_two_files
 
 MiB = 1 << 20
 REFUSED = ("{root}: this filesystem refuses direct I/O (Invalid argument); large blobs are written "
@@ -115,15 +115,9 @@ def test_refused_at_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
     monkeypatch.setattr(os, "open", no_direct)
     chunks = _chunks(3 * DROPBEHIND + 5, MiB)
     d = FilesystemDriver(str(tmp_path))
-
-    async def go() -> None:
-        await write_file(d, "/a/data", chunks)
-        await write_file(d, "/b/data", chunks)
-        await d.close()
-    with caplog.at_level(logging.WARNING, logger="fastreg.storage.filesystem"):
-        asyncio.run(go())
+    warnings = write_two_files(d, chunks, caplog)
     assert not d.dio.enabled
-    assert [r.message for r in caplog.records].count(REFUSED.format(root=tmp_path)) == 1
+    assert warnings.count(REFUSED.format(root=tmp_path)) == 1
     assert (tmp_path / "a/data").read_bytes() == (tmp_path / "b/data").read_bytes() == b"".join(chunks)
 
 

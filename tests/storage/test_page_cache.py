@@ -13,7 +13,6 @@ import asyncio
 import ctypes
 import errno
 import hashlib
-import logging
 import mmap
 import os
 from pathlib import Path
@@ -26,7 +25,7 @@ from fastreg.storage.driver.base import StorageError
 from fastreg.storage.driver.factory import create_driver
 from fastreg.storage.driver.filesystem import BATCH, DROPBEHIND, WRITEBACK, FilesystemDriver
 
-from .fswrite import write_file
+from .fswrite import write_file, write_two_files
 
 MiB = 1 << 20
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -208,15 +207,9 @@ def test_a_filesystem_without_write_behind_keeps_its_pages(root: Path, monkeypat
     monkeypatch.setattr(fs_mod, "_sync_file_range", _failing_sync_file_range(errno.EINVAL))
     chunks = _payload(24)
     d = _driver(root, "write-behind")
-
-    async def go() -> None:
-        await write_file(d, "/a/data", chunks)
-        await write_file(d, "/b/data", chunks)
-        await d.close()
-    with caplog.at_level(logging.WARNING, logger="fastreg.storage.filesystem"):
-        asyncio.run(go())
+    warnings = write_two_files(d, chunks, caplog)
     assert d.dropbehind == 0
-    assert [r.message for r in caplog.records].count(
+    assert warnings.count(
         f"{root}: this filesystem cannot write behind (sync_file_range or posix_fadvise unsupported); "
         "keeping pages cached") == 1
     assert (root / "a/data").read_bytes() == (root / "b/data").read_bytes() == b"".join(chunks)
