@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 
 from fastreg import check
@@ -55,6 +56,7 @@ def test_check_leftovers_and_referrers_on_every_driver(request: pytest.FixtureRe
         report = await check.Checker(driver, now=lambda: later).run()
         assert (report.problems, report.uploads.sessions, report.referrers) == ([], 1, 1)
         assert await reg.uploads.stored_size(REPO, sound.uuid) == 0      # the sound session is still there
-        assert [d["digest"] for d in await reg.manifests.referrers(REPO, i, None)] == [sig.digest]
+        page = await reg.manifests.referrers(REPO, i, None)
+        assert [orjson.loads(b)["digest"] for b in page.descriptors] == [sig.digest]
         await driver.close()
     asyncio.run(main())
