@@ -27,6 +27,9 @@ class ByteLRU(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
     def get(self, key: K) -> V | None:
         hit = self._items.get(key)
         if hit is None:
