@@ -73,7 +73,8 @@ class App:
             limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
                           tags_max=cfg.fastreg.tags.maxentries, referrers_page=cfg.fastreg.referrers.pagebytes,
                           manifest_cache=cfg.fastreg.cache.manifestbytes,
-                          referrer_cache=cfg.fastreg.cache.referrerbytes, tag_cache=cfg.fastreg.cache.tagbytes),
+                          referrer_cache=cfg.fastreg.cache.referrerbytes, tag_cache=cfg.fastreg.cache.tagbytes,
+                          catalog_cache=cfg.fastreg.cache.catalogbytes),
             url_policy=url_policy(cfg), index_policy=index_policy(cfg),
             class_policy=ClassPolicy(frozenset(cfg.policy.repository.classes)),
             tag_concurrency=cfg.storage.tag.concurrencylimit)

@@ -565,6 +565,7 @@ class CacheLimits(_S, frozen=True):
     manifestbytes: int = 32 << 20     # manifest bodies by digest; one larger than an eighth is not kept
     referrerbytes: int = 8 << 20      # referrer descriptors (artifactType, annotations) by digest
     tagbytes: int = 16 << 20          # tag lists by repository (filesystem storage only)
+    catalogbytes: int = 16 << 20      # the repository list (a larger one is walked for each request)
 
 
 class ReferrerLimits(_S, frozen=True):

@@ -24,6 +24,7 @@ class Limits:
     manifest_cache: int = 32 << 20          # bytes per worker: manifest bodies
     referrer_cache: int = 8 << 20           # bytes per worker: referrer descriptors
     tag_cache: int = 16 << 20               # bytes per worker: tag lists
+    catalog_cache: int = 16 << 20           # bytes per worker: the repository list
 
 
 class Registry:
@@ -41,7 +42,7 @@ class Registry:
         self.blobs = BlobStore(driver)
         self.uploads = UploadStore(driver, self.blobs, secret)
         self.tags = TagStore(driver, concurrency=tag_concurrency, cache_bytes=limits.tag_cache)
-        self.catalog = Catalog(driver)
+        self.catalog = Catalog(driver, max_bytes=limits.catalog_cache)
         self.manifests = ManifestStore(driver, self.blobs, self.tags, self.catalog, allow_blake3=allow_blake3,
                                        max_size=limits.manifest_max, cache_bytes=limits.manifest_cache,
                                        descriptor_cache_bytes=limits.referrer_cache,
