@@ -11,7 +11,8 @@ Verification (``TokenVerifier``), as Distribution's ``registry/auth/token``:
   the configured JWKS).  An embedded ``jwk`` is not trusted on its own and is refused;
 * ``iss`` must equal the configured issuer, ``aud`` contain the service, ``exp`` is required;
   ``exp``/``nbf``/``iat`` are checked with 60 s leeway;
-* verified tokens are cached until they expire (a hit costs one dict lookup).
+* verified tokens are cached until they expire (a hit costs one dict lookup), at most
+  ``CACHE_MAX`` of them and ``CACHE_BYTES`` (each charged four times its length).
 
 Signing (``TokenSigner``) is the built-in token service's half: ES256/ES384/RS256 by key type,
 ``x5c`` with the signing certificate chain and the libtrust ``kid``, so fastreg and Distribution
@@ -44,6 +45,7 @@ log = logging.getLogger("fastreg.auth")
 LEEWAY = 60
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 CACHE_MAX = 4096
+CACHE_BYTES = 16 << 20      # verified tokens kept, charged 4x their length (the token and its claims)
 MAX_CHAIN = 8
 
 
@@ -170,6 +172,7 @@ class TokenVerifier:
         if not self.keys:
             raise ValueError("token auth needs auth.token.rootcertbundle or auth.token.jwks")
         self._cache: dict[str, Claims] = {}
+        self._cache_bytes = 0
 
     def verify(self, raw: str) -> Claims:
         hit = self._cache.get(raw)
@@ -177,14 +180,19 @@ class TokenVerifier:
             if time.time() <= hit.expires + LEEWAY:
                 return hit
             del self._cache[raw]
+            self._cache_bytes -= 4 * len(raw)
             raise TokenError("token expired")
         claims = self._verify(raw)
-        if len(self._cache) >= CACHE_MAX:
+        cost = 4 * len(raw)
+        if len(self._cache) >= CACHE_MAX or self._cache_bytes + cost > CACHE_BYTES:
             now = time.time()
             self._cache = {k: v for k, v in self._cache.items() if now <= v.expires + LEEWAY}
-            if len(self._cache) >= CACHE_MAX:
+            if len(self._cache) >= CACHE_MAX or sum(map(len, self._cache)) * 4 + cost > CACHE_BYTES:
                 self._cache.clear()
-        self._cache[raw] = claims
+            self._cache_bytes = 4 * sum(map(len, self._cache))
+        if cost <= CACHE_BYTES:
+            self._cache[raw] = claims
+            self._cache_bytes += cost
         return claims
 
     def _signing_key(self, header: dict[str, Any]) -> Any:
