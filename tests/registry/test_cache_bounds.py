@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from fastreg.api.errors import RegistryError
 from fastreg.digest import digest_bytes
 from fastreg.registry import Limits, Registry
 from fastreg.registry.lru import OVERHEAD, ByteLRU
@@ -110,3 +111,45 @@ def test_tag_and_catalog_caches_keep_only_lists_that_fit(tmp_path: Path) -> None
     finally:
         asyncio.run(small.close())
         asyncio.run(roomy.close())
+
+
+def test_a_stored_manifest_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
+    """A manifest stored under a larger limit (another registry on the same storage, or the limit
+    lowered since) is refused, not read whole: its size is checked before its bytes are."""
+    root = tmp_path / "data"
+    big_limit, small_limit = _registry(root, manifest_max=64 * KiB), _registry(root, manifest_max=16 * KiB)
+
+    async def scenario() -> None:
+        config = b"{}"
+        st = await big_limit.uploads.start("app")
+
+        async def body() -> Any:
+            yield config
+        cd = digest_bytes(config, "sha256")
+        await big_limit.uploads.commit(st, cd, body())
+        m = orjson.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                          "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                     "digest": str(cd), "size": 2},
+                          "layers": [], "annotations": {"pad": "p" * 40 * KiB}})
+        d, _ = await big_limit.manifests.put("app", "v1", m, OCI_MANIFEST)
+        assert (await big_limit.manifests.get("app", "v1")).body == m
+        reads = []
+        real = small_limit.driver.get_content
+
+        async def counting(path: str) -> bytes:
+            reads.append(path)
+            return await real(path)
+        small_limit.driver.get_content = counting  # type: ignore[method-assign]
+        try:
+            await small_limit.manifests.get("app", str(d))
+        except RegistryError as exc:
+            assert exc.code.value == "MANIFEST_INVALID" and exc.status == 400
+        else:
+            raise AssertionError("an oversized stored manifest was served")
+        assert layout.blob_data(d.algorithm, d.hex) not in reads
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        asyncio.run(big_limit.close())
+        asyncio.run(small_limit.close())
