@@ -1,8 +1,9 @@
 """Smoke run of the benchmark (`python -m bench --quick`) so it cannot rot.
 
-It checks that every scenario ran against both servers, verified its responses and produced
-sane numbers, and that the chart was written. It never asserts speed: benchmarks are not part of
-the suite's pass/fail.
+It checks that every scenario ran against fastreg and the reference Distribution (3.1.1 when its
+binary is found, else Debian's 2.8.2, said loudly), verified its responses and produced sane
+numbers, that the ceilings and fractions of them are reported, and that the chart was written.
+It never asserts speed: benchmarks are not part of the suite's pass/fail.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bench.scenarios import ALL
+from bench.servers import DIST2, DIST3, DISTRIBUTION3_ENV, distribution3_binary
 
 if TYPE_CHECKING:
     from tests.conftest import FastregServer
@@ -28,6 +30,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.interop]
 MISSING = [t for t in ("wrk", "ab") if shutil.which(t) is None]
 if not os.access("/usr/bin/docker-registry", os.X_OK):
     MISSING.append("docker-registry")
+HAVE3 = distribution3_binary() is not None
+REFERENCE = DIST3 if HAVE3 else DIST2
+
+
+def run_bench(out: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out), *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600, check=False, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +44,22 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if MISSING:
         pytest.skip(f"not installed: {', '.join(MISSING)} (.ci/run installs them)")
     out = tmp_path_factory.mktemp("bench")
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = run_bench(out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     # Progress goes to stderr: scenario, round and target server.
-    assert "round 1/1" in proc.stderr and "-> fastreg" in proc.stderr and "-> distribution" in proc.stderr
+    assert "round 1/1" in proc.stderr and "-> fastreg" in proc.stderr and f"-> {REFERENCE}" in proc.stderr
+    # Without 3.1.1 the bench says so, in the output and in the table.
+    assert ("NOT FOUND" in proc.stderr and "NOT FOUND" in (out / "results.md").read_text()) is not HAVE3
     return out
 
 
-def test_every_scenario_ran_against_both_servers(quick_run: Path) -> None:
+def test_every_scenario_ran_against_fastreg_and_the_reference(quick_run: Path) -> None:
     doc = json.loads((quick_run / "results.json").read_text())
     assert doc["meta"]["quick"] is True and doc["meta"]["rounds"] == 1
+    assert doc["meta"]["reference"] == REFERENCE and doc["meta"]["servers"] == ["fastreg", REFERENCE]
+    assert ("3.1.1" if HAVE3 else "2.8.2") in doc["meta"]["versions"][REFERENCE]
     seen = {(r["scenario"], r["server"]) for r in doc["runs"]}
-    assert seen == {(s.name, srv) for s in ALL for srv in ("fastreg", "distribution")}
+    assert seen == {(s.name, srv) for s in ALL for srv in ("fastreg", REFERENCE)}
     for r in doc["runs"]:
         where = f"{r['scenario']} on {r['server']}"
         assert r["error"] is None, f"{where}: {r['error']}"
@@ -59,38 +71,77 @@ def test_every_scenario_ran_against_both_servers(quick_run: Path) -> None:
         assert r["other_cores"] >= 0, where
 
 
-def test_summary_has_ratios_and_targets(quick_run: Path) -> None:
+def test_summary_has_ratios_targets_and_rss(quick_run: Path) -> None:
     doc = json.loads((quick_run / "results.json").read_text())
     for s in ALL:
         row = doc["summary"][s.name]
-        assert row["target"] == s.target
-        assert row["fastreg"]["median"] > 0 and row["distribution"]["median"] > 0
-        assert row["ratio"]["median"] == pytest.approx(row["fastreg"]["median"] / row["distribution"]["median"])
+        assert (row["target"], row["ceiling_target"], row["p99_target"], row["rss_target"]) == (
+            s.target, s.ceiling_target, s.p99_target, s.rss_target)
+        f, d = row["servers"]["fastreg"], row["servers"][REFERENCE]
+        assert f["value"]["median"] > 0 and d["value"]["median"] > 0
+        assert row["ratio"]["median"] == pytest.approx(f["value"]["median"] / d["value"]["median"])
+        assert f["peak_rss_mib"] > 0 and d["peak_rss_mib"] > 0
+        # every applicable target was judged, and "met" is exactly all of them
+        judged = {k: v for k, v in row["checks"].items() if v is not None}
+        assert judged and row["met"] == all(judged.values()), row["checks"]
     for name in ("pull-manifest", "head-blob", "pull-range", "tags-list", "catalog"):
-        for srv in ("fastreg", "distribution"):
-            lat = doc["summary"][name][f"{srv}_latency_ms"]
+        for srv in ("fastreg", REFERENCE):
+            lat = doc["summary"][name]["servers"][srv]["latency_ms"]
             # ab (head-blob) reports whole milliseconds, so a fast p50 may be 0
             assert 0 <= lat["p50"] <= lat["p90"] <= lat["p99"], (name, srv, lat)
+        assert doc["summary"][name]["p99_ratio"]["median"] > 0
     table = (quick_run / "results.md").read_text()
     assert all(f"| {s.name} |" in table or f"| {s.name} ⚠" in table for s in ALL)
+    header = table.splitlines()[2 if HAVE3 else 4]
+    # fastreg, then the reference, first in every table
+    assert header.index("fastreg median") < header.index(f"{'Distribution 3.1.1' if HAVE3 else 'Distribution 2.8.2'} median")
 
 
 def test_ceilings_measured_each_round(quick_run: Path) -> None:
-    """The machine's ceilings, granian's receive (bench/ceiling.py, which checks the app's
-    answer: byte count or SHA-256) among them, are in the JSON and under the table."""
+    """The machine's ceilings, granian's receive and the GET/HEAD ceiling app (bench/ceiling.py,
+    which checks the app's answers) among them, are in the JSON; each scenario with a ceiling
+    reports fastreg's fraction of it."""
     doc = json.loads((quick_run / "results.json").read_text())
     (c,) = doc["ceilings"]
-    for key in ("write_MBps", "sha256_MBps", "recv_MBps", "recv_sha256_MBps"):
+    for key in ("write_MBps", "sha256_MBps", "recv_MBps", "recv_sha256_MBps", "get_rps", "head_rps",
+                "get_p99_ms", "get_server_cores"):
         assert c[key] > 0, key
-    for name in ("push-large", "push-chunked"):
-        assert doc["summary"][name]["ceiling_ratio"]["median"] > 0, name
+    for name, key in (("push-large", "recv_sha256_MBps"), ("push-chunked", "recv_sha256_MBps"),
+                      ("pull-manifest", "get_rps"), ("head-blob", "head_rps")):
+        row = doc["summary"][name]
+        assert row["ceiling"] == key
+        assert row["ceiling_fraction"]["median"] == pytest.approx(row["servers"]["fastreg"]["value"]["median"] / c[key])
     text = (quick_run / "results.md").read_text()
-    assert "receive + SHA-256" in text and "push-large: the receive + SHA-256 ceiling is" in text
+    assert "receive + SHA-256" in text and "pull-manifest: fastreg reaches" in text and "GET ceiling" in text
 
 
 def test_chart_written(quick_run: Path) -> None:
     png = quick_run / "chart.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not HAVE3, reason=f"Distribution 3.1.1 not found (${DISTRIBUTION3_ENV}, ../shared/tools)")
+def test_all_three_servers(tmp_path: Path) -> None:
+    """`--servers all`: fastreg, 3.1.1 (the reference, its columns first) and Debian's 2.8.2."""
+    if MISSING:
+        pytest.skip(f"not installed: {', '.join(MISSING)} (.ci/run installs them)")
+    proc = run_bench(tmp_path, "--servers", "all", "--scenarios", "pull-manifest,catalog")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["meta"]["servers"] == ["fastreg", DIST3, DIST2] and doc["meta"]["reference"] == DIST3
+    assert {r["server"] for r in doc["runs"]} == {"fastreg", DIST3, DIST2}
+    row = doc["summary"]["catalog"]
+    assert set(row["ratios"]) == {DIST3, DIST2} and row["ratio"] == row["ratios"][DIST3]
+    header = (tmp_path / "results.md").read_text().splitlines()[2]
+    assert header.index("Distribution 3.1.1 median") < header.index("Distribution 2.8.2 (Debian) median")
+
+
+def test_missing_reference_is_said(tmp_path: Path) -> None:
+    """Asked for 3.1.1 by name where it is absent: a clear refusal, nothing started."""
+    env = {**os.environ, DISTRIBUTION3_ENV: str(tmp_path / "no-such-registry")}
+    proc = run_bench(tmp_path / "out", "--servers", "fastreg,3.1.1", env=env)
+    assert proc.returncode == 2 and "Distribution 3.1.1 not found" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("locustfile", ["ci_push_storm.py", "pull_storm.py", "mixed.py"])
