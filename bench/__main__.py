@@ -9,7 +9,7 @@ ceiling, p99 and peak RSS beside the targets, and writes results.json, results.m
 into bench/results/<UTC timestamp>/.
 
 Servers: fastreg; Distribution 3.1.1 (`registry:3`, the reference) from
-$FASTREG_BENCH_DISTRIBUTION3, else ../shared/tools/distribution-3.1.1/registry beside the
+$BENCH_DISTRIBUTION3, else ../shared/tools/distribution-3.1.1/registry beside the
 checkout, else /work/shared/tools/distribution-3.1.1/registry; Debian's `docker-registry`
 (Distribution 2.8.2, Go 1.19). `--servers` takes fastreg, 3.1.1, 2.8.2, distribution (3.1.1 when
 found, else 2.8.2, said loudly) or all.

@@ -1,7 +1,7 @@
 """The registries under test, started on 127.0.0.1 with equivalent configs, and process accounting.
 
 fastreg, CNCF Distribution 3.1.1 (`registry:3`, the reference: a static binary found through
-$FASTREG_BENCH_DISTRIBUTION3, then ../shared/tools/distribution-3.1.1/registry beside the checkout,
+$BENCH_DISTRIBUTION3, then ../shared/tools/distribution-3.1.1/registry beside the checkout,
 then /work/shared/tools/distribution-3.1.1/registry) and Debian's `docker-registry` (Distribution
 2.8.2 built with Go 1.19). All get the same Distribution-style config (filesystem storage, deletes enabled, warn-level logs,
 no access log, Debian's default in-memory blob descriptor cache); fastreg ignores the keys it does
@@ -28,7 +28,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DISTRIBUTION_BIN = "/usr/bin/docker-registry"         # Debian's package: Distribution 2.8.2, Go 1.19
-DISTRIBUTION3_ENV = "FASTREG_BENCH_DISTRIBUTION3"
+DISTRIBUTION3_ENV = "BENCH_DISTRIBUTION3"
 DISTRIBUTION3_PLACES = (REPO_ROOT.parent / "shared/tools/distribution-3.1.1/registry",
                         Path("/work/shared/tools/distribution-3.1.1/registry"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -235,7 +235,7 @@ def distribution_available() -> bool:
 
 
 def distribution3_binary() -> str | None:
-    """The Distribution 3.1.1 binary: $FASTREG_BENCH_DISTRIBUTION3, else the shared tools
+    """The Distribution 3.1.1 binary: $BENCH_DISTRIBUTION3, else the shared tools
     directory beside the checkout, else /work/shared/tools; None when absent."""
     env = os.environ.get(DISTRIBUTION3_ENV)
     if env:
