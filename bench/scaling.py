@@ -337,7 +337,7 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
         ax.set_xlabel("concurrency" if kind == "ci-push" else "entries" if kind != "gc" and kind != "check" else "blobs")
         ax.set_ylabel("ms per operation" if k["unit"] != "s" else "ms wall")
         ax.legend(fontsize=7)
-    fig.suptitle(title + "  (dotted: linear in the work)")
+    fig.suptitle(title + "  (dotted: linear in the work)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
