@@ -58,6 +58,7 @@ GROWTH_LIMIT = 1.5
 
 class TagsAt(RateScenario):
     unit, connections = "req/s", 16
+    request_timeout = 120.0     # a server whose cost grows with the entries may take seconds
 
     def __init__(self, fx: Fixtures, n: int) -> None:
         super().__init__(fx)
@@ -79,6 +80,7 @@ def repo_names(n: int) -> list[str]:
 
 class CatalogAt(RateScenario):
     unit, connections = "req/s", 16
+    request_timeout = 120.0     # a server whose cost grows with the entries may take seconds
     page = 100
 
     def __init__(self, fx: Fixtures, n: int, last: bool) -> None:
@@ -353,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--entries", default=None, help="tags and catalog sizes (default 1000,10000,100000)")
     p.add_argument("--blobs", default=None, help="gc/check sizes (default 10000,100000)")
     p.add_argument("--concurrency", default=None, help="ci-push concurrencies (default 8,32,128)")
-    p.add_argument("--seconds", type=float, default=None, help="duration of each request-rate run (default 5)")
+    p.add_argument("--seconds", type=float, default=None, help="duration of each request-rate run (default 10)")
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args(argv)
     try:
@@ -371,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     conc = ints(a.concurrency, "2,8" if a.quick else "8,32,128")
     rounds = a.rounds or (1 if a.quick else 3)
     sizes = QUICK if a.quick else Sizes()
-    sizes = replace(sizes, seconds=a.seconds or sizes.seconds, ci_images=8 if a.quick else 50)
+    sizes = replace(sizes, seconds=a.seconds or (1.0 if a.quick else 10.0), ci_images=8 if a.quick else 50)
     only = {w.strip() for w in a.only.split(",")}
     started = dt.datetime.now(dt.UTC)
     out = a.out or RESULTS / ("scaling-" + started.strftime("%Y%m%dT%H%M%SZ"))

@@ -313,6 +313,7 @@ class CIPush(Scenario):
 class RateScenario(Scenario):
     rate = True
     connections = 64
+    request_timeout = 10.0      # wrk counts a slower answer as a failure
 
     @abstractmethod
     def path(self) -> str:
@@ -327,7 +328,7 @@ class RateScenario(Scenario):
 
     async def run(self, url: str, rnd: int, data: Any, tag: str) -> Measure:
         res = await asyncio.to_thread(tools.wrk, url + self.path(), "get.lua", self.headers(),
-                                      self.connections, self.sizes.seconds)
+                                      self.connections, self.sizes.seconds, 2, self.request_timeout)
         return await self._finish(url, res, "wrk", 2)
 
     async def _finish(self, url: str, res: tools.LoadResult, client: str, threads: int) -> Measure:

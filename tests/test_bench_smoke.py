@@ -159,3 +159,50 @@ def test_locustfile_runs_clean_against_fastreg(locustfile: str, registry: Fastre
     header = rows[0].split(",")
     agg = dict(zip(header, next(r for r in rows if ",Aggregated," in r).split(",")))
     assert int(agg["Request Count"]) > 0 and int(agg["Failure Count"]) == 0, agg
+
+
+def test_scaling_quick(tmp_path: Path) -> None:
+    """`python -m bench.scaling --quick`: every row at two sizes against fastreg and the
+    reference, no failed run (gc rows count the blobs left), cost per unit of work, the plot."""
+    if MISSING:
+        pytest.skip(f"not installed: {', '.join(MISSING)} (.ci/run installs them)")
+    proc = subprocess.run([sys.executable, "-m", "bench.scaling", "--quick", "--out", str(tmp_path)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "layout written" in proc.stderr and "-> fastreg" in proc.stderr   # progress on stderr
+    doc = json.loads((tmp_path / "scaling.json").read_text())
+    assert doc["meta"]["reference"] == REFERENCE
+    summary = doc["summary"]
+    assert set(summary) == {"tags-list", "catalog-first-page", "catalog-last-page", "gc", "check", "ci-push"}
+    for kind, k in summary.items():
+        servers = {"fastreg"} if kind == "check" else {"fastreg", REFERENCE}
+        assert set(k["servers"]) == servers, kind
+        for srv, s in k["servers"].items():
+            assert [p["size"] for p in s["points"]] == k["sizes"] and len(k["sizes"]) == 2, (kind, srv)
+            assert all(p["cost_s"] > 0 and p["failed_runs"] == 0 for p in s["points"]), (kind, srv)
+            assert s["growth"] == pytest.approx(s["points"][-1]["cost_per_work_s"] / s["points"][0]["cost_per_work_s"])
+    assert all(r["error"] is None for r in doc["rows"])
+    assert "| gc |" in (tmp_path / "scaling.md").read_text()
+    assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_storm_compare_multiprocess(tmp_path: Path) -> None:
+    """loadtests/compare.py: locust in multi-process mode against fastreg and the reference,
+    no failed request, the client's CPU sampled over all its processes."""
+    if MISSING:
+        pytest.skip(f"not installed: {', '.join(MISSING)} (.ci/run installs them)")
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "loadtests" / "compare.py"), "pull_storm.py", "-u", "4", "-r", "4",
+         "-t", "4s", "--processes", "2", "--out", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "LOADTEST_MAX_ITERATIONS": "20", "LOADTEST_LAYER_BYTES": "65536"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "pull_storm.json").read_text())
+    assert [r["server"] for r in doc["runs"]] == ["fastreg", REFERENCE]
+    for r in doc["runs"]:
+        assert r["requests"] > 0 and r["failures"] == 0, r
+        assert r["client_processes"] >= 3, r        # the master and two forked workers
+        assert 0 < r["client_busiest_process_cores"] <= r["client_cores"], r
+        assert r["server_cores"] > 0 and r["peak_rss_worker_mib"] > 0, r
+    assert "client cores (busiest process)" in proc.stdout
+    assert (tmp_path / "pull_storm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
