@@ -141,12 +141,14 @@ async def measure(sc: Scenario, srv: Server, rnd: int, data: Any, profile_dir: P
         mcpu = machine_busy() - m0
     except Exception as exc:  # noqa: BLE001 -- a failed run is recorded, never silently dropped
         return Run(sc.name, rnd, srv.name, sc.unit, None, error=f"{type(exc).__name__}: {exc}",
-                   extra={"trace": traceback.format_exc(limit=3)})
+                   extra={"trace": traceback.format_exc(limit=3), "server_log": srv.log()[-2000:]})
     finally:
         stop_profilers(profilers)
     rss = max((peak_rss_mib(p) for p in srv.workers()), default=0.0)
     cc, sc_, mc = ccpu / wall, scpu / wall, mcpu / wall
     value = m.value if m.failed == 0 else None
+    if m.failed:
+        m.extra["server_log"] = srv.log()[-2000:]
     return Run(sc.name, rnd, srv.name, sc.unit, value, m.ops, m.seconds, wall, m.latency_ms or None,
                m.verified, m.failed, m.client, ccpu, scpu, cc, sc_, max(0.0, mc - cc - sc_),
                bound_side(cc, sc_, m.client_threads, mc), rss, m.extra or None,
@@ -225,7 +227,8 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
                     r = await measure(sc, srv, rnd, data, profile_dir)
                     runs.append(r)
                     if r.error:
-                        progress(f"    FAILED: {r.error}")
+                        log = (r.extra or {}).get("server_log", "").strip().splitlines()[-5:]
+                        progress(f"    FAILED: {r.error}" + "".join(f"\n      {srv.name} log: {x}" for x in log))
                     else:
                         lat = f"  p99 {r.latency_ms['p99']:.1f} ms" if r.latency_ms and "p99" in r.latency_ms else ""
                         progress(f"    {r.value:,.1f} {r.unit}{lat}  cpu: client {r.client_cores:.2f} / "

@@ -217,7 +217,7 @@ def gc_rows(counts: list[int], names: list[str], rounds: int, work: Path) -> lis
             for srv, what in jobs[k:] + jobs[:k]:
                 copy = work / f"copy-{n}"
                 shutil.rmtree(copy, ignore_errors=True)
-                shutil.copytree(template, copy, symlinks=True)
+                subprocess.run(["cp", "-a", str(template), str(copy)], check=True, timeout=3600)
                 cfg = work / "gc.yml"
                 cfg.write_text(json.dumps(registry_config(copy, 5000)))
                 if srv == FASTREG:

@@ -129,7 +129,7 @@ def main() -> int:
 def table(results: list[dict], names: list[str]) -> str:
     """Medians over rounds, fastreg first; the client's CPU beside every figure."""
     lines = [("| registry | rounds | req/s | failures | p50 ms | p95 ms | p99 ms | client cores (busiest process) "
-              "| server cores | peak RSS/worker MiB |"), "|---|---|---|---|---|---|---|---|---|---|"]
+              "| server cores | peak RSS/worker MiB (target ≤ 100) |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         rs = [r for r in results if r["server"] == n]
         if not rs:
