@@ -24,10 +24,14 @@ MTIME = time.time() - 86400
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    try:
+        f = open(path, "wb", buffering=0)      # noqa: SIM115
+    except FileNotFoundError:
+        os.makedirs(path.parent, exist_ok=True)
+        f = open(path, "wb", buffering=0)      # noqa: SIM115
+    with f:
         f.write(data)
-    os.utime(path, (MTIME, MTIME))
+        os.utime(f.fileno(), (MTIME, MTIME))
 
 
 def blob(root: Path, data: bytes) -> str:
@@ -42,12 +46,14 @@ def _link(path: Path, digest: str) -> None:
 
 
 def manifest(root: Path, repo: str, config: tuple[str, int], layers: list[tuple[str, int]],
-             tags: list[str]) -> str:
-    """A manifest in `repo` (its blob, revision link, layer links) tagged with every name of `tags`."""
-    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-           "config": {"mediaType": OCI_CONFIG, "digest": config[0], "size": config[1]},
-           "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": s} for d, s in layers]}
-    digest = blob(root, orjson.dumps(doc))
+             tags: list[str], digest: str | None = None) -> str:
+    """A manifest in `repo` (its blob, revision link, layer links) tagged with every name of `tags`
+    (`digest`: the manifest blob is already stored)."""
+    if digest is None:
+        doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+               "config": {"mediaType": OCI_CONFIG, "digest": config[0], "size": config[1]},
+               "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": s} for d, s in layers]}
+        digest = blob(root, orjson.dumps(doc))
     r = root / V2 / "repositories" / repo
     for d, _ in [config, *layers]:
         _link(r / "_layers", d)
@@ -75,8 +81,9 @@ def repositories(root: Path, names: list[str]) -> None:
     cfg = _config(root, "catalog")
     layer = b"layer\n"
     lay = (blob(root, layer), len(layer))
+    digest = None
     for n in names:
-        manifest(root, n, cfg, [lay], ["v1"])
+        digest = manifest(root, n, cfg, [lay], ["v1"], digest)
 
 
 def blobs(root: Path, count: int, per_image: int = 10, garbage: float = 0.1) -> dict[str, int]:
