@@ -25,6 +25,8 @@ BROUGHT_IN = (
     "examples/config.yml",
     "examples/token-service.yml",
 )
+# Brought in when present (a link to one that is absent still fails the build).
+OPTIONAL = ("LICENSE", "CHANGELOG.md")
 
 _LINK = re.compile(r"(\]\(|\]: |src=\")\.\./([^)\s\"#]+)")
 
@@ -41,6 +43,7 @@ def _brought_in(config: Any) -> list[str]:
         if not matches:
             raise FileNotFoundError(f"mkdocs hook: {pattern} matches no file in {root}")
         found.extend(matches)
+    found.extend(rel for rel in OPTIONAL if (root / rel).is_file())
     return found
 
 
