@@ -248,8 +248,8 @@ def quiet_gc() -> None:
     has started (modules, config, the app) is moved out of its reach (`gc.freeze`), so a full
     collection no longer walks it, and the young generation is collected every `GC_GEN0`
     allocations instead of 700: a request allocates a few dozen containers (ASGI messages,
-    header lists), almost none of them in reference cycles — perf of push-large showed the
-    collector at ~2 % of the worker's samples."""
+    header lists), almost none of them in reference cycles, so the default thresholds spend
+    time on collections that free nothing (bench/RESULTS.md has the profile)."""
     gc.collect()
     gc.freeze()
     _, g1, g2 = gc.get_threshold()
