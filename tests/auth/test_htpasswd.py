@@ -215,3 +215,19 @@ def test_long_passwords_refused_not_truncated(tmp_path: Path) -> None:
     assert verify(h, "alice", "x" * 72)
     assert not verify(h, "alice", "x" * 73)        # bcrypt would match the 72-byte prefix
     assert not verify(h, "nobody", "y" * 200)
+
+
+def test_a_full_check_queue_is_answered_429(tmp_path: Path) -> None:
+    """The access hooks turn HtpasswdBusy into 429 TOOMANYREQUESTS with Retry-After."""
+    from fastreg.api.errors import RegistryError
+    from fastreg.auth.controllers import checked
+    f = tmp_path / "htpasswd"
+    add_user(f, "alice", "pw", cost=4)
+    h = Htpasswd(f)
+    h.max_pending = 0
+    with pytest.raises(RegistryError) as info:
+        asyncio.run(checked(h, "alice", "pw"))
+    assert info.value.status == 429 and info.value.code.value == "TOOMANYREQUESTS"
+    assert dict(info.value.headers)[b"retry-after"] == b"1"
+    h.max_pending = 1
+    assert asyncio.run(checked(h, "alice", "pw"))
