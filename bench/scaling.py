@@ -309,6 +309,8 @@ def table(summary: dict[str, Any], ref: str | None) -> str:
 
 
 def _t(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.2f} µs"
     return f"{s * 1e3:.3f} ms" if s < 1 else f"{s:.2f} s"
 
 
