@@ -10,6 +10,7 @@ exit status; ``--debug`` (before or after the command) shows the traceback inste
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -119,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+class _Held(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < 1000:
+            self.records.append(record)
+
+
 def _config_path(args: argparse.Namespace) -> str | None:
     path: str | None = args.config or args.config_file or os.environ.get("FASTREG_CONFIG")
     if path is None:
@@ -150,14 +161,23 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
     from .logging import setup_logging
     path = _config_path(args)
+    # warnings of the config load (ignored keys, deprecated ones) are held until the config says
+    # how to log them, then written in its format
+    held = _Held()
+    logging.getLogger("fastreg.config").addHandler(held)
     try:
         cfg = load_config(path)
     except ConfigError as exc:
         raise UserError(f"configuration error: {exc}", 2) from exc
     except OSError as exc:
         raise UserError(f"configuration file {path}: {exc.strerror or exc}", 2) from exc
+    finally:
+        logging.getLogger("fastreg.config").removeHandler(held)
     setup_logging(cfg.log.level, cfg.log.formatter, cfg.log.fields, accesslog=not cfg.log.accesslog.disabled,
                   caller=cfg.log.reportcaller)
+    for record in held.records:
+        if logging.getLogger(record.name).isEnabledFor(record.levelno):
+            logging.getLogger(record.name).handle(record)
     if args.command == "gc":
         from .gc_cli import run_gc
         return run_gc(cfg, args)
