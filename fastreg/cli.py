@@ -190,5 +190,5 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise UserError(f"configuration error: {exc}", 2) from exc
     except StartupError as exc:
-        raise UserError(str(exc), 1) from exc
+        raise UserError(str(exc), exc.status) from exc
     return 0

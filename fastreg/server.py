@@ -18,7 +18,12 @@ log = logging.getLogger("fastreg.server")
 
 class StartupError(Exception):
     """The registry cannot start (a port in use, a data directory it cannot write, a file it
-    cannot read, a storage extra not installed): one line saying what and what to do."""
+    cannot read, a storage extra not installed): one line saying what and what to do.  `status`:
+    2 when a configuration value is wrong (a path that names nothing), 1 when the machine is."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
 
 GRANIAN_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning",
                       "error": "error", "fatal": "critical", "panic": "critical"}
@@ -130,12 +135,12 @@ def serve(cfg: Any) -> None:
     # Everything that can stop the start is checked here, in this process, before granian runs:
     # a failure is one line (StartupError) instead of a traceback from every worker.
     check_storage(cfg)
-    check_tls_files(cfg.http.tls)
     check_auth_files(cfg)
     from .app import auth_configured
     if auth_configured(cfg):
         from .auth import build
         build(cfg)                  # fail here, with the config error, rather than in every worker
+    check_tls_files(cfg.http.tls)
     probe_port(host, port, "http.addr")
     serving = hold_serving_lock(cfg)
     workers = cfg.fastreg.workers or os.cpu_count() or 1
@@ -262,18 +267,20 @@ def check_auth_files(cfg: Any) -> None:
     for key, path in paths:
         if path and os.path.isdir(path):
             raise StartupError(f"{key}: {path} is a directory, not an htpasswd file: point it at a file, e.g. "
-                               f"fastreg htpasswd add USER --file {os.path.join(path, 'htpasswd')}")
+                               f"fastreg htpasswd add USER --file {os.path.join(path, 'htpasswd')}", 2)
 
 
 def _readable_file(key: str, path: str) -> None:
     if os.path.isdir(path):
-        raise StartupError(f"{key}: {path} is a directory: name the file")
+        raise StartupError(f"{key}: {path} is a directory: name the file", 2)
     try:
         with open(path, "rb"):
             pass
+    except FileNotFoundError:
+        raise StartupError(f"{key}: {path} does not exist: check the path (fastreg gencerts DIR makes a "
+                           "certificate and its key)", 2) from None
     except OSError as exc:
-        raise StartupError(f"{key}: cannot read {path}: {exc.strerror}: check the path and its permissions"
-                           ) from None
+        raise StartupError(f"{key}: cannot read {path}: {exc.strerror}: check its permissions", 2) from None
 
 
 def probe_port(host: str, port: int, key: str) -> None:

@@ -155,8 +155,9 @@ def test_tls_files_that_cannot_be_read(tmp_path: Path, which: str) -> None:
     missing = tmp_path / "nowhere" / f"tls.{which}"
     tls[which] = str(missing)
     p = serve(write_config(tmp_path, free_port(), {"http": {"tls": tls}}))
-    assert one_line(p) == (f"fastreg: http.tls.{which}: cannot read {missing}: No such file or directory: "
-                           "check the path and its permissions")
+    assert one_line(p) == (f"fastreg: http.tls.{which}: {missing} does not exist: check the path (fastreg "
+                           "gencerts DIR makes a certificate and its key)")
+    assert p.returncode == 2
 
 
 def test_a_tls_key_that_is_a_directory(tmp_path: Path) -> None:
