@@ -179,6 +179,8 @@ def serve(cfg: Any) -> None:
         try:
             server.serve()
         except RuntimeError as exc:     # granian's bind, from Rust: e.g. "Address already in use (os error 98)"
+            if "(os error" not in str(exc):
+                raise
             raise StartupError(f"http.addr: cannot listen on {_fmt_addr(host, port)}: {exc}") from exc
     finally:
         if debug is not None:
@@ -229,11 +231,18 @@ def check_storage(cfg: Any) -> None:
         except ImportError:
             raise StartupError(f"storage driver {name} is not installed: pip install 'fastreg[{extra[0]}]'") from None
     if cfg.storage.driver_name == "filesystem":
-        check_data_directory(cfg.storage.filesystem.rootdirectory)
+        check_data_directory(cfg.storage.filesystem.rootdirectory, cfg.storage.maintenance.readonly.enabled)
 
 
-def check_data_directory(root: str) -> None:
+def check_data_directory(root: str, readonly: bool = False) -> None:
+    """Read-only: the directory must exist and be readable (a read-only mount is fine)."""
     key = "storage.filesystem.rootdirectory"
+    if readonly:
+        if not os.path.isdir(root):
+            raise StartupError(f"{key}: {root} is not a directory: a read-only registry serves an existing one")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise StartupError(f"{key}: cannot read {root}: give the user fastreg runs as read access to it")
+        return
     try:
         os.makedirs(root, exist_ok=True)
     except FileExistsError:

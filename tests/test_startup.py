@@ -125,6 +125,17 @@ def test_a_data_directory_that_cannot_be_written(tmp_path: Path) -> None:
     assert "give the user fastreg runs as write access to it" in line
 
 
+def test_a_read_only_registry_serves_a_directory_it_cannot_write(tmp_path: Path) -> None:
+    from tests.conftest import make_fastreg
+    srv = make_fastreg(tmp_path, {"storage": {"filesystem": {"rootdirectory": _unwritable_dir(tmp_path)},
+                                              "maintenance": {"readonly": {"enabled": True}}}})
+    srv.start()
+    try:
+        assert httpx.get(srv.url + "/v2/_catalog", timeout=10).status_code == 200
+    finally:
+        srv.stop()
+
+
 def test_a_data_directory_that_cannot_be_made(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     root = tmp_path / "file" / "data"
