@@ -64,9 +64,10 @@ def _repair_lock(cfg: Any, force: bool) -> tuple[int | None, str | None]:
     on it (fastreg.server.hold_serving_lock): if the exclusive lock cannot be had, one is
     serving, and repair is refused unless `force`.  Held for the repair, it also keeps a
     registry from starting on that directory meanwhile.  The guarantee covers the registries
-    of this machine (and of others sharing the directory over a filesystem whose flock
-    reaches them, such as NFSv4 or CephFS); object stores have no such lock: there, say that
-    check cannot tell and carry on."""
+    of this machine, and of other machines only where the shared filesystem carries flock
+    between them (CephFS does; NFS maps it to byte-range locks, if at all: do not count on it).
+    Object stores, and filesystems that refuse the lock, have none: there, say that check
+    cannot tell and carry on."""
     if cfg.storage.driver_name != "filesystem":
         print(f"fastreg check: cannot tell whether a registry serves {storage_description(cfg)}: repair only "
               "while none writes there (stopped, or serving read-only)", file=sys.stderr)
@@ -79,8 +80,12 @@ def _repair_lock(cfg: Any, force: bool) -> tuple[int | None, str | None]:
         return None, None           # nothing there (check reports an empty storage) or not a directory
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
         os.close(fd)
+        if not isinstance(exc, BlockingIOError):    # no flock on this filesystem: as for object stores
+            print(f"fastreg check: cannot lock {root} ({exc.strerror}), so cannot tell whether a registry serves "
+                  "it: repair only while none writes there (stopped, or serving read-only)", file=sys.stderr)
+            return None, None
         if force:
             print(f"fastreg check: a registry is serving {root}; repairing anyway (--force)", file=sys.stderr)
             return None, None

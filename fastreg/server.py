@@ -321,10 +321,15 @@ def hold_serving_lock(cfg: Any) -> int | None:
     fd = os.open(cfg.storage.filesystem.rootdirectory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         os.close(fd)
         raise StartupError(f"storage.filesystem.rootdirectory: {cfg.storage.filesystem.rootdirectory} is being "
                            "repaired (fastreg check --repair): start the registry when it is done") from None
+    except OSError as exc:          # a filesystem without flock on directories (some network filesystems)
+        os.close(fd)
+        log.warning("storage.filesystem.rootdirectory: cannot lock %s (%s): fastreg check --repair will not see "
+                    "that this registry serves it", cfg.storage.filesystem.rootdirectory, exc.strerror)
+        return None
     return fd
 
 
