@@ -211,9 +211,9 @@ def storage_description(cfg: Any) -> str:
     return f"{name} storage"
 
 
-# the optional extra each object-store driver needs, and a module that extra installs
-_EXTRAS = {"s3": ("s3", "aiobotocore"), "azure": ("azure", "azure.storage.blob"),
-           "gcs": ("gcs", "gcloud.aio.auth")}
+# the object-store drivers, each an optional extra of the same name (pyproject.toml): importing
+# the driver's module imports what the extra installs
+_EXTRAS = ("s3", "azure", "gcs")
 
 
 def check_storage(cfg: Any) -> None:
@@ -224,12 +224,11 @@ def check_storage(cfg: Any) -> None:
     params = getattr(cfg.storage, name, None)
     if name == "faulty" and isinstance(params, dict):
         name = str(params.get("driver") or "")
-    extra = _EXTRAS.get(name)
-    if extra is not None:
+    if name in _EXTRAS:
         try:
-            importlib.import_module(extra[1])
+            importlib.import_module(f"fastreg.storage.driver.{name}")
         except ImportError:
-            raise StartupError(f"storage driver {name} is not installed: pip install 'fastreg[{extra[0]}]'") from None
+            raise StartupError(f"storage driver {name} is not installed: pip install 'fastreg[{name}]'") from None
     if cfg.storage.driver_name == "filesystem":
         check_data_directory(cfg.storage.filesystem.rootdirectory, cfg.storage.maintenance.readonly.enabled)
 

@@ -248,3 +248,18 @@ def test_check_repair_on_an_object_store_says_it_cannot_tell(tmp_path: Path) -> 
     assert p.stderr == ("fastreg check: cannot tell whether a registry serves inmemory storage: repair only while "
                         "none writes there (stopped, or serving read-only)\n")
     assert re.match(r"^inmemory storage: checked 0 blobs", p.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("command", ["check", "gc"])
+def test_check_and_gc_without_the_storage_extra(tmp_path: Path, command: str) -> None:
+    shadow = tmp_path / "shadow" / "aiobotocore"          # fastreg[s3] not installed: aiobotocore fails to import
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'aiobotocore'\")\n")
+    cfg = tmp_path / "s3.yml"
+    cfg.write_text(yaml.safe_dump({"version": "0.1", "log": {"level": "warn"}, "storage": {"s3": {
+        "bucket": "b", "region": "us-east-1", "regionendpoint": "http://127.0.0.1:9"}}}))
+    p = fastreg(command, "--config", str(cfg), env={"PYTHONPATH": f"{_pythonpath()}{os.pathsep}{tmp_path / 'shadow'}"})
+    line = one_line(p)
+    assert line.startswith(f"fastreg {command}: s3 storage (bucket b, region us-east-1, regionendpoint "
+                           "http://127.0.0.1:9): storage driver s3 needs aiobotocore: pip install 'fastreg[s3]'"), line
+    assert line.count("pip install") == 1
