@@ -87,6 +87,29 @@ def test_zsh_completion(tmp_path: Path) -> None:
     assert p.stdout.strip() == "_fastreg"
 
 
+def test_zsh_completes_in_an_interactive_shell(tmp_path: Path) -> None:
+    """An interactive zsh (on a pseudo-terminal, zsh/zpty) completes `fastreg gen<TAB>` to
+    gencerts and `fastreg check --rep<TAB>` to --repair (each read blocks until the completed
+    word appears on the terminal; a completion that never comes ends in the timeout)."""
+    script = tmp_path / "_fastreg"
+    script.write_text(fastreg("completion", "zsh").stdout)
+    driver = rf"""
+zmodload zsh/zpty
+zpty z 'zsh -f -i'
+zpty -w z 'PS1="> "; autoload -U compinit; compinit -u -d {tmp_path}/zcd; source {script}; fastreg() {{ :; }}'
+zpty -w -n z $'fastreg gen\t'
+zpty -r z out '*gencerts*' && print completed: gencerts
+zpty -w -n z $'\C-u'
+zpty -w -n z $'fastreg check --rep\t'
+zpty -r z out '*--repair*' && print completed: --repair
+zpty -d z
+"""
+    p = subprocess.run(["zsh", "-f", "-c", driver], capture_output=True, text=True, timeout=60, check=False,
+                       cwd=tmp_path)            # no file there that a file-name completion could offer
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["completed: gencerts", "completed: --repair"], p.stdout
+
+
 # -- one-line failures ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["serve", "check", "gc"])
