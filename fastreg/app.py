@@ -78,6 +78,10 @@ class App:
             url_policy=url_policy(cfg), index_policy=index_policy(cfg),
             class_policy=ClassPolicy(frozenset(cfg.policy.repository.classes)),
             tag_concurrency=cfg.storage.tag.concurrencylimit)
+        from .retention.immutable import Immutability
+        registry.manifests.immutable = Immutability.from_config(cfg)
+        if registry.manifests.immutable is not None and metrics is not None:
+            registry.manifests.immutable.on_refusal = metrics.immutable_refused
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
         from .api.ui import Site
         ctx.ui = Site.from_config(cfg)
@@ -95,6 +99,14 @@ class App:
         self.proxy = Proxy.from_config(cfg, driver, registry.catalog.created)
         self.ctx = ctx
         return ctx
+
+    def retention(self, ctx: Context) -> Any:
+        """The retention runner for the schedule (fastreg.retention), or None without policies."""
+        if not self.cfg.fastreg.retention.policies:
+            return None
+        from .retention.policy import Retention
+        return Retention(self.cfg, ctx.registry, emit=ctx.events.emit if ctx.events is not None else None,
+                         deleted=getattr(self.observer, "retention_done", None))
 
     async def close(self) -> None:
         if self.proxy is not None:
@@ -115,7 +127,7 @@ class App:
                 try:
                     ctx = self.open()
                     from .purge import Maintenance
-                    self.maintenance = Maintenance(self.cfg, ctx.registry.driver)
+                    self.maintenance = Maintenance(self.cfg, ctx.registry.driver, self.retention(ctx))
                     self.maintenance.start()
                 except Exception as exc:
                     log.exception("startup failed")

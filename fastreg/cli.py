@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("--json", action="store_true", help="print the report as JSON")
     p_check.add_argument("--grace", help="leave upload sessions and temporary files written more recently than "
                          "this alone: they may be writes in flight (Go duration; default 1h)")
+    from .retention.cli import add_parser as add_retention
+    add_retention(sub)
     args = parser.parse_args(argv)
 
     if args.command in ("htpasswd", "gencerts"):
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from .gc_cli import run_check
         return run_check(cfg, args)
+    if args.command == "retention":
+        from .retention.cli import run as run_retention
+        return run_retention(cfg, args)
     from .server import serve
     try:
         serve(cfg)
