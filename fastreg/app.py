@@ -11,17 +11,17 @@ from typing import Any
 
 from . import health
 from .api.base import Context
-from .api.errors import RegistryError, error_body
+from .api.errors import error_body, error_headers, status_of
 from .api.http import Receive, Request, Response, Scope, Send
 from .api.routes import match, refuse_malformed, routing_path
 from .config import ConfigError
+from .errors import BodyInterrupted, RegistryError
 from .hooks import Observer
 from .logging import access_enabled, current_scope, log_access
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
 from .metrics import MULTIPROC_ENV
 from .metrics import enabled as metrics_enabled
 from .registry import Limits, Registry
-from .registry.uploads import BodyInterrupted
 from .storage.driver.base import StorageError, StorageFull
 from .storage.driver.factory import create_driver
 
@@ -209,7 +209,8 @@ class App:
 
     def error(self, exc: RegistryError) -> Response:
         body = error_body(exc)
-        return Response(exc.status, [JSON, (b"content-length", str(len(body)).encode()), *exc.headers], body)
+        return Response(status_of(exc), [JSON, (b"content-length", str(len(body)).encode()), *error_headers(exc)],
+                        body)
 
     async def send(self, scope: Scope, send: Send, resp: Response) -> int:
         """Send the response; returns the body bytes sent (for metrics)."""
@@ -259,8 +260,8 @@ def quiet_gc() -> None:
     has started (modules, config, the app) is moved out of its reach (`gc.freeze`), so a full
     collection no longer walks it, and the young generation is collected every `GC_GEN0`
     allocations instead of 700: a request allocates a few dozen containers (ASGI messages,
-    header lists), almost none of them in reference cycles — perf of push-large showed the
-    collector at ~2 % of the worker's samples."""
+    header lists), almost none of them in reference cycles, so the default thresholds spend
+    time on collections that free nothing (bench/RESULTS.md has the profile)."""
     gc.collect()
     gc.freeze()
     _, g1, g2 = gc.get_threshold()
