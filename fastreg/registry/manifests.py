@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -22,8 +22,15 @@ from .blobs import BlobStore
 from .catalog import Catalog
 from .tags import TagStore
 
-if TYPE_CHECKING:
-    from ..retention.immutable import Immutability
+
+class TagGuard(Protocol):
+    """Asked before a tag is moved or deleted (fastreg.immutability: fastreg.retention.immutable)."""
+
+    async def check_put(self, tags: TagStore, name: str, tag: str, target: Digest) -> None: ...
+
+    async def check_delete_tag(self, tags: TagStore, name: str, tag: str) -> None: ...
+
+    async def check_delete_manifest(self, tags: TagStore, name: str, target: Digest) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +74,7 @@ class ManifestStore:
         self._cache: _LRU = _LRU(4096)
         self._descriptors: _LRU = _LRU(4096)
         self.guard = ReferenceGuard(driver)     # online garbage collection (see fastreg.gc)
-        self.immutable: Immutability | None = None   # fastreg.immutability (fastreg.retention.immutable)
+        self.immutable: TagGuard | None = None       # fastreg.immutability (fastreg.retention.immutable)
 
     def parse_reference(self, reference: str) -> Digest | str:
         if is_digest_reference(reference):

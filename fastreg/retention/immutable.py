@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.errors import RegistryError
 from ..auth.access import _glob as compile_glob
+from ..errors import RegistryError
 
 
 @dataclass(frozen=True, slots=True)

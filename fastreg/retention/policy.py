@@ -34,10 +34,10 @@ from typing import Any
 
 import orjson
 
-from ..api.errors import RegistryError
 from ..api.http import Request
 from ..auth.access import _glob as compile_glob
 from ..digest import Digest
+from ..errors import RegistryError
 from ..gc import references
 from ..hooks import Target
 from ..storage import layout, walk
