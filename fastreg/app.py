@@ -85,6 +85,10 @@ class App:
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
         from .api.ui import Site
         ctx.ui = Site.from_config(cfg)
+        if cfg.fastreg.history.pulls:
+            from .retention.pulls import PullRecorder
+            ctx.pulls = PullRecorder(driver, cfg.fastreg.history.flushinterval)
+            ctx.pulls.start()
         if auth_configured(cfg):
             from .auth import build
             setup = build(cfg)
@@ -117,6 +121,8 @@ class App:
         if self.ctx is not None:
             if self.ctx.events is not None:
                 await self.ctx.events.close()
+            if self.ctx.pulls is not None:
+                await self.ctx.pulls.close()
             await self.ctx.registry.close()
             self.ctx = None
 

@@ -629,9 +629,16 @@ class ProxyUpstreams(_S, frozen=True):
     peerurl: str = ""
 
 
+class HistoryOptions(_S, frozen=True):
+    pulls: bool = False                  # record when each tag and manifest is pulled (fastreg.retention.pulls)
+    flushinterval: Duration = 1.0        # how often each worker writes the pulls it gathered
+
+
 class RetentionKeep(_S, frozen=True):
     lastpushed: int = 0                  # the N most recently pushed tags (ties at the Nth are kept)
     pushedwithin: Duration = 0.0         # tags pushed less than this long ago
+    lastpulled: int = 0                  # the N most recently pulled tags (needs fastreg.history.pulls)
+    pulledwithin: Duration = 0.0         # tags pulled less than this long ago (needs fastreg.history.pulls)
     tags: list[str] = msgspec.field(default_factory=list)    # tag globs always kept: latest, v*
 
 
@@ -674,6 +681,7 @@ class Fastreg(_S, frozen=True):
     gc: GCOptions = msgspec.field(default_factory=GCOptions)
     proxy: ProxyUpstreams = msgspec.field(default_factory=ProxyUpstreams)
     ui: UIOptions = msgspec.field(default_factory=UIOptions)
+    history: HistoryOptions = msgspec.field(default_factory=HistoryOptions)
     retention: RetentionOptions = msgspec.field(default_factory=RetentionOptions)
     immutability: ImmutabilityOptions = msgspec.field(default_factory=ImmutabilityOptions)
 
@@ -1009,16 +1017,23 @@ def _check_retention(fr: Fastreg) -> None:
     """fastreg.retention and fastreg.immutability: one line naming the key that is wrong."""
     if fr.retention.interval < 0:
         raise ConfigError("fastreg.retention.interval: must not be negative")
+    if fr.history.flushinterval <= 0:
+        raise ConfigError("fastreg.history.flushinterval: must be positive")
     for i, p in enumerate(fr.retention.policies):
         where = f"fastreg.retention.policies.{i}"
         if not p.repository:
             raise ConfigError(f"{where}.repository: a policy needs a repository glob (\"**\" for every repository)")
         k = p.keep
-        if k.lastpushed < 0 or k.pushedwithin < 0 or (p.untagged is not None and p.untagged < 0):
-            raise ConfigError(f"{where}: lastpushed, pushedwithin and untagged must not be negative")
-        if not (k.lastpushed or k.pushedwithin or k.tags):
-            raise ConfigError(f"{where}.keep: keeps no tag at all; give lastpushed, pushedwithin or tags "
-                              "(a policy that deletes every tag is refused)")
+        if min(k.lastpushed, k.pushedwithin, k.lastpulled, k.pulledwithin) < 0 or (
+                p.untagged is not None and p.untagged < 0):
+            raise ConfigError(f"{where}: lastpushed, pushedwithin, lastpulled, pulledwithin and untagged must not "
+                              "be negative")
+        if not (k.lastpushed or k.pushedwithin or k.lastpulled or k.pulledwithin or k.tags):
+            raise ConfigError(f"{where}.keep: keeps no tag at all; give lastpushed, pushedwithin, lastpulled, "
+                              "pulledwithin or tags (a policy that deletes every tag is refused)")
+        if (k.lastpulled or k.pulledwithin) and not fr.history.pulls:
+            raise ConfigError(f"{where}.keep: lastpulled and pulledwithin need the pull history "
+                              "(fastreg.history.pulls: true)")
         if any(not t for t in k.tags):
             raise ConfigError(f"{where}.keep.tags: an empty tag pattern")
     for i, r in enumerate(fr.immutability.rules):

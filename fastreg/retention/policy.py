@@ -25,6 +25,8 @@ between that re-read and the delete, the same window a client's DELETE racing a 
 """
 from __future__ import annotations
 
+import asyncio
+import bisect
 import logging
 import re
 import time
@@ -42,7 +44,7 @@ from ..gc import references
 from ..hooks import Target
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageError
-from . import history
+from . import history, pulls
 from .immutable import Immutability
 
 log = logging.getLogger("fastreg.retention")
@@ -66,8 +68,14 @@ class CompiledPolicy:
     pattern: re.Pattern[str]
     last_pushed: int
     pushed_within: float
+    last_pulled: int
+    pulled_within: float
     tags: tuple[tuple[str, re.Pattern[str]], ...]
     untagged: float | None
+
+    @property
+    def uses_pulls(self) -> bool:
+        return bool(self.last_pulled or self.pulled_within)
 
     def __str__(self) -> str:
         return f"fastreg.retention.policies.{self.index} (repository {self.repository!r})"
@@ -75,7 +83,8 @@ class CompiledPolicy:
 
 def compile_policies(cfg: Any) -> list[CompiledPolicy]:
     return [CompiledPolicy(i, p.repository, compile_glob(p.repository), p.keep.lastpushed, p.keep.pushedwithin,
-                           tuple((t, compile_glob(t)) for t in p.keep.tags), p.untagged)
+                           p.keep.lastpulled, p.keep.pulledwithin, tuple((t, compile_glob(t)) for t in p.keep.tags),
+                           p.untagged)
             for i, p in enumerate(cfg.fastreg.retention.policies)]
 
 
@@ -147,6 +156,12 @@ class Report:
                 f"{manifests} untagged manifests; kept {kept} tags")
 
 
+@dataclass
+class _Fresh:
+    tags: dict[str, pulls.Entry]
+    read_at: float
+
+
 def _event_request(name: str, reference: str) -> Request:
     """The request a retention deletion's webhook event describes (no client: the registry itself)."""
     scope = {"type": "http", "method": "DELETE", "path": f"/v2/{name}/manifests/{reference}",
@@ -162,7 +177,8 @@ class Retention:
     """Applies the configured policies through a registry's services (``fastreg.registry.Registry``)."""
 
     def __init__(self, cfg: Any, registry: Any, *, emit: Emit | None = None,
-                 deleted: Callable[[str, int], None] | None = None, now: Callable[[], float] = time.time) -> None:
+                 deleted: Callable[[str, int], None] | None = None, now: Callable[[], float] = time.time,
+                 pull_settle: float | None = None) -> None:
         self.policies = compile_policies(cfg)
         self.registry = registry
         self.driver = registry.driver
@@ -170,6 +186,9 @@ class Retention:
         self.emit = emit
         self.deleted = deleted            # metric: (kind, count)
         self.now = now
+        # pulls reach storage within a flush interval: wait that long (and a margin) after deciding,
+        # and re-read the pull history at most this often while deleting
+        self.pull_settle = cfg.fastreg.history.flushinterval + 1.0 if pull_settle is None else pull_settle
 
     def policy_for(self, name: str) -> CompiledPolicy | None:
         for p in self.policies:
@@ -198,11 +217,18 @@ class Retention:
         return report
 
     # -- tags -------------------------------------------------------------------------------
-    def keeps(self, p: CompiledPolicy, name: str, pushes: list[history.TagPush], now: float) -> list[list[str]]:
+    def keeps(self, p: CompiledPolicy, name: str, pushes: list[history.TagPush], now: float,
+              pulled: dict[str, pulls.Entry]) -> list[list[str]]:
         """For each tag (in `pushes` order, most recent first): the rules that keep it."""
         threshold = pushes[p.last_pushed - 1].pushed if 0 < p.last_pushed <= len(pushes) else None
+        present = {tp.tag for tp in pushes}        # records of deleted tags take no place
+        by_pull = sorted(e[0] for t, e in pulled.items() if t in present)      # ascending
+        pull_threshold = by_pull[-p.last_pulled] if 0 < p.last_pulled <= len(by_pull) else None
         out = []
-        for rank, tp in enumerate(pushes, 1):
+        rank = 0
+        for i, tp in enumerate(pushes):
+            if i == 0 or tp.pushed != pushes[i - 1].pushed:
+                rank = i + 1                        # tags pushed in the same instant share a rank
             why = []
             if self.immutable is not None:
                 rule = self.immutable.rule(name, tp.tag)
@@ -214,14 +240,27 @@ class Retention:
             if p.pushed_within and tp.pushed >= now - p.pushed_within:
                 why.append(f"keep.pushedwithin {_human_duration(p.pushed_within)} "
                            f"(pushed {_human_duration(max(0.0, now - tp.pushed))} ago)")
+            e = pulled.get(tp.tag)
+            if e is not None and p.last_pulled and (pull_threshold is None or e[0] >= pull_threshold):
+                rank_pulled = len(by_pull) - bisect.bisect_right(by_pull, e[0]) + 1
+                why.append(f"keep.lastpulled {p.last_pulled} (#{rank_pulled} most recently pulled)")
+            if e is not None and p.pulled_within and e[0] >= now - p.pulled_within:
+                why.append(f"keep.pulledwithin {_human_duration(p.pulled_within)} "
+                           f"(pulled {_human_duration(max(0.0, now - e[0]))} ago)")
             out.append(why)
         return out
 
     async def repository(self, name: str, p: CompiledPolicy, outcome: RepoOutcome, dry_run: bool) -> None:
         now = self.now()
         pushes = await history.tags(self.driver, name)
+        pulled = (await pulls.read(self.driver, name)).tags if p.uses_pulls else {}
+        decisions = self.keeps(p, name, pushes, now, pulled)
+        fresh = _Fresh(pulled, time.monotonic())
+        if p.uses_pulls and not dry_run and not all(decisions):
+            await asyncio.sleep(self.pull_settle)       # pulls made until now reach storage meanwhile
+            fresh = _Fresh((await pulls.read(self.driver, name)).tags, time.monotonic())
         kept_targets: set[Digest] = set()
-        for tp, why in zip(pushes, self.keeps(p, name, pushes, now), strict=True):
+        for tp, why in zip(pushes, decisions, strict=True):
             dec = Decision("tag", tp.tag, str(tp.digest), tp.pushed, not why, why or ["no keep rule matches"])
             outcome.decisions.append(dec)
             if not dec.delete:
@@ -229,6 +268,14 @@ class Retention:
                 continue
             if dry_run:
                 continue
+            if p.uses_pulls:
+                if time.monotonic() - fresh.read_at >= self.pull_settle:
+                    fresh = _Fresh((await pulls.read(self.driver, name)).tags, time.monotonic())
+                before, after = pulled.get(tp.tag), fresh.tags.get(tp.tag)
+                if after is not None and (before is None or after[0] > before[0]):
+                    dec.delete, dec.why = False, ["pulled during the run"]
+                    kept_targets.add(tp.digest)
+                    continue
             again = await history.tag_push(self.driver, name, tp.tag)
             if again is None:
                 dec.why.append("already gone")
