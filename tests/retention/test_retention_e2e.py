@@ -121,3 +121,15 @@ def test_bad_configuration_is_one_line(tmp_path: Path) -> None:
         r = run_cli(path, "--dry-run")
         assert r.returncode == 2
         assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+    # deletes disabled: only a dry run may run
+    path.write_text(yaml.safe_dump({"version": "0.1", "storage": {"inmemory": {}},
+                                    "fastreg": {"retention": POLICIES}}))
+    r = run_cli(path)
+    assert r.returncode == 2 and r.stderr.strip() == ("fastreg retention: deletes are disabled "
+                                                      "(storage.delete.enabled); only --dry-run can run")
+    assert run_cli(path, "--dry-run").returncode == 0
+    # pull rules need the pull history
+    path.write_text(yaml.safe_dump({"version": "0.1", "storage": {"inmemory": {}}, "fastreg": {"retention": {
+        "policies": [{"repository": "x", "keep": {"pulledwithin": "1h"}}]}}}))
+    r = run_cli(path, "--dry-run")
+    assert r.returncode == 2 and "fastreg.history.pulls: true" in r.stderr and len(r.stderr.splitlines()) == 1
