@@ -62,6 +62,7 @@ __all__ = [
     "config_from_json",
     "debug_address",
     "dump_config",
+    "format_duration",
     "listen_address",
     "load_config",
     "parse_duration",
@@ -97,20 +98,17 @@ UNUSED_KEYS: dict[str, str] = {
     "http.tls.letsencrypt": _UNUSED,
     "redis": "used only with storage.cache.blobdescriptor: redis",
     "validation.enabled": "deprecated by Distribution; validation is on unless validation.disabled",
-    # storage.cache.blobdescriptor: redis is implemented (storage/driver/rediscache.py); inmemory is not:
-    "storage.cache": (
-        "blobdescriptor: inmemory is not implemented; ignored.  fastreg keeps no in-process blob "
-        "descriptor cache: each blob HEAD/GET stats the repository's layer link and the blob's data "
-        "(manifests are cached by digest and tag lists by directory mtime, in every worker), where "
-        "Distribution answers repeated blob HEADs from a per-process map of up to blobdescriptorsize "
-        "descriptors (which another process's delete does not clear).  Use blobdescriptor: redis for a "
-        "cache shared by every worker and replica"),
+    # storage.cache.blobdescriptor: redis is implemented (storage/driver/rediscache.py); inmemory is not.
+    # fastreg keeps no in-process blob descriptor cache: each blob HEAD/GET stats the repository's
+    # layer link and the blob's data (manifests are cached by digest, tag lists by directory mtime,
+    # in every worker), where Distribution answers repeated blob HEADs from a per-process map
+    # (which another process's delete does not clear).
+    "storage.cache": "blobdescriptor: inmemory is not implemented; ignored (blobdescriptor: redis is a shared cache)",
 }
-SCHEMA1_NOTE = (
-    "fastreg does not accept schema1 manifests (as Distribution 3, which "
-    "removed them): pushing one answers 400 MANIFEST_INVALID, and schema2 manifests are never converted "
-    "to schema1 for old clients (signingkeyfile is unused); schema1 manifests already stored (by "
-    "Distribution 2.x) are served as they are")
+# Like Distribution 3, which removed them: pushing a schema1 manifest answers 400
+# MANIFEST_INVALID, schema2 manifests are never converted for old clients (signingkeyfile is
+# unused), and schema1 manifests already stored by Distribution 2.x are served as they are.
+SCHEMA1_NOTE = "fastreg does not accept schema1 manifests (a push answers 400); stored ones are served as they are"
 
 
 # -- durations ----------------------------------------------------------------------------------
@@ -142,6 +140,26 @@ def parse_duration(text: str) -> float:
         total += float(m.group(1)) * _GO_UNITS[m.group(2)]
         pos = m.end()
     return sign * total
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a Go duration, the way a config writes one: 604800 → "168h", 5400 → "1h30m",
+    0.3 → "300ms" (the inverse of ``parse_duration``, without Go's "0m0s" padding)."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        ms = seconds * 1000
+        return f"{ms:g}ms" if ms >= 1 else f"{seconds * 1e6:g}us"
+    whole = int(seconds)
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    frac = seconds - whole
+    out = (f"{h}h" if h else "") + (f"{m}m" if m else "")
+    if s or frac:
+        out += f"{s + frac:g}s"
+    return out
 
 
 # -- the schema ---------------------------------------------------------------------------------

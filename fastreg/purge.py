@@ -160,8 +160,9 @@ class Maintenance:
 
     async def _purge_loop(self, age: float, interval: float, dry_run: bool) -> None:
         jitter = random.uniform(0, min(60.0, interval))
-        log.info("upload purging every %ss for sessions older than %ss%s, first in %.1fs", interval, age,
-                 " (dry run)" if dry_run else "", jitter)
+        from .config import format_duration
+        log.info("upload purging every %s for sessions older than %s%s, first in %s", format_duration(interval),
+                 format_duration(age), " (dry run)" if dry_run else "", format_duration(round(jitter, 1)))
         await asyncio.sleep(jitter)
         while True:
             try:

@@ -13,9 +13,10 @@ from typing import Any
 
 from ..storage.driver.base import StorageError
 
+HELP = "apply the retention policies (fastreg.retention) once (safe while serving)"
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("retention", help="apply the retention policies (fastreg.retention) once (safe while serving)")
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config_file", nargs="?", help="Distribution-style config.yml")
     p.add_argument("--config", "-c", help="Distribution-style config.yml")
     p.add_argument("--dry-run", "-d", action="store_true",
