@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .durations import format_duration
 from .storage import layout
 from .storage.driver.base import PathNotFound, StorageDriver, StorageError
 
@@ -160,7 +161,6 @@ class Maintenance:
 
     async def _purge_loop(self, age: float, interval: float, dry_run: bool) -> None:
         jitter = random.uniform(0, min(60.0, interval))
-        from .config import format_duration
         log.info("upload purging every %s for sessions older than %s%s, first in %s", format_duration(interval),
                  format_duration(age), " (dry run)" if dry_run else "", format_duration(round(jitter, 1)))
         await asyncio.sleep(jitter)
