@@ -78,9 +78,17 @@ class App:
             url_policy=url_policy(cfg), index_policy=index_policy(cfg),
             class_policy=ClassPolicy(frozenset(cfg.policy.repository.classes)),
             tag_concurrency=cfg.storage.tag.concurrencylimit)
+        from .retention.immutable import Immutability
+        registry.manifests.immutable = Immutability.from_config(cfg)
+        if registry.manifests.immutable is not None and metrics is not None:
+            registry.manifests.immutable.on_refusal = metrics.immutable_refused
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
         from .api.ui import Site
         ctx.ui = Site.from_config(cfg)
+        if cfg.fastreg.history.pulls:
+            from .retention.pulls import PullRecorder
+            ctx.pulls = PullRecorder(driver, cfg.fastreg.history.flushinterval)
+            ctx.pulls.start()
         if auth_configured(cfg):
             from .auth import build
             setup = build(cfg)
@@ -96,6 +104,14 @@ class App:
         self.ctx = ctx
         return ctx
 
+    def retention(self, ctx: Context) -> Any:
+        """The retention runner for the schedule (fastreg.retention), or None without policies."""
+        if not self.cfg.fastreg.retention.policies:
+            return None
+        from .retention.policy import Retention
+        return Retention(self.cfg, ctx.registry, emit=ctx.events.emit if ctx.events is not None else None,
+                         deleted=getattr(self.observer, "retention_done", None))
+
     async def close(self) -> None:
         if self.proxy is not None:
             await self.proxy.close()
@@ -105,6 +121,8 @@ class App:
         if self.ctx is not None:
             if self.ctx.events is not None:
                 await self.ctx.events.close()
+            if self.ctx.pulls is not None:
+                await self.ctx.pulls.close()
             await self.ctx.registry.close()
             self.ctx = None
 
@@ -115,7 +133,7 @@ class App:
                 try:
                     ctx = self.open()
                     from .purge import Maintenance
-                    self.maintenance = Maintenance(self.cfg, ctx.registry.driver)
+                    self.maintenance = Maintenance(self.cfg, ctx.registry.driver, self.retention(ctx))
                     self.maintenance.start()
                 except Exception as exc:
                     log.exception("startup failed")

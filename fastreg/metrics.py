@@ -184,6 +184,11 @@ class Metrics:
                               ["endpoint"], multiprocess_mode="mostrecent")
         self.nt_dropped = Counter("registry_notifications_dropped_total",
                                   "Events dropped because the outbox was full")
+        self.immutable_refusals = Counter("fastreg_immutability_refusals_total",
+                                          "Requests refused because they would move or delete an immutable tag",
+                                          ["action"])
+        self.retention_deleted = Counter("fastreg_retention_deleted_total",
+                                         "Tags and untagged manifests deleted by retention policies", ["kind"])
         self._req: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._uploads = {k: self.uploads.labels(k) for k in ("started", "committed", "failed")}
 
@@ -232,6 +237,14 @@ class Metrics:
 
     def webhook_dropped(self, events: int) -> None:
         self.nt_dropped.inc(events)
+
+    # -- retention and immutability (fastreg.retention) ------------------------------------
+    def immutable_refused(self, action: str) -> None:
+        self.immutable_refusals.labels(action).inc()
+
+    def retention_done(self, kind: str, count: int) -> None:
+        if count:
+            self.retention_deleted.labels(kind).inc(count)
 
     # -- storage ------------------------------------------------------------------------------
     def timed_driver(self, driver: StorageDriver) -> TimedDriver:
