@@ -6,12 +6,13 @@ data under ``blobs/`` → revision link → referrers link → tag.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 
 from .. import manifest as mf
-from ..api.errors import RegistryError
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, parse_digest
+from ..errors import RegistryError
 from ..gc import GuardTimeout, ReferenceGuard
 from ..reference import is_digest_reference, valid_tag
 from ..storage import layout, walk
@@ -20,6 +21,16 @@ from .blobs import BlobStore
 from .catalog import Catalog
 from .lru import ByteLRU
 from .tags import TagStore
+
+
+class TagGuard(Protocol):
+    """Asked before a tag is moved or deleted (fastreg.immutability: fastreg.retention.immutable)."""
+
+    async def check_put(self, tags: TagStore, name: str, tag: str, target: Digest) -> None: ...
+
+    async def check_delete_tag(self, tags: TagStore, name: str, tag: str) -> None: ...
+
+    async def check_delete_manifest(self, tags: TagStore, name: str, target: Digest) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,7 @@ class ManifestStore:
         self._descriptors: ByteLRU[tuple[str, str], tuple[str | None, bytes]] = ByteLRU(descriptor_cache_bytes)
         self.referrers_page = max(1, referrers_page)
         self.guard = ReferenceGuard(driver)     # online garbage collection (see fastreg.gc)
+        self.immutable: TagGuard | None = None       # fastreg.immutability (fastreg.retention.immutable)
 
     def parse_reference(self, reference: str) -> Digest | str:
         if is_digest_reference(reference):
@@ -114,6 +126,8 @@ class ManifestStore:
             d = digest_bytes(body, "sha256")
         parsed = mf.parse(body, content_type, allow_blake3=self.allow_blake3)
         self.class_policy.check(parsed)
+        if self.immutable is not None and isinstance(ref, str):
+            await self.immutable.check_put(self.tags, name, ref, d)
         since = await self.guard.epoch()                # online gc, step P0 (fastreg.gc)
         await self._check_references(name, parsed)
 
@@ -194,11 +208,15 @@ class ManifestStore:
     async def delete(self, name: str, reference: str) -> None:
         ref = self.parse_reference(reference)
         if isinstance(ref, str):
+            if self.immutable is not None:
+                await self.immutable.check_delete_tag(self.tags, name, ref)
             await self.tags.untag(name, ref)
             return
         d = ref
         if not await self._revision_exists(name, d):
             raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(d)})
+        if self.immutable is not None:
+            await self.immutable.check_delete_manifest(self.tags, name, d)
         try:
             sm = await self._content(d)
             parsed_subject = _subject_of(sm.body)

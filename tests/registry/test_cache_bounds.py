@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 
-from fastreg.api.errors import RegistryError
+from fastreg.api.errors import status_of
 from fastreg.digest import digest_bytes
+from fastreg.errors import RegistryError
 from fastreg.registry import Limits, Registry
 from fastreg.registry.lru import OVERHEAD, ByteLRU
 from fastreg.storage import layout
@@ -143,7 +144,7 @@ def test_a_stored_manifest_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
         try:
             await small_limit.manifests.get("app", str(d))
         except RegistryError as exc:
-            assert exc.code.value == "MANIFEST_INVALID" and exc.status == 400
+            assert exc.code.value == "MANIFEST_INVALID" and status_of(exc) == 400
         else:
             raise AssertionError("an oversized stored manifest was served")
         assert layout.blob_data(d.algorithm, d.hex) not in reads
