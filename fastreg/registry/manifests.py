@@ -51,7 +51,8 @@ class ReferrersPage:
 class ManifestStore:
     def __init__(self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, catalog: Catalog, *,
                  allow_blake3: bool, max_size: int, cache_bytes: int = 32 << 20,
-                 descriptor_cache_bytes: int = 8 << 20, referrers_page: int = 1 << 20, url_policy: mf.URLPolicy = mf.DISTRIBUTION_URL_POLICY,
+                 descriptor_cache_bytes: int = 8 << 20, referrers_page: int = 1 << 20,
+                 url_policy: mf.URLPolicy = mf.DISTRIBUTION_URL_POLICY,
                  index_policy: mf.IndexPolicy = mf.EVERY_CHILD, class_policy: mf.ClassPolicy = mf.ANY_CLASS) -> None:
         self.driver = driver
         self.blobs = blobs
