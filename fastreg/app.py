@@ -12,7 +12,7 @@ from typing import Any
 from . import health
 from .api.base import Context
 from .api.errors import RegistryError, error_body
-from .api.http import Receive, Request, Response, Scope, Send
+from .api.http import Receive, Request, Response, ResponseAborted, Scope, Send
 from .api.routes import match
 from .config import ConfigError
 from .hooks import Observer
@@ -29,6 +29,7 @@ from .storage.driver.factory import create_driver
 log = logging.getLogger("fastreg")
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+NOSNIFF = (b"x-content-type-options", b"nosniff")     # browsers must not guess a body's type
 JSON = (b"content-type", b"application/json; charset=utf-8")
 
 
@@ -41,7 +42,8 @@ class App:
         self.proxy: Any = None                      # pull-through cache (fastreg.proxy)
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                  for k, vs in (cfg.http.headers or {}).items() for v in vs]
-        self.common = [API_VERSION, *extra]
+        # nosniff on every answer, once (Distribution's sample config sets it in http.headers too)
+        self.common = [API_VERSION, NOSNIFF, *(kv for kv in extra if kv[0] != NOSNIFF[0])]
         self.token_path: str | None = None          # the built-in token service (fastreg.auth)
         self.token_service: Any = None
         self.access_log = access_enabled()          # log.accesslog, at level info or debug
@@ -89,7 +91,7 @@ class App:
             from .notify import create_notifier
             ctx.events = create_notifier(cfg, listen_address(cfg)[1], lambda req: ctx.url(req, ""), metrics)
         from .proxy import Proxy
-        self.proxy = Proxy.from_config(cfg, driver, registry.catalog.created)
+        self.proxy = Proxy.from_config(cfg, registry, metrics)
         self.ctx = ctx
         return ctx
 
@@ -223,6 +225,9 @@ class App:
             async for chunk in resp.stream:
                 sent += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except ResponseAborted as exc:  # logged and counted where it happened: one line here
+            log.warning("response to %s %s aborted after %d bytes: %s", scope["method"], scope["path"], sent, exc)
+            raise
         except StorageError as exc:     # expected (a disk or object store failing): one line
             log.error("storage failed after %d bytes of %s were sent; connection aborted: %s",
                       sent, scope["path"], exc)

@@ -77,6 +77,9 @@ class Metrics:
                               ["endpoint"], multiprocess_mode="mostrecent")
         self.nt_dropped = Counter("registry_notifications_dropped_total",
                                   "Events dropped because the outbox was full")
+        self.px_refused = Counter("registry_proxy_refused_total",
+                                  "Upstream answers the pull-through cache refused (nothing of them stored or served "
+                                  "whole), by upstream and reason", ["upstream", "reason"])
         self._req: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._uploads = {k: self.uploads.labels(k) for k in ("started", "committed", "failed")}
 
@@ -125,6 +128,12 @@ class Metrics:
 
     def webhook_dropped(self, events: int) -> None:
         self.nt_dropped.inc(events)
+
+    # -- the pull-through cache's (fastreg.proxy) ----------------------------------------------
+    def proxy_refused(self, upstream: str, reason: str) -> None:
+        """reason: digest_mismatch, manifest_invalid, refused (an address or redirect), too_large,
+        deadline, invalid, unreachable."""
+        self.px_refused.labels(upstream, reason).inc()
 
     # -- storage ------------------------------------------------------------------------------
     def timed_driver(self, driver: Any) -> TimedDriver:

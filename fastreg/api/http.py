@@ -111,6 +111,12 @@ class Request:
         return self._consumed
 
 
+class ResponseAborted(Exception):
+    """Raised by a response's stream when its body must not be completed (bytes that failed
+    verification, a source that failed midway): the server aborts the connection (HTTP/2: resets
+    the stream) before the final byte, so that no client can take the body as complete."""
+
+
 class Response:
     """What a handler answers: bytes, a local file (pathsend), or a stream of chunks."""
 
