@@ -22,7 +22,7 @@ from ..api.http import Response, h
 from ..digest import Digest, RangeNotSatisfiable, format_content_range, new_hasher, parse_range
 from ..registry.blobs import BlobStore
 from .peers import Peers
-from .spool import CHUNK, InFlight, read_small, spool_dir, try_flock, unlock, write_small
+from .spool import InFlight, read_small, spool_dir, try_flock, unlock, write_small
 from .upstream import BLOB_MIN_RATE, DEADLINE, Upstream, UpstreamError, deadline
 
 log = logging.getLogger("fastreg.proxy")
@@ -300,7 +300,7 @@ class ProxyBlobStore:
                 hasher = new_hasher(d.algorithm)
                 n = 0
                 async with deadline(DEADLINE + size / BLOB_MIN_RATE, f"{source}: blob {d}"):
-                    async for chunk in r.aiter_raw(CHUNK):
+                    async for chunk in r.aiter_raw():       # as it arrives (no re-chunking delay)
                         if n + len(chunk) > size:       # more than announced: never stored or served
                             n += len(chunk)
                             break
@@ -321,7 +321,8 @@ class ProxyBlobStore:
                 await fl.progress(n, done=True)
             except (UpstreamError, httpx.HTTPError) as exc:
                 self.refused(label, getattr(exc, "reason", "unreachable"))
-                log.error("proxy: blob %s from %s: %s: responses aborted, nothing stored", d, source, exc)
+                log.error("proxy: blob %s from %s: %s %s: responses aborted, nothing stored", d, source,
+                          type(exc).__name__, exc)
                 raise
             finally:
                 os.close(wfd)

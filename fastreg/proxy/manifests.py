@@ -47,7 +47,12 @@ class ProxyManifestStore:
             raise RegistryError("DIGEST_INVALID", str(exc)) from None
 
     def _unavailable(self, up: Upstream, exc: UpstreamError) -> RegistryError:
+        """503 when upstream could not answer; 502 MANIFEST_INVALID when what it answered is no
+        manifest the registry takes (too large, an endless body, an encoding it was not asked for)."""
         self.refused(up.label, exc.reason)
+        if exc.reason in ("too_large", "invalid"):
+            return RegistryError("MANIFEST_INVALID", {"upstream": up.remoteurl, "detail": str(exc)}, status=502,
+                                 message="the upstream registry answered an invalid manifest")
         return RegistryError("UNAVAILABLE", str(exc), status=503)
 
     async def head(self, name: str, up: Upstream, remote: str, reference: str) -> Response | None:

@@ -231,6 +231,8 @@ class Upstream:
             await r.aclose()
             nxt = urljoin(url, location)
             if urlsplit(nxt).scheme not in ("http", "https") or not urlsplit(nxt).hostname:
+                log.warning("proxy %s: %s redirected to %r: not an http(s) URL, refused", self.label, url,
+                            location[:200])
                 raise UpstreamError(f"{url} redirected to {location!r}: not an http(s) URL", "refused")
             url = nxt
             if r.status_code == 303 and method != "HEAD":
@@ -244,6 +246,8 @@ class Upstream:
         try:
             return await self._send(method, repo, path, headers)
         except netguard.AddressRefused as exc:
+            log.warning("proxy %s: %s %s/v2/%s/%s: sent to a refused address: %s (list the host in the "
+                        "upstream's allowedhosts to trust it)", self.label, method, self.remoteurl, repo, path, exc)
             raise UpstreamError(f"upstream {self.remoteurl} sent the cache to a refused address: {exc}",
                                 "refused") from None
         except httpx.HTTPError as exc:
