@@ -632,6 +632,9 @@ class ProxyUpstreams(_S, frozen=True):
     # name prefix → upstream: /v2/<prefix>/<repo>/... is a pull-through cache of <remoteurl>/v2/<repo>/...
     upstreams: dict[str, ProxyUpstream] = msgspec.field(default_factory=dict)
     allowedhosts: list[str] = msgspec.field(default_factory=list)    # the same, for proxy.remoteurl
+    # total time of one exchange with an upstream (manifest, tag list, token, HEAD, a blob's
+    # headers); a blob's body gets this plus one second per 256 KiB of its size
+    deadline: Duration = 60.0
     # this replica's URL as the other replicas sharing its storage reach it: a blob miss is then
     # fetched from upstream once for the whole cluster (fastreg/proxy/peers.py)
     peerurl: str = ""
@@ -973,6 +976,8 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         if not re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", prefix):
             raise ConfigError(f"fastreg.proxy.upstreams.{prefix}: an upstream name is the first component of the "
                               "repository names it serves (lower-case letters, digits, '.', '_', '-')")
+    if fr.proxy.deadline <= 0:
+        raise ConfigError("fastreg.proxy.deadline: must be positive")
     if fr.http.headertimeout <= 0 or fr.http.bodytimeout < 0:
         raise ConfigError("fastreg.http: headertimeout must be positive and bodytimeout not negative")
     if fr.gc.graceperiod < 0 or fr.gc.interval < 0:

@@ -23,7 +23,7 @@ from ..digest import Digest, RangeNotSatisfiable, format_content_range, new_hash
 from ..registry.blobs import BlobStore
 from .peers import Peers
 from .spool import InFlight, read_small, spool_dir, try_flock, unlock, write_small
-from .upstream import BLOB_MIN_RATE, DEADLINE, Upstream, UpstreamError, deadline
+from .upstream import BLOB_MIN_RATE, Upstream, UpstreamError, deadline
 
 log = logging.getLogger("fastreg.proxy")
 
@@ -161,13 +161,13 @@ class ProxyBlobStore:
         d = fl.digest
 
         async def open_stream() -> httpx.Response:
-            async with deadline(DEADLINE, f"upstream {up.remoteurl}: blob {d}"):
+            async with deadline(up.deadline, f"upstream {up.remoteurl}: blob {d}"):
                 r = await up.send("GET", remote, f"blobs/{d}")
             self.count(f"blob {d} from {up.label}/{remote}")
             return r
 
         try:
-            await self._fetch(fl, name, spool, f"upstream {up.remoteurl}", up.label, open_stream)
+            await self._fetch(fl, name, spool, f"upstream {up.remoteurl}", up.label, up.deadline, open_stream)
         except SourceUnavailable as exc:
             raise exc.error or RegistryError("UNAVAILABLE", str(exc), status=503) from None
 
@@ -191,8 +191,8 @@ class ProxyBlobStore:
                 await self.peers.release(d)
             return True
         try:
-            await self._fetch(fl, name, spool, f"peer {winner}", f"peer {winner}",
-                              self._from_peer(winner, name, d, auth))
+            await self._fetch(fl, name, spool, f"peer {winner}", f"peer {winner}", up.deadline,
+                              self._from_peer(winner, name, d, auth, up.deadline))
         except SourceUnavailable as exc:
             log.warning("proxy: %s; fetching %s from upstream instead", exc, d)
             return False
@@ -264,7 +264,7 @@ class ProxyBlobStore:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 
-    async def _fetch(self, fl: InFlight, name: str, spool: str, source: str, label: str,
+    async def _fetch(self, fl: InFlight, name: str, spool: str, source: str, label: str, limit: float,
                      open_stream: Callable[[], Awaitable[httpx.Response]]) -> None:
         """Stream the blob from `open_stream()` (upstream, or a peer replica) into the spool the
         waiting clients read, hashing it; store it if it is whole and matches its digest, else
@@ -299,7 +299,7 @@ class ProxyBlobStore:
                 fl.sized.set()
                 hasher = new_hasher(d.algorithm)
                 n = 0
-                async with deadline(DEADLINE + size / BLOB_MIN_RATE, f"{source}: blob {d}"):
+                async with deadline(limit + size / BLOB_MIN_RATE, f"{source}: blob {d}"):
                     async for chunk in r.aiter_raw():       # as it arrives (no re-chunking delay)
                         if n + len(chunk) > size:       # more than announced: never stored or served
                             n += len(chunk)
@@ -332,10 +332,11 @@ class ProxyBlobStore:
         finally:
             await r.aclose()
 
-    def _from_peer(self, peer: str, name: str, d: Digest, auth: str | None) -> Callable[[], Awaitable[httpx.Response]]:
+    def _from_peer(self, peer: str, name: str, d: Digest, auth: str | None,
+                   limit: float) -> Callable[[], Awaitable[httpx.Response]]:
         async def open_stream() -> httpx.Response:
             client = self.peers_client()
-            async with deadline(DEADLINE, f"peer {peer}: blob {d}"):
+            async with deadline(limit, f"peer {peer}: blob {d}"):
                 r = await client.send(client.build_request("GET", f"{peer}/v2/{name}/blobs/{d}", headers={
                     "Authorization": auth} if auth else {}), stream=True)
             key = f"peer blob {d}"

@@ -44,10 +44,10 @@ class Proxy:
         if cfg.proxy.remoteurl:
             p = cfg.proxy
             ups[""] = Upstream("", p.remoteurl, p.username, p.password, DEFAULT_TTL if p.ttl is None else p.ttl,
-                               frozenset(own.allowedhosts))
+                               frozenset(own.allowedhosts), own.deadline)
         for name, p in own.upstreams.items():
             ups[name] = Upstream(name, p.remoteurl, p.username, p.password, DEFAULT_TTL if p.ttl is None else p.ttl,
-                                 frozenset(p.allowedhosts))
+                                 frozenset(p.allowedhosts), own.deadline)
         if not ups:
             return None
         where = cfg.storage.driver_name + ":" + repr(getattr(cfg.storage, cfg.storage.driver_name, None))

@@ -46,9 +46,9 @@ log = logging.getLogger("fastreg.proxy")
 
 DEFAULT_TTL = 168 * 3600.0
 MAX_REDIRECTS = 5
-DEADLINE = 60.0                     # total seconds for a manifest, tag list, token or HEAD exchange
+DEADLINE = 60.0                     # default total seconds of a manifest, tag list, token or HEAD exchange
 TOKEN_MAX = 64 * 1024               # bytes of a token endpoint's answer
-BLOB_MIN_RATE = 256 * 1024          # a blob fetch's deadline: DEADLINE + size / BLOB_MIN_RATE seconds
+BLOB_MIN_RATE = 256 * 1024          # a blob fetch's deadline: deadline + size / BLOB_MIN_RATE seconds
 REDIRECTS = (301, 302, 303, 307, 308)
 DOCKER_HUB_REALMS = frozenset({"auth.docker.io"})
 
@@ -156,6 +156,7 @@ class Upstream:
     password: str = ""
     ttl: float = DEFAULT_TTL
     allowed_hosts: frozenset[str] = frozenset()     # allowedhosts: redirect targets and realms trusted
+    deadline: float = DEADLINE                      # fastreg.proxy.deadline
     _client: httpx.AsyncClient | None = None
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
 
@@ -192,7 +193,7 @@ class Upstream:
         if auth is None and self._basic() is not None:
             log.warning("proxy %s: token realm %s is not the upstream's origin nor in its allowedhosts: "
                         "asking it without the upstream's credentials", self.label, realm)
-        async with deadline(DEADLINE, f"token endpoint {realm}"):
+        async with deadline(self.deadline, f"token endpoint {realm}"):
             req = self.client().build_request("GET", realm, params=params)
             r = await self.client().send(req, stream=True, auth=auth)
             try:
@@ -287,7 +288,7 @@ class Upstream:
                     headers: dict[str, str] | None = None) -> tuple[httpx.Response, bytes]:
         """A whole exchange with a bounded body and a total deadline: (response, body)."""
         what = f"{method} {self.remoteurl}/v2/{repo}/{path}"
-        async with deadline(DEADLINE, what):
+        async with deadline(self.deadline, what):
             r = await self.send(method, repo, path, headers)
             try:
                 body = b"" if method == "HEAD" or r.status_code != 200 else await read_bounded(r, limit, what)

@@ -21,7 +21,17 @@ from fastreg.netguard import address_allowed
 from tests.conftest import FastregServer, free_port, make_fastreg
 
 from .support import snapshot, wait_unchanged
-from .upstream import OCI_MANIFEST, HostileUpstream, Seen, answer, digest, endless, head_bytes, manifest_of
+from .upstream import (
+    OCI_MANIFEST,
+    HostileUpstream,
+    Seen,
+    answer,
+    digest,
+    endless,
+    head_bytes,
+    manifest_of,
+    trickle,
+)
 
 pytestmark = pytest.mark.e2e
 OCTET = [("Content-Type", "application/octet-stream")]
@@ -319,6 +329,34 @@ def test_endless_manifests_and_tag_lists_are_cut_at_their_limit(
         assert r.status_code == 404 and r.json()["errors"][0]["code"] == "NAME_UNKNOWN", r.text
     wait_unchanged(cache.root, before)
     assert refused_count(cache, "too_large") >= 2
+
+
+def test_slow_upstreams_are_cut_at_the_total_deadline_not_only_per_read(
+        tmp_path: Path, upstream: HostileUpstream) -> None:
+    """Each byte comes well within the per-read timeout; the whole never within
+    `fastreg.proxy.deadline` (2 s here)."""
+    layer = os.urandom(40)
+    body, d = image("slow/app", upstream, layer)
+    upstream.route("GET", "/v2/slow/app/manifests/v1", trickle([("Content-Type", OCI_MANIFEST)], body, 0.1))
+    upstream.route("GET", f"/v2/slow/app/blobs/{d}", trickle(OCTET, layer, 0.2))
+    upstream.route("GET", "/v2/slow/app/tags/list", trickle([], b'{"tags": ["v1"]}' + b" " * 100, 0.1))
+    srv = make_fastreg(tmp_path, {"log": {"level": "info"}, "proxy": {"remoteurl": upstream.url},
+                                  "fastreg": {"proxy": {"deadline": "2s"}}})
+    srv.start()
+    try:
+        before = snapshot(srv.root)
+        with httpx.Client(base_url=srv.url, timeout=60.0) as c:
+            r = c.get("/v2/slow/app/manifests/v1")
+            assert r.status_code == 503 and r.json()["errors"][0]["code"] == "UNAVAILABLE", r.text
+            assert "no complete answer within 2s" in r.text
+            r = c.get("/v2/slow/app/tags/list")           # the local list instead: there is none
+            assert r.status_code == 404, r.text
+        status, got, error = stream_get(f"{srv.url}/v2/slow/app/blobs/{d}")
+        assert status == 200 and error is not None and got < len(layer), (status, got, error)
+        wait_unchanged(srv.root, before)
+        assert srv.log().count("no complete answer within") >= 3
+    finally:
+        srv.stop()
 
 
 def test_forwarded_tag_lists_carry_only_checked_names_and_links(

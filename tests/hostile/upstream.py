@@ -69,6 +69,17 @@ def endless(headers: list[tuple[str, str]], chunk: bytes = b"[" * 65536, length:
     return handle
 
 
+def trickle(headers: list[tuple[str, str]], body: bytes, pause: float) -> Handler:
+    """`body` one byte at a time, `pause` seconds apart (each read is quick; the whole is slow)."""
+    async def handle(req: Seen, w: asyncio.StreamWriter) -> None:
+        w.write(head_bytes(200, [*headers, ("Content-Length", str(len(body)))]))
+        for i in range(len(body)):
+            w.write(body[i:i + 1])
+            await w.drain()
+            await asyncio.sleep(pause)
+    return handle
+
+
 @dataclass
 class HostileUpstream:
     routes: dict[tuple[str, str], Handler] = field(default_factory=dict)
