@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from .. import manifest as mf
-from ..api.errors import RegistryError
+from ..api.errors import RegistryError, status_of
 from ..api.http import Response, h
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, parse_digest
 from ..reference import is_digest_reference
@@ -121,7 +121,7 @@ class ProxyManifestStore:
                         return
                 await self._fetch(name, up, remote, tag)
             except (UpstreamError, RegistryError) as exc:
-                if local is None or (isinstance(exc, RegistryError) and exc.status < 500):
+                if local is None or (isinstance(exc, RegistryError) and status_of(exc) < 500):
                     if isinstance(exc, UpstreamError):
                         raise self._unavailable(up, exc) from None
                     raise

@@ -10,8 +10,8 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 
-from ..api.errors import RegistryError
 from ..digest import Digest
+from ..errors import RegistryError
 from ..storage import layout
 from ..storage.driver.base import Chunk, FileInfo, PathNotFound, StorageDriver
 

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from .. import manifest as mf
-from ..api.errors import RegistryError
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, parse_digest
+from ..errors import RegistryError
 from ..gc import GuardTimeout, ReferenceGuard
 from ..reference import is_digest_reference, valid_tag
 from ..storage import layout, walk
@@ -117,9 +117,8 @@ class ManifestStore:
         if sm.media_type not in SERVABLE_TYPES:       # stored before validation covered it (a proxy's)
             log.error("manifest %s in %s has media type %r, which is not a manifest's: not served",
                       d, name, sm.media_type[:100])
-            raise RegistryError("MANIFEST_INVALID", {"digest": str(d), "detail": "the stored manifest's media "
-                                                     "type is not a manifest media type"}, status=500,
-                                message="stored manifest cannot be served")
+            raise RegistryError("UNKNOWN", {"digest": str(d), "detail": "the stored manifest's media type is "
+                                            "not a manifest media type"}, message="stored manifest cannot be served")
         return sm
 
     async def put(self, name: str, reference: str, body: bytes, content_type: str | None
