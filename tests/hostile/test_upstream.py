@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,10 +157,33 @@ def test_skopeo_pulling_wrong_bytes_through_the_cache_fails(
                         f"docker://{cache.host}/bad/skopeo:v1", f"oci:{dest}"],
                        capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode != 0, p.stdout
+    assert upstream.hits(f"/v2/bad/skopeo/blobs/{d}") >= 1, p.stderr     # it did ask for the layer
     alg, hex_ = d.split(":")
     assert not (dest / "blobs" / alg / hex_).exists()
     assert not (cache.root / "docker/registry/v2/blobs" / alg / hex_[:2] / hex_).exists()
     assert not (cache.root / "docker/registry/v2/repositories/bad/skopeo/_layers" / alg / hex_).exists()
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_podman_pulling_wrong_bytes_through_the_cache_fails_and_keeps_nothing(
+        cache: FastregServer, upstream: HostileUpstream, tmp_path: Path) -> None:
+    layer = os.urandom(1 << 20)
+    _, d = image("bad/podman", upstream, layer, os.urandom(1 << 20))
+    short = Path(tempfile.mkdtemp(prefix="pm-", dir="/tmp"))       # podman: runroot < 50 characters
+    base = ["podman", "--storage-driver", "vfs", "--root", str(tmp_path / "root"), "--runroot",
+            str(short / "run"), "--tmpdir", str(tmp_path), "--events-backend", "none",
+            "--cgroup-manager", "cgroupfs"]
+    ref = f"{cache.host}/bad/podman:v1"
+    p = subprocess.run([*base, "pull", "--tls-verify=false", ref], capture_output=True, text=True, timeout=300,
+                       check=False)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert upstream.hits(f"/v2/bad/podman/blobs/{d}") >= 1, p.stderr     # it did ask for the layer
+    listed = subprocess.run([*base, "images", "--format", "{{.Repository}}"], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert "bad/podman" not in listed.stdout
+    alg, hex_ = d.split(":")
+    assert not (cache.root / "docker/registry/v2/repositories/bad/podman/_layers" / alg / hex_).exists()
+    shutil.rmtree(short, ignore_errors=True)
 
 
 # -- redirects and realms ------------------------------------------------------------------------
