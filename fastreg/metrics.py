@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from .storage.driver.base import Chunk
+from .storage.driver.base import DriverWrapper, FileInfo, FileWriter, Observer, StorageDriver
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -136,16 +135,15 @@ class Metrics:
         self.px_refused.labels(upstream, reason).inc()
 
     # -- storage ------------------------------------------------------------------------------
-    def timed_driver(self, driver: Any) -> TimedDriver:
+    def timed_driver(self, driver: StorageDriver) -> TimedDriver:
         return TimedDriver(driver, self)
 
 
-class TimedDriver:
+class TimedDriver(DriverWrapper):
     """A storage driver that reports each call's latency (``registry_storage_action_seconds``)."""
 
-    def __init__(self, inner: Any, metrics: Metrics) -> None:
-        self.inner = inner
-        self.name = getattr(inner, "name", type(inner).__name__)
+    def __init__(self, inner: StorageDriver, metrics: Metrics) -> None:
+        super().__init__(inner)
         self._h: dict[str, Any] = {}
         self._metrics = metrics
 
@@ -155,13 +153,10 @@ class TimedDriver:
             h = self._h[action] = self._metrics.storage.labels(self.name, action)
         h.observe(time.perf_counter() - started)
 
-    def __getattr__(self, name: str) -> Any:      # anything else a driver offers, untimed
-        return getattr(self.inner, name)
-
     async def get_content(self, path: str) -> bytes:
         t = time.perf_counter()
         try:
-            return await self.inner.get_content(path)  # type: ignore[no-any-return]
+            return await self.inner.get_content(path)
         finally:
             self._obs("get_content", t)
 
@@ -172,7 +167,7 @@ class TimedDriver:
         finally:
             self._obs("put_content", t)
 
-    async def stat(self, path: str) -> Any:
+    async def stat(self, path: str) -> FileInfo:
         t = time.perf_counter()
         try:
             return await self.inner.stat(path)
@@ -182,7 +177,7 @@ class TimedDriver:
     async def list(self, path: str) -> list[str]:
         t = time.perf_counter()
         try:
-            return await self.inner.list(path)  # type: ignore[no-any-return]
+            return await self.inner.list(path)
         finally:
             self._obs("list", t)
 
@@ -200,40 +195,26 @@ class TimedDriver:
         finally:
             self._obs("delete", t)
 
-    async def writer(self, path: str, append: bool = False) -> Any:
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
         t = time.perf_counter()
         try:
             return _TimedWriter(await self.inner.writer(path, append), self)
         finally:
             self._obs("writer", t)
 
-    def reader(self, path: str, offset: int = 0, length: int | None = None,
-               chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]:
-        return self.inner.reader(path, offset, length, chunk_size)  # type: ignore[no-any-return]
-
-    def local_path(self, path: str) -> str | None:
-        return self.inner.local_path(path)  # type: ignore[no-any-return]
-
-    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
-        return await self.inner.redirect_url(path, method)  # type: ignore[no-any-return]
-
-    async def close(self) -> None:
-        await self.inner.close()
-
 
 class _TimedWriter:
-    def __init__(self, inner: Any, driver: TimedDriver) -> None:
+    def __init__(self, inner: FileWriter, driver: TimedDriver) -> None:
         self.inner = inner
         self._driver = driver
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        # a writer's optional ``flush`` (wait for its writes in flight), when the inner one has it
+        self.flush = getattr(inner, "flush", None)
 
     @property
     def size(self) -> int:
-        return self.inner.size  # type: ignore[no-any-return]
+        return self.inner.size
 
-    async def write(self, data: bytes | memoryview, observe: Any = None) -> None:
+    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
         await self.inner.write(data, observe)
 
     async def commit(self) -> None:

@@ -35,10 +35,14 @@ def htpasswd(args: argparse.Namespace) -> int:
 
 
 def gencerts(args: argparse.Namespace) -> int:
-    from .pki import generate
+    from .pki import generate, token_signer_shares_tls_ca
     written = generate(args.directory, args.host or ["127.0.0.1", "localhost"])
     for p in written:
         print(p)
     if not written:
         print(f"all files already exist in {args.directory}; nothing written", file=sys.stderr)
+    if token_signer_shares_tls_ca(args.directory):
+        print(f"fastreg: warning: {args.directory}/token.pem was signed by the TLS CA (ca.pem); keep the token "
+              f"signer apart: remove token.pem and token.key, run gencerts again and set "
+              f"auth.token.rootcertbundle to token.pem", file=sys.stderr)
     return 0
