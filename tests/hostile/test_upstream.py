@@ -5,6 +5,7 @@ got, that nothing was stored (the data directory is unchanged), and, where it ap
 internal listener or the realm received nothing."""
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -130,6 +131,37 @@ def test_wrong_bytes_are_cut_short_for_every_client_and_never_stored(
     assert "does not match its digest" in cache.log()
     assert refused_count(cache, "digest_mismatch") >= mismatches + 4
     assert upstream.hits(f"/v2/bad/bytes/blobs/{d}") >= 4        # every try fetched again: none was kept
+
+
+def test_wrong_bytes_are_cut_short_for_concurrent_clients_across_workers(
+        tmp_path: Path, upstream: HostileUpstream) -> None:
+    """Two workers, twelve clients at once: the fetching worker's clients and those of the worker
+    that follows its spool all get the body cut short; one upstream fetch serves them all."""
+    layer = os.urandom(SIZE)
+    _, d = image("bad/many", upstream, layer, os.urandom(SIZE))
+    srv = make_fastreg(tmp_path, {"log": {"level": "info"}, "proxy": {"remoteurl": upstream.url}}, workers=2)
+    srv.start()
+    try:
+        before = snapshot(srv.root)
+
+        async def pull() -> tuple[int, int, str | None]:
+            got = 0
+            async with httpx.AsyncClient(timeout=60.0) as c, c.stream("GET", f"{srv.url}/v2/bad/many/blobs/{d}") as r:
+                try:
+                    async for chunk in r.aiter_raw():
+                        got += len(chunk)
+                except httpx.HTTPError as exc:
+                    return r.status_code, got, type(exc).__name__
+                return r.status_code, got, None
+
+        async def storm() -> list[tuple[int, int, str | None]]:
+            return await asyncio.gather(*(pull() for _ in range(12)))
+        results = asyncio.run(storm())
+        assert all(status == 200 and error is not None and got < SIZE for status, got, error in results), results
+        wait_unchanged(srv.root, before)
+        assert srv.log().count("does not match its digest") >= 1
+    finally:
+        srv.stop()
 
 
 def test_blob_bodies_without_end_or_cut_short_are_neither_served_whole_nor_stored(
