@@ -4,7 +4,7 @@ Within a host, workers coordinate by ``flock`` (``spool.py``).  Replicas on seve
 share one storage coordinate through it, when each is given ``fastreg.proxy.peerurl`` (the URL
 the other replicas reach it at):
 
-* A replica about to fetch blob ``d`` from upstream first writes a *lease*
+* A replica about to fetch blob ``d`` from upstream first writes a *lease* (``registry/leases.py``)
   ``_fastreg_proxy/fetching/<alg>/<hex>/<replica id>`` = ``{"peer", "since", "time"}``, waits
   ``SETTLE`` seconds, and lists the leases of ``d``.
 * Among the fresh leases (``time`` younger than ``STALE``) the oldest ``since`` wins (ties: the

@@ -114,7 +114,9 @@ def guarded_client(backend: GuardedBackend, *, timeout: float = 60.0) -> httpx.A
     """An httpx client whose every connection goes through `backend`.  It follows no redirects
     and reads no proxy settings from the environment (a proxy would hide the address)."""
     transport = httpx.AsyncHTTPTransport()
-    transport._pool = httpcore.AsyncConnectionPool(       # the same pool, on the guarded backend
+    # httpx has no parameter for the pool's network backend: give the transport a pool built on ours
+    # (the pool httpx would build, with the same TLS defaults).
+    transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(), max_connections=64, max_keepalive_connections=32,
         keepalive_expiry=5.0, network_backend=backend)
     return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
