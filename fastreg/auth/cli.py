@@ -18,8 +18,16 @@ def htpasswd(args: argparse.Namespace) -> int:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass(f"password for {args.user}: ")
-        if getpass.getpass("again: ") != password:
+        if not _terminal():
+            print("fastreg: no terminal to ask for the password: pipe it in with --password-stdin", file=sys.stderr)
+            return 2
+        try:
+            password = getpass.getpass(f"password for {args.user}: ")
+            again = getpass.getpass("again: ")
+        except EOFError:
+            print("\nfastreg: no password given (end of input)", file=sys.stderr)
+            return 1
+        if again != password:
             print("fastreg: passwords do not match", file=sys.stderr)
             return 1
     if not password:
@@ -32,6 +40,15 @@ def htpasswd(args: argparse.Namespace) -> int:
         return 2
     print(f"{'added' if new else 'updated'}: {args.user} in {args.file}", file=sys.stderr)
     return 0
+
+
+def _terminal() -> bool:
+    """Whether getpass can ask on a terminal (it reads /dev/tty, else stdin when that is one)."""
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return sys.stdin is not None and sys.stdin.isatty()
 
 
 def gencerts(args: argparse.Namespace) -> int:

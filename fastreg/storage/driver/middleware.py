@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from ...durations import parse_duration
 from .base import DriverWrapper, StorageDriver, innermost
 
 log = logging.getLogger("fastreg.storage.middleware")
@@ -146,7 +147,6 @@ def parse(name: str, options: Mapping[str, Any]) -> Spec:
         duration = CLOUDFRONT_DURATION
         d = options.get("duration")
         if d is not None:
-            from ...config import parse_duration
             try:
                 duration = d / 1e9 if isinstance(d, int) and not isinstance(d, bool) else parse_duration(str(d))
             except ValueError as exc:
