@@ -16,7 +16,7 @@ from .api.http import Receive, Request, Response, Scope, Send
 from .api.routes import match, refuse_malformed, routing_path
 from .config import ConfigError
 from .errors import BodyInterrupted, RegistryError
-from .hooks import Observer
+from .hooks import Observer, request_state
 from .logging import access_enabled, current_scope, log_access
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
 from .metrics import MULTIPROC_ENV
@@ -180,8 +180,8 @@ class App:
         if timed:
             seconds = time.perf_counter() - started
             if self.observer is not None:
-                self.observer.request_done(scope.get("fastreg.route", "none"), scope["method"], resp.status,
-                                           seconds, scope.get("fastreg.bytes_in", 0), sent)
+                st = request_state(scope)
+                self.observer.request_done(st.route, scope["method"], resp.status, seconds, st.bytes_in, sent)
             if self.access_log:
                 log_access(scope, resp.status, sent, seconds)
 
@@ -192,7 +192,7 @@ class App:
         found = match(routing_path(path, scope.get("raw_path")))
         if found is None:
             if path == self.token_path:
-                scope["fastreg.route"] = "token"
+                request_state(scope).route = "token"
                 return await self.token_service(Request(scope, receive, {}), ctx)
             return NOT_FOUND
         route, params = found
@@ -200,13 +200,14 @@ class App:
         if handler is None:
             raise RegistryError("UNSUPPORTED", {"method": scope["method"]}, status=405,
                                 message="method not allowed", headers=[(b"allow", route.allow.encode())])
-        scope["fastreg.route"] = route.name
+        state = request_state(scope)
+        state.route = route.name
         refuse_malformed(route.name, scope["method"], params, allow_blake3=ctx.registry.allow_blake3)
         name = params.get("name")
         req = Request(scope, receive, params)
         req.body_timeout = self.body_timeout
         if ctx.access is not None and not route.public:
-            scope["fastreg.actor"] = await ctx.access.authorize(req, route.name, name)
+            state.actor = await ctx.access.authorize(req, route.name, name)
         if self.proxy is not None and name is not None:
             target = self.proxy.route(name)
             if target is not None:
