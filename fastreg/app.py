@@ -16,7 +16,7 @@ from .api.http import Receive, Request, Response, ResponseAborted, Scope, Send
 from .api.routes import match, refuse_malformed, routing_path
 from .config import ConfigError
 from .errors import BodyInterrupted, RegistryError
-from .hooks import Observer
+from .hooks import Observer, request_state
 from .logging import access_enabled, current_scope, log_access
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
 from .metrics import MULTIPROC_ENV
@@ -80,9 +80,17 @@ class App:
             url_policy=url_policy(cfg), index_policy=index_policy(cfg),
             class_policy=ClassPolicy(frozenset(cfg.policy.repository.classes)),
             tag_concurrency=cfg.storage.tag.concurrencylimit)
+        from .retention.immutable import Immutability
+        registry.manifests.immutable = Immutability.from_config(cfg)
+        if registry.manifests.immutable is not None and metrics is not None:
+            registry.manifests.immutable.on_refusal = metrics.immutable_refused
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
         from .api.ui import Site
         ctx.ui = Site.from_config(cfg)
+        if cfg.fastreg.history.pulls:
+            from .retention.pulls import PullRecorder
+            ctx.pulls = PullRecorder(driver, cfg.fastreg.history.flushinterval)
+            ctx.pulls.start()
         if auth_configured(cfg):
             from .auth import build
             setup = build(cfg)
@@ -98,6 +106,14 @@ class App:
         self.ctx = ctx
         return ctx
 
+    def retention(self, ctx: Context) -> Any:
+        """The retention runner for the schedule (fastreg.retention), or None without policies."""
+        if not self.cfg.fastreg.retention.policies:
+            return None
+        from .retention.policy import Retention
+        return Retention(self.cfg, ctx.registry, emit=ctx.events.emit if ctx.events is not None else None,
+                         deleted=getattr(self.observer, "retention_done", None))
+
     async def close(self) -> None:
         if self.proxy is not None:
             await self.proxy.close()
@@ -107,6 +123,8 @@ class App:
         if self.ctx is not None:
             if self.ctx.events is not None:
                 await self.ctx.events.close()
+            if self.ctx.pulls is not None:
+                await self.ctx.pulls.close()
             await self.ctx.registry.close()
             self.ctx = None
 
@@ -117,7 +135,7 @@ class App:
                 try:
                     ctx = self.open()
                     from .purge import Maintenance
-                    self.maintenance = Maintenance(self.cfg, ctx.registry.driver)
+                    self.maintenance = Maintenance(self.cfg, ctx.registry.driver, self.retention(ctx))
                     self.maintenance.start()
                 except Exception as exc:
                     log.exception("startup failed")
@@ -164,8 +182,8 @@ class App:
         if timed:
             seconds = time.perf_counter() - started
             if self.observer is not None:
-                self.observer.request_done(scope.get("fastreg.route", "none"), scope["method"], resp.status,
-                                           seconds, scope.get("fastreg.bytes_in", 0), sent)
+                st = request_state(scope)
+                self.observer.request_done(st.route, scope["method"], resp.status, seconds, st.bytes_in, sent)
             if self.access_log:
                 log_access(scope, resp.status, sent, seconds)
 
@@ -176,7 +194,7 @@ class App:
         found = match(routing_path(path, scope.get("raw_path")))
         if found is None:
             if path == self.token_path:
-                scope["fastreg.route"] = "token"
+                request_state(scope).route = "token"
                 return await self.token_service(Request(scope, receive, {}), ctx)
             return NOT_FOUND
         route, params = found
@@ -184,13 +202,14 @@ class App:
         if handler is None:
             raise RegistryError("UNSUPPORTED", {"method": scope["method"]}, status=405,
                                 message="method not allowed", headers=[(b"allow", route.allow.encode())])
-        scope["fastreg.route"] = route.name
+        state = request_state(scope)
+        state.route = route.name
         refuse_malformed(route.name, scope["method"], params, allow_blake3=ctx.registry.allow_blake3)
         name = params.get("name")
         req = Request(scope, receive, params)
         req.body_timeout = self.body_timeout
         if ctx.access is not None and not route.public:
-            scope["fastreg.actor"] = await ctx.access.authorize(req, route.name, name)
+            state.actor = await ctx.access.authorize(req, route.name, name)
         if self.proxy is not None and name is not None:
             target = self.proxy.route(name)
             if target is not None:

@@ -187,6 +187,11 @@ class Metrics:
         self.px_refused = Counter("registry_proxy_refused_total",
                                   "Upstream answers the pull-through cache refused (nothing of them stored or served "
                                   "whole), by upstream and reason", ["upstream", "reason"])
+        self.immutable_refusals = Counter("fastreg_immutability_refusals_total",
+                                          "Requests refused because they would move or delete an immutable tag",
+                                          ["action"])
+        self.retention_deleted = Counter("fastreg_retention_deleted_total",
+                                         "Tags and untagged manifests deleted by retention policies", ["kind"])
         self._req: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._uploads = {k: self.uploads.labels(k) for k in ("started", "committed", "failed")}
 
@@ -241,6 +246,14 @@ class Metrics:
         """reason: digest_mismatch, manifest_invalid, refused (an address or redirect), too_large,
         deadline, invalid, unreachable."""
         self.px_refused.labels(upstream, reason).inc()
+
+    # -- retention and immutability (fastreg.retention) ------------------------------------
+    def immutable_refused(self, action: str) -> None:
+        self.immutable_refusals.labels(action).inc()
+
+    def retention_done(self, kind: str, count: int) -> None:
+        if count:
+            self.retention_deleted.labels(kind).inc(count)
 
     # -- storage ------------------------------------------------------------------------------
     def timed_driver(self, driver: StorageDriver) -> TimedDriver:

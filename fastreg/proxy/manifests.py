@@ -121,7 +121,10 @@ class ProxyManifestStore:
                         return
                 await self._fetch(name, up, remote, tag)
             except (UpstreamError, RegistryError) as exc:
-                if local is None or (isinstance(exc, RegistryError) and status_of(exc) < 500):
+                # a client error (404: gone upstream) is the answer; DENIED (an immutable tag the
+                # upstream moved) and upstream failures leave the cached tag to serve
+                if local is None or (isinstance(exc, RegistryError) and status_of(exc) < 500
+                                     and exc.code.value != "DENIED"):
                     if isinstance(exc, UpstreamError):
                         raise self._unavailable(up, exc) from None
                     raise
