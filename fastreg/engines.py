@@ -37,15 +37,6 @@ def load(compiled: str, pure: ModuleType) -> tuple[ModuleType, bool]:
     return module, True
 
 
-def engine() -> str:
-    """Which engines run: "compiled", "pure" (FASTREG_NO_EXTENSIONS=1 or none built), or
-    "mixed" when only some extensions were built (e.g. no OpenSSL headers)."""
-    if opted_out():
-        return "pure"
-    built = [_import(name) is not None for name in COMPILED]
-    return "compiled" if all(built) else "mixed" if any(built) else "pure"
-
-
 def _warn_missing() -> None:
     if os.environ.get(_WARNED_ENV):
         return
