@@ -3,8 +3,7 @@
     python3 -m tests.deploy.container [--keep DIR] [--base IMAGE]
 
 Needs podman, runc, skopeo, mmdebstrap and python3-pip (apt-get install podman runc skopeo
-mmdebstrap python3-pip), root, and the
-package registries (Debian's through apt, PyPI through pip).  Everything podman stores goes to a
+mmdebstrap python3-pip), root, and the package registries (Debian's through apt, PyPI through pip).  Everything podman stores goes to a
 private directory (vfs storage) that is removed at the end unless --keep is given.
 
 1. The base image: `mmdebstrap --variant=apt --include=python3 bookworm` with this machine's apt
@@ -15,14 +14,15 @@ private directory (vfs storage) that is removed at the end unless --keep is give
    with `--build-arg PIP_OPTIONS="--no-index --find-links /src/wheels"`: fastreg itself is
    compiled inside the build (gcc, libssl-dev), so the image has the compiled engines.
 3. `podman run` with the data directory as a volume and REGISTRY_HTTP_ADDR set (registry:2's
-   environment overrides); checks it runs as uid 1000, answers /v2/, says "compiled".
+   environment overrides), a read-only root filesystem and no capabilities; checks it runs as
+   uid 1000, answers /v2/, says "compiled".
 4. Pushes the fastreg image into the running fastreg (`skopeo copy` from podman's storage),
    checks the bytes landed in the volume in Distribution's layout, copies it back out with
    skopeo to an OCI layout and compares digests, then pulls it with podman from fastreg and runs
    the pulled image (`fastreg version`).
 5. `podman stop` (SIGTERM): the server drains and exits 0.
 
-On a 2-core machine this takes about 4 minutes (most of it the image build: apt and compiling).
+On a 2-core machine this takes 5 to 6 minutes (most of it the image build: apt and compiling).
 """
 from __future__ import annotations
 
@@ -65,13 +65,18 @@ class Podman:
     """podman with private vfs storage; Debian's runc (crun fails on some cgroup setups)."""
 
     def __init__(self, work: Path) -> None:
-        for d in ("root", "runroot", "tmp"):
+        for d in ("root", "tmp"):
             (work / d).mkdir(parents=True, exist_ok=True)
-        self.storage = f"vfs@{work / 'root'}+{work / 'runroot'}"
+        # podman refuses a run root path longer than 50 characters: a short one under /tmp.
+        self.runroot = Path(tempfile.mkdtemp(prefix="fastreg-rr-", dir="/tmp"))
+        self.storage = f"vfs@{work / 'root'}+{self.runroot}"
         self.glob = ["podman", "--storage-driver", "vfs", "--root", str(work / "root"),
-                     "--runroot", str(work / "runroot"), "--tmpdir", str(work / "tmp"),
+                     "--runroot", str(self.runroot), "--tmpdir", str(work / "tmp"),
                      "--events-backend", "none", "--cgroup-manager", "cgroupfs", "--runtime", "runc"]
         self.env = {**os.environ, "TMPDIR": str(work / "tmp")}
+
+    def close(self) -> None:
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run([*self.glob, *args], timeout=timeout, check=check, env=self.env)
@@ -147,6 +152,15 @@ def roundtrip(work: Path, base: str | None) -> dict[str, object]:
     """The whole run; returns what it checked (for the test that calls it)."""
     t0 = time.monotonic()
     podman = Podman(work)
+    try:
+        report = _roundtrip(podman, work, base)
+    finally:
+        podman.close()
+    report["seconds"] = round(time.monotonic() - t0)
+    return report
+
+
+def _roundtrip(podman: Podman, work: Path, base: str | None) -> dict[str, object]:
     report: dict[str, object] = {}
     base = base or make_base(podman, work)
     ctx = make_context(work, wheel_python(podman, base))
@@ -169,7 +183,9 @@ def roundtrip(work: Path, base: str | None) -> dict[str, object]:
     name = "fastreg-container-test"
     podman("rm", "-f", name, check=False)
     log(f"podman run on 127.0.0.1:{port}")
-    podman("run", "-d", "--name", name, "--network", "host", *LIMITS,
+    # As the Kubernetes manifests run it: read-only root filesystem (podman mounts a tmpfs on
+    # /tmp, /var/tmp and /run), no capabilities.
+    podman("run", "-d", "--name", name, "--network", "host", *LIMITS, "--read-only", "--cap-drop", "all",
            "-e", f"REGISTRY_HTTP_ADDR=127.0.0.1:{port}", "-e", "REGISTRY_HTTP_SECRET=container-test-secret-0123456789",
            "-v", f"{data}:/var/lib/registry", IMAGE)
     try:
@@ -201,7 +217,6 @@ def roundtrip(work: Path, base: str | None) -> dict[str, object]:
         report["exit_code"] = json.loads(podman("inspect", name).stdout)[0]["State"]["ExitCode"]
     finally:
         podman("rm", "-f", name, check=False)
-    report["seconds"] = round(time.monotonic() - t0)
     return report
 
 

@@ -1,5 +1,5 @@
-"""The container image's own files, without building it (that is `python3 -m tests.deploy.container`,
-about 8 minutes): the config it ships is one fastreg accepts and agrees with the Containerfile's
+"""The container image's own files, without building it (that is tests/deploy/test_container.py,
+5 to 6 minutes): the config it ships is one fastreg accepts and agrees with the Containerfile's
 volume and port, and the entrypoint dispatches its arguments as registry:2's does."""
 from __future__ import annotations
 
