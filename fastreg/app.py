@@ -11,17 +11,17 @@ from typing import Any
 
 from . import health
 from .api.base import Context
-from .api.errors import RegistryError, error_body
+from .api.errors import error_body, error_headers, status_of
 from .api.http import Receive, Request, Response, Scope, Send
 from .api.routes import match, refuse_malformed, routing_path
 from .config import ConfigError
+from .errors import BodyInterrupted, RegistryError
 from .hooks import Observer
 from .logging import access_enabled, current_scope, log_access
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
 from .metrics import MULTIPROC_ENV
 from .metrics import enabled as metrics_enabled
 from .registry import Limits, Registry
-from .registry.uploads import BodyInterrupted
 from .storage.driver.base import StorageError, StorageFull
 from .storage.driver.factory import create_driver
 
@@ -78,9 +78,17 @@ class App:
             url_policy=url_policy(cfg), index_policy=index_policy(cfg),
             class_policy=ClassPolicy(frozenset(cfg.policy.repository.classes)),
             tag_concurrency=cfg.storage.tag.concurrencylimit)
+        from .retention.immutable import Immutability
+        registry.manifests.immutable = Immutability.from_config(cfg)
+        if registry.manifests.immutable is not None and metrics is not None:
+            registry.manifests.immutable.on_refusal = metrics.immutable_refused
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
         from .api.ui import Site
         ctx.ui = Site.from_config(cfg)
+        if cfg.fastreg.history.pulls:
+            from .retention.pulls import PullRecorder
+            ctx.pulls = PullRecorder(driver, cfg.fastreg.history.flushinterval)
+            ctx.pulls.start()
         if auth_configured(cfg):
             from .auth import build
             setup = build(cfg)
@@ -96,6 +104,14 @@ class App:
         self.ctx = ctx
         return ctx
 
+    def retention(self, ctx: Context) -> Any:
+        """The retention runner for the schedule (fastreg.retention), or None without policies."""
+        if not self.cfg.fastreg.retention.policies:
+            return None
+        from .retention.policy import Retention
+        return Retention(self.cfg, ctx.registry, emit=ctx.events.emit if ctx.events is not None else None,
+                         deleted=getattr(self.observer, "retention_done", None))
+
     async def close(self) -> None:
         if self.proxy is not None:
             await self.proxy.close()
@@ -105,6 +121,8 @@ class App:
         if self.ctx is not None:
             if self.ctx.events is not None:
                 await self.ctx.events.close()
+            if self.ctx.pulls is not None:
+                await self.ctx.pulls.close()
             await self.ctx.registry.close()
             self.ctx = None
 
@@ -115,7 +133,7 @@ class App:
                 try:
                     ctx = self.open()
                     from .purge import Maintenance
-                    self.maintenance = Maintenance(self.cfg, ctx.registry.driver)
+                    self.maintenance = Maintenance(self.cfg, ctx.registry.driver, self.retention(ctx))
                     self.maintenance.start()
                 except Exception as exc:
                     log.exception("startup failed")
@@ -197,7 +215,8 @@ class App:
 
     def error(self, exc: RegistryError) -> Response:
         body = error_body(exc)
-        return Response(exc.status, [JSON, (b"content-length", str(len(body)).encode()), *exc.headers], body)
+        return Response(status_of(exc), [JSON, (b"content-length", str(len(body)).encode()), *error_headers(exc)],
+                        body)
 
     async def send(self, scope: Scope, send: Send, resp: Response) -> int:
         """Send the response; returns the body bytes sent (for metrics)."""
@@ -247,8 +266,8 @@ def quiet_gc() -> None:
     has started (modules, config, the app) is moved out of its reach (`gc.freeze`), so a full
     collection no longer walks it, and the young generation is collected every `GC_GEN0`
     allocations instead of 700: a request allocates a few dozen containers (ASGI messages,
-    header lists), almost none of them in reference cycles — perf of push-large showed the
-    collector at ~2 % of the worker's samples."""
+    header lists), almost none of them in reference cycles, so the default thresholds spend
+    time on collections that free nothing (bench/RESULTS.md has the profile)."""
     gc.collect()
     gc.freeze()
     _, g1, g2 = gc.get_threshold()

@@ -53,6 +53,8 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 import yaml
 
+from .durations import format_duration, parse_duration
+
 __all__ = [
     "DEFAULT_ROOTDIRECTORY",
     "NON_CONFIG_ENV",
@@ -62,6 +64,7 @@ __all__ = [
     "config_from_json",
     "debug_address",
     "dump_config",
+    "format_duration",
     "listen_address",
     "load_config",
     "parse_duration",
@@ -97,20 +100,17 @@ UNUSED_KEYS: dict[str, str] = {
     "http.tls.letsencrypt": _UNUSED,
     "redis": "used only with storage.cache.blobdescriptor: redis",
     "validation.enabled": "deprecated by Distribution; validation is on unless validation.disabled",
-    # storage.cache.blobdescriptor: redis is implemented (storage/driver/rediscache.py); inmemory is not:
-    "storage.cache": (
-        "blobdescriptor: inmemory is not implemented; ignored.  fastreg keeps no in-process blob "
-        "descriptor cache: each blob HEAD/GET stats the repository's layer link and the blob's data "
-        "(manifests are cached by digest and tag lists by directory mtime, in every worker), where "
-        "Distribution answers repeated blob HEADs from a per-process map of up to blobdescriptorsize "
-        "descriptors (which another process's delete does not clear).  Use blobdescriptor: redis for a "
-        "cache shared by every worker and replica"),
+    # storage.cache.blobdescriptor: redis is implemented (storage/driver/rediscache.py); inmemory is not.
+    # fastreg keeps no in-process blob descriptor cache: each blob HEAD/GET stats the repository's
+    # layer link and the blob's data (manifests are cached by digest, tag lists by directory mtime,
+    # in every worker), where Distribution answers repeated blob HEADs from a per-process map
+    # (which another process's delete does not clear).
+    "storage.cache": "blobdescriptor: inmemory is not implemented; ignored (blobdescriptor: redis is a shared cache)",
 }
-SCHEMA1_NOTE = (
-    "fastreg does not accept schema1 manifests (as Distribution 3, which "
-    "removed them): pushing one answers 400 MANIFEST_INVALID, and schema2 manifests are never converted "
-    "to schema1 for old clients (signingkeyfile is unused); schema1 manifests already stored (by "
-    "Distribution 2.x) are served as they are")
+# Like Distribution 3, which removed them: pushing a schema1 manifest answers 400
+# MANIFEST_INVALID, schema2 manifests are never converted for old clients (signingkeyfile is
+# unused), and schema1 manifests already stored by Distribution 2.x are served as they are.
+SCHEMA1_NOTE = "fastreg does not accept schema1 manifests (a push answers 400); stored ones are served as they are"
 
 
 # -- durations ----------------------------------------------------------------------------------
@@ -120,28 +120,6 @@ class _DurationMarker:
 
 
 Duration = Annotated[float, _DurationMarker]  # seconds
-
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Go's ``time.ParseDuration`` → seconds: ``[-+]?(number unit)+`` or ``0``; "1h30m", "300ms"."""
-    s = text.strip()
-    sign = -1.0 if s.startswith("-") else 1.0
-    body = s[1:] if s[:1] in "+-" else s
-    if body == "0":
-        return 0.0
-    if not body:
-        raise ValueError(f"invalid duration {text!r}")
-    total, pos = 0.0, 0
-    while pos < len(body):
-        m = _DURATION_PART.match(body, pos)
-        if m is None:
-            raise ValueError(f"invalid duration {text!r} (expected e.g. 300ms, 10s, 1h30m)")
-        total += float(m.group(1)) * _GO_UNITS[m.group(2)]
-        pos = m.end()
-    return sign * total
 
 
 # -- the schema ---------------------------------------------------------------------------------
@@ -629,6 +607,40 @@ class ProxyUpstreams(_S, frozen=True):
     peerurl: str = ""
 
 
+class HistoryOptions(_S, frozen=True):
+    pulls: bool = False                  # record when each tag and manifest is pulled (fastreg.retention.pulls)
+    flushinterval: Duration = 1.0        # how often each worker writes the pulls it gathered
+
+
+class RetentionKeep(_S, frozen=True):
+    lastpushed: int = 0                  # the N most recently pushed tags (ties at the Nth are kept)
+    pushedwithin: Duration = 0.0         # tags pushed less than this long ago
+    lastpulled: int = 0                  # the N most recently pulled tags (needs fastreg.history.pulls)
+    pulledwithin: Duration = 0.0         # tags pulled less than this long ago (needs fastreg.history.pulls)
+    tags: list[str] = msgspec.field(default_factory=list)    # tag globs always kept: latest, v*
+
+
+class RetentionPolicy(_S, frozen=True):
+    repository: str = ""                 # glob (the access policy's syntax): * within a component, ** across
+    keep: RetentionKeep = msgspec.field(default_factory=RetentionKeep)
+    untagged: Duration | None = None     # delete manifests no kept tag reaches once older than this; unset: keep
+
+
+class RetentionOptions(_S, frozen=True):
+    interval: Duration = 0.0             # > 0: the server applies the policies this often (one worker)
+    dryrun: bool = False                 # the scheduled run only logs what it would delete
+    policies: list[RetentionPolicy] = msgspec.field(default_factory=list)   # the first match applies
+
+
+class ImmutabilityRule(_S, frozen=True):
+    repository: str = ""                 # glob, as in the access policy
+    tags: list[str] = msgspec.field(default_factory=list)    # tag globs that can be neither moved nor deleted
+
+
+class ImmutabilityOptions(_S, frozen=True):
+    rules: list[ImmutabilityRule] = msgspec.field(default_factory=list)
+
+
 class UIOptions(_S, frozen=True):
     enabled: bool = True           # the read-only web page at /ui/ (fastreg.api.ui)
 
@@ -647,6 +659,9 @@ class Fastreg(_S, frozen=True):
     gc: GCOptions = msgspec.field(default_factory=GCOptions)
     proxy: ProxyUpstreams = msgspec.field(default_factory=ProxyUpstreams)
     ui: UIOptions = msgspec.field(default_factory=UIOptions)
+    history: HistoryOptions = msgspec.field(default_factory=HistoryOptions)
+    retention: RetentionOptions = msgspec.field(default_factory=RetentionOptions)
+    immutability: ImmutabilityOptions = msgspec.field(default_factory=ImmutabilityOptions)
 
 
 class Config(_S, frozen=True):
@@ -964,6 +979,7 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         raise ConfigError("fastreg.http: headertimeout must be positive and bodytimeout not negative")
     if fr.gc.graceperiod < 0 or fr.gc.interval < 0:
         raise ConfigError("fastreg.gc: graceperiod and interval must not be negative")
+    _check_retention(fr)
     for name, value in (("fastreg.catalog.maxentries", fr.catalog.maxentries),
                         ("fastreg.manifest.maxsize", fr.manifest.maxsize),
                         ("fastreg.tags.maxentries", fr.tags.maxentries),
@@ -973,6 +989,37 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
             raise ConfigError(f"{name}: must be positive")
     return msgspec.structs.replace(cfg, storage=st, log=msgspec.structs.replace(cfg.log, level=level),
                                    loglevel="", fastreg=fr)
+
+
+def _check_retention(fr: Fastreg) -> None:
+    """fastreg.retention and fastreg.immutability: one line naming the key that is wrong."""
+    if fr.retention.interval < 0:
+        raise ConfigError("fastreg.retention.interval: must not be negative")
+    if fr.history.flushinterval <= 0:
+        raise ConfigError("fastreg.history.flushinterval: must be positive")
+    for i, p in enumerate(fr.retention.policies):
+        where = f"fastreg.retention.policies.{i}"
+        if not p.repository:
+            raise ConfigError(f"{where}.repository: a policy needs a repository glob (\"**\" for every repository)")
+        k = p.keep
+        if min(k.lastpushed, k.pushedwithin, k.lastpulled, k.pulledwithin) < 0 or (
+                p.untagged is not None and p.untagged < 0):
+            raise ConfigError(f"{where}: lastpushed, pushedwithin, lastpulled, pulledwithin and untagged must not "
+                              "be negative")
+        if not (k.lastpushed or k.pushedwithin or k.lastpulled or k.pulledwithin or k.tags):
+            raise ConfigError(f"{where}.keep: keeps no tag at all; give lastpushed, pushedwithin, lastpulled, "
+                              "pulledwithin or tags (a policy that deletes every tag is refused)")
+        if (k.lastpulled or k.pulledwithin) and not fr.history.pulls:
+            raise ConfigError(f"{where}.keep: lastpulled and pulledwithin need the pull history "
+                              "(fastreg.history.pulls: true)")
+        if any(not t for t in k.tags):
+            raise ConfigError(f"{where}.keep.tags: an empty tag pattern")
+    for i, r in enumerate(fr.immutability.rules):
+        where = f"fastreg.immutability.rules.{i}"
+        if not r.repository:
+            raise ConfigError(f"{where}.repository: a rule needs a repository glob (\"**\" for every repository)")
+        if not r.tags or any(not t for t in r.tags):
+            raise ConfigError(f"{where}.tags: a rule needs at least one tag pattern, none empty")
 
 
 MIDDLEWARE_KINDS = ("registry", "repository", "storage")

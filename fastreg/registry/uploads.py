@@ -56,19 +56,13 @@ from typing import Any
 
 import orjson
 
-from ..api.errors import RegistryError
 from ..digest import Digest, hasher_from_state, new_hasher
+from ..errors import BodyInterrupted, RegistryError, UploadBusy
 from ..storage import layout, walk
-from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError
+from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError, exclusive_lock
 from .blobs import BlobStore
 
 log = logging.getLogger("fastreg")
-
-
-class BodyInterrupted(Exception):
-    """The request body ended early (client went away, or fewer bytes than announced).
-
-    Bytes received before it are written and consistent: the session can resume."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +132,8 @@ class UploadStore:
             raise _busy(st)
         self._writing.add(key)
         try:
-            exclusive = getattr(self.driver, "exclusive", None)
-            lock: Any = exclusive(layout.upload_dir(st.name, st.uuid)) if exclusive else contextlib.nullcontext()
+            lock: Any = (exclusive_lock(self.driver, layout.upload_dir(st.name, st.uuid))
+                         if self.driver.capabilities.exclusive else contextlib.nullcontext())
             try:
                 await lock.__aenter__()
             except Busy:
@@ -352,7 +346,7 @@ class UploadStore:
         journal, every inode freed is skipped by inode allocation for minutes, which made
         the mkdir/rmdir pair per blob the top cost of small pushes."""
         data = layout.upload_data(st.name, st.uuid)
-        if replace or not getattr(self.driver, "directory_renames", False):
+        if replace or not self.driver.capabilities.directory_renames:
             await self.driver.move(data, self.blobs.data_path(digest))     # (over a damaged copy)
             return False
         updir = layout.upload_dir(st.name, st.uuid)
@@ -384,10 +378,8 @@ async def _flushed(w: Any) -> bool:
     return True
 
 
-def _busy(st: UploadState) -> RegistryError:
-    return RegistryError("RANGE_INVALID", {"uuid": st.uuid, "detail": "another request is writing this upload"},
-                         message="another request is writing this upload; ask for its state and resume",
-                         headers=[(b"range", st.range_header.encode())])
+def _busy(st: UploadState) -> UploadBusy:
+    return UploadBusy(st.uuid, st.offset)
 
 
 class _NullHasher:
