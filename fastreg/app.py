@@ -198,7 +198,8 @@ class App:
         if found is None:
             if path == self.token_path:
                 request_state(scope).route = "token"
-                return await self.token_service(Request(scope, receive, {}), ctx)
+                resp: Response = await self.token_service(Request(scope, receive, {}), ctx)
+                return resp
             return NOT_FOUND
         route, params = found
         handler = route.handlers.get(scope["method"])

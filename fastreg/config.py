@@ -709,7 +709,8 @@ class Config(_S, frozen=True):
     fastreg: Fastreg = msgspec.field(default_factory=Fastreg)
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 
 # -- schema walking -----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def request_state(scope: dict[str, Any]) -> RequestState:
     st = scope.get("fastreg")
     if st is None:
         st = scope["fastreg"] = RequestState()
-    return st  # type: ignore[no-any-return]
+    return st
 
 
 @dataclass(frozen=True, slots=True)

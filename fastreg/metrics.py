@@ -42,7 +42,7 @@ def scrape_registry() -> Any:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(ProcessMetrics(os.environ[MULTIPROC_ENV]))
     return registry
 

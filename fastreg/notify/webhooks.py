@@ -87,8 +87,8 @@ class EndpointSpec:
     def delay(self, failures: int) -> float:
         """Seconds to wait after ``failures`` failed POSTs in a row."""
         if failures < self.threshold:
-            return min(self.backoff, FIRST_RETRY * 2 ** (failures - 1))
-        return min(self.maxbackoff, self.backoff * 2 ** min(failures - self.threshold, 32))
+            return float(min(self.backoff, FIRST_RETRY * 2 ** (failures - 1)))
+        return float(min(self.maxbackoff, self.backoff * 2 ** min(failures - self.threshold, 32)))
 
 
 def endpoints_from_config(cfg: Any) -> list[EndpointSpec]:
