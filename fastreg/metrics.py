@@ -77,6 +77,11 @@ class Metrics:
                               ["endpoint"], multiprocess_mode="mostrecent")
         self.nt_dropped = Counter("registry_notifications_dropped_total",
                                   "Events dropped because the outbox was full")
+        self.lock_failures = Counter("registry_storage_lock_failures_total",
+                                     "Upload lock renewals, breaks and releases that failed on an object store",
+                                     ["kind"])
+        from .storage.driver import lease
+        lease.observers.append(lambda kind: self.lock_failures.labels(kind).inc())
         self._req: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._uploads = {k: self.uploads.labels(k) for k in ("started", "committed", "failed")}
 
