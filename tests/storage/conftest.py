@@ -29,10 +29,10 @@ from .services import (
     S3_TEST_PART,
     Service,
     start_azurite,
-    start_rgw,
     start_gcs,
     start_moto,
     start_redis,
+    start_rgw,
 )
 
 

@@ -183,7 +183,7 @@ rgw dns name = 127.0.0.1
 
 
 def _run(argv: list[str], log: Path, timeout: float = 60.0) -> str:
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
     with open(log, "a") as f:
         f.write(f"$ {' '.join(argv)}\n{r.stdout}{r.stderr}")
     if r.returncode != 0:
