@@ -13,18 +13,17 @@ from typing import Any
 
 from . import health
 from .api.base import Context
-from .api.errors import RegistryError, error_body
+from .api.errors import error_body, error_headers, status_of
 from .api.http import Receive, Request, Response, Scope, Send
-from .api.routes import match
+from .api.routes import match, refuse_malformed, routing_path
 from .config import ConfigError
+from .errors import BodyInterrupted, RegistryError
 from .hooks import Observer
 from .logging import access_enabled, current_scope, log_access
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
 from .metrics import MULTIPROC_ENV
 from .metrics import enabled as metrics_enabled
-from .reference import valid_name, valid_upload_id
 from .registry import Limits, Registry
-from .registry.uploads import BodyInterrupted
 from .storage.driver.base import StorageError, StorageFull
 from .storage.driver.factory import create_driver
 
@@ -32,6 +31,10 @@ log = logging.getLogger("fastreg")
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 JSON = (b"content-type", b"application/json; charset=utf-8")
+# A path no route knows: a plain 404, as Distribution answers it (UNSUPPORTED is the spec's code for
+# an operation the registry does not support, answered with 405 on a known route).
+NOT_FOUND = Response(404, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"19")],
+                     b"404 page not found\n")
 
 
 class App:
@@ -178,24 +181,20 @@ class App:
         if self.health is not None and not self.health.ok:
             raise RegistryError("UNAVAILABLE", self.health.detail)
         path = scope["path"]
-        found = match(path)
+        found = match(routing_path(path, scope.get("raw_path")))
         if found is None:
             if path == self.token_path:
                 scope["fastreg.route"] = "token"
                 return await self.token_service(Request(scope, receive, {}), ctx)
-            raise RegistryError("UNSUPPORTED", {"path": path}, status=404, message="not found")
+            return NOT_FOUND
         route, params = found
         handler = route.handlers.get(scope["method"])
         if handler is None:
             raise RegistryError("UNSUPPORTED", {"method": scope["method"]}, status=405,
                                 message="method not allowed", headers=[(b"allow", route.allow.encode())])
         scope["fastreg.route"] = route.name
+        refuse_malformed(route.name, scope["method"], params, allow_blake3=ctx.registry.allow_blake3)
         name = params.get("name")
-        if name is not None and not valid_name(name):
-            raise RegistryError("NAME_INVALID", {"name": name})
-        uuid = params.get("uuid")
-        if uuid is not None and not valid_upload_id(uuid):
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": uuid})
         req = Request(scope, receive, params)
         req.body_timeout = self.body_timeout
         if ctx.access is not None and not route.public:
@@ -208,7 +207,8 @@ class App:
 
     def error(self, exc: RegistryError) -> Response:
         body = error_body(exc)
-        return Response(exc.status, [JSON, (b"content-length", str(len(body)).encode()), *exc.headers], body)
+        return Response(status_of(exc), [JSON, (b"content-length", str(len(body)).encode()), *error_headers(exc)],
+                        body)
 
     async def send(self, scope: Scope, send: Send, resp: Response) -> int:
         """Send the response; returns the body bytes sent (for metrics)."""
@@ -258,8 +258,8 @@ def quiet_gc() -> None:
     has started (modules, config, the app) is moved out of its reach (`gc.freeze`), so a full
     collection no longer walks it, and the young generation is collected every `GC_GEN0`
     allocations instead of 700: a request allocates a few dozen containers (ASGI messages,
-    header lists), almost none of them in reference cycles — perf of push-large showed the
-    collector at ~2 % of the worker's samples."""
+    header lists), almost none of them in reference cycles, so the default thresholds spend
+    time on collections that free nothing (bench/RESULTS.md has the profile)."""
     gc.collect()
     gc.freeze()
     _, g1, g2 = gc.get_threshold()

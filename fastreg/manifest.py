@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .api.errors import RegistryError
 from .digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from .errors import RegistryError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

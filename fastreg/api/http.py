@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..registry.uploads import BodyInterrupted
+from ..errors import BodyInterrupted
 from ..storage.driver.base import Chunk
 from .errors import RegistryError
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
+from ..digest import InvalidDigest, UnsupportedDigest, parse_digest
+from ..reference import valid_name, valid_tag, valid_upload_id
 from . import blobs, catalog, manifests, referrers, tags, ui, uploads
 from .base import Context, get_base
+from .errors import RegistryError
 from .http import Request, Response
 
 Handler = Callable[[Request, Context], Awaitable[Response]]
@@ -49,9 +53,64 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def routing_path(path: str, raw_path: bytes | None) -> str:
+    """The path to route on: the raw path with each segment percent-decoded on its own, so that an
+    encoded slash (``..%2Fx``) stays inside its segment (as ``%2F``) and the grammar refuses it,
+    instead of splitting the path anew after decoding."""
+    if not raw_path or b"%" not in raw_path:
+        return path
+    return "/".join(unquote(seg).replace("/", "%2F") for seg in raw_path.decode("latin-1").split("/"))
+
+
 def match(path: str) -> tuple[Route, dict[str, str]] | None:
     for route in ROUTES:
         m = route.pattern.fullmatch(path)
         if m is not None:
             return route, m.groupdict()
     return None
+
+
+READS = frozenset({"GET", "HEAD"})
+READ_ROUTES = frozenset({"manifest", "blob", "tags", "upload"})
+
+
+def refuse_malformed(route: str, method: str, params: dict[str, str], *, allow_blake3: bool) -> None:
+    """Check every name, reference, digest and upload id of a request against the spec's grammar
+    before a handler (or a storage path) sees it.
+
+    A read (GET/HEAD) of something malformed answers the 404 of the spec's endpoint table: it names
+    nothing that can exist.  A write or a delete answers 400 with the ``*_INVALID`` code, as
+    Distribution does.  The referrers API must never answer 404 when the registry supports it: 400
+    for anything malformed there.
+    """
+    read = method in READS
+    name = params.get("name")
+    if name is not None and not valid_name(name):
+        if read and route in READ_ROUTES:
+            raise RegistryError("NAME_UNKNOWN", {"name": name})
+        raise RegistryError("NAME_INVALID", {"name": name})
+    uuid = params.get("uuid")
+    if uuid is not None and not valid_upload_id(uuid):
+        raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": uuid})
+    reference = params.get("reference")
+    if reference is not None:
+        if ":" in reference:
+            try:
+                parse_digest(reference, allow_blake3=allow_blake3)
+            except (InvalidDigest, UnsupportedDigest) as exc:
+                if read:
+                    raise RegistryError("MANIFEST_UNKNOWN", {"reference": reference}) from None
+                raise RegistryError("DIGEST_INVALID", str(exc)) from None
+        elif not valid_tag(reference):
+            if read:
+                raise RegistryError("MANIFEST_UNKNOWN", {"reference": reference})
+            raise RegistryError("TAG_INVALID", {"tag": reference},
+                                message="invalid tag: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+    digest = params.get("digest")
+    if digest is not None:
+        try:
+            parse_digest(digest, allow_blake3=allow_blake3)
+        except (InvalidDigest, UnsupportedDigest) as exc:
+            if route == "blob" and read:
+                raise RegistryError("BLOB_UNKNOWN", {"digest": digest}) from None
+            raise RegistryError("DIGEST_INVALID", str(exc)) from None

@@ -5,9 +5,10 @@ The state machine itself lives in ``fastreg.registry.uploads``; this module maps
 from __future__ import annotations
 
 from ..digest import parse_content_range
+from ..errors import BodyInterrupted
 from ..hooks import Target
 from ..reference import valid_name
-from ..registry.uploads import BodyInterrupted, UploadState
+from ..registry.uploads import UploadState
 from .base import Context
 from .errors import RegistryError
 from .http import Request, Response, h

@@ -6,8 +6,8 @@ has been verified, so whatever is there matches its name.
 """
 from __future__ import annotations
 
-from ..api.errors import RegistryError
 from ..digest import Digest
+from ..errors import RegistryError
 from ..storage import layout
 from ..storage.driver.base import FileInfo, PathNotFound, StorageDriver
 

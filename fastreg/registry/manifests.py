@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from .. import manifest as mf
-from ..api.errors import RegistryError
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, parse_digest
+from ..errors import RegistryError
 from ..gc import GuardTimeout, ReferenceGuard
 from ..reference import is_digest_reference, valid_tag
 from ..storage import layout, walk

@@ -19,8 +19,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from ..api.errors import RegistryError
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from ..errors import RegistryError
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver
 

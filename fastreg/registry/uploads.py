@@ -56,19 +56,13 @@ from typing import Any
 
 import orjson
 
-from ..api.errors import RegistryError
 from ..digest import Digest, hasher_from_state, new_hasher
+from ..errors import BodyInterrupted, RegistryError, UploadBusy
 from ..storage import layout, walk
 from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError
 from .blobs import BlobStore
 
 log = logging.getLogger("fastreg")
-
-
-class BodyInterrupted(Exception):
-    """The request body ended early (client went away, or fewer bytes than announced).
-
-    Bytes received before it are written and consistent: the session can resume."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,10 +378,8 @@ async def _flushed(w: Any) -> bool:
     return True
 
 
-def _busy(st: UploadState) -> RegistryError:
-    return RegistryError("RANGE_INVALID", {"uuid": st.uuid, "detail": "another request is writing this upload"},
-                         message="another request is writing this upload; ask for its state and resume",
-                         headers=[(b"range", st.range_header.encode())])
+def _busy(st: UploadState) -> UploadBusy:
+    return UploadBusy(st.uuid, st.offset)
 
 
 class _NullHasher:

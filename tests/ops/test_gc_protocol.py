@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from fastreg import gc
-from fastreg.api.errors import RegistryError
 from fastreg.digest import Digest
+from fastreg.errors import RegistryError
 from fastreg.registry import Registry
 from fastreg.storage.driver.filesystem import FilesystemDriver
 

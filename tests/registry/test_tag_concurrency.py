@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fastreg.api.errors import RegistryError
 from fastreg.digest import digest_bytes
+from fastreg.errors import RegistryError
 from fastreg.registry.tags import TagStore
 from fastreg.storage.driver.base import StorageError
 from fastreg.storage.driver.inmemory import InMemoryDriver

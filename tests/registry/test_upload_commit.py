@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from fastreg.api.errors import RegistryError
 from fastreg.digest import digest_bytes
+from fastreg.errors import RegistryError
 from fastreg.registry import Registry
 from fastreg.storage.driver.filesystem import FilesystemDriver
 

@@ -1,5 +1,5 @@
-"""Driver configuration: the README's examples load and build their drivers; values from the
-environment arrive as strings and are read like Distribution reads them."""
+"""Driver configuration: the storage page's examples (docs/storage.md) load and build their
+drivers; values from the environment arrive as strings and are read like Distribution reads them."""
 from __future__ import annotations
 
 import re
@@ -11,21 +11,21 @@ import yaml
 from fastreg.config import load_config
 from fastreg.storage.driver.factory import create_driver
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+STORAGE_DOC = Path(__file__).resolve().parents[2] / "docs" / "storage.md"
 
 
-def readme_storage_examples() -> list[str]:
-    text = README.read_text()
+def storage_doc_examples() -> list[str]:
+    text = STORAGE_DOC.read_text()
     section = text.split("## Object storage and replicas", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
 
 
 def _driver_examples() -> list[str]:
-    return [e for e in readme_storage_examples() if "cache" not in yaml.safe_load(e)["storage"]]
+    return [e for e in storage_doc_examples() if "cache" not in yaml.safe_load(e)["storage"]]
 
 
 @pytest.mark.parametrize("example", _driver_examples(), ids=lambda e: next(iter(yaml.safe_load(e)["storage"])))
-def test_readme_examples_build_drivers(example: str, tmp_path: Path) -> None:
+def test_storage_doc_examples_build_drivers(example: str, tmp_path: Path) -> None:
     path = tmp_path / "config.yml"
     path.write_text(example)
     cfg = load_config(path, env={})
@@ -41,9 +41,9 @@ def test_examples_cover_every_driver() -> None:
     assert names == {"s3", "azure", "gcs"}
 
 
-def test_readme_redis_example_puts_the_cache_in_front(tmp_path: Path) -> None:
+def test_storage_doc_redis_example_puts_the_cache_in_front(tmp_path: Path) -> None:
     from fastreg.storage.driver.rediscache import RedisCachedDriver
-    (example,) = [e for e in readme_storage_examples() if "cache" in yaml.safe_load(e)["storage"]]
+    (example,) = [e for e in storage_doc_examples() if "cache" in yaml.safe_load(e)["storage"]]
     doc = yaml.safe_load(example)
     doc["storage"]["inmemory"] = {}
     path = tmp_path / "config.yml"

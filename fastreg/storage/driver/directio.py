@@ -3,10 +3,9 @@
 Why: a registry writes each pushed byte once and reads it later, if ever.  Through the page
 cache, every byte is first copied into a page that must be allocated, then written back,
 then dropped (write-behind); on VMs whose memory the host backs lazily the allocation is the
-slow part (256 MiB into never-used pages: ~360 MB/s, into recycled ones ~3 GB/s), and it
-varies with the memory's history.  ``O_DIRECT`` writes from two staging buffers that are
-allocated once and reused: 256 MiB durable in 0.27–0.29 s here every time (~950 MB/s), against
-0.3–0.96 s for a buffered write plus fdatasync.  MinIO writes objects this way.
+slow part, and it varies with the memory's history.  ``O_DIRECT`` writes from two staging
+buffers that are allocated once and reused, so a large blob becomes durable at the device's
+speed, steadily (the measurements are in bench/RESULTS.md).  MinIO writes objects this way.
 
 How: a `DirectStream` takes the bytes of one writer in order (`feed`, called from the writer's
 job thread) into an aligned staging buffer; each full buffer is written by a thread of the

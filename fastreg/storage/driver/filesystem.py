@@ -345,8 +345,8 @@ class _FsWriter:
     Blob data is written once and read later, if ever; left in the page cache, a stream of
     large pushes fills memory with pages nobody reads, evicting the manifests and popular
     layers that pulls do read, and every page needs a fresh allocation — on VMs whose memory
-    the host backs lazily, the first touch of a page is what bounds a large push (~400 MB/s
-    here against ~2 GB/s with the same pages recycled; bench/RESULTS.md). Small files (configs,
+    the host backs lazily, the first touch of a page is what bounds a large push
+    (bench/RESULTS.md has the measurements). Small files (configs,
     small layers, everything below the threshold) stay cached, and a pull caches what it reads
     as usual.  The bytes past the threshold are written with direct I/O (``directio``: aligned
     staging buffers, written by other threads while the job fills the next one); where the
