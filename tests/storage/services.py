@@ -144,7 +144,8 @@ class Cluster:
             svc.stop()
 
 
-def _ceph_conf(d: Path, fsid: str, mon_port: int, rgw_port: int, part: int) -> Path:
+def _ceph_conf(d: Path, fsid: str, mon_port: int, rgw_port: int, part: int, memstore: int) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
     conf = d / "ceph.conf"
     conf.write_text(f"""[global]
 fsid = {fsid}
@@ -165,7 +166,7 @@ osd pool default pgp num = 8
 osd pool default pg autoscale mode = off
 osd crush chooseleaf type = 0
 osd objectstore = memstore
-memstore device bytes = {2 << 30}
+memstore device bytes = {memstore}
 run dir = {d}/run
 admin socket = {d}/run/$name.asok
 log file = {d}/log/$name.log
@@ -191,8 +192,10 @@ def _run(argv: list[str], log: Path, timeout: float = 60.0) -> str:
     return r.stdout
 
 
-def start_rgw(d: Path, part: int = S3_TEST_PART, keys: dict[str, str] = RGW_KEYS) -> Cluster:
-    """Make and start the cluster in `d` (its data in RAM, its files under `d`); ~15 s."""
+def start_rgw(d: Path, part: int = S3_TEST_PART, keys: dict[str, str] = RGW_KEYS,
+              memstore: int = 2 << 30) -> Cluster:
+    """Make and start the cluster in `d` (its data in RAM, at most `memstore` bytes; its files
+    under `d`); ~15 s.  `part`: the gateway's smallest multipart part (AWS: 5 MiB)."""
     missing = [p for p in RGW_PROGRAMS if shutil.which(p) is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (bash .ci/run installs Debian's ceph-mon, "
@@ -200,7 +203,7 @@ def start_rgw(d: Path, part: int = S3_TEST_PART, keys: dict[str, str] = RGW_KEYS
     import uuid
     fsid = str(uuid.uuid4())
     mon_port, rgw_port = free_port(), free_port()
-    conf = _ceph_conf(d, fsid, mon_port, rgw_port, part)
+    conf = _ceph_conf(d, fsid, mon_port, rgw_port, part, memstore)
     setup = d / "setup.log"
     c = ["-c", str(conf)]
     _run(["monmaptool", "--create", "--addv", "a", f"[v2:127.0.0.1:{mon_port}]", "--fsid", fsid,
