@@ -11,6 +11,8 @@ RGW 16.2 matches ``If-Match`` only against the *unquoted* ETag and ignores the c
   than two renewal periods, then the next PATCH on B at the right offset is accepted and the
   upload commits byte-exact; a replica killed with SIGKILL in the middle of a PATCH leaves an
   upload that the other continues once the lease has passed.
+* A replica whose lock another process took logs it and counts it in
+  ``registry_storage_lock_failures_total``.
 """
 from __future__ import annotations
 
@@ -30,10 +32,11 @@ import pytest
 
 from fastreg.storage.driver import lease
 from fastreg.storage.driver.base import Busy, PathNotFound
+from tests.conftest import free_port
 from tests.e2e.helpers import OCTET, digest_of, q, relative, start_upload, unique_repo
 from tests.hostile.support import read_response, request_bytes
 
-from .conftest import S3Backend, _backend
+from .conftest import S3_BUCKET, S3Backend, _backend, s3_client
 from .test_object_store_lock import _free, _versions, _wait_for_lock
 
 SESSION = "/repositories/r/_uploads/u1"
@@ -269,3 +272,40 @@ def test_a_killed_writer_leaves_an_upload_another_replica_continues(fastreg_fact
     assert "broke the lock of" in b.log(), b.log()
     left = asyncio.run(_versions(store, root))
     assert [k for k in left if "/_uploads/" in k or k.startswith("mpu ") or ".fastreg-" in k] == [], left
+
+
+def test_a_lost_lock_is_logged_and_counted_in_the_metrics(fastreg_factory: Any, store: S3Backend,
+                                                          tmp_path: Path) -> None:
+    """While A writes an upload, another process takes its lock (as a breaker would): A's next
+    renewal finds it, logs it and counts it in registry_storage_lock_failures_total."""
+    from tests.test_metrics import scrape, value
+    root = f"reg-{uuid.uuid4().hex[:8]}"
+    dport = free_port()
+    a = _serve(fastreg_factory, store, root,
+               http={"debug": {"addr": f"127.0.0.1:{dport}", "prometheus": {"enabled": True, "path": "/metrics"}}})
+    metrics = f"http://127.0.0.1:{dport}/metrics"
+    assert value(scrape(metrics), "registry_storage_lock_failures_total", kind="renew") == 0
+    repo = unique_repo("lost")
+    body = os.urandom(200_000)
+    with httpx.Client(base_url=a.url, timeout=60.0) as ca:
+        loc = relative(start_upload(ca, repo).headers["Location"])
+        head = {"Content-Type": OCTET, "Content-Range": f"0-{len(body) - 1}"}
+        with socket.create_connection(("127.0.0.1", a.port)) as sa:
+            sa.sendall(request_bytes("PATCH", loc, "a", head, b"", content_length=len(body)))
+            sa.sendall(body[:50_000])
+            lock = next(k for k in _wait_for_lock(store, root) if k.endswith("/" + lease.LOCK))
+
+            async def take() -> None:
+                async with s3_client(store.svc.url, store.keys) as s3:
+                    await s3.put_object(Bucket=S3_BUCKET, Key=lock,
+                                        Body=b'{"owner": "someone else", "lease": 4, "n": 0}')
+
+            asyncio.run(take())
+            for _ in range(100):                          # bounded: 10 s; A renews every second
+                if "lost the lock of" in a.log():
+                    break
+                time.sleep(0.1)
+            sa.sendall(body[50_000:])
+            read_response(sa)
+    assert "lost the lock of" in a.log(), a.log()
+    assert value(scrape(metrics), "registry_storage_lock_failures_total", kind="renew") == 1
