@@ -72,7 +72,16 @@ class Problem:
     detail: str
     repository: str = ""
     digest: str = ""
+    tags: list[str] = field(default_factory=list)   # the repository's tags it concerns (a tag, or naming the digest)
     repaired: str = ""      # "quarantined", "removed", "relinked", or "" (left as it is)
+
+    def names(self) -> str:
+        """What the problem is about, as a user names it: ``repo:tag``, ``repo@digest``, a digest."""
+        if self.tags:
+            return ", ".join(f"{self.repository}:{t}" for t in self.tags)
+        if self.repository and self.digest:
+            return f"{self.repository}@{self.digest}"
+        return self.repository or self.digest
 
 
 @dataclass
@@ -176,7 +185,7 @@ class Checker:
     async def _list(self, path: str) -> list[str]:
         return await walk.listing(self.driver, path)
 
-    def _problem(self, kind: str, path: str, detail: str, **kw: str) -> Problem:
+    def _problem(self, kind: str, path: str, detail: str, **kw: Any) -> Problem:
         p = Problem(kind, path, detail, **kw)
         self.report.problems.append(p)
         return p
@@ -332,6 +341,8 @@ class Checker:
                     self._problem("missing-reference", path, f"names manifest {c}, not a healthy revision "
                                   "of the repository", repository=name, digest=str(d))
 
+        before = len(self.report.problems)
+        tagged: dict[str, list[str]] = {}          # digest → the tags naming it
         for tag in await self._list(layout.tags_dir(name)):
             self.report.tags += 1
             path = layout.tag_current_link(name, tag)
@@ -339,20 +350,25 @@ class Checker:
                 text = (await self.driver.get_content(path)).decode("utf-8", "replace").strip()
             except PathNotFound:
                 p = self._problem("incomplete-tag", layout.tag_dir(name, tag), "tag without current/link",
-                                  repository=name)
+                                  repository=name, tags=[tag])
                 await self._remove(p, layout.tag_dir(name, tag))
                 continue
             try:
                 d = parse_digest(text, allow_blake3=True)
             except (InvalidDigest, UnsupportedDigest):
-                p = self._problem("dangling-tag", path, f"contains {text[:100]!r}, not a digest", repository=name)
+                p = self._problem("dangling-tag", path, f"contains {text[:100]!r}, not a digest", repository=name,
+                                  tags=[tag])
                 await self._remove(p, layout.tag_dir(name, tag))
                 continue
             if d not in healthy:
                 why = "a revision of the repository" if d not in revisions else "a healthy manifest"
                 p = self._problem("dangling-tag", path, f"{tag} names {d}, not {why}", repository=name,
-                                  digest=str(d))
+                                  digest=str(d), tags=[tag])
                 await self._remove(p, layout.tag_dir(name, tag))
+            tagged.setdefault(str(d), []).append(tag)
+        for p in self.report.problems[:before]:
+            if p.repository == name and not p.tags and p.digest in tagged:
+                p.tags = sorted(tagged[p.digest])
 
     async def _check_referrers(self, name: str, revisions: dict[Digest, str], bodies: dict[Digest, _Refs]) -> None:
         """Every entry ``_referrers/<subject>/<alg>/<hex>/link`` must name a healthy revision

@@ -53,6 +53,8 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 import yaml
 
+from .durations import format_duration, parse_duration
+
 __all__ = [
     "DEFAULT_ROOTDIRECTORY",
     "NON_CONFIG_ENV",
@@ -62,6 +64,7 @@ __all__ = [
     "config_from_json",
     "debug_address",
     "dump_config",
+    "format_duration",
     "listen_address",
     "load_config",
     "parse_duration",
@@ -97,20 +100,17 @@ UNUSED_KEYS: dict[str, str] = {
     "http.tls.letsencrypt": _UNUSED,
     "redis": "used only with storage.cache.blobdescriptor: redis",
     "validation.enabled": "deprecated by Distribution; validation is on unless validation.disabled",
-    # storage.cache.blobdescriptor: redis is implemented (storage/driver/rediscache.py); inmemory is not:
-    "storage.cache": (
-        "blobdescriptor: inmemory is not implemented; ignored.  fastreg keeps no in-process blob "
-        "descriptor cache: each blob HEAD/GET stats the repository's layer link and the blob's data "
-        "(manifests are cached by digest and tag lists by directory mtime, in every worker), where "
-        "Distribution answers repeated blob HEADs from a per-process map of up to blobdescriptorsize "
-        "descriptors (which another process's delete does not clear).  Use blobdescriptor: redis for a "
-        "cache shared by every worker and replica"),
+    # storage.cache.blobdescriptor: redis is implemented (storage/driver/rediscache.py); inmemory is not.
+    # fastreg keeps no in-process blob descriptor cache: each blob HEAD/GET stats the repository's
+    # layer link and the blob's data (manifests are cached by digest, tag lists by directory mtime,
+    # in every worker), where Distribution answers repeated blob HEADs from a per-process map
+    # (which another process's delete does not clear).
+    "storage.cache": "blobdescriptor: inmemory is not implemented; ignored (blobdescriptor: redis is a shared cache)",
 }
-SCHEMA1_NOTE = (
-    "fastreg does not accept schema1 manifests (as Distribution 3, which "
-    "removed them): pushing one answers 400 MANIFEST_INVALID, and schema2 manifests are never converted "
-    "to schema1 for old clients (signingkeyfile is unused); schema1 manifests already stored (by "
-    "Distribution 2.x) are served as they are")
+# Like Distribution 3, which removed them: pushing a schema1 manifest answers 400
+# MANIFEST_INVALID, schema2 manifests are never converted for old clients (signingkeyfile is
+# unused), and schema1 manifests already stored by Distribution 2.x are served as they are.
+SCHEMA1_NOTE = "fastreg does not accept schema1 manifests (a push answers 400); stored ones are served as they are"
 
 
 # -- durations ----------------------------------------------------------------------------------
@@ -120,28 +120,6 @@ class _DurationMarker:
 
 
 Duration = Annotated[float, _DurationMarker]  # seconds
-
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Go's ``time.ParseDuration`` → seconds: ``[-+]?(number unit)+`` or ``0``; "1h30m", "300ms"."""
-    s = text.strip()
-    sign = -1.0 if s.startswith("-") else 1.0
-    body = s[1:] if s[:1] in "+-" else s
-    if body == "0":
-        return 0.0
-    if not body:
-        raise ValueError(f"invalid duration {text!r}")
-    total, pos = 0.0, 0
-    while pos < len(body):
-        m = _DURATION_PART.match(body, pos)
-        if m is None:
-            raise ValueError(f"invalid duration {text!r} (expected e.g. 300ms, 10s, 1h30m)")
-        total += float(m.group(1)) * _GO_UNITS[m.group(2)]
-        pos = m.end()
-    return sign * total
 
 
 # -- the schema ---------------------------------------------------------------------------------

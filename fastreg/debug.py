@@ -171,12 +171,10 @@ class DebugServer:
 
 
 def _scrape() -> tuple[int, str, bytes]:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    return 200, CONTENT_TYPE_LATEST, generate_latest(registry)
+    from .metrics import scrape_registry
+    return 200, CONTENT_TYPE_LATEST, generate_latest(scrape_registry())
 
 
 def _outbox_status(cfg: Any) -> dict[str, Any]:

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
+import orjson
+
 from . import gc
 from .config import parse_duration
+from .server import storage_description
 from .storage.driver.base import StorageError
 from .storage.driver.factory import create_driver
 
@@ -45,11 +49,49 @@ def run_gc(cfg: Any, args: argparse.Namespace) -> int:
 
     try:
         report = asyncio.run(main())
-    except RuntimeError as exc:
-        print(f"fastreg gc: {exc}", file=sys.stderr)
+    except (RuntimeError, ValueError, StorageError) as exc:
+        print(f"fastreg gc: {storage_description(cfg)}: {exc}", file=sys.stderr)
         return 1
-    print(gc.summary(report, args.dry_run), flush=True)
+    print(f"{storage_description(cfg)}: {gc.summary(report, args.dry_run)}", flush=True)
     return 1 if report.aborted else 0
+
+
+def _repair_lock(cfg: Any, force: bool) -> tuple[int | None, str | None]:
+    """Before `check --repair`: (a descriptor holding the data directory's exclusive flock, or
+    None; a refusal, or None).
+
+    Every registry serving a filesystem data directory, unless read-only, holds a shared flock
+    on it (fastreg.server.hold_serving_lock): if the exclusive lock cannot be had, one is
+    serving, and repair is refused unless `force`.  Held for the repair, it also keeps a
+    registry from starting on that directory meanwhile.  The guarantee covers the registries
+    of this machine, and of other machines only where the shared filesystem carries flock
+    between them (CephFS does; NFS maps it to byte-range locks, if at all: do not count on it).
+    Object stores, and filesystems that refuse the lock, have none: there, say that check
+    cannot tell and carry on."""
+    if cfg.storage.driver_name != "filesystem":
+        print(f"fastreg check: cannot tell whether a registry serves {storage_description(cfg)}: repair only "
+              "while none writes there (stopped, or serving read-only)", file=sys.stderr)
+        return None, None
+    import fcntl
+    root = cfg.storage.filesystem.rootdirectory
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None, None           # nothing there (check reports an empty storage) or not a directory
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if not isinstance(exc, BlockingIOError):    # no flock on this filesystem: as for object stores
+            print(f"fastreg check: cannot lock {root} ({exc.strerror}), so cannot tell whether a registry serves "
+                  "it: repair only while none writes there (stopped, or serving read-only)", file=sys.stderr)
+            return None, None
+        if force:
+            print(f"fastreg check: a registry is serving {root}; repairing anyway (--force)", file=sys.stderr)
+            return None, None
+        return None, (f"a registry is serving {root}: stop it (or restart it read-only, "
+                      "storage.maintenance.readonly.enabled: true) before --repair, or add --force")
+    return fd, None
 
 
 def run_check(cfg: Any, args: argparse.Namespace) -> int:
@@ -60,6 +102,12 @@ def run_check(cfg: Any, args: argparse.Namespace) -> int:
     if grace is None:
         return 2
     purging = cfg.storage.maintenance.uploadpurging
+    lock: int | None = None
+    if args.repair:
+        lock, refusal = _repair_lock(cfg, args.force)
+        if refusal:
+            print(f"fastreg check: {refusal}", file=sys.stderr)
+            return 2
 
     async def main() -> check.Report:
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
@@ -75,15 +123,21 @@ def run_check(cfg: Any, args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(main())
     except (RuntimeError, ValueError, StorageError) as exc:
-        print(f"fastreg check: {exc}", file=sys.stderr)
+        print(f"fastreg check: {storage_description(cfg)}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if lock is not None:
+            os.close(lock)
     if args.json:
-        print(report.as_json().decode(), flush=True)
+        doc = orjson.loads(report.as_json())
+        print(orjson.dumps({"storage": storage_description(cfg), **doc}, option=orjson.OPT_INDENT_2).decode(),
+              flush=True)
     else:
         for p in report.problems:
             fixed = f" [{p.repaired}]" if p.repaired else ""
-            print(f"{p.kind}: {p.path}: {p.detail}{fixed}", flush=True)
+            names = p.names()
+            print(f"{p.kind}: {names + ': ' if names else ''}{p.detail}{fixed} ({p.path})", flush=True)
         for line in check.notes(report):
             print(line, flush=True)
-        print(check.summary(report, args.repair), flush=True)
+        print(f"{storage_description(cfg)}: {check.summary(report, args.repair)}", flush=True)
     return report.exit_code

@@ -168,17 +168,34 @@ def _combined(a: dict[str, Any], created: float) -> str:
             f'"{a["request.referer"]}" "{a["request.useragent"]}"')
 
 
-def granian_log_config(formatter: str, fields: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """A logging dictConfig for granian's own loggers, so they write JSON too (None: granian's text)."""
+class _GranianLines(logging.Filter):
+    """granian's own records, written by fastreg's formatters: logger ``granian`` (not its internal
+    ``_granian``), and without granian's "Listening at" (fastreg logs "fastreg listening on ...",
+    with the workers and the storage, at the same moment)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("_granian"):
+            if record.getMessage().startswith("Listening at"):
+                return False
+            record.name = record.name[1:]
+        return True
+
+
+def granian_log_config(formatter: str, fields: dict[str, Any] | None = None,
+                       caller: bool = False) -> dict[str, Any]:
+    """A logging dictConfig for granian's own loggers: the same format as fastreg's lines (text
+    or JSON), on stderr."""
     kind = (formatter or "text").lower()
-    if kind not in ("json", "logstash"):
-        return None
-    fmt = {"()": "fastreg.logging.JSONFormatter", "fields": dict(fields or {}), "logstash": kind == "logstash"}
+    fmt: dict[str, Any] = ({"()": "fastreg.logging.JSONFormatter", "fields": dict(fields or {}),
+                            "logstash": kind == "logstash", "caller": caller}
+                           if kind in ("json", "logstash") else {"()": "fastreg.logging.TextFormatter", "caller": caller})
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"granian": {"()": "fastreg.logging._GranianLines"}},
         "formatters": {"generic": fmt, "access": fmt},
-        "handlers": {"console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+        "handlers": {"console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                                 "filters": ["granian"]},
                      "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
         "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False},
                     "granian.access": {"handlers": ["access"], "level": "INFO", "propagate": False}},

@@ -17,15 +17,122 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from .storage.driver.base import Chunk
+from .storage.driver.base import DriverWrapper, FileInfo, FileWriter, Observer, StorageDriver
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 STORAGE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30)
+
+
+def engine() -> str:
+    """Which engines run: ``compiled`` (the Cython extensions), ``pure`` (their pure-Python twins,
+    FASTREG_NO_EXTENSIONS=1 or not built) or ``mixed`` (some of each; fastreg.engines)."""
+    from . import _digest_py, _fsio_py, engines
+    compiled = {engines.load("_digest", _digest_py)[1], engines.load("_fsio", _fsio_py)[1]}
+    return "compiled" if compiled == {True} else "pure" if compiled == {False} else "mixed"
+
+
+def scrape_registry() -> Any:
+    """What the debug listener serves at each scrape (in granian's main process): every worker's
+    samples merged, each process's own figures (``process_*``, labelled by ``pid`` and ``role``,
+    main or worker) and ``fastreg_build_info``."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    registry.register(ProcessMetrics(os.environ[MULTIPROC_ENV]))
+    return registry
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _boot_time() -> float:
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def _proc_figures(pid: int) -> tuple[int, float, int, int, float, int] | None:
+    """(parent pid, CPU seconds, resident bytes, virtual bytes, start time, open fds) from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read(4096)
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()     # after "pid (comm) ": field 3 onwards
+    ppid = int(fields[1])
+    cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    start = int(fields[19]) / _CLOCK_TICKS
+    return ppid, cpu, int(fields[21]) * _PAGE, int(fields[20]), start, fds
+
+
+class ProcessMetrics:
+    """A collector of the process metrics Prometheus users expect (CPU, memory, open fds), for
+    granian's main process and each live worker, and the build info.
+
+    The workers are the processes whose samples are in the multiprocess directory (files named
+    ``<kind>_<pid>.db``) and whose parent is this process: a worker that died and was replaced
+    is gone from /proc, a reused pid has another parent."""
+
+    def __init__(self, multiproc_dir: str) -> None:
+        self.dir = multiproc_dir
+
+    def _pids(self) -> list[tuple[int, str]]:
+        me = os.getpid()
+        out = [(me, "main")]
+        seen = set()
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            names = []
+        for name in names:
+            stem, _, tail = name.rpartition("_")
+            if stem and tail.endswith(".db") and tail[:-3].isdigit():
+                seen.add(int(tail[:-3]))
+        out += [(pid, "worker") for pid in sorted(seen) if pid != me]
+        return out
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        labels = ["pid", "role"]
+        cpu = CounterMetricFamily("process_cpu_seconds", "User and system CPU time spent, in seconds", labels=labels)
+        rss = GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes", labels=labels)
+        vms = GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes", labels=labels)
+        fds = GaugeMetricFamily("process_open_fds", "Number of open file descriptors", labels=labels)
+        start = GaugeMetricFamily("process_start_time_seconds", "Start time of the process since the epoch, "
+                                  "in seconds", labels=labels)
+        boot = _boot_time()
+        me = os.getpid()
+        for pid, role in self._pids():
+            figures = _proc_figures(pid)
+            if figures is None or (role == "worker" and figures[0] != me):
+                continue
+            _, cpu_s, rss_b, vms_b, started, nfds = figures
+            values = [str(pid), role]
+            cpu.add_metric(values, cpu_s)
+            rss.add_metric(values, rss_b)
+            vms.add_metric(values, vms_b)
+            fds.add_metric(values, nfds)
+            start.add_metric(values, boot + started)
+        info = GaugeMetricFamily("fastreg_build_info", "fastreg's version and engine (compiled: the Cython "
+                                 "extensions; pure: their pure-Python twins), always 1",
+                                 labels=["version", "engine", "python"])
+        import platform
+
+        from . import __version__
+        info.add_metric([__version__, engine(), platform.python_version()], 1)
+        return [cpu, rss, vms, fds, start, info]
 
 
 def enabled(cfg: Any) -> bool:
@@ -132,16 +239,15 @@ class Metrics:
         self.nt_dropped.inc(events)
 
     # -- storage ------------------------------------------------------------------------------
-    def timed_driver(self, driver: Any) -> TimedDriver:
+    def timed_driver(self, driver: StorageDriver) -> TimedDriver:
         return TimedDriver(driver, self)
 
 
-class TimedDriver:
+class TimedDriver(DriverWrapper):
     """A storage driver that reports each call's latency (``registry_storage_action_seconds``)."""
 
-    def __init__(self, inner: Any, metrics: Metrics) -> None:
-        self.inner = inner
-        self.name = getattr(inner, "name", type(inner).__name__)
+    def __init__(self, inner: StorageDriver, metrics: Metrics) -> None:
+        super().__init__(inner)
         self._h: dict[str, Any] = {}
         self._metrics = metrics
 
@@ -151,13 +257,10 @@ class TimedDriver:
             h = self._h[action] = self._metrics.storage.labels(self.name, action)
         h.observe(time.perf_counter() - started)
 
-    def __getattr__(self, name: str) -> Any:      # anything else a driver offers, untimed
-        return getattr(self.inner, name)
-
     async def get_content(self, path: str) -> bytes:
         t = time.perf_counter()
         try:
-            return await self.inner.get_content(path)  # type: ignore[no-any-return]
+            return await self.inner.get_content(path)
         finally:
             self._obs("get_content", t)
 
@@ -168,7 +271,7 @@ class TimedDriver:
         finally:
             self._obs("put_content", t)
 
-    async def stat(self, path: str) -> Any:
+    async def stat(self, path: str) -> FileInfo:
         t = time.perf_counter()
         try:
             return await self.inner.stat(path)
@@ -178,7 +281,7 @@ class TimedDriver:
     async def list(self, path: str) -> list[str]:
         t = time.perf_counter()
         try:
-            return await self.inner.list(path)  # type: ignore[no-any-return]
+            return await self.inner.list(path)
         finally:
             self._obs("list", t)
 
@@ -196,40 +299,26 @@ class TimedDriver:
         finally:
             self._obs("delete", t)
 
-    async def writer(self, path: str, append: bool = False) -> Any:
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
         t = time.perf_counter()
         try:
             return _TimedWriter(await self.inner.writer(path, append), self)
         finally:
             self._obs("writer", t)
 
-    def reader(self, path: str, offset: int = 0, length: int | None = None,
-               chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]:
-        return self.inner.reader(path, offset, length, chunk_size)  # type: ignore[no-any-return]
-
-    def local_path(self, path: str) -> str | None:
-        return self.inner.local_path(path)  # type: ignore[no-any-return]
-
-    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
-        return await self.inner.redirect_url(path, method)  # type: ignore[no-any-return]
-
-    async def close(self) -> None:
-        await self.inner.close()
-
 
 class _TimedWriter:
-    def __init__(self, inner: Any, driver: TimedDriver) -> None:
+    def __init__(self, inner: FileWriter, driver: TimedDriver) -> None:
         self.inner = inner
         self._driver = driver
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        # a writer's optional ``flush`` (wait for its writes in flight), when the inner one has it
+        self.flush = getattr(inner, "flush", None)
 
     @property
     def size(self) -> int:
-        return self.inner.size  # type: ignore[no-any-return]
+        return self.inner.size
 
-    async def write(self, data: bytes | memoryview, observe: Any = None) -> None:
+    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
         await self.inner.write(data, observe)
 
     async def commit(self) -> None:

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .durations import format_duration
 from .storage import layout
 from .storage.driver.base import PathNotFound, StorageDriver, StorageError
 
@@ -154,8 +155,8 @@ class Maintenance:
 
     async def _purge_loop(self, age: float, interval: float, dry_run: bool) -> None:
         jitter = random.uniform(0, min(60.0, interval))
-        log.info("upload purging every %ss for sessions older than %ss%s, first in %.1fs", interval, age,
-                 " (dry run)" if dry_run else "", jitter)
+        log.info("upload purging every %s for sessions older than %s%s, first in %s", format_duration(interval),
+                 format_duration(age), " (dry run)" if dry_run else "", format_duration(round(jitter, 1)))
         await asyncio.sleep(jitter)
         while True:
             try:

@@ -15,6 +15,16 @@ from typing import Any
 
 log = logging.getLogger("fastreg.server")
 
+
+class StartupError(Exception):
+    """The registry cannot start (a port in use, a data directory it cannot write, a file it
+    cannot read, a storage extra not installed): one line saying what and what to do.  `status`:
+    2 when a configuration value is wrong (a path that names nothing), 1 when the machine is."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
 GRANIAN_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning",
                       "error": "error", "fatal": "critical", "panic": "critical"}
 
@@ -122,10 +132,17 @@ def serve(cfg: Any) -> None:
     from .config import dump_config, listen_address
 
     host, port = listen_address(cfg)
+    # Everything that can stop the start is checked here, in this process, before granian runs:
+    # a failure is one line (StartupError) instead of a traceback from every worker.
+    check_storage(cfg)
+    check_auth_files(cfg)
     from .app import auth_configured
     if auth_configured(cfg):
         from .auth import build
         build(cfg)                  # fail here, with the config error, rather than in every worker
+    check_tls_files(cfg.http.tls)
+    probe_port(host, port, "http.addr")
+    serving = hold_serving_lock(cfg)
     workers = cfg.fastreg.workers or os.cpu_count() or 1
     if not cfg.http.secret and "FASTREG_SECRET" not in os.environ:
         # Every worker must sign upload URLs with the same key; replicas need http.secret.
@@ -143,28 +160,176 @@ def serve(cfg: Any) -> None:
         # http.draintimeout bounds that wait (unset: as long as they take).
         kwargs["workers_kill_timeout"] = max(1, math.ceil(cfg.http.draintimeout))
     scheme = "https" if kwargs else "http"
-    where = cfg.storage.driver_name
-    if cfg.storage.driver_name == "filesystem":
-        where += f" at {cfg.storage.filesystem.rootdirectory}"
-    log.warning("fastreg listening on %s://%s:%d (%d worker%s, %s storage)", scheme,
-                f"[{host}]" if ":" in host else host, port, workers, "s" if workers > 1 else "", where)
     from .logging import granian_log_config
-    logcfg = granian_log_config(cfg.log.formatter, cfg.log.fields)
-    if logcfg is not None:
-        kwargs["log_dictconfig"] = logcfg
+    kwargs["log_dictconfig"] = granian_log_config(cfg.log.formatter, cfg.log.fields, caller=cfg.log.reportcaller)
     debug = _start_debug_listener(cfg, workers)
     log.debug("malloc tuned: %s", ", ".join(tune_malloc()) or "nothing")
     try:
-        Granian(
+        server = Granian(
             "fastreg.app:create_app", factory=True, address=host, port=port, interface=Interfaces.ASGI,
             workers=workers, loop=Loops.uvloop, http=mode, websockets=False, backlog=2048,
             log_level=LogLevels(GRANIAN_LOG_LEVELS.get(cfg.log.level.lower(), "info")),
             http1_settings=HTTP1Settings(header_read_timeout=max(1, int(cfg.fastreg.http.headertimeout * 1000))),
             **kwargs,
-        ).serve()
+        )
+        # granian runs startup hooks once it has bound the listening socket
+        server.on_startup(lambda: log.info("fastreg listening on %s://%s:%d (%d worker%s, %s)", scheme,
+                                           f"[{host}]" if ":" in host else host, port, workers,
+                                           "s" if workers > 1 else "", storage_description(cfg)))
+        try:
+            server.serve()
+        except RuntimeError as exc:     # granian's bind, from Rust: e.g. "Address already in use (os error 98)"
+            if "(os error" not in str(exc):
+                raise
+            raise StartupError(f"http.addr: cannot listen on {_fmt_addr(host, port)}: {exc}") from exc
     finally:
         if debug is not None:
             debug.stop()
+        if serving is not None:
+            os.close(serving)
+
+
+def _fmt_addr(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def storage_description(cfg: Any) -> str:
+    """Which storage a command works on, for its log and output: "filesystem storage at /var/lib/x",
+    "s3 storage (bucket b, region r)"."""
+    name = cfg.storage.driver_name
+    params = getattr(cfg.storage, name, None)
+    if name == "filesystem":
+        return f"filesystem storage at {cfg.storage.filesystem.rootdirectory}"
+    if isinstance(params, dict):
+        parts = [f"{k} {params[k]}" for k in ("bucket", "container", "accountname", "region", "regionendpoint",
+                                                "rootdirectory", "driver") if params.get(k)]
+        if name == "faulty" and isinstance(params.get("parameters"), dict):
+            inner = params["parameters"]
+            parts += [f"{k} {inner[k]}" for k in ("rootdirectory", "bucket") if inner.get(k)]
+        if parts:
+            return f"{name} storage ({', '.join(parts)})"
+    return f"{name} storage"
+
+
+# the object-store drivers, each an optional extra of the same name (pyproject.toml): importing
+# the driver's module imports what the extra installs
+_EXTRAS = ("s3", "azure", "gcs")
+
+
+def check_storage(cfg: Any) -> None:
+    """The storage driver's extra is installed; a filesystem data directory exists (made if
+    missing, as Distribution does) and this user can write in it."""
+    import importlib
+    name = cfg.storage.driver_name
+    params = getattr(cfg.storage, name, None)
+    if name == "faulty" and isinstance(params, dict):
+        name = str(params.get("driver") or "")
+    if name in _EXTRAS:
+        try:
+            importlib.import_module(f"fastreg.storage.driver.{name}")
+        except ImportError:
+            raise StartupError(f"storage driver {name} is not installed: pip install 'fastreg[{name}]'") from None
+    if cfg.storage.driver_name == "filesystem":
+        check_data_directory(cfg.storage.filesystem.rootdirectory, cfg.storage.maintenance.readonly.enabled)
+
+
+def check_data_directory(root: str, readonly: bool = False) -> None:
+    """Read-only: the directory must exist and be readable (a read-only mount is fine)."""
+    key = "storage.filesystem.rootdirectory"
+    if readonly:
+        if not os.path.isdir(root):
+            raise StartupError(f"{key}: {root} is not a directory: a read-only registry serves an existing one")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise StartupError(f"{key}: cannot read {root}: give the user fastreg runs as read access to it")
+        return
+    try:
+        os.makedirs(root, exist_ok=True)
+    except FileExistsError:
+        raise StartupError(f"{key}: {root} is a file, not a directory: choose a directory") from None
+    except OSError as exc:
+        raise StartupError(f"{key}: cannot create {root}: {exc.strerror}: create it, or choose another "
+                           "directory") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fastreg-probe-", dir=root)
+    except OSError as exc:
+        raise StartupError(f"{key}: cannot write in {root}: {exc.strerror}: give the user fastreg runs as "
+                           "write access to it (or serve read-only: storage.maintenance.readonly)") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_tls_files(tls: Any) -> None:
+    for key, path in (("http.tls.certificate", tls.certificate), ("http.tls.key", tls.key),
+                      *((f"http.tls.clientcas.{i}", p) for i, p in enumerate(tls.clientcas or []))):
+        if path:
+            _readable_file(key, path)
+
+
+def check_auth_files(cfg: Any) -> None:
+    """The htpasswd files the auth config names are files (Debian's config.yml names a directory)."""
+    ht = cfg.auth.htpasswd
+    paths = [("auth.htpasswd.path", ht.path if ht is not None else "")]
+    ts = cfg.fastreg.auth.tokenservice
+    if ts is not None:
+        paths.append(("fastreg.auth.tokenservice.htpasswd", ts.htpasswd))
+    for key, path in paths:
+        if path and os.path.isdir(path):
+            raise StartupError(f"{key}: {path} is a directory, not an htpasswd file: point it at a file, e.g. "
+                               f"fastreg htpasswd add USER --file {os.path.join(path, 'htpasswd')}", 2)
+
+
+def _readable_file(key: str, path: str) -> None:
+    if os.path.isdir(path):
+        raise StartupError(f"{key}: {path} is a directory: name the file", 2)
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise StartupError(f"{key}: {path} does not exist: check the path (fastreg gencerts DIR makes a "
+                           "certificate and its key)", 2) from None
+    except OSError as exc:
+        raise StartupError(f"{key}: cannot read {path}: {exc.strerror}: check its permissions", 2) from None
+
+
+def probe_port(host: str, port: int, key: str) -> None:
+    """Refuse an address something already listens on.  granian binds with SO_REUSEPORT, which lets
+    the kernel give a second fastreg the same port (and half the connections); a plain bind, as
+    here, fails with EADDRINUSE while any socket holds the port, SO_REUSEPORT or not.  SO_REUSEADDR
+    only lets it through connections in TIME_WAIT (a restart)."""
+    import errno
+    import socket
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"{key}: port {port} is in use on {host} (by another fastreg or another "
+                                   "program): stop it, or choose another port") from None
+            raise StartupError(f"{key}: cannot listen on {_fmt_addr(host, port)}: {exc.strerror}") from None
+
+
+def hold_serving_lock(cfg: Any) -> int | None:
+    """A shared flock on the filesystem data directory for as long as this registry serves it,
+    unless it serves read-only: `fastreg check --repair` takes the exclusive lock to know that no
+    registry writes there (see fastreg.gc_cli).  The descriptor, or None."""
+    if cfg.storage.driver_name != "filesystem" or cfg.storage.maintenance.readonly.enabled:
+        return None
+    import fcntl
+    fd = os.open(cfg.storage.filesystem.rootdirectory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StartupError(f"storage.filesystem.rootdirectory: {cfg.storage.filesystem.rootdirectory} is being "
+                           "repaired (fastreg check --repair): start the registry when it is done") from None
+    except OSError as exc:          # a filesystem without flock on directories (some network filesystems)
+        os.close(fd)
+        log.warning("storage.filesystem.rootdirectory: cannot lock %s (%s): fastreg check --repair will not see "
+                    "that this registry serves it", cfg.storage.filesystem.rootdirectory, exc.strerror)
+        return None
+    return fd
 
 
 def _start_debug_listener(cfg: Any, workers: int) -> Any:
@@ -186,9 +351,19 @@ def _start_debug_listener(cfg: Any, workers: int) -> Any:
         path = metrics.prepare_multiproc_dir()
         made = None if had else path
     from .debug import DebugServer
-    server = DebugServer(cfg, *addr, workers=workers)
+    try:
+        server = DebugServer(cfg, *addr, workers=workers)
+    except OSError as exc:
+        if made:
+            import shutil
+            shutil.rmtree(made, ignore_errors=True)
+        import errno
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"http.debug.addr: port {addr[1]} is in use on {addr[0]}: stop what holds it, "
+                               "or choose another port") from None
+        raise StartupError(f"http.debug.addr: cannot listen on {_fmt_addr(*addr)}: {exc.strerror}") from None
     server.cleanup_dir = made
     server.start()
-    log.warning("debug listener on http://%s:%d (%s)", f"[{addr[0]}]" if ":" in addr[0] else addr[0],
+    log.info("debug listener on http://%s:%d (%s)", f"[{addr[0]}]" if ":" in addr[0] else addr[0],
                 server.port, "metrics, health, status" if metrics.enabled(cfg) else "health, status")
     return server

@@ -106,7 +106,7 @@ def test_server_json_logs_with_request_ids(fastreg_factory: Any, tmp_path: Path)
     raw = srv.log().splitlines()
     assert raw and all(x.startswith("{") for x in raw), raw[:5]     # granian's own lines too
     lines = [json.loads(x) for x in raw]
-    assert any(x["logger"] == "_granian" for x in lines)
+    assert any(x["logger"] == "granian" for x in lines)          # granian's, under its public name
     access = [x for x in lines if x.get("msg") == "response completed"
               and x["http.request.useragent"] == "logs-test/1"]
     assert len(access) == 3                             # POST, PUT, GET /v2/ (not the fixture's probes)

@@ -18,8 +18,16 @@ def htpasswd(args: argparse.Namespace) -> int:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass(f"password for {args.user}: ")
-        if getpass.getpass("again: ") != password:
+        if not _terminal():
+            print("fastreg: no terminal to ask for the password: pipe it in with --password-stdin", file=sys.stderr)
+            return 2
+        try:
+            password = getpass.getpass(f"password for {args.user}: ")
+            again = getpass.getpass("again: ")
+        except EOFError:
+            print("\nfastreg: no password given (end of input)", file=sys.stderr)
+            return 1
+        if again != password:
             print("fastreg: passwords do not match", file=sys.stderr)
             return 1
     if not password:
@@ -34,11 +42,24 @@ def htpasswd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminal() -> bool:
+    """Whether getpass can ask on a terminal (it reads /dev/tty, else stdin when that is one)."""
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return sys.stdin is not None and sys.stdin.isatty()
+
+
 def gencerts(args: argparse.Namespace) -> int:
-    from .pki import generate
+    from .pki import generate, token_signer_shares_tls_ca
     written = generate(args.directory, args.host or ["127.0.0.1", "localhost"])
     for p in written:
         print(p)
     if not written:
         print(f"all files already exist in {args.directory}; nothing written", file=sys.stderr)
+    if token_signer_shares_tls_ca(args.directory):
+        print(f"fastreg: warning: {args.directory}/token.pem was signed by the TLS CA (ca.pem); keep the token "
+              f"signer apart: remove token.pem and token.key, run gencerts again and set "
+              f"auth.token.rootcertbundle to token.pem", file=sys.stderr)
     return 0

@@ -23,15 +23,16 @@ from ..api.catalog import CATALOG_FILTER
 from ..api.errors import RegistryError
 from ..api.http import Request
 from .access import Identity, Policy, Scope, required
-from .htpasswd import Htpasswd
+from .htpasswd import Htpasswd, HtpasswdBusy
 from .ratelimit import TokenBucket, too_many
 from .token import TokenError, TokenVerifier
 
 MOUNT_ALLOWED = "fastreg.mount"
 
 
-def basic_credentials(req: Request) -> tuple[str, str] | None:
-    """(user, password) from ``Authorization: Basic``; None if absent; 401 if malformed."""
+def basic_credentials(req: Request, challenge: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
+    """(user, password) from ``Authorization: Basic``; None if absent; 401 with `challenge` (the
+    ``WWW-Authenticate`` header every 401 carries) if malformed."""
     raw = req.header(b"authorization")
     if raw is None:
         return None
@@ -43,8 +44,16 @@ def basic_credentials(req: Request) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         user, sep, password = "", "", ""
     if not sep or not user:
-        raise RegistryError("UNAUTHORIZED", "malformed Basic credentials")
+        raise RegistryError("UNAUTHORIZED", "malformed Basic credentials", headers=challenge)
     return user, password
+
+
+async def checked(htpasswd: Htpasswd, user: str, password: str) -> bool:
+    """htpasswd.verify, with a full bcrypt queue answered 429 (the client retries later)."""
+    try:
+        return await htpasswd.verify(user, password)
+    except HtpasswdBusy:
+        raise too_many(1.0, "password checks") from None
 
 
 def _mount_source(req: Request, route: str) -> str | None:
@@ -61,11 +70,11 @@ class BasicAccess:
         self.challenge = [(b"www-authenticate", f'Basic realm="{realm}"'.encode())]
 
     async def identify(self, req: Request) -> Identity:
-        creds = basic_credentials(req)
+        creds = basic_credentials(req, self.challenge)
         if creds is None:
             return self.policy.identity(None)
         user, password = creds
-        if not await self.htpasswd.verify(user, password):
+        if not await checked(self.htpasswd, user, password):
             raise RegistryError("UNAUTHORIZED", "invalid username or password", headers=self.challenge)
         return self.policy.identity(user)
 

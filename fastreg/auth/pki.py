@@ -1,6 +1,10 @@
 """Keys and certificates for a test or small install: a private CA, TLS server and client
 certificates it signs, and a token-signing certificate (``fastreg gencerts``).
 
+The token-signing certificate is self-signed and is itself ``auth.token.rootcertbundle``: the
+token-signing chain shares nothing with the TLS chain, so no TLS key (server or client) can
+sign a token the registry accepts, whatever else the CA signs later.
+
 Keys are ECDSA P-256 (small, fast, accepted by Go, rustls and OpenSSL); files are PEM, keys
 PKCS#8 (granian reads only PKCS#8) and written mode 0600.
 """
@@ -64,6 +68,22 @@ def make_ca(cn: str = "fastreg test CA", days: int = 3650) -> Issued:
     return Issued(key, cert)
 
 
+_SIGNING_ONLY = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                              crl_sign=False, encipher_only=False, decipher_only=False)
+
+
+def make_signer(cn: str = "fastreg token signer", days: int = 3650) -> Issued:
+    """A self-signed token-signing certificate (key usage digitalSignature only, not a CA): the
+    bundle a registry trusts is this certificate, so it trusts this key and nothing else."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (_builder(cn, _name(cn), key.public_key(), days, None)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_SIGNING_ONLY, critical=True)
+            .sign(key, hashes.SHA256()))
+    return Issued(key, cert)
+
+
 def issue(ca: Issued, cn: str, *, hosts: list[str] = (), client: bool = False,  # type: ignore[assignment]
           days: int = 825, not_before: dt.datetime | None = None) -> Issued:
     """A leaf certificate signed by `ca`: a TLS server certificate for `hosts` (DNS names or IP
@@ -87,16 +107,18 @@ def issue(ca: Issued, cn: str, *, hosts: list[str] = (), client: bool = False,  
         usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     if usages:
         b = b.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    else:
+        b = b.add_extension(_SIGNING_ONLY, critical=True)
     return Issued(key, b.sign(ca.key, hashes.SHA256()))
 
 
 def generate(directory: str | os.PathLike[str], hosts: list[str]) -> list[Path]:
     """Everything a TLS + token install needs, in `directory`:
 
-    ca.pem / ca.key        the private CA (give ca.pem to clients: skopeo --cert-dir, podman)
+    ca.pem / ca.key        the private TLS CA (give ca.pem to clients: skopeo --cert-dir, podman)
     server.pem / .key      TLS certificate for `hosts`, signed by the CA
-    token.pem / .key       the token service's signing certificate, signed by the CA
-                           (auth.token.rootcertbundle: ca.pem)
+    token.pem / .key       the token service's signing certificate, self-signed, apart from the
+                           TLS CA (auth.token.rootcertbundle: token.pem)
     certs.d/ca.crt         the CA again, as skopeo/podman ``--cert-dir`` want it
     Existing files are kept (so re-running never rotates a live install's keys)."""
     d = Path(directory)
@@ -111,11 +133,12 @@ def generate(directory: str | os.PathLike[str], hosts: list[str]) -> list[Path]:
         ca = make_ca()
         ca.write(ca_pem, ca_key)
         written += [ca_pem, ca_key]
-    for stem, leaf_hosts in (("server", hosts), ("token", [])):
+    for stem in ("server", "token"):
         cert, key_path = d / f"{stem}.pem", d / f"{stem}.key"
         if cert.exists() and key_path.exists():
             continue
-        issue(ca, f"fastreg {stem}", hosts=leaf_hosts).write(cert, key_path)
+        made = issue(ca, "fastreg server", hosts=hosts) if stem == "server" else make_signer()
+        made.write(cert, key_path)
         written += [cert, key_path]
     certs_d = d / "certs.d"
     if not (certs_d / "ca.crt").exists():
@@ -123,3 +146,15 @@ def generate(directory: str | os.PathLike[str], hosts: list[str]) -> list[Path]:
         (certs_d / "ca.crt").write_bytes(ca.cert_pem())
         written.append(certs_d / "ca.crt")
     return written
+
+
+def token_signer_shares_tls_ca(directory: str | os.PathLike[str]) -> bool:
+    """Whether DIR/token.pem was issued by DIR/ca.pem (the layout of older ``gencerts``): then the
+    token chain and the TLS chain share a CA."""
+    d = Path(directory)
+    try:
+        token = x509.load_pem_x509_certificate((d / "token.pem").read_bytes())
+        ca = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return token.issuer == ca.subject and token.issuer != token.subject

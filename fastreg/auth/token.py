@@ -7,11 +7,20 @@ Verification (``TokenVerifier``), as Distribution's ``registry/auth/token``:
   accepted: there is no shared secret, and HS256 keyed with a public key is the classic forgery);
 * the signing key comes from the header: ``x5c`` (a certificate chain, checked up to one of
   the configured root certificates, each certificate within its validity period), else ``kid``
+  (see below).  An ``x5c`` leaf that is itself in the bundle is trusted as configured; a leaf
+  that only *chains* to the bundle must be meant for signing: its key usage, when present,
+  includes digitalSignature, and its extended key usage, when present, is not TLS alone
+  (serverAuth/clientAuth) — a TLS server certificate issued by the same CA is never a token
+  signer.  Intermediates must be CAs allowed to sign certificates (keyCertSign, when present).
+  Distribution accepts any certificate chaining to the bundle; every token it accepts from a
+  bundle of signing certificates (or of CAs whose leaves are signing certificates) is accepted
+  here too.  ``kid``
   (the libtrust fingerprint or RFC 7638 thumbprint of a root certificate's key, or a key id from
   the configured JWKS).  An embedded ``jwk`` is not trusted on its own and is refused;
 * ``iss`` must equal the configured issuer, ``aud`` contain the service, ``exp`` is required;
-  ``exp``/``nbf``/``iat`` are checked with 60 s leeway;
-* verified tokens are cached until they expire (a hit costs one dict lookup).
+  ``exp``/``nbf``/``iat`` must be JSON numbers and are checked with 60 s leeway;
+* verified tokens are cached until they expire (a hit costs one dict lookup), keyed by the
+  token's SHA-256, at most ``CACHE_MAX`` tokens and ``CACHE_BYTES`` of token text.
 
 Signing (``TokenSigner``) is the built-in token service's half: ES256/ES384/RS256 by key type,
 ``x5c`` with the signing certificate chain and the libtrust ``kid``, so fastreg and Distribution
@@ -24,6 +33,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import time
@@ -36,6 +46,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .access import Scope
 
@@ -44,7 +55,9 @@ log = logging.getLogger("fastreg.auth")
 LEEWAY = 60
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 CACHE_MAX = 4096
+CACHE_BYTES = 8 << 20
 MAX_CHAIN = 8
+_TLS_ONLY = frozenset({ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH})
 
 
 class TokenError(Exception):
@@ -108,14 +121,48 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def _extension(cert: x509.Certificate, kind: Any) -> Any:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def signer_refusal(cert: x509.Certificate) -> str | None:
+    """Why `cert` is not meant to sign tokens, or None.  Key usage, when present, must include
+    digitalSignature; an extended key usage of TLS purposes alone (serverAuth, clientAuth) marks
+    a TLS certificate.  No extension: a plain certificate, accepted (as Distribution does)."""
+    ku = _extension(cert, x509.KeyUsage)
+    if ku is not None and not ku.digital_signature:
+        return "its key usage does not include digitalSignature"
+    eku = _extension(cert, x509.ExtendedKeyUsage)
+    if eku is not None and set(eku) <= _TLS_ONLY:
+        return "its extended key usage is TLS only (serverAuth/clientAuth): a TLS certificate is not a token signer"
+    return None
+
+
+def _may_issue(cert: x509.Certificate) -> bool:
+    if not _is_ca(cert):
+        return False
+    ku = _extension(cert, x509.KeyUsage)
+    return ku is None or bool(ku.key_cert_sign)
+
+
 def verify_chain(chain: list[x509.Certificate], roots: list[x509.Certificate]) -> x509.Certificate:
     """Check that ``chain[0]`` leads to one of ``roots`` through ``chain[1:]``; return the leaf.
 
-    Each link: the issuer's subject names the child's issuer, its key verifies the child's
-    signature, it is a CA (intermediates; roots are trusted as configured) and every certificate
-    is within its validity period.  A leaf that *is* a root is trusted directly."""
+    A leaf that *is* a root is trusted directly (the bundle names the signing certificate).
+    Otherwise the leaf must be meant for signing (``signer_refusal``), and each link: the
+    issuer's subject names the child's issuer, its key verifies the child's signature, it is a
+    CA allowed to sign certificates (intermediates; roots are trusted as configured) and every
+    certificate is within its validity period."""
     now = dt.datetime.now(dt.UTC)
     root_der = {r.public_bytes(serialization.Encoding.DER) for r in roots}
+    if chain[0].public_bytes(serialization.Encoding.DER) not in root_der:
+        refusal = signer_refusal(chain[0])
+        if refusal:
+            raise TokenError(f"the x5c certificate {chain[0].subject.rfc4514_string()!r} is not a token signer: "
+                             f"{refusal}")
     current = chain[0]
     pool = chain[1:]
     for _ in range(MAX_CHAIN):
@@ -125,7 +172,7 @@ def verify_chain(chain: list[x509.Certificate], roots: list[x509.Certificate]) -
             return chain[0]
         for issuer in [*roots, *pool]:
             if issuer.subject != current.issuer or issuer == current or \
-                    (issuer not in roots and not _is_ca(issuer)):
+                    (issuer not in roots and not _may_issue(issuer)):
                 continue
             try:
                 current.verify_directly_issued_by(issuer)
@@ -169,23 +216,34 @@ class TokenVerifier:
         self.keys.update(jwks or {})
         if not self.keys:
             raise ValueError("token auth needs auth.token.rootcertbundle or auth.token.jwks")
-        self._cache: dict[str, Claims] = {}
+        self._cache: dict[bytes, tuple[Claims, int]] = {}     # SHA-256 of the token -> (claims, its length)
+        self._cache_bytes = 0
 
     def verify(self, raw: str) -> Claims:
-        hit = self._cache.get(raw)
+        key = hashlib.sha256(raw.encode()).digest()
+        hit = self._cache.get(key)
         if hit is not None:
-            if time.time() <= hit.expires + LEEWAY:
-                return hit
-            del self._cache[raw]
+            if time.time() <= hit[0].expires + LEEWAY:
+                return hit[0]
+            self._drop(key)
             raise TokenError("token expired")
         claims = self._verify(raw)
-        if len(self._cache) >= CACHE_MAX:
-            now = time.time()
-            self._cache = {k: v for k, v in self._cache.items() if now <= v.expires + LEEWAY}
-            if len(self._cache) >= CACHE_MAX:
-                self._cache.clear()
-        self._cache[raw] = claims
+        size = len(raw)
+        if size <= CACHE_BYTES // 16:
+            if len(self._cache) >= CACHE_MAX or self._cache_bytes + size > CACHE_BYTES:
+                now = time.time()
+                for k in [k for k, (c, _) in self._cache.items() if now > c.expires + LEEWAY]:
+                    self._drop(k)
+            while self._cache and (len(self._cache) >= CACHE_MAX or self._cache_bytes + size > CACHE_BYTES):
+                self._drop(next(iter(self._cache)))          # the oldest
+            self._cache[key] = (claims, size)
+            self._cache_bytes += size
         return claims
+
+    def _drop(self, key: bytes) -> None:
+        hit = self._cache.pop(key, None)
+        if hit is not None:
+            self._cache_bytes -= hit[1]
 
     def _signing_key(self, header: dict[str, Any]) -> Any:
         if header.get("x5c"):
@@ -227,8 +285,13 @@ class TokenVerifier:
         try:
             claims = jwt.decode(raw, key=key, algorithms=[alg], audience=self.service, issuer=self.issuer,
                                 leeway=LEEWAY, options={"require": ["exp", "iss", "aud"]})
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:   # exp: 1e400 is inf
             raise TokenError(str(exc)) from None
+        for name in ("exp", "nbf", "iat"):
+            # pyjwt takes int(value): "9999999999" or true would pass as a time
+            v = claims.get(name)
+            if name in claims and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise TokenError(f"the {name} claim is not a number")
         return Claims(str(claims.get("sub") or ""), _access(claims.get("access")), float(claims["exp"]))
 
 

@@ -28,14 +28,35 @@ import orjson
 
 from ..api.errors import RegistryError
 from ..api.http import Request, Response
+from ..reference import NAME_MAX, valid_name
 from .access import Policy, Scope
-from .controllers import basic_credentials
+from .controllers import basic_credentials, checked
 from .htpasswd import Htpasswd
 from .ratelimit import TokenBucket, too_many
 from .token import TokenError, TokenSigner, TokenVerifier
 
 log = logging.getLogger("fastreg.auth")
 FORM_MAX = 64 * 1024
+
+
+class InvalidScope(ValueError):
+    """A requested scope names a repository that cannot exist (→ 400, nothing is signed)."""
+
+
+def requested_scopes(values: list[str]) -> list[Scope]:
+    """The ``scope`` parameters (each a space-separated list).  Malformed scopes and types other
+    than ``repository``/``registry`` are ignored (nothing is granted for them); a repository scope
+    whose name is not a valid repository name is refused (InvalidScope): a token never names a
+    repository fastreg would refuse to route."""
+    out: list[Scope] = []
+    for text in (s for v in values for s in v.split(" ") if s):
+        scope = Scope.parse(text)
+        if scope is None:
+            continue
+        if scope.type == "repository" and not valid_name(scope.name):
+            raise InvalidScope(f"scope {text[:NAME_MAX + 40]!r}: not a valid repository name")
+        out.append(scope)
+    return out
 
 
 class TokenService:
@@ -70,8 +91,11 @@ class TokenService:
     async def get(self, req: Request) -> Response:
         q = _pairs(req.scope.get("query_string", b""))
         self._check_service(q)
+        try:
+            scopes = requested_scopes(q.get("scope", []))
+        except InvalidScope as exc:
+            raise RegistryError("NAME_INVALID", str(exc)) from None
         user = await self._login(req)
-        scopes = [s for v in q.get("scope", []) for s in v.split(" ") if s]
         token, iat, _ = self._issue(user, scopes)
         body: dict[str, Any] = {"token": token, "access_token": token, "expires_in": self.expiration,
                                 "issued_at": _rfc3339(iat)}
@@ -82,21 +106,24 @@ class TokenService:
     async def post(self, req: Request) -> Response:
         form = _pairs(await req.read(FORM_MAX))
         self._check_service(form)
+        try:
+            scopes = requested_scopes(form.get("scope", []))
+        except InvalidScope as exc:
+            return _oauth_error(400, "invalid_scope", str(exc))
         grant = _first(form, "grant_type")
         if grant == "password":
             user, password = _first(form, "username"), _first(form, "password")
-            if not user or self.htpasswd is None or not await self.htpasswd.verify(user, password):
-                return _oauth_error(401, "invalid_grant", "invalid username or password")
+            if not user or self.htpasswd is None or not await checked(self.htpasswd, user, password):
+                return _oauth_error(401, "invalid_grant", "invalid username or password", self.challenge)
         elif grant == "refresh_token":
             try:
                 user = self.refresh_verifier.verify(_first(form, "refresh_token")).subject
             except TokenError as exc:
-                return _oauth_error(401, "invalid_grant", f"invalid refresh token: {exc}")
+                return _oauth_error(401, "invalid_grant", f"invalid refresh token: {exc}", self.challenge)
             if not user or self.htpasswd is None or user not in self.htpasswd.users():
-                return _oauth_error(401, "invalid_grant", "the user no longer exists")
+                return _oauth_error(401, "invalid_grant", "the user no longer exists", self.challenge)
         else:
             return _oauth_error(400, "unsupported_grant_type", f"grant_type {grant!r} is not supported")
-        scopes = [s for v in form.get("scope", []) for s in v.split(" ") if s]
         token, iat, granted = self._issue(user, scopes)
         body: dict[str, Any] = {"access_token": token, "expires_in": self.expiration,
                                 "issued_at": _rfc3339(iat), "scope": " ".join(str(s) for s in granted)}
@@ -113,23 +140,20 @@ class TokenService:
                                 message=f"this token service issues tokens for {self.service!r} only")
 
     async def _login(self, req: Request) -> str | None:
-        creds = basic_credentials(req)
+        creds = basic_credentials(req, self.challenge)
         if creds is None:
             if not self.anonymous:
                 raise RegistryError("UNAUTHORIZED", "credentials required", headers=self.challenge)
             return None
         user, password = creds
-        if self.htpasswd is None or not await self.htpasswd.verify(user, password):
+        if self.htpasswd is None or not await checked(self.htpasswd, user, password):
             raise RegistryError("UNAUTHORIZED", "invalid username or password", headers=self.challenge)
         return user
 
-    def _issue(self, user: str | None, requested: list[str]) -> tuple[str, int, list[Scope]]:
+    def _issue(self, user: str | None, requested: list[Scope]) -> tuple[str, int, list[Scope]]:
         who = self.policy.identity(user)
         granted: list[Scope] = []
-        for text in requested:
-            scope = Scope.parse(text)
-            if scope is None:
-                continue
+        for scope in requested:
             actions = self.policy.granted(who, scope)
             if actions:
                 granted.append(Scope(scope.type, scope.name, actions))
@@ -158,11 +182,13 @@ def _rfc3339(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _json(status: int, body: dict[str, Any]) -> Response:
+def _json(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> Response:  # type: ignore[assignment]
     data = orjson.dumps(body)
     return Response(status, [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                             (b"cache-control", b"no-store")], data)
+                             (b"cache-control", b"no-store"), *headers], data)
 
 
-def _oauth_error(status: int, error: str, description: str) -> Response:
-    return _json(status, {"error": error, "error_description": description})
+def _oauth_error(status: int, error: str, description: str,
+                 challenge: list[tuple[bytes, bytes]] = ()) -> Response:  # type: ignore[assignment]
+    """An OAuth2 error; a 401 carries the service's Basic challenge, as every 401 does."""
+    return _json(status, {"error": error, "error_description": description}, challenge)

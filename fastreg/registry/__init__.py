@@ -33,7 +33,7 @@ class Registry:
         self.readonly = readonly
         self.limits = limits
         # storage middleware (redirect, cloudfront): HEADs and ranged GETs of blobs are redirected too
-        self.redirect_every_read = bool(getattr(driver, "redirects_every_read", False))
+        self.redirect_every_read = driver.capabilities.redirects_every_read
         self.blobs = BlobStore(driver)
         self.uploads = UploadStore(driver, self.blobs, secret)
         self.tags = TagStore(driver, concurrency=tag_concurrency)

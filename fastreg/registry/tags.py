@@ -1,7 +1,7 @@
 """Tags: ``_manifests/tags/<tag>/current/link`` names the manifest a tag points at.
 
 Tag lists are cached per repository on drivers whose directories carry a modification time
-that changes when an entry is added or removed (``driver.directory_mtimes``, the filesystem):
+that changes when an entry is added or removed (``driver.capabilities.directory_mtimes``, the filesystem):
 a cached list is used while the tags directory's mtime is unchanged.  Timestamps are coarse
 (a clock tick), so two changes in one tick can share an mtime; a list is therefore cached only
 once its directory has been still for ``SETTLE`` seconds (git's "racily clean" rule).
@@ -55,7 +55,7 @@ class TagStore:
     def __init__(self, driver: StorageDriver, *, concurrency: int = 0) -> None:
         self.driver = driver
         self.concurrency = concurrency if concurrency > 0 else (os.cpu_count() or 1)
-        self._cacheable = bool(getattr(driver, "directory_mtimes", False))
+        self._cacheable = driver.capabilities.directory_mtimes
         self._lists: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
 
     async def resolve(self, name: str, tag: str) -> Digest:

@@ -59,7 +59,7 @@ import orjson
 from ..digest import Digest, hasher_from_state, new_hasher
 from ..errors import BodyInterrupted, RegistryError, UploadBusy
 from ..storage import layout, walk
-from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError
+from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError, exclusive_lock
 from .blobs import BlobStore
 
 log = logging.getLogger("fastreg")
@@ -132,8 +132,8 @@ class UploadStore:
             raise _busy(st)
         self._writing.add(key)
         try:
-            exclusive = getattr(self.driver, "exclusive", None)
-            lock: Any = exclusive(layout.upload_dir(st.name, st.uuid)) if exclusive else contextlib.nullcontext()
+            lock: Any = (exclusive_lock(self.driver, layout.upload_dir(st.name, st.uuid))
+                         if self.driver.capabilities.exclusive else contextlib.nullcontext())
             try:
                 await lock.__aenter__()
             except Busy:
@@ -346,7 +346,7 @@ class UploadStore:
         journal, every inode freed is skipped by inode allocation for minutes, which made
         the mkdir/rmdir pair per blob the top cost of small pushes."""
         data = layout.upload_data(st.name, st.uuid)
-        if replace or not getattr(self.driver, "directory_renames", False):
+        if replace or not self.driver.capabilities.directory_renames:
             await self.driver.move(data, self.blobs.data_path(digest))     # (over a damaged copy)
             return False
         updir = layout.upload_dir(st.name, st.uuid)

@@ -226,6 +226,138 @@ def test_signer_round_trip_and_cache(tmp_path: Path, ca: pki.Issued, signer_cert
     # a cached token is dropped once it expires
     short, _ = s.sign("bob", SERVICE, [], 2, now=time.time() - 61)
     v.verify(short)
-    v._cache[short] = type(c)(c.subject, c.access, time.time() - 61)
+    key = hashlib.sha256(short.encode()).digest()
+    v._cache[key] = (type(c)(c.subject, c.access, time.time() - 61), len(short))
     with pytest.raises(TokenError, match="expired"):
         v.verify(short)
+    assert key not in v._cache
+
+
+def test_token_cache_is_bounded_in_bytes(ca: pki.Issued, signer_cert: pki.Issued,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verified-token cache holds SHA-256 keys and at most CACHE_BYTES of token text: large
+    tokens push the oldest out instead of growing memory with every distinct token."""
+    import fastreg.auth.token as tok
+    monkeypatch.setattr(tok, "CACHE_BYTES", 16 * 4000)
+    v = verifier(ca)
+    big = [{"type": "repository", "name": f"r/{i}", "actions": ["pull"]} for i in range(40)]
+    raws = [token(signer_cert, access=big, jti=str(i)) for i in range(30)]
+    assert all(2000 < len(r) <= 4000 for r in raws)
+    for r in raws:
+        v.verify(r)
+    assert v._cache_bytes == sum(n for _, n in v._cache.values()) <= tok.CACHE_BYTES
+    assert 0 < len(v._cache) < len(raws) and all(len(k) == 32 for k in v._cache)
+    assert v.verify(raws[0]).subject == "alice"          # evicted, verified again
+
+
+# -- who may sign: a certificate meant for signing, never a TLS certificate of the same CA --------
+
+def _usage(**on: bool) -> Any:
+    from cryptography import x509
+    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+             "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    return x509.KeyUsage(**{n: on.get(n, False) for n in names})
+
+
+def _leaf(ca: pki.Issued, cn: str, ku: Any = None, eku: list[Any] | None = None) -> pki.Issued:
+    """A leaf under `ca` with exactly the given key usage / extended key usage (None: absent)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = ca.cert.not_valid_before_utc
+    b = (x509.CertificateBuilder().subject_name(pki._name(cn))
+         .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now).not_valid_after(ca.cert.not_valid_after_utc))
+    if ku is not None:
+        b = b.add_extension(ku, critical=True)
+    if eku is not None:
+        b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    return pki.Issued(key, b.sign(ca.key, hashes.SHA256()))
+
+
+def test_tls_certificates_of_the_bundle_ca_are_not_signers(ca: pki.Issued) -> None:
+    """A TLS server (or client) certificate chaining to the bundle cannot sign tokens: its key
+    would otherwise mint a token with any access."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID as E
+    server = pki.issue(ca, "registry TLS", hosts=["127.0.0.1", "registry.example"])
+    for tls in (server, pki.issue(ca, "a TLS client", client=True),
+                _leaf(ca, "server+client", eku=[E.SERVER_AUTH, E.CLIENT_AUTH]),
+                _leaf(ca, "server, signing usage", ku=_usage(digital_signature=True), eku=[E.SERVER_AUTH])):
+        with pytest.raises(TokenError, match="not a token signer.*TLS"):
+            verifier(ca).verify(token(tls, access=[{"type": "repository", "name": "*", "actions": ["*"]}]))
+    with pytest.raises(TokenError, match="digitalSignature"):
+        verifier(ca).verify(token(_leaf(ca, "encipherment only", ku=_usage(key_encipherment=True))))
+
+
+def test_signers_distribution_accepts_keep_working(ca: pki.Issued) -> None:
+    """Distribution's floor: a bundle CA's leaf without usage extensions, with digitalSignature,
+    with an extended key usage that is not TLS alone; and a bundle that is the signing certificate
+    itself (whatever its extensions: the operator named that very certificate)."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID as E
+    for leaf in (_leaf(ca, "plain"), _leaf(ca, "signing", ku=_usage(digital_signature=True)),
+                 _leaf(ca, "code signing", eku=[E.CODE_SIGNING]),
+                 _leaf(ca, "any purpose", eku=[E.ANY_EXTENDED_KEY_USAGE, E.SERVER_AUTH]),
+                 pki.issue(ca, "pki token signer")):
+        assert verifier(ca).verify(token(leaf)).subject == "alice", leaf.cert.subject
+    own = pki.make_signer("self-signed signer")
+    assert verifier(own).verify(token(own)).subject == "alice"
+    server = pki.issue(ca, "TLS named in the bundle", hosts=["x"])
+    assert TokenVerifier(issuer=ISSUER, service=SERVICE, roots=[server.cert]).verify(token(server)).subject == "alice"
+
+
+def test_intermediate_must_be_allowed_to_sign_certificates(ca: pki.Issued) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    inter = pki.make_ca("no-certsign intermediate")
+    cert = (x509.CertificateBuilder().subject_name(inter.cert.subject).issuer_name(ca.cert.subject)
+            .public_key(inter.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(inter.cert.not_valid_before_utc).not_valid_after(inter.cert.not_valid_after_utc)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_usage(digital_signature=True), critical=True)
+            .sign(ca.key, hashes.SHA256()))
+    inter = pki.Issued(inter.key, cert)
+    leaf = pki.issue(inter, "leaf under a signing-only intermediate")
+    with pytest.raises(TokenError, match="does not lead"):
+        verifier(ca).verify(token(leaf, chain=[leaf, inter]))
+
+
+def test_gencerts_keeps_the_token_signer_apart_from_tls(tmp_path: Path) -> None:
+    """gencerts' token.pem is its own self-signed signing certificate: with the bundle it names
+    (token.pem), a token from token.key is accepted and one from the TLS key is refused, and no
+    CA of the TLS chain issued the token signer."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    written = pki.generate(tmp_path, ["127.0.0.1"])
+    assert tmp_path / "token.pem" in written
+    ca_cert = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    tok_cert = x509.load_pem_x509_certificate((tmp_path / "token.pem").read_bytes())
+    srv_cert = x509.load_pem_x509_certificate((tmp_path / "server.pem").read_bytes())
+    assert tok_cert.issuer == tok_cert.subject != ca_cert.subject
+    assert not pki.token_signer_shares_tls_ca(tmp_path)
+
+    def load(stem: str) -> pki.Issued:
+        key = serialization.load_pem_private_key((tmp_path / f"{stem}.key").read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return pki.Issued(key, x509.load_pem_x509_certificate((tmp_path / f"{stem}.pem").read_bytes()))
+    v = TokenVerifier(issuer=ISSUER, service=SERVICE, roots=[tok_cert])
+    assert v.verify(TokenSigner(tmp_path / "token.key", tmp_path / "token.pem", ISSUER).sign(
+        "alice", SERVICE, [], 300)[0]).subject == "alice"
+    for stem, chain in (("server", None), ("ca", None)):
+        with pytest.raises(TokenError):
+            v.verify(token(load(stem), chain=chain))
+    # the same bundle with the older layout (ca.pem) would still refuse the TLS key
+    assert srv_cert.issuer == ca_cert.subject
+    with pytest.raises(TokenError, match="not a token signer"):
+        TokenVerifier(issuer=ISSUER, service=SERVICE, roots=[ca_cert]).verify(token(load("server")))
+
+
+@pytest.mark.parametrize("name, value", [
+    ("exp", "99999999999"), ("exp", True), ("exp", [2 ** 40]), ("exp", 1e400),
+    ("nbf", "0"), ("nbf", False), ("iat", "now"), ("iat", True), ("iat", {"t": 1}),
+])
+def test_non_numeric_times_refused(ca: pki.Issued, signer_cert: pki.Issued, name: str, value: Any) -> None:
+    """exp/nbf/iat are NumericDates: a string or a boolean is refused, even one that pyjwt would
+    read as a number."""
+    with pytest.raises(TokenError):
+        verifier(ca).verify(token(signer_cert, **{name: value}))

@@ -269,3 +269,65 @@ def test_distribution_accepts_the_tokens(fastreg_factory: Any, test_pki: PKI, us
         assert json.loads(out.stdout)["manifests"]
     finally:
         dist.stop()
+
+
+@pytest.mark.parametrize("name", ["../etc", "Team/App", "team//app", "team/app/", "-team/app", "a" * 256,
+                                  "team/app?x", "team/app:v1"])
+def test_scopes_for_invalid_repository_names_are_refused(server: Any, test_pki: PKI, name: str) -> None:
+    """Nothing is signed for a repository that cannot exist: GET answers 400 NAME_INVALID, the
+    OAuth2 form 400 invalid_scope — even when the other scopes asked for are fine."""
+    with http(test_pki) as c:
+        for user in ("alice", None):
+            r = get_token(c, server, "repository:team/app:pull", f"repository:{name}:pull,push", user=user)
+            assert_error(r, 400, "NAME_INVALID")
+            assert "token" not in r.text
+        form = {"grant_type": "password", "username": "alice", "password": PASSWORDS["alice"], "service": SERVICE,
+                "client_id": "test", "scope": f"repository:team/app:pull repository:{name}:pull"}
+        r = c.post(server.url + "/token", data=form)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_scope" and "access_token" not in r.json()
+        # the same request with valid names only is granted
+        ok = get_token(c, server, "repository:team/app:pull", "registry:catalog:*", user="alice")
+        assert ok.status_code == 200 and granted(ok.json()["token"])["team/app"] == ["pull"]
+
+
+def test_token_service_401s_carry_a_challenge(server: Any, test_pki: PKI) -> None:
+    """Malformed Basic credentials and a wrong OAuth2 password are 401s with WWW-Authenticate."""
+    challenge = f'Basic realm="{SERVICE} token service"'
+    with http(test_pki) as c:
+        for value in ("Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode()):
+            r = c.get(server.url + "/token", params={"service": SERVICE}, headers={"Authorization": value})
+            assert r.status_code == 401 and r.headers.get("www-authenticate") == challenge, r.headers
+        r = c.post(server.url + "/token", data={"grant_type": "password", "username": "bob", "password": "no",
+                                                "service": SERVICE, "client_id": "t"})
+        assert r.status_code == 401 and r.headers.get("www-authenticate") == challenge, r.headers
+
+
+def test_gencerts_layout_with_distribution(fastreg_factory: Any, users: Path, tmp_path: Path) -> None:
+    """`fastreg gencerts`' layout — rootcertbundle: token.pem, a self-signed signer apart from the
+    TLS CA — works for fastreg and for Debian's Distribution alike, and in both the TLS key
+    signs nothing they accept."""
+    from fastreg.auth import pki
+    from fastreg.auth.access import Scope
+    from fastreg.auth.token import TokenSigner
+    d = tmp_path / "certs"
+    pki.generate(d, ["127.0.0.1"])
+    ts = fastreg_factory({
+        "auth": {"token": {"service": SERVICE, "issuer": ISSUER, "rootcertbundle": str(d / "token.pem")}},
+        "fastreg": {"auth": {"access": POLICY, "tokenservice": {"key": str(d / "token.key"),
+                                                                "certificate": str(d / "token.pem"),
+                                                                "htpasswd": str(users)}}}})
+    dist = make_distribution(tmp_path / "dist", extra={"auth": {"token": {
+        "realm": f"{ts.url}/token", "service": SERVICE, "issuer": ISSUER, "rootcertbundle": str(d / "token.pem")}}})
+    dist.start()
+    try:
+        with httpx.Client(timeout=30.0) as c:
+            alice = get_token(c, ts, "repository:team/gen:pull,push", user="alice").json()["token"]
+            forged, _ = TokenSigner(d / "server.key", d / "server.pem", ISSUER).sign(
+                "alice", SERVICE, [Scope("repository", "team/gen", ("pull", "push"))], 300)
+            for reg in (ts, dist):
+                with httpx.Client(base_url=reg.url, headers=bearer(alice), timeout=30.0) as a:
+                    push_manifest(a, "team/gen", make_manifest(), "v1")
+                r = c.post(reg.url + "/v2/team/gen/blobs/uploads/", headers=bearer(forged))
+                assert r.status_code == 401, (reg.url, r.status_code)
+    finally:
+        dist.stop()

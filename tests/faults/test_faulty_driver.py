@@ -163,7 +163,7 @@ storage:
     d = create_driver(cfg.storage.driver_name, cfg.storage.driver_params)
     assert isinstance(d, FaultyDriver) and isinstance(d.inner, FilesystemDriver)
     assert d.rules[0].ops == {"put_content", "move"} and d.rules[0].action == "crash"
-    assert not d.directory_mtimes            # stale listings must not be hidden by the tag-list cache
+    assert not d.capabilities.directory_mtimes   # stale listings must not be hidden by the tag-list cache
     for bad in ({"driver": "faulty"}, {"driver": "filesystem"},
                 {"driver": "inmemory", "rules": [{"action": "explode"}]},
                 {"driver": "inmemory", "rules": [{"op": "stat", "when": "during"}]},

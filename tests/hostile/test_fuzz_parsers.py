@@ -321,10 +321,11 @@ def test_basic_credentials_parse_or_401(value: str) -> None:
         assume(False)
         return
     req = Request({"method": "GET", "path": "/v2/", "headers": [(b"authorization", raw)]}, None, {})  # type: ignore[arg-type]
+    challenge = [(b"www-authenticate", b'Basic realm="fuzz"')]
     try:
-        creds = basic_credentials(req)
+        creds = basic_credentials(req, challenge)
     except RegistryError as exc:
-        assert exc.code.value == "UNAUTHORIZED"
+        assert exc.code.value == "UNAUTHORIZED" and exc.headers == challenge     # every 401 challenges
         return
     if creds is not None:
         user, _password = creds

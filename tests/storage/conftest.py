@@ -85,6 +85,23 @@ class FilesystemBackend(Backend):
         return [p for p in await self.leftovers(root) if Path(p).name.startswith(".fastreg-tmp-")]
 
 
+class WrappedBackend(FilesystemBackend):
+    """The filesystem driver under one of fastreg's driver wrappers, configured to change nothing
+    the conformance suite checks: the wrapper's forwarding is what is tested."""
+
+    def __init__(self, base: Path, wrapper: str) -> None:
+        super().__init__(base)
+        self.name = wrapper
+
+    def make(self, root: str, **kw: Any) -> StorageDriver:
+        inner = super().make(root, **kw)
+        if self.name == "faulty":
+            from fastreg.storage.driver.faulty import FaultyDriver
+            return FaultyDriver(inner, [])
+        from fastreg.storage.driver.middleware import RedirectingDriver, Rewrite
+        return RedirectingDriver(inner, Rewrite(host="cdn.example"))
+
+
 class InMemoryBackend(Backend):
     name = "inmemory"
 
@@ -318,10 +335,12 @@ def _backend(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Backe
         return GcsBackend(request.getfixturevalue("gcs_emulator"))
     if kind == "redis-cached":
         return CachedBackend(request.getfixturevalue("redis_server"))
+    if kind in ("faulty", "rewrite"):
+        return WrappedBackend(tmp_path, kind)
     raise AssertionError(kind)
 
 
-@pytest.fixture(params=["filesystem", "inmemory", "s3", "rgw", "azure", "gcs", "redis-cached"])
+@pytest.fixture(params=["filesystem", "inmemory", "s3", "rgw", "azure", "gcs", "redis-cached", "faulty", "rewrite"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return _backend(request, request.param, tmp_path)
 

@@ -139,7 +139,7 @@ def test_writer_many_chunks_of_mixed_sizes(driver: StorageDriver, run: Run) -> N
 
 def test_directory_renames_when_advertised(driver: StorageDriver, run: Run) -> None:
     """``directory_renames``: move() of a directory onto a missing path takes its contents."""
-    if not getattr(driver, "directory_renames", False):
+    if not driver.capabilities.directory_renames:
         assert driver.name != "filesystem"  # the filesystem driver must advertise it
         return
 

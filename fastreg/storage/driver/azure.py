@@ -45,7 +45,7 @@ from azure.storage.blob import BlobBlock, BlobSasPermissions, generate_blob_sas
 from azure.storage.blob.aio import BlobServiceClient
 
 from . import lease
-from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
+from .base import Capabilities, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
 from .params import Params
 
 INLINE_MAX = 64 * 1024
@@ -61,6 +61,7 @@ def _block_id() -> str:
 
 class AzureDriver:
     name = "azure"
+    capabilities = Capabilities(exclusive=True)      # the lease object (lease.py)
 
     def __init__(self, params: Any, *, redirect: bool = True, list_page_size: int = 5000) -> None:
         p = Params("azure", params)

@@ -29,9 +29,14 @@ conformance suite in ``tests/storage``):
 * ``local_path`` returns an OS path when the object is a local file (for sendfile-style
   responses), else ``None``; ``redirect_url`` may return a URL the client can fetch the
   object from directly (object stores), else ``None``.
+* ``capabilities`` says which optional behaviours a driver has (``Capabilities``); callers ask
+  it, never probe for attributes.  A wrapper (``DriverWrapper``: metrics, faults, storage
+  middleware, the Redis cache) forwards everything to the driver it wraps and overrides only
+  what it changes, capabilities included.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -78,6 +83,24 @@ class FileInfo:
     is_dir: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a driver can do beyond the required methods."""
+
+    # ``exclusive(path)``: a lock every process sharing the storage respects (see the module doc)
+    exclusive: bool = False
+    # ``move`` renames a directory too, atomically (onto a missing or empty directory only)
+    directory_renames: bool = False
+    # a directory's mtime changes when an entry is added or removed: listings may be cached by it
+    directory_mtimes: bool = False
+    # blob HEADs and ranged GETs are redirected too, before the method or a Range matter
+    # (Distribution's storage middleware); otherwise only whole-blob GETs may be
+    redirects_every_read: bool = False
+
+
+NO_CAPABILITIES = Capabilities()
+
+
 class FileWriter(Protocol):
     @property
     def size(self) -> int: ...
@@ -94,6 +117,7 @@ class FileWriter(Protocol):
 @runtime_checkable
 class StorageDriver(Protocol):
     name: str
+    capabilities: Capabilities
 
     async def get_content(self, path: str) -> bytes: ...
 
@@ -117,6 +141,69 @@ class StorageDriver(Protocol):
     async def redirect_url(self, path: str, method: str = "GET") -> str | None: ...
 
     async def close(self) -> None: ...
+
+
+class DriverWrapper:
+    """A driver around another: every method forwards to ``inner``, so a wrapper overrides only
+    what it changes.  ``name`` and ``capabilities`` are the inner driver's unless the wrapper
+    sets its own."""
+
+    def __init__(self, inner: StorageDriver) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.capabilities = inner.capabilities
+
+    async def get_content(self, path: str) -> bytes:
+        return await self.inner.get_content(path)
+
+    async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
+        await self.inner.put_content(path, data, durable)
+
+    async def stat(self, path: str) -> FileInfo:
+        return await self.inner.stat(path)
+
+    async def list(self, path: str) -> list[str]:
+        return await self.inner.list(path)
+
+    async def move(self, src: str, dst: str) -> None:
+        await self.inner.move(src, dst)
+
+    async def delete(self, path: str) -> None:
+        await self.inner.delete(path)
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
+        return await self.inner.writer(path, append)
+
+    def reader(self, path: str, offset: int = 0, length: int | None = None,
+               chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]:
+        return self.inner.reader(path, offset, length, chunk_size)
+
+    def local_path(self, path: str) -> str | None:
+        return self.inner.local_path(path)
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        return await self.inner.redirect_url(path, method)
+
+    def exclusive(self, path: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Only when ``capabilities.exclusive``."""
+        return exclusive_lock(self.inner, path)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def exclusive_lock(driver: StorageDriver, path: str) -> contextlib.AbstractAsyncContextManager[None]:
+    """``driver.exclusive(path)``, for a driver whose capabilities include it."""
+    if not driver.capabilities.exclusive:
+        raise TypeError(f"the {driver.name} driver has no exclusive(path)")
+    return driver.exclusive(path)  # type: ignore[attr-defined,no-any-return]
+
+
+def innermost(driver: StorageDriver) -> StorageDriver:
+    """The backend under any wrappers (for what only a backend has, e.g. the s3 driver's keys)."""
+    while isinstance(driver, DriverWrapper):
+        driver = driver.inner
+    return driver
 
 
 def check_path(path: str) -> str:

@@ -62,10 +62,19 @@ import random
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .base import Chunk, FileInfo, Observer, PathNotFound, StorageDriver, StorageError, StorageFull
+from .base import (
+    Chunk,
+    DriverWrapper,
+    FileInfo,
+    Observer,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+    StorageFull,
+)
 
 OPS = frozenset({"get_content", "put_content", "stat", "list", "move", "delete", "writer", "reader",
                  "write", "commit"})
@@ -141,17 +150,17 @@ class Stale:
         return cls(int(raw.get("reads", 0)), float(raw.get("seconds", 0.0)), str(raw.get("path", "*")), ops)
 
 
-class FaultyDriver:
+class FaultyDriver(DriverWrapper):
     def __init__(self, inner: StorageDriver, rules: list[Rule] | None = None, *, stale: Stale | None = None,
                  seed: int | None = None) -> None:
-        self.inner = inner
-        self.name = getattr(inner, "name", "faulty")
+        super().__init__(inner)
         self.rules = list(rules or [])
         self.stale = stale if stale is not None and (stale.reads > 0 or stale.seconds > 0) else None
         self._random = random.Random(seed)
         self._changes: dict[str, _Change] = {}
         # A tag list cached by directory mtime would hide the stale listing: no such caching.
-        self.directory_mtimes = bool(getattr(inner, "directory_mtimes", False)) and self.stale is None
+        if self.stale is not None:
+            self.capabilities = replace(inner.capabilities, directory_mtimes=False)
 
     @staticmethod
     def parse(raw: Mapping[str, Any]) -> tuple[list[Rule], Stale | None, int | None]:
@@ -165,9 +174,6 @@ class FaultyDriver:
     def from_config(cls, inner: StorageDriver, raw: Mapping[str, Any]) -> FaultyDriver:
         rules, stale, seed = cls.parse(raw)
         return cls(inner, rules, stale=stale, seed=seed)
-
-    def __getattr__(self, name: str) -> Any:       # whatever else the real driver offers
-        return getattr(self.inner, name)
 
     # -- faults ---------------------------------------------------------------------------
     def _due(self, op: str, path: str, when: str) -> Rule | None:
@@ -379,11 +385,6 @@ class FaultyDriver:
             return None
         return self.inner.local_path(path)
 
-    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
-        return await self.inner.redirect_url(path, method)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class _FaultyWriter:

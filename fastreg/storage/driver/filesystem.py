@@ -35,6 +35,7 @@ from typing import Any
 from ... import _fsio_py, engines
 from .base import (
     Busy,
+    Capabilities,
     Chunk,
     FileInfo,
     InvalidOffset,
@@ -110,10 +111,9 @@ def _translate(exc: OSError, path: str) -> StorageError:
 
 class FilesystemDriver:
     name = "filesystem"
-    # A directory's mtime changes when an entry is added or removed: caches may use it.
-    directory_mtimes = True
-    # move() renames a directory too (atomically; onto a missing or empty directory only).
-    directory_renames = True
+    # exclusive(): flock of the path; move() renames directories; a directory's mtime changes
+    # when an entry is added or removed
+    capabilities = Capabilities(exclusive=True, directory_renames=True, directory_mtimes=True)
 
     def __init__(self, rootdirectory: str, *, maxthreads: int = 16, fsync: bool = True,
                  dropbehind: int = DROPBEHIND, directio: bool = True) -> None:

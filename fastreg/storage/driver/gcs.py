@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
+from .base import NO_CAPABILITIES, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
 from .params import Params
 
 PIECE = ".fastreg-piece-"
@@ -58,6 +58,7 @@ class GcsHTTPError(StorageError):
 
 class GcsDriver:
     name = "gcs"
+    capabilities = NO_CAPABILITIES                   # no exclusive() yet: see the module doc
 
     def __init__(self, params: Any, *, redirect: bool = True, endpoint: str | None = None,
                  list_page_size: int = 1000, retries: int = 4) -> None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
+from .base import NO_CAPABILITIES, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
 
 
 class InMemoryDriver:
     name = "inmemory"
+    capabilities = NO_CAPABILITIES
 
     def __init__(self) -> None:
         self._objects: dict[str, tuple[bytearray, float]] = {}

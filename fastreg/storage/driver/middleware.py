@@ -37,12 +37,13 @@ import json
 import logging
 import posixpath
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from .base import Chunk, FileInfo, FileWriter, StorageDriver
+from ...durations import parse_duration
+from .base import DriverWrapper, StorageDriver, innermost
 
 log = logging.getLogger("fastreg.storage.middleware")
 
@@ -146,7 +147,6 @@ def parse(name: str, options: Mapping[str, Any]) -> Spec:
         duration = CLOUDFRONT_DURATION
         d = options.get("duration")
         if d is not None:
-            from ...config import parse_duration
             try:
                 duration = d / 1e9 if isinstance(d, int) and not isinstance(d, bool) else parse_duration(str(d))
             except ValueError as exc:
@@ -206,15 +206,15 @@ def wrap(driver: StorageDriver, entries: Any, *, redirect: bool) -> StorageDrive
                     "served by fastreg (as in Distribution)")
         return driver
     for spec in parsed:
-        if isinstance(spec, CloudFront) and getattr(driver, "name", "") != "s3":
+        if isinstance(spec, CloudFront) and innermost(driver).name != "s3":
             log.warning("the cloudfront storage middleware only works with the s3 driver; ignored for %s",
-                        getattr(driver, "name", "?"))
+                        driver.name)
             continue
         driver = RedirectingDriver(driver, spec)
     return driver
 
 
-class RedirectingDriver:
+class RedirectingDriver(DriverWrapper):
     """`inner` with ``redirect_url`` answered by a middleware spec; everything else passes through.
 
     ``redirects_every_read``: blob HEADs and ranged GETs are redirected too (Distribution's
@@ -222,14 +222,10 @@ class RedirectingDriver:
     driver's choice."""
 
     def __init__(self, inner: StorageDriver, spec: Spec) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.spec = spec
-        self.name = inner.name
-        self.redirects_every_read = (bool(getattr(inner, "redirects_every_read", False))
-                                     if isinstance(spec, Rewrite) else True)
-
-    def __getattr__(self, attr: str) -> Any:      # driver-specific extras (key, directory_mtimes, ...)
-        return getattr(self.inner, attr)
+        if not isinstance(spec, Rewrite):
+            self.capabilities = replace(inner.capabilities, redirects_every_read=True)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         if method not in ("GET", "HEAD"):
@@ -239,35 +235,5 @@ class RedirectingDriver:
         if isinstance(self.spec, Rewrite):
             url = await self.inner.redirect_url(path, method)
             return None if url is None else self.spec.apply(url)
-        return self.spec.sign(self.inner.key(path))  # type: ignore[attr-defined]  # the s3 driver's object key
-
-    async def get_content(self, path: str) -> bytes:
-        return await self.inner.get_content(path)
-
-    async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
-        await self.inner.put_content(path, data, durable)
-
-    async def stat(self, path: str) -> FileInfo:
-        return await self.inner.stat(path)
-
-    async def list(self, path: str) -> list[str]:
-        return await self.inner.list(path)
-
-    async def move(self, src: str, dst: str) -> None:
-        await self.inner.move(src, dst)
-
-    async def delete(self, path: str) -> None:
-        await self.inner.delete(path)
-
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
-        return await self.inner.writer(path, append)
-
-    def reader(self, path: str, offset: int = 0, length: int | None = None,
-               chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]:
-        return self.inner.reader(path, offset, length, chunk_size)
-
-    def local_path(self, path: str) -> str | None:
-        return self.inner.local_path(path)
-
-    async def close(self) -> None:
-        await self.inner.close()
+        backend = innermost(self.inner)                  # cloudfront: the s3 driver's object key
+        return self.spec.sign(backend.key(path))  # type: ignore[attr-defined]

@@ -26,12 +26,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
-from .base import Chunk, FileInfo, Observer, StorageDriver, check_path
+from .base import DriverWrapper, FileInfo, FileWriter, Observer, StorageDriver, check_path
 
 log = logging.getLogger("fastreg.storage.cache")
 
@@ -72,14 +71,13 @@ def cacheable(path: str) -> bool:
     return "/_uploads/" not in path
 
 
-class RedisCachedDriver:
+class RedisCachedDriver(DriverWrapper):
     """Wraps `inner`; every StorageDriver method, same contract."""
 
     def __init__(self, inner: StorageDriver, *, host: str = "127.0.0.1", port: int = 6379, db: int = 0,
                  username: str | None = None, password: str | None = None, tls: bool = False,
                  timeout: float = 1.0, prefix: str = "fastreg:", ttl: int = TTL) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self._conn: dict[str, Any] = {"host": host, "port": port, "db": db, "username": username or None,
                                       "password": password or None, "ssl": tls, "socket_timeout": timeout,
                                       "socket_connect_timeout": timeout}
@@ -91,9 +89,6 @@ class RedisCachedDriver:
         self._down_until = 0.0
         self._pending: set[str] = set()          # paths whose invalidation has not landed yet
         self._flusher: asyncio.Task[None] | None = None
-
-    def __getattr__(self, attr: str) -> Any:     # driver-specific extras (key, directory_mtimes, ...)
-        return getattr(self.inner, attr)
 
     # -- Redis plumbing ----------------------------------------------------------------------
     def _client(self) -> Any:
@@ -212,23 +207,9 @@ class RedisCachedDriver:
             if cacheable(path):
                 await self._invalidate(path)
 
-    async def writer(self, path: str, append: bool = False) -> Any:
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
         w = await self.inner.writer(path, append)
         return _InvalidatingWriter(self, path, w) if cacheable(path) else w
-
-    # -- passed through ------------------------------------------------------------------------
-    async def list(self, path: str) -> list[str]:
-        return await self.inner.list(path)
-
-    def reader(self, path: str, offset: int = 0, length: int | None = None,
-               chunk_size: int = 1 << 20) -> AsyncIterator[Chunk]:
-        return self.inner.reader(path, offset, length, chunk_size)
-
-    def local_path(self, path: str) -> str | None:
-        return self.inner.local_path(path)
-
-    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
-        return await self.inner.redirect_url(path, method)
 
     async def close(self) -> None:
         if self._flusher is not None:

@@ -51,7 +51,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import lease
-from .base import FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
+from .base import Capabilities, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
 from .params import Params
 
 SIDECAR = ".fastreg-append"
@@ -114,6 +114,7 @@ class _Session:
 
 class S3Driver:
     name = "s3"
+    capabilities = Capabilities(exclusive=True)      # the lease object (lease.py)
 
     def __init__(self, params: Any, *, redirect: bool = True, list_page_size: int = 1000,
                  max_attempts: int = 5) -> None:
