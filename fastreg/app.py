@@ -120,7 +120,10 @@ class App:
                     from .purge import Maintenance
                     self.maintenance = Maintenance(self.cfg, ctx.registry.driver)
                     self.maintenance.start()
-                    probe = getattr(ctx.registry.driver, "lock_conditions", None)
+                    store = ctx.registry.driver
+                    while getattr(store, "inner", None) is not None:     # wrappers: metrics, cache, CDN
+                        store = store.inner
+                    probe = getattr(store, "lock_conditions", None)
                     if probe is not None:        # logs what the store honours (storage/driver/lease.py)
                         self.lock_probe = asyncio.ensure_future(probe())
                 except Exception as exc:

@@ -189,8 +189,9 @@ def _lock_version(store: S3Backend, root: str) -> str | None:
 
 
 def test_startup_reports_the_stores_conditions(fastreg_factory: Any, store: S3Backend) -> None:
-    srv = _serve(fastreg_factory, store, f"reg-{uuid.uuid4().hex[:8]}",
-                 log={"level": "info", "accesslog": {"disabled": True}})
+    srv = _serve(fastreg_factory, store, f"reg-{uuid.uuid4().hex[:8]}",     # metrics: a wrapped driver
+                 log={"level": "info", "accesslog": {"disabled": True}},
+                 http={"debug": {"addr": f"127.0.0.1:{free_port()}", "prometheus": {"enabled": True}}})
     want = EXPECTED[store.kind].describe()  # type: ignore[attr-defined]
     for _ in range(100):                               # bounded: 10 s
         if want in srv.log():
