@@ -120,7 +120,7 @@ class App:
                     from .purge import Maintenance
                     self.maintenance = Maintenance(self.cfg, ctx.registry.driver)
                     self.maintenance.start()
-                    store = ctx.registry.driver
+                    store: Any = ctx.registry.driver
                     while getattr(store, "inner", None) is not None:     # wrappers: metrics, cache, CDN
                         store = store.inner
                     probe = getattr(store, "lock_conditions", None)
