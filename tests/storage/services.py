@@ -1,4 +1,5 @@
-"""Real storage services on 127.0.0.1 for the tests: moto (S3), Azurite (Azure Blob), the GCS emulator.
+"""Real storage services on 127.0.0.1 for the tests: moto (S3), Ceph RGW (S3, a single-node
+cluster from Debian's packages), Azurite (Azure Blob), the GCS emulator, redis-server.
 
 Each runs as a child process on a free port and is stopped by PID.  A service whose program
 is truly absent makes its tests skip (``.ci/run`` installs them all, so CI never skips).
