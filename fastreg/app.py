@@ -1,6 +1,8 @@
 """The ASGI entry point: lifespan (open storage in each worker) and dispatch."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -41,6 +43,7 @@ class App:
         self.cfg = cfg
         self.ctx: Context | None = None
         self.observer: Observer | None = None       # metrics, when enabled
+        self.lock_probe: Any = None                 # the store's conditional writes, probed at startup
         self.maintenance: Any = None                # upload purging, periodic gc (fastreg.purge)
         self.proxy: Any = None                      # pull-through cache (fastreg.proxy)
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
@@ -140,6 +143,12 @@ class App:
                     from .purge import Maintenance
                     self.maintenance = Maintenance(self.cfg, ctx.registry.driver, self.retention(ctx))
                     self.maintenance.start()
+                    store: Any = ctx.registry.driver
+                    while getattr(store, "inner", None) is not None:     # wrappers: metrics, cache, CDN
+                        store = store.inner
+                    probe = getattr(store, "lock_conditions", None)
+                    if probe is not None:        # logs what the store honours (storage/driver/lease.py)
+                        self.lock_probe = asyncio.ensure_future(probe())
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -147,6 +156,10 @@ class App:
                 quiet_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                if self.lock_probe is not None:
+                    self.lock_probe.cancel()
+                    with contextlib.suppress(BaseException):
+                        await self.lock_probe
                 if self.maintenance is not None:
                     await self.maintenance.stop()
                 await self.close()

@@ -18,13 +18,13 @@ from fastreg.registry import Registry
 from fastreg.storage import layout
 from fastreg.storage.driver.base import StorageDriver
 from tests.e2e.helpers import make_manifest
-from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server  # noqa: F401 (fixtures)
+from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server, rgw_server  # noqa: F401 (fixtures)
 from tests.storage.registry_push import push_manifest
 
 REPO = "chk/app"
 
 
-@pytest.mark.parametrize("kind", ["filesystem", "inmemory", "s3", "azure", "gcs"])
+@pytest.mark.parametrize("kind", ["filesystem", "inmemory", "s3", "rgw", "azure", "gcs"])
 def test_check_leftovers_and_referrers_on_every_driver(request: pytest.FixtureRequest, tmp_path: Path,
                                                        kind: str) -> None:
     backend = _backend(request, kind, tmp_path)
