@@ -240,10 +240,6 @@ def test_proxy_flood_of_large_manifests_keeps_worker_memory_flat(
     assert growth < CACHES + SLACK, f"worker grew {growth / MiB:.0f} MiB"
 
 
-@pytest.mark.xfail(strict=True, reason="each upstream answer refused for its size (an endless manifest cut "
-                   "at 4 MiB, an endless tag list at 1.6 MB) leaves about that much in the worker: 30 endless "
-                   "manifests +100 MiB, 80 of them +359 MiB.  It is held in reference cycles the quieted collector "
-                   "(fastreg.app.GC_GEN0 = 20,000) reaches late: with CPython's default 700 this test passes")
 def test_proxy_flood_of_endless_manifests_and_tag_lists_keeps_worker_memory_flat(
         proxy_server: FastregServer, upstream: HostileUpstream) -> None:
     """Manifests that never end, each cut at the manifest limit and refused (502), and tag lists
