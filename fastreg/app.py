@@ -11,7 +11,6 @@ import secrets
 import time
 from typing import Any
 
-from . import health
 from .api.base import Context
 from .api.errors import error_body, error_headers, status_of
 from .api.http import Receive, Request, Response, ResponseAborted, Scope, Send
@@ -19,10 +18,11 @@ from .api.routes import match, refuse_malformed, routing_path
 from .config import ConfigError
 from .errors import BodyInterrupted, RegistryError
 from .hooks import Observer, request_state
-from .logging import access_enabled, current_scope, log_access
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
-from .metrics import MULTIPROC_ENV
-from .metrics import enabled as metrics_enabled
+from .observability import health
+from .observability.logging import access_enabled, current_scope, log_access
+from .observability.metrics import MULTIPROC_ENV
+from .observability.metrics import enabled as metrics_enabled
 from .registry import Limits, Registry
 from .storage.driver.base import StorageError, StorageFull
 from .storage.driver.factory import create_driver
@@ -44,7 +44,7 @@ class App:
         self.ctx: Context | None = None
         self.observer: Observer | None = None       # metrics, when enabled
         self.lock_probe: Any = None                 # the store's conditional writes, probed at startup
-        self.maintenance: Any = None                # upload purging, periodic gc (fastreg.purge)
+        self.maintenance: Any = None                # upload purging, periodic gc (fastreg.maintenance.purge)
         self.proxy: Any = None                      # pull-through cache (fastreg.proxy)
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                  for k, vs in (cfg.http.headers or {}).items() for v in vs]
@@ -69,7 +69,7 @@ class App:
             self.health.start()
         metrics = None
         if metrics_enabled(cfg) and os.environ.get(MULTIPROC_ENV):
-            from .metrics import Metrics
+            from .observability.metrics import Metrics
             metrics = Metrics()
             self.observer = metrics
             driver = metrics.timed_driver(driver)
@@ -140,7 +140,7 @@ class App:
             if msg["type"] == "lifespan.startup":
                 try:
                     ctx = self.open()
-                    from .purge import Maintenance
+                    from .maintenance.purge import Maintenance
                     self.maintenance = Maintenance(self.cfg, ctx.registry.driver, self.retention(ctx))
                     self.maintenance.start()
                     store: Any = ctx.registry.driver
@@ -175,7 +175,7 @@ class App:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self.ctx or self.open()
-        current_scope.set(scope)                    # request id on every log line (fastreg.logging)
+        current_scope.set(scope)                    # request id on every log line (fastreg.observability.logging)
         timed = self.access_log or self.observer is not None
         started = time.perf_counter() if timed else 0.0
         try:
@@ -300,7 +300,7 @@ def quiet_gc() -> None:
 def create_app() -> App:
     """Factory for granian workers: the resolved config arrives through the environment."""
     from .config import config_from_json, load_config
-    from .logging import setup_logging
+    from .observability.logging import setup_logging
 
     raw = os.environ.get("FASTREG_RESOLVED_CONFIG")
     cfg = config_from_json(raw.encode()) if raw else load_config(os.environ.get("FASTREG_CONFIG"))

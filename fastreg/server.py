@@ -162,7 +162,7 @@ def serve(cfg: Any) -> None:
         # http.draintimeout bounds that wait (unset: as long as they take).
         kwargs["workers_kill_timeout"] = max(1, math.ceil(cfg.http.draintimeout))
     scheme = "https" if kwargs else "http"
-    from .logging import granian_log_config
+    from .observability.logging import granian_log_config
     kwargs["log_dictconfig"] = granian_log_config(cfg.log.formatter, cfg.log.fields, caller=cfg.log.reportcaller)
     debug = _start_debug_listener(cfg, workers)
     log.debug("malloc tuned: %s", ", ".join(tune_malloc()) or "nothing")
@@ -317,7 +317,7 @@ def probe_port(host: str, port: int, key: str) -> None:
 def hold_serving_lock(cfg: Any) -> int | None:
     """A shared flock on the filesystem data directory for as long as this registry serves it,
     unless it serves read-only: `fastreg check --repair` takes the exclusive lock to know that no
-    registry writes there (see fastreg.gc_cli).  The descriptor, or None."""
+    registry writes there (see fastreg.maintenance.gc_cli).  The descriptor, or None."""
     if cfg.storage.driver_name != "filesystem" or cfg.storage.maintenance.readonly.enabled:
         return None
     import fcntl
@@ -340,9 +340,9 @@ def _start_debug_listener(cfg: Any, workers: int) -> Any:
     """http.debug.addr: metrics, health and status on a thread of this (granian's main) process.
 
     Runs before granian starts the workers: the metrics sample directory must be in the
-    environment the workers inherit (see fastreg.metrics)."""
-    from . import metrics
+    environment the workers inherit (see fastreg.observability.metrics)."""
     from .config import debug_address
+    from .observability import metrics
 
     addr = debug_address(cfg)
     if addr is None:
@@ -354,7 +354,7 @@ def _start_debug_listener(cfg: Any, workers: int) -> Any:
         had = os.environ.get(metrics.MULTIPROC_ENV)
         path = metrics.prepare_multiproc_dir()
         made = None if had else path
-    from .debug import DebugServer
+    from .observability.debug import DebugServer
     try:
         server = DebugServer(cfg, *addr, workers=workers)
     except OSError as exc:

@@ -33,7 +33,7 @@ class Proxy:
                  peer_url: str = "", metrics: Any = None) -> None:
         self.registry = registry
         self.upstreams = upstreams              # "" = every repository (proxy.remoteurl)
-        self.metrics = metrics                  # fastreg.metrics.Metrics, when enabled
+        self.metrics = metrics                  # fastreg.observability.metrics.Metrics, when enabled
         self.fetches: dict[str, int] = {}       # "blob <digest>" / "manifest <repo>@<ref>" → count
         peers = Peers(Leases(registry.driver), peer_url) if peer_url else None    # fastreg.proxy.peerurl
         self.blobs = ProxyBlobStore(registry.blobs, storage, peers, self._refused, self._count)

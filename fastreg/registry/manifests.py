@@ -14,7 +14,7 @@ import orjson
 from .. import manifest as mf
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, parse_digest
 from ..errors import RegistryError
-from ..gc import GuardTimeout, ReferenceGuard
+from ..maintenance.gc import GuardTimeout, ReferenceGuard
 from ..reference import is_digest_reference, valid_tag
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver
@@ -77,7 +77,7 @@ class ManifestStore:
         # (artifactType, the descriptor as encoded JSON) by the referrer's digest
         self._descriptors: ByteLRU[tuple[str, str], tuple[str | None, bytes]] = ByteLRU(descriptor_cache_bytes)
         self.referrers_page = max(1, referrers_page)
-        self.guard = ReferenceGuard(driver)     # online garbage collection (see fastreg.gc)
+        self.guard = ReferenceGuard(driver)     # online garbage collection (see fastreg.maintenance.gc)
         self.immutable: TagGuard | None = None       # fastreg.immutability (fastreg.retention.immutable)
 
     def parse_reference(self, reference: str) -> Digest | str:
@@ -164,7 +164,7 @@ class ManifestStore:
         self.class_policy.check(parsed)
         if self.immutable is not None and isinstance(ref, str):
             await self.immutable.check_put(self.tags, name, ref, d)
-        since = await self.guard.epoch()                # online gc, step P0 (fastreg.gc)
+        since = await self.guard.epoch()                # online gc, step P0 (fastreg.maintenance.gc)
         await self._check_references(name, parsed, local)
 
         stored = await self.blobs.stat_data(d)
@@ -192,7 +192,7 @@ class ManifestStore:
     async def _confirm(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest,
                        previous: Digest | None, since: bytes, local: bool = True) -> None:
         """Every link is written: tell a running garbage collection what this manifest names
-        (fastreg.gc, step P2); if one runs or ran since `since`, check it all survived (P3)."""
+        (fastreg.maintenance.gc, step P2); if one runs or ran since `since`, check it all survived (P3)."""
         named = [d, *(b.digest for b in parsed.blobs if not b.foreign), *(c.digest for c in parsed.manifests)] \
             if local else [d]
         try:

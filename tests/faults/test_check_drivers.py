@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fastreg import check
 from fastreg.digest import parse_digest
+from fastreg.maintenance import check
 from fastreg.registry import Registry
 from fastreg.storage import layout
 from fastreg.storage.driver.base import StorageDriver

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fastreg import gc
 from fastreg.digest import parse_digest
+from fastreg.maintenance import gc
 from fastreg.registry import Registry
 from fastreg.storage.driver.base import StorageDriver
 from tests.e2e.helpers import make_index, make_layer, make_manifest

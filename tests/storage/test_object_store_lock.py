@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fastreg.purge import purge_uploads
+from fastreg.maintenance.purge import purge_uploads
 from fastreg.storage import layout
 from fastreg.storage.driver import lease
 from fastreg.storage.driver.base import Busy, PathNotFound

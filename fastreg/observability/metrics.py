@@ -1,7 +1,7 @@
 """Prometheus metrics, aggregated across granian's worker processes.
 
 prometheus-client's multiprocess mode: every process writes its samples to mmap'ed files in
-``PROMETHEUS_MULTIPROC_DIR``; the debug listener (``fastreg.debug``, in granian's main process)
+``PROMETHEUS_MULTIPROC_DIR``; the debug listener (``fastreg.observability.debug``, in granian's main process)
 merges them at each scrape.  ``fastreg.server`` makes a fresh directory and sets the variable
 before any worker starts, so it is set before anything imports ``prometheus_client``.  Nothing
 here is imported when ``http.debug.prometheus.enabled`` is false: the request path then pays one
@@ -19,7 +19,7 @@ import os
 import time
 from typing import Any
 
-from .storage.driver.base import DriverWrapper, FileInfo, FileWriter, Observer, StorageDriver
+from ..storage.driver.base import DriverWrapper, FileInfo, FileWriter, Observer, StorageDriver
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -30,7 +30,7 @@ STORAGE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 def engine() -> str:
     """Which engines run: ``compiled`` (the Cython extensions), ``pure`` (their pure-Python twins,
     FASTREG_NO_EXTENSIONS=1 or not built) or ``mixed`` (some of each; fastreg.engines)."""
-    from . import _digest_py, _fsio_py, engines
+    from .. import _digest_py, _fsio_py, engines
     compiled = {engines.load("_digest", _digest_py)[1], engines.load("_fsio", _fsio_py)[1]}
     return "compiled" if compiled == {True} else "pure" if compiled == {False} else "mixed"
 
@@ -130,7 +130,7 @@ class ProcessMetrics:
                                  labels=["version", "engine", "python"])
         import platform
 
-        from . import __version__
+        from .. import __version__
         info.add_metric([__version__, engine(), platform.python_version()], 1)
         return [cpu, rss, vms, fds, start, info]
 
@@ -195,7 +195,7 @@ class Metrics:
         self.lock_failures = Counter("registry_storage_lock_failures_total",
                                      "Upload lock renewals, breaks and releases that failed on an object store",
                                      ["kind"])
-        from .storage.driver import lease
+        from ..storage.driver import lease
         lease.observers.append(lambda kind: self.lock_failures.labels(kind).inc())
         self._req: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._uploads = {k: self.uploads.labels(k) for k in ("started", "committed", "failed")}

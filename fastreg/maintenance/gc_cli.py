@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 
+from ..config import parse_duration
+from ..server import storage_description
+from ..storage.driver.base import StorageError
+from ..storage.driver.factory import create_driver
 from . import gc
-from .config import parse_duration
-from .server import storage_description
-from .storage.driver.base import StorageError
-from .storage.driver.factory import create_driver
 
 
 def _grace(args: argparse.Namespace, default: float, command: str) -> float | None:
