@@ -2,15 +2,14 @@
 it resolves to; a name that resolves to nothing is one line and a non-zero exit."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import yaml
 
-from tests.conftest import _pythonpath, free_port, make_fastreg
+from tests.conftest import free_port, make_fastreg
+
+from .support import serve_refused
 
 
 def test_a_host_name_listens_on_its_ipv4_address(tmp_path: Path) -> None:
@@ -31,9 +30,7 @@ def test_a_host_name_that_resolves_to_nothing(tmp_path: Path) -> None:
     srv = make_fastreg(tmp_path, {"http": {"addr": f"no-such-host.invalid:{free_port()}"}})
     cfg = yaml.safe_load(srv.config_path.read_text())
     assert cfg["http"]["addr"].startswith("no-such-host.invalid:")
-    p = subprocess.run([sys.executable, "-m", "fastreg", "serve", "--config", str(srv.config_path)],
-                       check=False, capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": _pythonpath()})
+    p = serve_refused(srv.config_path)
     assert p.returncode == 1, p.stderr
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("fastreg: http.addr: cannot listen on no-such-host.invalid:"), \
