@@ -25,7 +25,7 @@ from ..api.http import Request
 from ..reference import valid_name
 from .access import Identity, Policy, Scope, required
 from .htpasswd import Htpasswd, HtpasswdBusy
-from .ratelimit import TokenBucket, too_many
+from .ratelimit import TokenBucket, client_key, too_many
 from .token import TokenError, TokenVerifier
 
 MOUNT_ALLOWED = "fastreg.mount"
@@ -185,8 +185,7 @@ class RateLimited:
 
     async def authorize(self, req: Request, route: str, name: str | None) -> str | None:
         if self.per_ip is not None:
-            client = req.scope.get("client")
-            wait = self.per_ip.take(client[0] if client else "?")
+            wait = self.per_ip.take(client_key(req.scope))
             if wait:
                 raise too_many(wait, "client address")
         actor: str | None = await self.inner.authorize(req, route, name)
