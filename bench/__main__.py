@@ -1,9 +1,18 @@
-"""`python -m bench [--rounds N] [--quick] [--scenarios a,b] [--out DIR]`.
+"""`python -m bench [--rounds N] [--quick] [--servers LIST] [--scenarios a,b] [--out DIR]`.
 
-Starts fastreg and Debian's Distribution on 127.0.0.1 (free ports, temporary data directories,
-the same config), runs every scenario against both in alternation for N rounds, prints a table of
-medians (min–max) and fastreg/Distribution ratios beside the targets of issue #7, and writes
-results.json, results.md and chart.png into bench/results/<UTC timestamp>/.
+Starts fastreg and CNCF Distribution on 127.0.0.1 (free ports, temporary data directories, the
+same config), runs every scenario against each in alternation for N rounds, and measures the
+machine's ceilings each round: a bare ASGI app under granian answering GET/HEAD with fastreg's
+own manifest and blob answers, and granian's receive + SHA-256 of the large blob. It prints a
+table of medians (min–max), fastreg / Distribution 3.1.1 ratios, fastreg's fraction of its
+ceiling, p99 and peak RSS beside the targets, and writes results.json, results.md and chart.png
+into bench/results/<UTC timestamp>/.
+
+Servers: fastreg; Distribution 3.1.1 (`registry:3`, the reference) from
+$BENCH_DISTRIBUTION3, else ../shared/tools/distribution-3.1.1/registry beside the
+checkout, else /work/shared/tools/distribution-3.1.1/registry; Debian's `docker-registry`
+(Distribution 2.8.2, Go 1.19). `--servers` takes fastreg, 3.1.1, 2.8.2, distribution (3.1.1 when
+found, else 2.8.2, said loudly) or all.
 """
 from __future__ import annotations
 
@@ -14,14 +23,23 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from . import report, tools
 from .runner import run_all
 from .scenarios import ALL, QUICK, Sizes
-from .servers import DISTRIBUTION_BIN, distribution_available
+from .servers import (
+    DIST2,
+    DIST3,
+    DISTRIBUTION3_ENV,
+    DISTRIBUTION_BIN,
+    FASTREG,
+    LABELS,
+    distribution3_binary,
+    distribution_available,
+    version,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 s runs: a smoke test, not a benchmark")
     p.add_argument("--scenarios", default="", help="comma-separated subset of: " + ",".join(s.name for s in ALL))
     p.add_argument("--servers", default="fastreg,distribution",
-                   help="which servers to run (default both; 'fastreg' alone for profiling)")
+                   help="comma-separated: fastreg, 3.1.1, 2.8.2, distribution (3.1.1 if found, else 2.8.2) or "
+                        "all (default fastreg,distribution; 'fastreg' alone for profiling)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy record every fastreg worker during each run (SVGs in the results directory; "
                         "skews fastreg's numbers)")
@@ -45,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - {s.name for s in ALL})
     if unknown:
         p.error(f"unknown scenarios: {', '.join(unknown)}")
+    try:
+        servers = pick_servers(a.servers)
+    except ValueError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
     missing = [t for t in ("wrk", "ab") if not tools.have(t)]
-    if not distribution_available():
+    if DIST2 in servers and not distribution_available():
         missing.append(DISTRIBUTION_BIN)
     if missing:
         print(f"bench: missing {', '.join(missing)} (apt-get install wrk apache2-utils docker-registry)",
@@ -65,33 +89,76 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    result = runner(run_all(names, rounds, sizes, a.servers.split(","), out / "profiles" if a.profile else None))
+    print(f"bench: servers {', '.join(LABELS[n] for n in servers)}", file=sys.stderr, flush=True)
+    result = runner(run_all(names, rounds, sizes, servers, out / "profiles" if a.profile else None))
     try:
-        return _report(a, result, started, rounds, sizes, out)
+        return _report(a, result, started, rounds, sizes, out, servers)
     finally:
         if os.environ.get("BENCH_KEEP_DATA") != "1":
             print(f"removing {result['workdir']} ...", file=sys.stderr, flush=True)
             shutil.rmtree(result["workdir"], ignore_errors=True)
 
 
+FALLBACK = (f"Distribution 3.1.1 NOT FOUND (${DISTRIBUTION3_ENV}, ../shared/tools/distribution-3.1.1/registry, "
+            f"/work/shared/tools/distribution-3.1.1/registry): measuring against Debian's Distribution 2.8.2 "
+            f"(Go 1.19) instead; its ratios are not the reference's")
+
+
+def pick_servers(spec: str) -> list[str]:
+    """Server names for `--servers`, fastreg first, then 3.1.1, then 2.8.2."""
+    have3 = distribution3_binary() is not None
+    chosen: set[str] = set()
+    for word in (w.strip().lower() for w in spec.split(",")):
+        if not word:
+            continue
+        if word == "fastreg":
+            chosen.add(FASTREG)
+        elif word in ("3.1.1", "3", DIST3, "distribution3"):
+            if not have3:
+                raise ValueError(f"Distribution 3.1.1 not found: set ${DISTRIBUTION3_ENV} to its binary")
+            chosen.add(DIST3)
+        elif word in ("2.8.2", "2.8", "2", DIST2, "distribution2", "debian"):
+            chosen.add(DIST2)
+        elif word == "distribution":
+            if not have3:
+                print(f"bench: {FALLBACK}", file=sys.stderr, flush=True)
+            chosen.add(DIST3 if have3 else DIST2)
+        elif word == "all":
+            chosen |= {FASTREG, DIST2} | ({DIST3} if have3 else set())
+            if not have3:
+                print(f"bench: {FALLBACK}", file=sys.stderr, flush=True)
+        else:
+            raise ValueError(f"unknown server {word!r} (fastreg, 3.1.1, 2.8.2, distribution, all)")
+    if not chosen:
+        raise ValueError("no server chosen")
+    return [n for n in (FASTREG, DIST3, DIST2) if n in chosen]
+
+
 def _report(a: argparse.Namespace, result: dict, started: dt.datetime, rounds: int, sizes: Sizes,
-            out: Path) -> int:
+            out: Path, servers: list[str]) -> int:
     summary = report.summarize(result)
+    binaries = {DIST3: distribution3_binary(), DIST2: DISTRIBUTION_BIN}
+    ref = report.reference(result)
     meta = {
         "date": started.isoformat(timespec="seconds"), "rounds": rounds, "quick": a.quick,
         "sizes": sizes.__dict__, "cpus": os.cpu_count(), "python": platform.python_version(),
-        "distribution": subprocess.run([DISTRIBUTION_BIN, "--version"], capture_output=True, text=True, check=False).stdout.strip(),
+        "servers": servers, "reference": ref,
+        "versions": {n: version(b) for n, b in binaries.items() if n in servers and b},
+        "reference_note": None if ref != DIST2 else FALLBACK,
         "loadavg_end": os.getloadavg(),
     }
     doc = {"meta": meta, "summary": summary, **result}
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     tbl = report.table(summary)
     ceil = report.ceilings(result)
-    (out / "results.md").write_text(f"{meta['date']}, {rounds} round(s){' (quick)' if a.quick else ''}\n\n{tbl}\n"
+    note = f"**{meta['reference_note']}**\n\n" if meta["reference_note"] else ""
+    (out / "results.md").write_text(f"{meta['date']}, {rounds} round(s){' (quick)' if a.quick else ''}, "
+                                    f"{', '.join(meta['versions'].values()) or 'fastreg alone'}\n\n{note}{tbl}\n"
                                     f"\n{ceil}")
-    report.chart(summary, out / "chart.png",
-                 f"fastreg vs Distribution — {meta['date']}, {rounds} round(s){' quick' if a.quick else ''}")
+    report.chart(summary, out / "chart.png", report.title(meta, ref))
     print(tbl)
+    if meta["reference_note"]:
+        print(f"\n{meta['reference_note']}")
     if ceil:
         print(f"\n{ceil}", end="")
     print(f"\nresults: {out}/results.json, chart: {out}/chart.png")

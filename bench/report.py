@@ -1,67 +1,124 @@
-"""Summaries (medians, min–max, per-round ratios), the text table, JSON and the PNG chart."""
+"""Summaries (medians, min–max, per-round ratios and fractions of ceiling), the text table, JSON
+and the PNG chart. fastreg and the reference (Distribution 3.1.1; Debian's 2.8.2 when 3.1.1 did
+not run) come first everywhere."""
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 from typing import Any
 
+from .servers import DIST2, DIST3, FASTREG, LABELS
+
+CEILING_NAMES = {"get_rps": "GET ceiling (bare ASGI app)", "head_rps": "HEAD ceiling (bare ASGI app)",
+                 "recv_sha256_MBps": "receive + SHA-256 ceiling"}
+
 
 def _stats(xs: list[float]) -> dict[str, float] | None:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)} if xs else None
 
 
+def server_names(result: dict[str, Any]) -> list[str]:
+    names = result.get("servers") or sorted({r["server"] for r in result["runs"]})
+    order = [FASTREG, DIST3, DIST2]
+    return sorted(names, key=lambda n: order.index(n) if n in order else len(order))
+
+
+def reference(result: dict[str, Any]) -> str | None:
+    """The server fastreg is measured against: 3.1.1, else 2.8.2 (else an older run's name)."""
+    others = [n for n in server_names(result) if n != FASTREG]
+    return others[0] if others else None
+
+
+def label(name: str | None) -> str:
+    return LABELS.get(name or "", name or "—")
+
+
+def _per_round_ratio(mine: list[dict[str, Any]], a: str, b: str) -> tuple[list[float], list[float], list[float]]:
+    """Ratios within a round (push speed swings between rounds with the page cache): value, p99
+    and work per server CPU-second (robust to neighbours taking CPU from one run and not the other)."""
+    ratios, p99r, eff = [], [], []
+    for rnd in sorted({r["round"] for r in mine}):
+        f = next((r for r in mine if r["round"] == rnd and r["server"] == a), None)
+        d = next((r for r in mine if r["round"] == rnd and r["server"] == b), None)
+        if f and d and f["value"] and d["value"]:
+            ratios.append(f["value"] / d["value"])
+            if f["server_cores"] > 0 and d["server_cores"] > 0:
+                eff.append((f["value"] / f["server_cores"]) / (d["value"] / d["server_cores"]))
+            if f["latency_ms"] and d["latency_ms"] and d["latency_ms"].get("p99"):
+                p99r.append(f["latency_ms"]["p99"] / d["latency_ms"]["p99"])
+    return ratios, p99r, eff
+
+
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     runs = result["runs"]
+    names = server_names(result)
+    ref = reference(result)
     for name, meta in result["scenarios"].items():
         mine = [r for r in runs if r["scenario"] == name]
-        row: dict[str, Any] = {"unit": meta["unit"], "target": meta["target"], "what": meta["what"]}
-        for srv in ("fastreg", "distribution"):
+        row: dict[str, Any] = {k: meta.get(k) for k in ("unit", "target", "what", "ceiling", "ceiling_target",
+                                                        "p99_target", "rss_target")}
+        row["reference"] = ref
+        row["servers"] = {}
+        for srv in names:
             ok = [r for r in mine if r["server"] == srv and r["value"] is not None]
-            row[srv] = _stats([r["value"] for r in ok])
-            row[srv + "_failed_runs"] = sum(1 for r in mine if r["server"] == srv and r["value"] is None)
+            s: dict[str, Any] = {"value": _stats([r["value"] for r in ok]),
+                                 "failed_runs": sum(1 for r in mine if r["server"] == srv and r["value"] is None)}
             for p in ("p50", "p90", "p99"):
                 vals = [r["latency_ms"][p] for r in ok if r["latency_ms"] and p in r["latency_ms"]]
                 if vals:
-                    row.setdefault(srv + "_latency_ms", {})[p] = statistics.median(vals)
-            row[srv + "_peak_rss_mib"] = max((r["peak_rss_worker_mib"] for r in ok), default=None)
-            row[srv + "_server_cores"] = statistics.median([r["server_cores"] for r in ok]) if ok else None
-            row[srv + "_client_cores"] = statistics.median([r["client_cores"] for r in ok]) if ok else None
-            row[srv + "_other_cores"] = statistics.median([r["other_cores"] for r in ok]) if ok else None
-            row[srv + "_bound"] = statistics.mode([r["bound"] for r in ok]) if ok else None
-        # Ratios within a round (push speed swings between rounds with the page cache). The
-        # efficiency ratio compares work per CPU-second of each server: robust to neighbours that
-        # take CPU away from one server's run and not the other's (a shared machine).
-        ratios, p99r, eff = [], [], []
-        for rnd in sorted({r["round"] for r in mine}):
-            f = next((r for r in mine if r["round"] == rnd and r["server"] == "fastreg"), None)
-            d = next((r for r in mine if r["round"] == rnd and r["server"] == "distribution"), None)
-            if f and d and f["value"] and d["value"]:
-                ratios.append(f["value"] / d["value"])
-                if f["server_cores"] > 0 and d["server_cores"] > 0:
-                    eff.append((f["value"] / f["server_cores"]) / (d["value"] / d["server_cores"]))
-                if f["latency_ms"] and d["latency_ms"] and d["latency_ms"].get("p99"):
-                    p99r.append(f["latency_ms"]["p99"] / d["latency_ms"]["p99"])
+                    s.setdefault("latency_ms", {})[p] = statistics.median(vals)
+            s["peak_rss_mib"] = max((r["peak_rss_worker_mib"] for r in ok), default=None)
+            for k in ("server_cores", "client_cores", "other_cores"):
+                s[k] = statistics.median([r[k] for r in ok]) if ok else None
+            s["bound"] = statistics.mode([r["bound"] for r in ok]) if ok else None
+            row["servers"][srv] = s
+        row["ratios"] = {}
+        for other in names:
+            if other != FASTREG:
+                row["ratios"][other] = _stats(_per_round_ratio(mine, FASTREG, other)[0])
+        ratios, p99r, eff = _per_round_ratio(mine, FASTREG, ref) if ref else ([], [], [])
         row["ratio"] = _stats(ratios)
-        if name in CEILING_SCENARIOS:
-            row["ceiling_ratio"] = _ceiling_ratio(result, name)
         row["p99_ratio"] = _stats(p99r)
         row["cpu_efficiency_ratio"] = _stats(eff)
-        row["met"] = bool(row["ratio"] and row["ratio"]["median"] >= meta["target"])
+        row["ceiling_fraction"] = _ceiling_fraction(result, name, meta.get("ceiling"))
+        if meta.get("ceiling") == "recv_sha256_MBps" and ref:
+            row["ceiling_ratio"] = _ceiling_over(result, name, ref)
+        f = row["servers"].get(FASTREG, {})
+        checks: dict[str, bool | None] = {
+            "ratio": None if row["target"] is None else bool(row["ratio"] and row["ratio"]["median"] >= row["target"]),
+            "ceiling": None if row["ceiling_target"] is None else
+            bool(row["ceiling_fraction"] and row["ceiling_fraction"]["median"] >= row["ceiling_target"]),
+            "p99": None if row["p99_target"] is None else
+            bool(row["p99_ratio"] and row["p99_ratio"]["median"] <= row["p99_target"]),
+            "rss": None if row["rss_target"] is None else
+            bool(f.get("peak_rss_mib") and f["peak_rss_mib"] <= row["rss_target"]),
+        }
+        row["checks"] = checks
+        row["met"] = bool(f.get("value")) and all(v for v in checks.values() if v is not None)
         out[name] = row
     return out
 
 
-CEILING_SCENARIOS = ("push-large", "push-chunked")
-
-
-def _ceiling_ratio(result: dict[str, Any], name: str) -> dict[str, float] | None:
-    """Per round: granian's receive + SHA-256 of the large blob (nothing stored, bench/ceiling.py)
-    over Distribution's figure for `name` — the best ratio a registry that verifies digests
-    under granian's ASGI could show in that round."""
+def _ceiling_fraction(result: dict[str, Any], name: str, key: str | None) -> dict[str, float] | None:
+    """Per round: fastreg's figure over the ceiling measured in the same round."""
+    if not key:
+        return None
     per = []
     for c in result.get("ceilings") or []:
-        d = next((r for r in result["runs"] if r["scenario"] == name and r["server"] == "distribution"
+        f = next((r for r in result["runs"] if r["scenario"] == name and r["server"] == FASTREG
+                  and r["round"] == c["round"] and r["value"]), None)
+        if f and c.get(key):
+            per.append(f["value"] / c[key])
+    return _stats(per)
+
+
+def _ceiling_over(result: dict[str, Any], name: str, ref: str) -> dict[str, float] | None:
+    """Per round: the receive + SHA-256 ceiling over the reference's figure — the best ratio a
+    registry that verifies digests under granian's ASGI could show in that round."""
+    per = []
+    for c in result.get("ceilings") or []:
+        d = next((r for r in result["runs"] if r["scenario"] == name and r["server"] == ref
                   and r["round"] == c["round"] and r["value"]), None)
         if d and "recv_sha256_MBps" in c:
             per.append(c["recv_sha256_MBps"] / d["value"])
@@ -69,23 +126,34 @@ def _ceiling_ratio(result: dict[str, Any], name: str) -> dict[str, float] | None
 
 
 def ceilings(result: dict[str, Any]) -> str:
-    """The per-round machine ceilings, and for the large pushes the best ratio any registry that
-    verifies digests under granian's ASGI could show (receive + SHA-256, nothing stored, over
-    Distribution's figure of the same round)."""
+    """The per-round machine ceilings, and fastreg's fraction of each."""
     ceil = result.get("ceilings") or []
     if not ceil:
         return ""
-    def col(key: str) -> str:
-        return " / ".join(f"{c[key]:.0f}" for c in ceil if key in c)
+
+    def col(key: str, fmt: str = "{:.0f}") -> str:
+        return " / ".join(fmt.format(c[key]) for c in ceil if key in c)
     lines = [f"Per-round ceilings (MB/s): page-cache write {col('write_MBps')}; SHA-256 {col('sha256_MBps')}"]
     if any("recv_MBps" in c for c in ceil):
         lines[0] += (f"; granian ASGI receive {col('recv_MBps')}; receive + SHA-256 (bench/ceiling.py) "
                      f"{col('recv_sha256_MBps')}")
-        for name in CEILING_SCENARIOS:
-            st = _ceiling_ratio(result, name)
-            if st is not None:
-                lines.append(f"{name}: the receive + SHA-256 ceiling is {st['median']:.2f}× "
-                             f"({st['min']:.2f}–{st['max']:.2f}) Distribution's figure of the same round")
+    if any("get_rps" in c for c in ceil):
+        lines.append(f"Per-round GET ceiling (bare ASGI app under granian, fastreg's settings, the same "
+                     f"headers and body as fastreg's manifest answer; wrk, 64 connections): "
+                     f"{col('get_rps', '{:,.0f}')} req/s, p99 {col('get_p99_ms', '{:.1f}')} ms; "
+                     f"HEAD ceiling (ab): {col('head_rps', '{:,.0f}')} req/s")
+    ref = reference(result)
+    for name, meta in result["scenarios"].items():
+        key = meta.get("ceiling")
+        st = _ceiling_fraction(result, name, key)
+        if st is not None:
+            lines.append(f"{name}: fastreg reaches {st['median']:.0%} ({st['min']:.0%}–{st['max']:.0%}) of the "
+                         f"{CEILING_NAMES.get(key or '', key)} of the same round")
+        if key == "recv_sha256_MBps" and ref:
+            over = _ceiling_over(result, name, ref)
+            if over is not None:
+                lines.append(f"{name}: the receive + SHA-256 ceiling is {over['median']:.2f}× "
+                             f"({over['min']:.2f}–{over['max']:.2f}) {label(ref)}'s figure of the same round")
     return "\n\n".join(lines) + "\n"
 
 
@@ -96,78 +164,134 @@ def _fmt(s: dict[str, float] | None, digits: int = 0) -> str:
     return f"{f.format(s['median'])} ({f.format(s['min'])}–{f.format(s['max'])})"
 
 
+def _x(s: dict[str, float] | None, pct: bool = False) -> str:
+    if not s:
+        return "—"
+    if pct:
+        return f"{s['median']:.0%} ({s['min']:.0%}–{s['max']:.0%})"
+    return f"{s['median']:.2f}× ({s['min']:.2f}–{s['max']:.2f})"
+
+
+def _targets(r: dict[str, Any], ref: str | None) -> str:
+    short = "3.1.1" if ref == DIST3 else "2.8.2" if ref == DIST2 else "ref"
+    parts = []
+    if r["target"] is not None:
+        parts.append(f"≥ {r['target']:g}× {short}")
+    if r["ceiling_target"] is not None:
+        parts.append(f"≥ {r['ceiling_target']:.0%} of ceiling")
+    if r["p99_target"] is not None:
+        parts.append(f"p99 ≤ {r['p99_target']:.2g}× {short}")
+    if r["rss_target"] is not None:
+        parts.append(f"RSS ≤ {r['rss_target']:g} MiB")
+    return "; ".join(parts) or "—"
+
+
 def table(summary: dict[str, Any]) -> str:
-    head = ("| scenario | unit | fastreg median (min–max) | Distribution median (min–max) | ratio (per-round min–max) "
-            "| target | met | per server CPU-s ratio | p99 ms fastreg / Distribution | peak RSS/worker MiB f / d "
-            "| CPU cores client, server, others: fastreg / Distribution | bound f / d |")
-    lines = [head, "|" + "---|" * 12]
+    """fastreg and the reference first; the other Distribution after."""
+    first = next(iter(summary.values()), None)
+    if first is None:
+        return ""
+    ref = first["reference"]
+    others = [n for n in first["servers"] if n not in (FASTREG, ref)]
+    rl = label(ref)
+    head = (f"| scenario | unit | fastreg median (min–max) | {rl} median (min–max) | fastreg / {rl} (per-round min–max) "
+            f"| fraction of ceiling | p99 ms fastreg / {rl} | target | met "
+            + "".join(f"| {label(o)} median | fastreg / {label(o)} " for o in others)
+            + f"| peak RSS/worker MiB fastreg / {rl} | per server CPU-s ratio "
+            f"| CPU cores client, server, others: fastreg / {rl} | bound fastreg / {rl} |")
+    ncol = head.count("|") - 1
+    lines = [head, "|" + "---|" * ncol]
     for name, r in summary.items():
-        digits = 1 if r["fastreg"] and r["fastreg"]["median"] < 100 else 0
-        ratio = (f"{r['ratio']['median']:.2f}× ({r['ratio']['min']:.2f}–{r['ratio']['max']:.2f})"
-                 if r["ratio"] else "—")
-        fl, dl = r.get("fastreg_latency_ms", {}), r.get("distribution_latency_ms", {})
+        f, d = r["servers"].get(FASTREG, {}), r["servers"].get(ref, {}) if ref else {}
+        digits = 1 if f.get("value") and f["value"]["median"] < 100 else 0
+        fl, dl = f.get("latency_ms", {}), d.get("latency_ms", {})
         p99 = f"{fl['p99']:.1f} / {dl['p99']:.1f}" if "p99" in fl and "p99" in dl else "—"
-        rss = " / ".join(f"{r[s + '_peak_rss_mib']:.0f}" if r[s + "_peak_rss_mib"] else "—"
-                         for s in ("fastreg", "distribution"))
-        cpu = " / ".join(
-            f"{r[s + '_client_cores']:.2f}, {r[s + '_server_cores']:.2f}, {r[s + '_other_cores']:.2f}"
-            if r[s + "_server_cores"] is not None else "—"
-            for s in ("fastreg", "distribution"))
-        bound = f"{r['fastreg_bound'] or '—'} / {r['distribution_bound'] or '—'}"
-        fails = r["fastreg_failed_runs"] + r["distribution_failed_runs"]
-        e = r.get("cpu_efficiency_ratio")
-        eff = f"{e['median']:.2f}× ({e['min']:.2f}–{e['max']:.2f})" if e else "—"
+        rss = " / ".join(f"{s['peak_rss_mib']:.0f}" if s.get("peak_rss_mib") else "—" for s in (f, d))
+        cpu = " / ".join(f"{s['client_cores']:.2f}, {s['server_cores']:.2f}, {s['other_cores']:.2f}"
+                         if s.get("server_cores") is not None else "—" for s in (f, d))
+        bound = f"{f.get('bound') or '—'} / {d.get('bound') or '—'}"
+        fails = sum(s["failed_runs"] for s in r["servers"].values())
+        missed = [k for k, v in r["checks"].items() if v is False]
+        met = "yes" if r["met"] else "**no**" + (f" ({', '.join(missed)})" if missed else "")
+        extra = "".join(f"| {_fmt(r['servers'][o]['value'], digits)} | {_x(r['ratios'].get(o))} " for o in others)
         lines.append(f"| {name}{' ⚠ ' + str(fails) + ' failed runs' if fails else ''} | {r['unit']} "
-                     f"| {_fmt(r['fastreg'], digits)} | {_fmt(r['distribution'], digits)} | {ratio} "
-                     f"| ≥ {r['target']:g}× | {'yes' if r['met'] else '**no**'} | {eff} | {p99} | {rss} | {cpu} | {bound} |")
+                     f"| {_fmt(f.get('value'), digits)} | {_fmt(d.get('value'), digits)} | {_x(r['ratio'])} "
+                     f"| {_x(r['ceiling_fraction'], pct=True)} | {p99} | {_targets(r, ref)} | {met} {extra}"
+                     f"| {rss} | {_x(r['cpu_efficiency_ratio'])} | {cpu} | {bound} |")
     return "\n".join(lines)
 
 
 def chart(summary: dict[str, Any], path: Path, title: str) -> None:
+    """Three panels: fastreg / reference per scenario (the other Distribution as hollow markers),
+    fastreg's fraction of its ceiling, and p50/p99 latency of fastreg and the reference."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(summary)
-    rate = [n for n in names if summary[n].get("fastreg_latency_ms") and summary[n].get("distribution_latency_ms")]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 6), gridspec_kw={"width_ratios": [1.2, 1]})
-    xs = range(len(names))
+    if not names:
+        return
+    ref = summary[names[0]]["reference"]
+    rl = label(ref)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 6.5), gridspec_kw={"width_ratios": [1.3, 0.8, 1]})
+    xs = list(range(len(names)))
     med = [summary[n]["ratio"]["median"] if summary[n]["ratio"] else 0 for n in names]
     lo = [m - summary[n]["ratio"]["min"] if summary[n]["ratio"] else 0 for n, m in zip(names, med)]
     hi = [summary[n]["ratio"]["max"] - m if summary[n]["ratio"] else 0 for n, m in zip(names, med)]
     colors = ["tab:green" if summary[n]["met"] else "tab:red" for n in names]
     ax1.bar(xs, med, yerr=[lo, hi], color=colors, capsize=3,
-            label="fastreg / Distribution (median, min–max; green: target met)")
+            label=f"fastreg / {rl} (median, min–max; green: every target met)")
     eff = [summary[n].get("cpu_efficiency_ratio") for n in names]
     ax1.scatter([x for x, e in zip(xs, eff) if e], [e["median"] for e in eff if e], marker="D", s=30,
                 color="navy", zorder=4, label="same, per server CPU-second")
-    ax1.scatter(xs, [summary[n]["target"] for n in names], marker="_", s=600, color="black", zorder=3,
-                label="target")
-    ceil = [(x, summary[n]["ceiling_ratio"]["median"]) for x, n in zip(xs, names) if summary[n].get("ceiling_ratio")]
-    if ceil:
-        ax1.scatter([x for x, _ in ceil], [c for _, c in ceil], marker="^", s=60, facecolors="none",
-                    edgecolors="purple", zorder=4, label="granian receive + SHA-256, nothing stored (ceiling)")
+    for other in [o for o in summary[names[0]]["ratios"] if o != ref]:
+        pts = [(x, summary[n]["ratios"][other]["median"]) for x, n in zip(xs, names) if summary[n]["ratios"].get(other)]
+        ax1.scatter([x for x, _ in pts], [v for _, v in pts], marker="o", s=40, facecolors="none",
+                    edgecolors="grey", zorder=4, label=f"fastreg / {label(other)}")
+    tg = [(x, summary[n]["target"]) for x, n in zip(xs, names) if summary[n]["target"] is not None]
+    ax1.scatter([x for x, _ in tg], [t for _, t in tg], marker="_", s=600, color="black", zorder=3, label="target")
     ax1.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax1.set_yscale("log")
-    ax1.set_xticks(list(xs), names, rotation=40, ha="right")
+    ax1.set_xticks(xs, names, rotation=40, ha="right")
     ax1.set_ylabel("ratio (log)")
-    ax1.set_title("fastreg / Distribution vs target")
-    ax1.legend(fontsize=8)
-    width = 0.13
-    for i, (srv, pct) in enumerate([(s, p) for s in ("fastreg", "distribution") for p in ("p50", "p90", "p99")]):
-        vals = [summary[n][srv + "_latency_ms"].get(pct, 0) for n in rate]
-        ax2.bar([x + (i - 2.5) * width for x in range(len(rate))], vals, width,
-                label=f"{srv} {pct}", color=("tab:blue" if srv == "fastreg" else "tab:orange"),
-                alpha=0.45 + 0.25 * ("p50", "p90", "p99").index(pct))
-    ax2.set_yscale("log")
-    ax2.set_xticks(range(len(rate)), rate, rotation=40, ha="right")
-    ax2.set_ylabel("latency ms (log)")
-    ax2.set_title("latency percentiles")
-    ax2.legend(fontsize=7, ncol=2)
+    ax1.set_title(f"fastreg / {rl}")
+    ax1.legend(fontsize=7)
+
+    cn = [n for n in names if summary[n].get("ceiling_fraction")]
+    cf = [summary[n]["ceiling_fraction"] for n in cn]
+    ax2.bar(range(len(cn)), [c["median"] * 100 for c in cf],
+            yerr=[[(c["median"] - c["min"]) * 100 for c in cf], [(c["max"] - c["median"]) * 100 for c in cf]],
+            color=["tab:green" if summary[n]["checks"]["ceiling"] else "tab:red" for n in cn], capsize=3)
+    ax2.scatter(range(len(cn)), [summary[n]["ceiling_target"] * 100 for n in cn], marker="_", s=600,
+                color="black", zorder=3, label="target")
+    ax2.axhline(100, color="grey", lw=0.8, ls="--")
+    ax2.set_xticks(range(len(cn)), [f"{n}\n({CEILING_NAMES.get(summary[n]['ceiling'], '')})" for n in cn],
+                   rotation=30, ha="right", fontsize=7)
+    ax2.set_ylabel("% of the ceiling measured in the same round")
+    ax2.set_title("fastreg / its ceiling")
+    ax2.legend(fontsize=7)
+
+    rate = [n for n in names if summary[n]["servers"].get(FASTREG, {}).get("latency_ms")
+            and ref and summary[n]["servers"].get(ref, {}).get("latency_ms")]
+    width = 0.2
+    for i, (srv, pct) in enumerate([(s, p) for s in (FASTREG, ref) for p in ("p50", "p99")]):
+        vals = [summary[n]["servers"][srv]["latency_ms"].get(pct, 0) for n in rate]
+        ax3.bar([x + (i - 1.5) * width for x in range(len(rate))], vals, width, label=f"{label(srv)} {pct}",
+                color=("tab:blue" if srv == FASTREG else "tab:orange"), alpha=0.5 + 0.4 * (pct == "p99"))
+    ax3.set_yscale("log")
+    ax3.set_xticks(range(len(rate)), rate, rotation=40, ha="right")
+    ax3.set_ylabel("latency ms (log)")
+    ax3.set_title("latency percentiles")
+    ax3.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def title(meta: dict[str, Any], ref: str | None) -> str:
+    return (f"fastreg vs {label(ref)} — {meta['date']}, {meta['rounds']} round(s)"
+            f"{' quick' if meta.get('quick') else ''}")
 
 
 def main() -> None:
@@ -182,7 +306,7 @@ def main() -> None:
     meta = doc["meta"]
     tbl = table(summary)
     (src.parent / "results.md").write_text(f"{meta['date']}, {meta['rounds']} round(s)\n\n{tbl}\n\n{ceilings(doc)}")
-    chart(summary, src.parent / "chart.png", f"fastreg vs Distribution — {meta['date']}, {meta['rounds']} round(s)")
+    chart(summary, src.parent / "chart.png", title(meta, reference(doc)))
     print(tbl)
 
 

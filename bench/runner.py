@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .ceiling import receive_ceilings
-from .scenarios import BY_NAME, Fixtures, Scenario, Sizes
-from .servers import CLK_TCK, Distribution, Fastreg, Server, peak_rss_mib, reset_peak_rss
+from . import registry as reg
+from .ceiling import GetCeiling, capture, receive_ceilings
+from .scenarios import BY_NAME, Fixtures, HeadBlob, PullManifest, Scenario, Sizes
+from .servers import CLK_TCK, FASTREG, Server, cpu_seconds, make_server, peak_rss_mib, reset_peak_rss
 
 NCPU = os.cpu_count() or 1
 
@@ -140,29 +141,50 @@ async def measure(sc: Scenario, srv: Server, rnd: int, data: Any, profile_dir: P
         mcpu = machine_busy() - m0
     except Exception as exc:  # noqa: BLE001 -- a failed run is recorded, never silently dropped
         return Run(sc.name, rnd, srv.name, sc.unit, None, error=f"{type(exc).__name__}: {exc}",
-                   extra={"trace": traceback.format_exc(limit=3)})
+                   extra={"trace": traceback.format_exc(limit=3), "server_log": srv.log()[-2000:]})
     finally:
         stop_profilers(profilers)
     rss = max((peak_rss_mib(p) for p in srv.workers()), default=0.0)
     cc, sc_, mc = ccpu / wall, scpu / wall, mcpu / wall
     value = m.value if m.failed == 0 else None
+    if m.failed:
+        m.extra["server_log"] = srv.log()[-2000:]
     return Run(sc.name, rnd, srv.name, sc.unit, value, m.ops, m.seconds, wall, m.latency_ms or None,
                m.verified, m.failed, m.client, ccpu, scpu, cc, sc_, max(0.0, mc - cc - sc_),
                bound_side(cc, sc_, m.client_threads, mc), rss, m.extra or None,
                None if m.failed == 0 else f"{m.failed} failed requests")
 
 
-async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] | None = None,
+def _get_ceiling(fx: Fixtures, src: Server, work: Path) -> GetCeiling:
+    """The GET/HEAD ceiling app, answering what `src` (fastreg when it runs) answered."""
+    pm, hb = PullManifest(fx), HeadBlob(fx)
+    spec = capture(src.url, pm.path(), {"Accept": reg.OCI_MANIFEST}, hb.path())
+    ceiling = GetCeiling(spec, work)
+    ceiling.start()
+    progress(f"started the GET ceiling app on {ceiling.url} (answers captured from {src.name})")
+    return ceiling
+
+
+def measure_get_ceiling(ceiling: GetCeiling, fx: Fixtures, sizes: Sizes) -> dict[str, float]:
+    pm, hb = PullManifest(fx), HeadBlob(fx)
+    pids = ceiling.pids()
+    c0, s0, w0 = client_cpu(), cpu_seconds(pids), time.perf_counter()
+    got = ceiling.measure(pm.path(), pm.headers(), hb.path(), pm.connections, sizes.seconds)
+    wall = time.perf_counter() - w0
+    got["get_server_cores"] = (cpu_seconds(pids) - s0) / wall
+    got["get_client_cores"] = (client_cpu() - c0) / wall
+    return got
+
+
+async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
                   profile_dir: Path | None = None) -> dict[str, Any]:
+    """Every scenario against every server of `only` (fastreg first, then the reference), in
+    alternation, round after round, with the per-round ceilings."""
     work = Path(tempfile.mkdtemp(prefix="fastreg-bench-"))
-    servers: list[Server] = []
-    wanted = only or ["fastreg", "distribution"]
-    if "fastreg" in wanted:
-        servers.append(Fastreg("fastreg", work / "fastreg"))
-    if "distribution" in wanted:
-        servers.append(Distribution("distribution", work / "distribution"))
+    servers: list[Server] = [make_server(n, work) for n in only]
     runs: list[Run] = []
     ceilings: list[dict[str, float]] = []
+    get_ceiling: GetCeiling | None = None
     try:
         progress(f"generating data ({sizes.large >> 20} MiB large blob) in {work}")
         fx = Fixtures(sizes)
@@ -177,17 +199,27 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] |
                 for f in sc.fixtures:
                     await fx.ensure(srv.url, f)
             progress(f"fixtures pushed to {srv.name} in {time.perf_counter() - t:.1f}s (untimed)")
+        if {"pull-manifest", "head-blob"} & set(names):
+            src = next((s for s in servers if s.name == FASTREG), servers[0])
+            await fx.ensure(src.url, "app")
+            get_ceiling = _get_ceiling(fx, src, work)
         for rnd in range(1, rounds + 1):
             ceil = {"round": rnd, "write_MBps": write_ceiling(work, sizes.large),
                     "sha256_MBps": sha256_ceiling(fx.large.data), "loadavg_1m": os.getloadavg()[0]}
             if {"push-large", "push-chunked"} & set(names):     # what granian itself lets through
                 ceil.update(receive_ceilings(fx.large.data))
+            if get_ceiling is not None:
+                ceil.update(measure_get_ceiling(get_ceiling, fx, sizes))
             ceilings.append(ceil)
             recv = (f", granian receive {ceil['recv_MBps']:.0f} MB/s (+ sha256 {ceil['recv_sha256_MBps']:.0f})"
                     if "recv_MBps" in ceil else "")
+            get = (f", GET ceiling {ceil['get_rps']:,.0f} req/s, HEAD ceiling {ceil['head_rps']:,.0f} req/s"
+                   if "get_rps" in ceil else "")
             progress(f"round {rnd}/{rounds}: page-cache write {ceil['write_MBps']:.0f} MB/s, "
-                     f"sha256 {ceil['sha256_MBps']:.0f} MB/s{recv}, load {ceil['loadavg_1m']:.2f}")
-            order = servers if rnd % 2 else servers[::-1]     # alternate who goes first
+                     f"sha256 {ceil['sha256_MBps']:.0f} MB/s{recv}{get}, load {ceil['loadavg_1m']:.2f}")
+            # alternate who goes first (with three servers: rotate)
+            k = (rnd - 1) % len(servers)
+            order = servers[k:] + servers[:k]
             for sc in scenarios:
                 data = sc.round_data(rnd)
                 for srv in order:
@@ -195,7 +227,8 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] |
                     r = await measure(sc, srv, rnd, data, profile_dir)
                     runs.append(r)
                     if r.error:
-                        progress(f"    FAILED: {r.error}")
+                        log = (r.extra or {}).get("server_log", "").strip().splitlines()[-5:]
+                        progress(f"    FAILED: {r.error}" + "".join(f"\n      {srv.name} log: {x}" for x in log))
                     else:
                         lat = f"  p99 {r.latency_ms['p99']:.1f} ms" if r.latency_ms and "p99" in r.latency_ms else ""
                         progress(f"    {r.value:,.1f} {r.unit}{lat}  cpu: client {r.client_cores:.2f} / "
@@ -208,7 +241,12 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str] |
     finally:
         for srv in servers:
             srv.stop()
+        if get_ceiling is not None:
+            get_ceiling.stop()
     # The data directories (GBs after the push scenarios) are removed by the caller, after the report.
     return {"workdir": str(work), "runs": [asdict(r) for r in runs], "ceilings": ceilings,
-            "scenarios": {sc.name: {"unit": sc.unit, "target": sc.target, "what": sc.what, "rate": sc.rate}
+            "servers": [s.name for s in servers],
+            "scenarios": {sc.name: {"unit": sc.unit, "target": sc.target, "what": sc.what, "rate": sc.rate,
+                                    "ceiling": sc.ceiling, "ceiling_target": sc.ceiling_target,
+                                    "p99_target": sc.p99_target, "rss_target": sc.rss_target}
                           for sc in scenarios}}

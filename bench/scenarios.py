@@ -140,9 +140,18 @@ class Fixtures:
 
 
 class Scenario(ABC):
+    """Targets: `target` is fastreg / Distribution 3.1.1 (higher is better; None: no ratio
+    target); `ceiling_target` a fraction of the scenario's `ceiling` (a key of the per-round
+    ceilings: "get_rps", "head_rps", "recv_sha256_MBps"); `p99_target` the most fastreg's p99 may
+    be as a fraction of Distribution's; `rss_target` the most a worker's peak RSS may be (MiB)."""
+
     name = ""
     unit = ""
-    target = 1.0                # fastreg / Distribution, higher is better
+    target: float | None = None
+    ceiling: str | None = None
+    ceiling_target: float | None = None
+    p99_target: float | None = None
+    rss_target: float | None = None
     what = ""
     fixtures: tuple[str, ...] = ()
     rate = False                # request-rate scenario (latency percentiles charted)
@@ -171,7 +180,8 @@ def _fresh_large(base: bytes, rnd: int) -> Blob:
 
 
 class PushLarge(Scenario):
-    name, unit, target = "push-large", "MB/s", 4.0
+    name, unit = "push-large", "MB/s"
+    ceiling, ceiling_target, rss_target = "recv_sha256_MBps", 0.90, 100.0
     what = "monolithic upload (POST + PUT ?digest=) of the large blob"
 
     def round_data(self, rnd: int) -> Any:
@@ -196,7 +206,8 @@ class PushLarge(Scenario):
 
 
 class PushChunked(PushLarge):
-    name, unit, target = "push-chunked", "MB/s", 4.0
+    name, unit = "push-chunked", "MB/s"
+    ceiling, ceiling_target, rss_target = "recv_sha256_MBps", 0.90, None
     what = "the large blob in chunked PATCHes (Content-Range), then PUT ?digest="
 
     async def run(self, url: str, rnd: int, data: Any, tag: str) -> Measure:
@@ -214,7 +225,7 @@ class PushChunked(PushLarge):
 
 
 class PushSmall(Scenario):
-    name, unit, target = "push-small", "blobs/s", 5.0
+    name, unit, target = "push-small", "blobs/s", 3.0
     what = "distinct 4 KiB blobs (POST + PUT ?digest= each), concurrency 32"
 
     def round_data(self, rnd: int) -> Any:
@@ -245,16 +256,17 @@ class CIImage:
 
 
 class CIPush(Scenario):
-    name, unit, target = "ci-push", "images/s", 4.0
+    name, unit, target = "ci-push", "images/s", 3.0
     what = "images × 5 layers (3 shared base layers mounted), HEAD before upload, concurrency 8"
+    concurrency = 8
 
     def round_data(self, rnd: int) -> Any:
         shared = [Blob.of(os.urandom(self.sizes.ci_shared)) for _ in range(3)]
         images = []
-        for i in range(self.sizes.ci_images):
+        for i in range(max(self.sizes.ci_images, 2 * self.concurrency)):
             unique = [Blob.of(os.urandom(self.sizes.ci_unique)) for _ in range(2)]
             config = reg.config_blob(f"r{rnd}-img{i}")
-            images.append(CIImage(f"img{i:03d}", unique, config, reg.image_manifest(config, shared + unique)))
+            images.append(CIImage(f"img{i:04d}", unique, config, reg.image_manifest(config, shared + unique)))
         return shared, images
 
     async def prepare(self, url: str, rnd: int, data: Any) -> None:
@@ -287,7 +299,7 @@ class CIPush(Scenario):
             await reg.put_manifest(c, repo, "v1", img.manifest)
 
         t = time.perf_counter()
-        lat = await pool(url, 8, images, push)
+        lat = await pool(url, self.concurrency, images, push)
         dt = time.perf_counter() - t
         c = Conn(url)
         try:
@@ -301,6 +313,7 @@ class CIPush(Scenario):
 class RateScenario(Scenario):
     rate = True
     connections = 64
+    request_timeout = 10.0      # wrk counts a slower answer as a failure
 
     @abstractmethod
     def path(self) -> str:
@@ -315,7 +328,7 @@ class RateScenario(Scenario):
 
     async def run(self, url: str, rnd: int, data: Any, tag: str) -> Measure:
         res = await asyncio.to_thread(tools.wrk, url + self.path(), "get.lua", self.headers(),
-                                      self.connections, self.sizes.seconds)
+                                      self.connections, self.sizes.seconds, 2, self.request_timeout)
         return await self._finish(url, res, "wrk", 2)
 
     async def _finish(self, url: str, res: tools.LoadResult, client: str, threads: int) -> Measure:
@@ -332,7 +345,8 @@ class RateScenario(Scenario):
 
 
 class PullManifest(RateScenario):
-    name, unit, target = "pull-manifest", "req/s", 8.0
+    name, unit = "pull-manifest", "req/s"
+    ceiling, ceiling_target, p99_target = "get_rps", 0.85, 1 / 3
     what = "GET manifest by tag (OCI Accept), concurrency 64"
     fixtures = ("app",)
 
@@ -347,7 +361,8 @@ class PullManifest(RateScenario):
 
 
 class HeadBlob(RateScenario):
-    name, unit, target = "head-blob", "req/s", 8.0
+    name, unit = "head-blob", "req/s"
+    ceiling, ceiling_target, p99_target = "head_rps", 0.85, 1 / 3
     what = "HEAD an existing blob, concurrency 64 (ab: wrk cannot do HEAD)"
     fixtures = ("app",)
 
@@ -366,7 +381,7 @@ class HeadBlob(RateScenario):
 
 
 class PullRange(RateScenario):
-    name, unit, target = "pull-range", "req/s", 3.0
+    name, unit, target = "pull-range", "req/s", 3.5
     what = "1 MiB ranges at random offsets of the large blob, concurrency 16"
     fixtures = ("large",)
     connections = 16
@@ -392,7 +407,7 @@ class PullRange(RateScenario):
 
 
 class TagsList(RateScenario):
-    name, unit, target = "tags-list", "req/s", 5.0
+    name, unit, target = "tags-list", "req/s", 20.0
     what = "GET /tags/list of a repository with 1,000 tags, concurrency 16"
     fixtures = ("tags",)
     connections = 16
@@ -424,7 +439,7 @@ class Catalog(RateScenario):
 
 
 class PullLarge(Scenario):
-    name, unit, target = "pull-large", "MB/s", 0.95
+    name, unit, target = "pull-large", "MB/s", 1.05
     what = "GET the large blob, 4 clients, every response's length checked, digest of a sample"
     fixtures = ("large",)
 

@@ -1,6 +1,9 @@
-"""The two registries under test, started on 127.0.0.1 with equivalent configs, and process accounting.
+"""The registries under test, started on 127.0.0.1 with equivalent configs, and process accounting.
 
-Both get the same Distribution-style config (filesystem storage, deletes enabled, warn-level logs,
+fastreg, CNCF Distribution 3.1.1 (`registry:3`, the reference: a static binary found through
+$BENCH_DISTRIBUTION3, then ../shared/tools/distribution-3.1.1/registry beside the checkout,
+then /work/shared/tools/distribution-3.1.1/registry) and Debian's `docker-registry` (Distribution
+2.8.2 built with Go 1.19). All get the same Distribution-style config (filesystem storage, deletes enabled, warn-level logs,
 no access log, Debian's default in-memory blob descriptor cache); fastreg ignores the keys it does
 not use. CPU time is summed over each server's whole process tree (granian runs one process per
 worker) from /proc/<pid>/stat utime+stime.
@@ -24,7 +27,10 @@ from typing import Any
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DISTRIBUTION_BIN = "/usr/bin/docker-registry"
+DISTRIBUTION_BIN = "/usr/bin/docker-registry"         # Debian's package: Distribution 2.8.2, Go 1.19
+DISTRIBUTION3_ENV = "BENCH_DISTRIBUTION3"
+DISTRIBUTION3_PLACES = (REPO_ROOT.parent / "shared/tools/distribution-3.1.1/registry",
+                        Path("/work/shared/tools/distribution-3.1.1/registry"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -202,9 +208,65 @@ class Fastreg(Server):
 
 
 class Distribution(Server):
+    """Debian's docker-registry (Distribution 2.8.2)."""
+
+    binary = DISTRIBUTION_BIN
+
     def command(self, config: Path) -> list[str]:
-        return [DISTRIBUTION_BIN, "serve", str(config)]
+        return [self.binary, "serve", str(config)]
+
+
+class Distribution3(Distribution):
+    """Distribution 3.1.1. Same config format (version 0.1) and the same /v2/ answer as 2.8; its
+    OpenTelemetry tracing is on by default and exports to https://localhost:4318, failing (and
+    logging an error) every few seconds when nothing listens there: switched off here, as fastreg
+    does no tracing. /debug/health exists only on its debug listener, so readiness is /v2/."""
+
+    def __init__(self, name: str, workdir: Path, binary: str) -> None:
+        super().__init__(name, workdir)
+        self.binary = binary
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "OTEL_TRACES_EXPORTER": os.environ.get("OTEL_TRACES_EXPORTER", "none")}
 
 
 def distribution_available() -> bool:
     return os.access(DISTRIBUTION_BIN, os.X_OK)
+
+
+def distribution3_binary() -> str | None:
+    """The Distribution 3.1.1 binary: $BENCH_DISTRIBUTION3, else the shared tools
+    directory beside the checkout, else /work/shared/tools; None when absent."""
+    env = os.environ.get(DISTRIBUTION3_ENV)
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    for p in DISTRIBUTION3_PLACES:
+        if os.access(p, os.X_OK):
+            return str(p)
+    return None
+
+
+def version(binary: str) -> str:
+    try:
+        return subprocess.run([binary, "--version"], capture_output=True, text=True, check=False,
+                              timeout=10).stdout.strip()
+    except OSError:
+        return ""
+
+
+# Server names in results: fastreg, the reference (3.1.1) and Debian's 2.8.2.
+FASTREG, DIST3, DIST2 = "fastreg", "distribution-3.1.1", "distribution-2.8.2"
+LABELS = {FASTREG: "fastreg", DIST3: "Distribution 3.1.1", DIST2: "Distribution 2.8.2 (Debian)"}
+
+
+def make_server(name: str, work: Path) -> Server:
+    if name == FASTREG:
+        return Fastreg(name, work / name)
+    if name == DIST3:
+        binary = distribution3_binary()
+        if binary is None:
+            raise RuntimeError(f"Distribution 3.1.1 not found (set ${DISTRIBUTION3_ENV})")
+        return Distribution3(name, work / name, binary)
+    if name == DIST2:
+        return Distribution(name, work / name)
+    raise ValueError(f"unknown server {name!r}")

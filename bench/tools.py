@@ -32,10 +32,11 @@ def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 
 
-def wrk(url: str, script: str, args: list[str], connections: int, seconds: float, threads: int = 2) -> LoadResult:
+def wrk(url: str, script: str, args: list[str], connections: int, seconds: float, threads: int = 2,
+        timeout: float = 10.0) -> LoadResult:
     cmd = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-           "--timeout", "10s", "-s", str(LUA / script), url, "--", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+           "--timeout", f"{max(1, round(timeout))}s", "-s", str(LUA / script), url, "--", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + timeout + 60, check=False)
     m = re.search(r"^WRKJSON (.*)$", out.stdout, re.MULTILINE)
     if out.returncode != 0 or not m:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-2000:]} {out.stderr[-2000:]}")

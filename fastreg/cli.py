@@ -2,7 +2,7 @@
 `fastreg htpasswd add|remove USER`, `fastreg gencerts DIR`,
 `fastreg gc [--config FILE] [--dry-run] [--delete-untagged]`,
 `fastreg check [--config FILE] [--repair] [--json] [--grace DURATION]`,
-`fastreg version` (also `--version`), `fastreg completion bash|zsh`.
+`fastreg retention [--config FILE] [--dry-run] [--json]`, `fastreg version` (also `--version`), `fastreg completion bash|zsh`.
 
 A user mistake or a failure of the environment (a missing file, a port in use, a storage extra
 that is not installed) is one line on stderr, ``fastreg: <what>: <what to do>``, and a non-zero
@@ -37,6 +37,8 @@ EXAMPLES = {
     "gc": "examples:\n  fastreg gc --dry-run config.yml\n  fastreg gc --delete-untagged --grace 1h -c config.yml",
     "check": "examples:\n  fastreg check config.yml\n  fastreg check --json -c config.yml > report.json\n"
              "  fastreg check --repair config.yml   (stop the registry first, or serve read-only)",
+    "retention": "examples:\n  fastreg retention --config /etc/fastreg/config.yml --dry-run\n"
+                 "  fastreg retention -c config.yml --json > report.json",
     "completion": "examples:\n  source <(fastreg completion bash)\n"
                   "  fastreg completion zsh > \"${fpath[1]}/_fastreg\"",
 }
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.add_argument("--json", action="store_true", help="print the report as JSON")
     p_check.add_argument("--grace", help="leave upload sessions and temporary files written more recently than "
                          "this alone: they may be writes in flight (Go duration; default 1h)")
+    from .retention.cli import HELP as RETENTION_HELP
+    from .retention.cli import add_arguments as retention_arguments
+    retention_arguments(_sub(sub, "retention", RETENTION_HELP))
     p_comp = _sub(sub, "completion", "print a shell completion script (bash or zsh)")
     p_comp.add_argument("shell", choices=["bash", "zsh"])
     return parser
@@ -184,6 +189,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "check":
         from .gc_cli import run_check
         return run_check(cfg, args)
+    if args.command == "retention":
+        from .retention.cli import run as run_retention
+        return run_retention(cfg, args)
     from .server import StartupError, serve
     try:
         serve(cfg)

@@ -599,12 +599,57 @@ class GCOptions(_S, frozen=True):
     deleteuntagged: bool = False     # the background collection also removes untagged manifests
 
 
+class ProxyUpstream(Proxy, frozen=True):
+    # hosts besides remoteurl's own that this upstream may send the cache to without the address
+    # guard (a CDN its blobs redirect to, a token realm on a private address), and the only realms
+    # other than its own origin that receive its username and password
+    allowedhosts: list[str] = msgspec.field(default_factory=list)
+
+
 class ProxyUpstreams(_S, frozen=True):
     # name prefix → upstream: /v2/<prefix>/<repo>/... is a pull-through cache of <remoteurl>/v2/<repo>/...
-    upstreams: dict[str, Proxy] = msgspec.field(default_factory=dict)
+    upstreams: dict[str, ProxyUpstream] = msgspec.field(default_factory=dict)
+    allowedhosts: list[str] = msgspec.field(default_factory=list)    # the same, for proxy.remoteurl
+    # total time of one exchange with an upstream (manifest, tag list, token, HEAD, a blob's
+    # headers); a blob's body gets this plus one second per 256 KiB of its size
+    deadline: Duration = 60.0
     # this replica's URL as the other replicas sharing its storage reach it: a blob miss is then
     # fetched from upstream once for the whole cluster (fastreg/proxy/peers.py)
     peerurl: str = ""
+
+
+class HistoryOptions(_S, frozen=True):
+    pulls: bool = False                  # record when each tag and manifest is pulled (fastreg.retention.pulls)
+    flushinterval: Duration = 1.0        # how often each worker writes the pulls it gathered
+
+
+class RetentionKeep(_S, frozen=True):
+    lastpushed: int = 0                  # the N most recently pushed tags (ties at the Nth are kept)
+    pushedwithin: Duration = 0.0         # tags pushed less than this long ago
+    lastpulled: int = 0                  # the N most recently pulled tags (needs fastreg.history.pulls)
+    pulledwithin: Duration = 0.0         # tags pulled less than this long ago (needs fastreg.history.pulls)
+    tags: list[str] = msgspec.field(default_factory=list)    # tag globs always kept: latest, v*
+
+
+class RetentionPolicy(_S, frozen=True):
+    repository: str = ""                 # glob (the access policy's syntax): * within a component, ** across
+    keep: RetentionKeep = msgspec.field(default_factory=RetentionKeep)
+    untagged: Duration | None = None     # delete manifests no kept tag reaches once older than this; unset: keep
+
+
+class RetentionOptions(_S, frozen=True):
+    interval: Duration = 0.0             # > 0: the server applies the policies this often (one worker)
+    dryrun: bool = False                 # the scheduled run only logs what it would delete
+    policies: list[RetentionPolicy] = msgspec.field(default_factory=list)   # the first match applies
+
+
+class ImmutabilityRule(_S, frozen=True):
+    repository: str = ""                 # glob, as in the access policy
+    tags: list[str] = msgspec.field(default_factory=list)    # tag globs that can be neither moved nor deleted
+
+
+class ImmutabilityOptions(_S, frozen=True):
+    rules: list[ImmutabilityRule] = msgspec.field(default_factory=list)
 
 
 class UIOptions(_S, frozen=True):
@@ -625,6 +670,9 @@ class Fastreg(_S, frozen=True):
     gc: GCOptions = msgspec.field(default_factory=GCOptions)
     proxy: ProxyUpstreams = msgspec.field(default_factory=ProxyUpstreams)
     ui: UIOptions = msgspec.field(default_factory=UIOptions)
+    history: HistoryOptions = msgspec.field(default_factory=HistoryOptions)
+    retention: RetentionOptions = msgspec.field(default_factory=RetentionOptions)
+    immutability: ImmutabilityOptions = msgspec.field(default_factory=ImmutabilityOptions)
 
 
 class Config(_S, frozen=True):
@@ -647,7 +695,8 @@ class Config(_S, frozen=True):
     fastreg: Fastreg = msgspec.field(default_factory=Fastreg)
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 
 # -- schema walking -----------------------------------------------------------------------------
@@ -934,14 +983,22 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
             ("fastreg.proxy.peerurl", fr.proxy.peerurl)]:
         if (url or key not in ("proxy.remoteurl", "fastreg.proxy.peerurl")) and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", url):
             raise ConfigError(f"{key}: {url!r} is not an http:// or https:// URL")
+    for key, hosts in [("fastreg.proxy.allowedhosts", fr.proxy.allowedhosts)] + [
+            (f"fastreg.proxy.upstreams.{k}.allowedhosts", u.allowedhosts) for k, u in fr.proxy.upstreams.items()]:
+        for host in hosts:
+            if not re.fullmatch(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]", host):
+                raise ConfigError(f"{key}: {host!r} is not a host name or address (no scheme, port or path)")
     for prefix in fr.proxy.upstreams:
         if not re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", prefix):
             raise ConfigError(f"fastreg.proxy.upstreams.{prefix}: an upstream name is the first component of the "
                               "repository names it serves (lower-case letters, digits, '.', '_', '-')")
+    if fr.proxy.deadline <= 0:
+        raise ConfigError("fastreg.proxy.deadline: must be positive")
     if fr.http.headertimeout <= 0 or fr.http.bodytimeout < 0:
         raise ConfigError("fastreg.http: headertimeout must be positive and bodytimeout not negative")
     if fr.gc.graceperiod < 0 or fr.gc.interval < 0:
         raise ConfigError("fastreg.gc: graceperiod and interval must not be negative")
+    _check_retention(fr)
     for name, value in (("fastreg.catalog.maxentries", fr.catalog.maxentries),
                         ("fastreg.manifest.maxsize", fr.manifest.maxsize),
                         ("fastreg.tags.maxentries", fr.tags.maxentries),
@@ -951,6 +1008,37 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
             raise ConfigError(f"{name}: must be positive")
     return msgspec.structs.replace(cfg, storage=st, log=msgspec.structs.replace(cfg.log, level=level),
                                    loglevel="", fastreg=fr)
+
+
+def _check_retention(fr: Fastreg) -> None:
+    """fastreg.retention and fastreg.immutability: one line naming the key that is wrong."""
+    if fr.retention.interval < 0:
+        raise ConfigError("fastreg.retention.interval: must not be negative")
+    if fr.history.flushinterval <= 0:
+        raise ConfigError("fastreg.history.flushinterval: must be positive")
+    for i, p in enumerate(fr.retention.policies):
+        where = f"fastreg.retention.policies.{i}"
+        if not p.repository:
+            raise ConfigError(f"{where}.repository: a policy needs a repository glob (\"**\" for every repository)")
+        k = p.keep
+        if min(k.lastpushed, k.pushedwithin, k.lastpulled, k.pulledwithin) < 0 or (
+                p.untagged is not None and p.untagged < 0):
+            raise ConfigError(f"{where}: lastpushed, pushedwithin, lastpulled, pulledwithin and untagged must not "
+                              "be negative")
+        if not (k.lastpushed or k.pushedwithin or k.lastpulled or k.pulledwithin or k.tags):
+            raise ConfigError(f"{where}.keep: keeps no tag at all; give lastpushed, pushedwithin, lastpulled, "
+                              "pulledwithin or tags (a policy that deletes every tag is refused)")
+        if (k.lastpulled or k.pulledwithin) and not fr.history.pulls:
+            raise ConfigError(f"{where}.keep: lastpulled and pulledwithin need the pull history "
+                              "(fastreg.history.pulls: true)")
+        if any(not t for t in k.tags):
+            raise ConfigError(f"{where}.keep.tags: an empty tag pattern")
+    for i, r in enumerate(fr.immutability.rules):
+        where = f"fastreg.immutability.rules.{i}"
+        if not r.repository:
+            raise ConfigError(f"{where}.repository: a rule needs a repository glob (\"**\" for every repository)")
+        if not r.tags or any(not t for t in r.tags):
+            raise ConfigError(f"{where}.tags: a rule needs at least one tag pattern, none empty")
 
 
 MIDDLEWARE_KINDS = ("registry", "repository", "storage")

@@ -124,9 +124,10 @@ def _lock_path(cfg: Any) -> str:
 class Maintenance:
     """Started in each worker's lifespan; only the worker holding the host lock does anything."""
 
-    def __init__(self, cfg: Any, driver: StorageDriver) -> None:
+    def __init__(self, cfg: Any, driver: StorageDriver, retention: Any = None) -> None:
         self.cfg = cfg
         self.driver = driver
+        self.retention = retention      # fastreg.retention.policy.Retention, when policies are configured
         self._fd: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -146,8 +147,13 @@ class Maintenance:
         readonly = self.cfg.storage.maintenance.readonly.enabled
         wants_purge = up.enabled and not readonly and up.interval > 0
         wants_gc = gc_every > 0 and not readonly
-        if not (wants_purge or wants_gc) or not self._take_lock():
+        ret = self.cfg.fastreg.retention
+        wants_retention = (self.retention is not None and ret.interval > 0 and not readonly
+                           and (ret.dryrun or self.cfg.storage.delete.enabled))
+        if not (wants_purge or wants_gc or wants_retention) or not self._take_lock():
             return
+        if wants_retention:
+            self._tasks.append(asyncio.ensure_future(self._retention_loop(ret.interval, ret.dryrun)))
         if wants_purge:
             self._tasks.append(asyncio.ensure_future(self._purge_loop(up.age, up.interval, up.dryrun)))
         if wants_gc:
@@ -181,6 +187,22 @@ class Maintenance:
                 log.info("garbage collection: %s", gc.summary(report, False))
             except (StorageError, RuntimeError) as exc:
                 log.error("garbage collection failed: %s", exc)
+
+    async def _retention_loop(self, interval: float, dry_run: bool) -> None:
+        jitter = random.uniform(0, min(60.0, interval))
+        log.info("retention policies every %ss%s, first in %.1fs", interval, " (dry run)" if dry_run else "", jitter)
+        await asyncio.sleep(jitter)
+        while True:
+            try:
+                report = await self.retention.run(dry_run=dry_run)
+                if dry_run:
+                    for line in report.lines():
+                        if not line.startswith("keep "):
+                            log.info("retention (dry run): %s", line)
+                log.info("%s", report.summary())
+            except StorageError as exc:
+                log.error("retention failed: %s", exc)
+            await asyncio.sleep(interval)
 
     async def stop(self) -> None:
         for t in self._tasks:

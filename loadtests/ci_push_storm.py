@@ -23,8 +23,9 @@ from common import (
     put_manifest,
     upload,
 )
-from locust import HttpUser, between, events, task
+from locust import FastHttpUser, between, events, task
 from locust.exception import StopUser
+from locust.runners import WorkerRunner
 
 LAYER = int(os.environ.get("LOADTEST_LAYER_BYTES", str(256 << 10)))
 BASE_REPO = "storm/base"
@@ -35,6 +36,8 @@ _ids = itertools.count()
 @events.test_start.add_listener
 def push_base(environment, **_kw) -> None:
     """The base image every build starts FROM, pushed once before the storm."""
+    if isinstance(environment.runner, WorkerRunner):
+        return      # pushed once, by the master (or the single local process)
     c = SetupClient(environment.host)
     try:
         for b in BASE_LAYERS:
@@ -43,7 +46,7 @@ def push_base(environment, **_kw) -> None:
         c.close()
 
 
-class CIRunner(HttpUser):
+class CIRunner(FastHttpUser):
     wait_time = between(0.0, 0.2)
 
     def on_start(self) -> None:

@@ -1,4 +1,4 @@
-"""Registry calls for the locustfiles, on locust's HttpSession (requests), every answer checked.
+"""Registry calls for the locustfiles, on locust's FastHttpSession (geventhttpclient), every answer checked.
 
 Statuses are checked with `catch_response`, pulled bytes against their digest, so a fast wrong
 answer counts as a failure in locust's statistics.

@@ -27,8 +27,9 @@ from common import (
     put_manifest,
     upload,
 )
-from locust import HttpUser, between, events, task
+from locust import FastHttpUser, between, events, task
 from locust.exception import StopUser
+from locust.runners import WorkerRunner
 
 REPO = "storm/release"
 LAYER = int(os.environ.get("LOADTEST_LAYER_BYTES", str(1 << 20)))
@@ -43,6 +44,8 @@ INDEX = index([(arch, m) for arch, (_, _, m) in PLATFORMS.items()])
 
 @events.test_start.add_listener
 def push_release(environment, **_kw) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return      # pushed once, by the master (or the single local process)
     c = SetupClient(environment.host)
     try:
         for cfg, layers, m in PLATFORMS.values():
@@ -54,7 +57,7 @@ def push_release(environment, **_kw) -> None:
         c.close()
 
 
-class Node(HttpUser):
+class Node(FastHttpUser):
     wait_time = between(0.0, 0.5)
 
     def on_start(self) -> None:

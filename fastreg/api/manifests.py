@@ -10,6 +10,8 @@ from .http import Request, Response, h
 async def get(req: Request, ctx: Context) -> Response:
     sm = await ctx.registry.manifests.get(req.params["name"], req.params["reference"])
     dstr = str(sm.digest)
+    if ctx.pulls is not None:       # a GET pulls the manifest; a GET or HEAD by tag resolves the tag
+        ctx.pulls.record(req.params["name"], _tag(req.params["reference"]), dstr if req.method == "GET" else None)
     headers = [h("Content-Type", sm.media_type), h("Docker-Content-Digest", dstr),
                h("ETag", f'"{dstr}"'), h("Content-Length", len(sm.body))]
     inm = req.header(b"if-none-match")

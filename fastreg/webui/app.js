@@ -123,6 +123,8 @@
 
   function scopeOf(path) {
     if (path.startsWith("/v2/_catalog")) return "registry:catalog:*";
+    const h = /^\/v2\/_fastreg\/history\/([^?]+)/.exec(path);
+    if (h) return `repository:${h[1]}:pull`;
     const m = /^\/v2\/(.+)\/(tags|manifests|blobs|referrers)\//.exec(path);
     return m ? `repository:${m[1]}:pull` : "";
   }
@@ -352,8 +354,16 @@
       const qs = new URLSearchParams({ n: String(PAGE) });
       if (last !== null) qs.set("last", last);
       const { res, doc } = await apiJSON(`/v2/${repo}/tags/list?` + qs);
+      // push times (fastreg's history endpoint; absent for a pull-through cache's upstream tags)
+      const pushed = {};
+      try {
+        const hist = await apiJSON(`/v2/_fastreg/history/${repo}?` + qs);
+        for (const t of hist.doc.tags || []) pushed[t.tag] = t.pushed;
+      } catch (e) { /* the listing stands without them */ }
       for (const tag of doc.tags || []) {
-        list.append(el("li", {}, el("a", { href: refHref(repo, tag), class: "tag", text: tag })));
+        const when = pushed[tag] ? el("span", { class: "muted pushed", title: pushed[tag],
+          text: " pushed " + pushed[tag].replace("T", " ").replace(/\.\d+Z$/, " UTC") }) : null;
+        list.append(put(el("li", {}, el("a", { href: refHref(repo, tag), class: "tag", text: tag })), when));
         shown += 1;
       }
       last = nextLast(res);

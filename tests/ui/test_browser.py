@@ -3,6 +3,7 @@ over the real API, every shown value compared with what was pushed."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,10 @@ def test_paging_and_search(browser: Any, open_registry: Any) -> None:
     assert texts(browser, "a.tag") == tags[:50]
     css(browser, "#tags-more")[0].click()
     wait(browser, lambda d: texts(d, "a.tag") == tags, "the second page of tags")
+    pushed = css(browser, "span.pushed")                      # each tag with its last push (history endpoint)
+    assert len(pushed) == len(tags)
+    assert all(re.fullmatch(r"pushed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", p.text) for p in pushed), \
+        [p.text for p in pushed[:3]]
     no_console_errors(browser)
 
 

@@ -1,0 +1,81 @@
+"""Push history: when each tag and manifest was pushed.
+
+A push writes the tag's ``current/link`` and the manifest's revision link (every push rewrites
+both, even of unchanged content), so their modification times are the last push of the tag and
+of the manifest.  The history therefore lives in the storage itself, beside the data: written by
+the push, in the same write, on every driver (filesystem mtimes, object stores' Last-Modified),
+shared by every worker and replica, never lost by a crash, costing the request path nothing, and
+already present for data written by Distribution.  What it cannot tell: anything about pulls, and
+sub-second order on object stores whose timestamps have one-second resolution (S3) — a retention
+rule then keeps every tag tied with the last one it keeps.  A copy that does not keep
+modification times (``cp`` without ``-p``, a bucket copy) resets the history to the copy's time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from ..storage import layout, walk
+from ..storage.driver.base import PathNotFound, StorageDriver
+
+
+@dataclass(frozen=True, slots=True)
+class TagPush:
+    tag: str
+    digest: Digest
+    pushed: float          # seconds since the epoch
+
+
+def _digest(text: str) -> Digest | None:
+    try:
+        return parse_digest(text, allow_blake3=True)
+    except (InvalidDigest, UnsupportedDigest):
+        return None
+
+
+async def tag_push(driver: StorageDriver, name: str, tag: str) -> TagPush | None:
+    """The tag's target and last push, or None if it does not exist (or names nothing valid)."""
+    path = layout.tag_current_link(name, tag)
+    try:
+        info = await driver.stat(path)
+        body = await driver.get_content(path)
+    except PathNotFound:
+        return None
+    try:
+        d = _digest(body.decode().strip())
+    except UnicodeDecodeError:
+        return None
+    return None if d is None else TagPush(tag, d, info.mtime)
+
+
+async def tags(driver: StorageDriver, name: str) -> list[TagPush]:
+    """Every tag of `name` with its target and last push, most recent first (then by name)."""
+    out = []
+    for tag in await walk.listing(driver, layout.tags_dir(name)):
+        tp = await tag_push(driver, name, tag)
+        if tp is not None:
+            out.append(tp)
+    out.sort(key=lambda t: (-t.pushed, t.tag))
+    return out
+
+
+async def revision_pushed(driver: StorageDriver, name: str, d: Digest) -> float | None:
+    try:
+        return (await driver.stat(layout.revision_link(name, d.algorithm, d.hex))).mtime
+    except PathNotFound:
+        return None
+
+
+async def revisions(driver: StorageDriver, name: str) -> dict[Digest, float]:
+    """Every manifest revision of `name` → its last push."""
+    base = f"{layout.repo(name)}/_manifests/revisions"
+    out: dict[Digest, float] = {}
+    for alg in await walk.listing(driver, base):
+        for hex_ in await walk.listing(driver, f"{base}/{alg}"):
+            d = _digest(f"{alg}:{hex_}")
+            if d is None:
+                continue
+            t = await revision_pushed(driver, name, d)
+            if t is not None:
+                out[d] = t
+    return out
