@@ -246,6 +246,9 @@ def check_data_directory(root: str, readonly: bool = False) -> None:
     try:
         os.makedirs(root, exist_ok=True)
     except FileExistsError:
+        if os.path.islink(root):            # a symbolic link to nothing (makedirs does not follow it)
+            raise StartupError(f"{key}: {root} is a symbolic link to {os.readlink(root)}, which does not exist: "
+                               "create that directory, or point the link at one") from None
         raise StartupError(f"{key}: {root} is a file, not a directory: choose a directory") from None
     except OSError as exc:
         raise StartupError(f"{key}: cannot create {root}: {exc.strerror}: create it, or choose another "
