@@ -1,6 +1,8 @@
 """The ASGI entry point: lifespan (open storage in each worker) and dispatch."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -41,6 +43,7 @@ class App:
         self.cfg = cfg
         self.ctx: Context | None = None
         self.observer: Observer | None = None       # metrics, when enabled
+        self.lock_probe: Any = None                 # the store's conditional writes, probed at startup
         self.maintenance: Any = None                # upload purging, periodic gc (fastreg.purge)
         self.proxy: Any = None                      # pull-through cache (fastreg.proxy)
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
@@ -76,7 +79,10 @@ class App:
             delete_enabled=cfg.storage.delete.enabled,
             readonly=cfg.storage.maintenance.readonly.enabled,
             limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
-                          tags_max=cfg.fastreg.tags.maxentries),
+                          tags_max=cfg.fastreg.tags.maxentries, referrers_page=cfg.fastreg.referrers.pagebytes,
+                          manifest_cache=cfg.fastreg.cache.manifestbytes,
+                          referrer_cache=cfg.fastreg.cache.referrerbytes, tag_cache=cfg.fastreg.cache.tagbytes,
+                          catalog_cache=cfg.fastreg.cache.catalogbytes),
             url_policy=url_policy(cfg), index_policy=index_policy(cfg),
             class_policy=ClassPolicy(frozenset(cfg.policy.repository.classes)),
             tag_concurrency=cfg.storage.tag.concurrencylimit)
@@ -137,6 +143,12 @@ class App:
                     from .purge import Maintenance
                     self.maintenance = Maintenance(self.cfg, ctx.registry.driver, self.retention(ctx))
                     self.maintenance.start()
+                    store: Any = ctx.registry.driver
+                    while getattr(store, "inner", None) is not None:     # wrappers: metrics, cache, CDN
+                        store = store.inner
+                    probe = getattr(store, "lock_conditions", None)
+                    if probe is not None:        # logs what the store honours (storage/driver/lease.py)
+                        self.lock_probe = asyncio.ensure_future(probe())
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -144,6 +156,10 @@ class App:
                 quiet_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                if self.lock_probe is not None:
+                    self.lock_probe.cancel()
+                    with contextlib.suppress(BaseException):
+                        await self.lock_probe
                 if self.maintenance is not None:
                     await self.maintenance.stop()
                 await self.close()

@@ -192,6 +192,11 @@ class Metrics:
                                           ["action"])
         self.retention_deleted = Counter("fastreg_retention_deleted_total",
                                          "Tags and untagged manifests deleted by retention policies", ["kind"])
+        self.lock_failures = Counter("registry_storage_lock_failures_total",
+                                     "Upload lock renewals, breaks and releases that failed on an object store",
+                                     ["kind"])
+        from .storage.driver import lease
+        lease.observers.append(lambda kind: self.lock_failures.labels(kind).inc())
         self._req: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._uploads = {k: self.uploads.labels(k) for k in ("started", "committed", "failed")}
 

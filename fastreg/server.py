@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+H2_MAX_HEADERS = 64 * 1024      # bytes of one HTTP/2 request's header list (HPACK-decoded, +32 per field)
+
 log = logging.getLogger("fastreg.server")
 
 
@@ -126,7 +128,7 @@ def _joined(paths: list[str]) -> str:
 def serve(cfg: Any) -> None:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
-    from granian.http import HTTP1Settings
+    from granian.http import HTTP1Settings, HTTP2Settings
     from granian.log import LogLevels
 
     from .config import dump_config, listen_address
@@ -171,6 +173,8 @@ def serve(cfg: Any) -> None:
             workers=workers, loop=Loops.uvloop, http=mode, websockets=False, backlog=2048,
             log_level=LogLevels(GRANIAN_LOG_LEVELS.get(cfg.log.level.lower(), "info")),
             http1_settings=HTTP1Settings(header_read_timeout=max(1, int(cfg.fastreg.http.headertimeout * 1000))),
+            # an HTTP/2 request's header list is bounded like an HTTP/1.1 head (granian's default: 16 MiB)
+            http2_settings=HTTP2Settings(max_headers_size=H2_MAX_HEADERS),
             **kwargs,
         )
         # granian runs startup hooks once it has bound the listening socket
