@@ -134,6 +134,7 @@ def serve(cfg: Any) -> None:
     from .config import dump_config, listen_address
 
     host, port = listen_address(cfg)
+    host = listen_host(host, port, "http.addr")
     # Everything that can stop the start is checked here, in this process, before granian runs:
     # a failure is one line (StartupError) instead of a traceback from every worker.
     check_storage(cfg)
@@ -249,6 +250,9 @@ def check_data_directory(root: str, readonly: bool = False) -> None:
     try:
         os.makedirs(root, exist_ok=True)
     except FileExistsError:
+        if os.path.islink(root):            # a symbolic link to nothing (makedirs does not follow it)
+            raise StartupError(f"{key}: {root} is a symbolic link to {os.readlink(root)}, which does not exist: "
+                               "create that directory, or point the link at one") from None
         raise StartupError(f"{key}: {root} is a file, not a directory: choose a directory") from None
     except OSError as exc:
         raise StartupError(f"{key}: cannot create {root}: {exc.strerror}: create it, or choose another "
@@ -293,6 +297,26 @@ def _readable_file(key: str, path: str) -> None:
                            "certificate and its key)", 2) from None
     except OSError as exc:
         raise StartupError(f"{key}: cannot read {path}: {exc.strerror}: check its permissions", 2) from None
+
+
+def listen_host(host: str, port: int, key: str) -> str:
+    """The IP address to listen on: `host` when it is one, else the address a host name resolves
+    to, an IPv4 one first (granian takes addresses only; Distribution, in Go, listens on a name's
+    first IPv4 address the same way)."""
+    import ipaddress
+    import socket
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise StartupError(f"{key}: cannot listen on {_fmt_addr(host, port)}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if ":" not in a), addresses[0])
 
 
 def probe_port(host: str, port: int, key: str) -> None:

@@ -19,7 +19,7 @@ import os
 import time
 from typing import Any
 
-from ..storage.driver.base import DriverWrapper, FileInfo, FileWriter, Observer, StorageDriver
+from ..storage.driver.base import DriverWrapper, FileInfo, FileWriter, StorageDriver, WriterWrapper
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -329,19 +329,10 @@ class TimedDriver(DriverWrapper):
             self._obs("writer", t)
 
 
-class _TimedWriter:
+class _TimedWriter(WriterWrapper):
     def __init__(self, inner: FileWriter, driver: TimedDriver) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._driver = driver
-        # a writer's optional ``flush`` (wait for its writes in flight), when the inner one has it
-        self.flush = getattr(inner, "flush", None)
-
-    @property
-    def size(self) -> int:
-        return self.inner.size
-
-    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        await self.inner.write(data, observe)
 
     async def commit(self) -> None:
         t = time.perf_counter()
@@ -349,9 +340,3 @@ class _TimedWriter:
             await self.inner.commit()
         finally:
             self._driver._obs("commit", t)
-
-    async def cancel(self) -> None:
-        await self.inner.cancel()
-
-    async def close(self) -> None:
-        await self.inner.close()

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from .base import DriverWrapper, FileInfo, FileWriter, Observer, StorageDriver, check_path
+from .base import DriverWrapper, FileInfo, FileWriter, StorageDriver, WriterWrapper, check_path
 
 log = logging.getLogger("fastreg.storage.cache")
 
@@ -231,16 +231,10 @@ class RedisCachedDriver(DriverWrapper):
         await self.inner.close()
 
 
-class _InvalidatingWriter:
-    def __init__(self, cache: RedisCachedDriver, path: str, inner: Any) -> None:
-        self._cache, self._path, self._inner = cache, path, inner
-
-    @property
-    def size(self) -> int:
-        return int(self._inner.size)
-
-    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        await self._inner.write(data, observe)
+class _InvalidatingWriter(WriterWrapper):
+    def __init__(self, cache: RedisCachedDriver, path: str, inner: FileWriter) -> None:
+        super().__init__(inner)
+        self._cache, self._path = cache, path
 
     async def _then_invalidate(self, op: Any) -> None:
         try:
@@ -249,10 +243,10 @@ class _InvalidatingWriter:
             await self._cache._invalidate(self._path)
 
     async def commit(self) -> None:
-        await self._then_invalidate(self._inner.commit)
+        await self._then_invalidate(self.inner.commit)
 
     async def close(self) -> None:
-        await self._then_invalidate(self._inner.close)
+        await self._then_invalidate(self.inner.close)
 
     async def cancel(self) -> None:
-        await self._then_invalidate(self._inner.cancel)
+        await self._then_invalidate(self.inner.cancel)
