@@ -57,7 +57,8 @@ def _build(cfg: Any) -> AuthSetup:
         h = cfg.auth.htpasswd
         if not h.path:
             raise ConfigError("auth.htpasswd.path: required")
-        access = BasicAccess(_load("auth.htpasswd.path", Htpasswd, h.path), policy or Policy.allow_authenticated(), h.realm or "fastreg")
+        access = BasicAccess(_load("auth.htpasswd.path", Htpasswd, h.path), policy or Policy.allow_authenticated(),
+                             h.realm or "fastreg")
     elif kind == "token":
         from .controllers import TokenAccess
         t = cfg.auth.token
@@ -119,7 +120,8 @@ def _token_service(cfg: Any, ts: Any, policy: Any, per_client: Any) -> Any:
     refresh = TokenVerifier(issuer=issuer, service=service + "#refresh", roots=load_certificates(ts.certificate)[:1],
                             algorithms=[signer.algorithm])
     return TokenService(signer, refresh, service, policy or Policy.allow_authenticated(),
-                        _load("fastreg.auth.tokenservice.htpasswd", Htpasswd, users) if users else None, int(ts.expiration), int(ts.refreshexpiration),
+                        _load("fastreg.auth.tokenservice.htpasswd", Htpasswd, users) if users else None,
+                        int(ts.expiration), int(ts.refreshexpiration),
                         ts.anonymous, per_client)
 
 

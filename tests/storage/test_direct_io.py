@@ -216,7 +216,7 @@ def test_streams_are_bounded_and_the_rest_is_written_behind(tmp_path: Path, dire
 
     async def go() -> None:
         wa, wb = await d.writer("/a/data"), await d.writer("/b/data")
-        for ca, cb in zip(a, b):
+        for ca, cb in zip(a, b, strict=False):
             await wa.write(ca)
             await wb.write(cb)
         for rest in b[len(a):]:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastreg.observability.metrics import MULTIPROC_ENV, Metrics
 
+from fastreg.observability.metrics import MULTIPROC_ENV, Metrics
 from fastreg.storage.driver.base import Busy, StorageDriver
 from fastreg.storage.driver.faulty import FaultyDriver
 from fastreg.storage.driver.filesystem import FilesystemDriver
