@@ -20,9 +20,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import make_fastreg
-from tests.e2e.helpers import make_layer, make_manifest, push_manifest
 from tests.notify.conftest import Receiver
+from tests.support.registry_client import make_layer, make_manifest, push_manifest
+from tests.support.server import make_fastreg
 
 
 class RemoteReceiver:

@@ -21,7 +21,7 @@ from bench.scenarios import ALL
 from bench.servers import DIST2, DIST3, DISTRIBUTION3_ENV, LABELS, distribution3_binary
 
 if TYPE_CHECKING:
-    from tests.conftest import FastregServer
+    from tests.support.server import FastregServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from fastreg import __version__
-from tests.conftest import TEST_SECRET, FastregServer, _pythonpath
+from tests.support.server import TEST_SECRET, FastregServer, checkout_pythonpath
 from tests.test_startup import LOG_LINE, one_line
 
 COMMANDS = ["serve", "version", "htpasswd", "gencerts", "gc", "check", "completion"]
@@ -26,7 +26,7 @@ def fastreg(*args: str, env: dict[str, str] | None = None, stdin_text: str | Non
     """`python -m fastreg ARGS` in a session of its own: no controlling terminal, as in a script."""
     io: dict[str, Any] = {"input": stdin_text} if stdin_text is not None else {"stdin": subprocess.DEVNULL}
     return subprocess.run([sys.executable, "-m", "fastreg", *args], capture_output=True, text=True, **io,
-                          env={**os.environ, "PYTHONPATH": _pythonpath(), **(env or {})},
+                          env={**os.environ, "PYTHONPATH": checkout_pythonpath(), **(env or {})},
                           timeout=timeout, start_new_session=True, check=False)
 
 
@@ -248,14 +248,14 @@ def test_a_registry_does_not_start_while_check_repairs(tmp_path: Path) -> None:
     """The repair holds the data directory: `fastreg serve` on it meanwhile says so in one line."""
     import fcntl
 
-    from tests.conftest import free_port
-    from tests.test_startup import serve, write_config
+    from tests.support.server import free_port, serve_refused
+    from tests.test_startup import write_config
     root = tmp_path / "data"
     root.mkdir()
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)              # what `check --repair` holds while it runs
-        line = one_line(serve(write_config(tmp_path, free_port())))
+        line = one_line(serve_refused(write_config(tmp_path, free_port())))
     finally:
         os.close(fd)
     assert line == (f"fastreg: storage.filesystem.rootdirectory: {root} is being repaired (fastreg check "
@@ -281,7 +281,8 @@ def test_check_and_gc_without_the_storage_extra(tmp_path: Path, command: str) ->
     cfg = tmp_path / "s3.yml"
     cfg.write_text(yaml.safe_dump({"version": "0.1", "log": {"level": "warn"}, "storage": {"s3": {
         "bucket": "b", "region": "us-east-1", "regionendpoint": "http://127.0.0.1:9"}}}))
-    p = fastreg(command, "--config", str(cfg), env={"PYTHONPATH": f"{_pythonpath()}{os.pathsep}{tmp_path / 'shadow'}"})
+    shadowed = f"{checkout_pythonpath()}{os.pathsep}{tmp_path / 'shadow'}"
+    p = fastreg(command, "--config", str(cfg), env={"PYTHONPATH": shadowed})
     line = one_line(p)
     assert line.startswith(f"fastreg {command}: s3 storage (bucket b, region us-east-1, regionendpoint "
                            "http://127.0.0.1:9): storage driver s3 needs aiobotocore: pip install 'fastreg[s3]'"), line

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import Blob, push_blob
+from tests.support.registry_client import Blob, push_blob
 
 pytestmark = pytest.mark.e2e
 

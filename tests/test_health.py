@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.support.server import free_port
 
 pytestmark = pytest.mark.e2e
 

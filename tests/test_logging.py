@@ -12,8 +12,8 @@ import pytest
 
 from fastreg.hooks import request_state
 from fastreg.observability.logging import JSONFormatter, TextFormatter, _RequestId, current_scope, log_access
-from tests.e2e.helpers import push_blob, unique_repo
 from tests.notify.conftest import Receiver
+from tests.support.registry_client import push_blob, unique_repo
 
 
 def _record(msg: str, **extra: Any) -> logging.LogRecord:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
-from tests.e2e.helpers import make_manifest, push_manifest, unique_repo
 from tests.notify.conftest import Receiver
+from tests.support.registry_client import make_manifest, push_manifest, unique_repo
+from tests.support.server import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +15,13 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, TEST_SECRET, FastregServer, _pythonpath, free_port
+from tests.support.server import REPO_ROOT, TEST_SECRET, FastregServer, free_port, serve_refused
 
 DEBIAN_CONFIG = Path("/etc/docker/registry/config.yml")
 
 
 def write_config(tmp: Path, port: int, extra: dict[str, Any] | None = None, name: str = "config.yml") -> Path:
-    from tests.conftest import deep_merge
+    from tests.support.server import deep_merge
     cfg = deep_merge({
         "version": "0.1",
         "log": {"level": "info"},
@@ -34,23 +32,6 @@ def write_config(tmp: Path, port: int, extra: dict[str, Any] | None = None, name
     path = tmp / name
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def serve(config: Path, *extra: str, env: dict[str, str] | None = None, pythonpath: str | None = None,
-          wait: float = 40.0) -> subprocess.CompletedProcess[str]:
-    """`fastreg serve` expected to fail: its exit status and output.  A server that starts
-    instead (the old behaviour) is stopped after `wait` seconds and the test fails."""
-    proc = subprocess.Popen([sys.executable, "-m", "fastreg", *extra, "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONPATH": pythonpath or _pythonpath(), **(env or {})},
-                            cwd=str(config.parent), start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=wait)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"fastreg serve did not refuse to start; its output:\n{err}{out}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
@@ -71,7 +52,7 @@ def test_a_second_fastreg_on_the_same_port_refuses_to_start(fastreg_factory: Any
     first: FastregServer = fastreg_factory()
     # the same port (the first server's own config), another data directory
     cfg = write_config(tmp_path, first.port)
-    line = one_line(serve(cfg))
+    line = one_line(serve_refused(cfg))
     assert line == (f"fastreg: http.addr: port {first.port} is in use on 127.0.0.1 (by another fastreg or another "
                     "program): stop it, or choose another port")
     # the first one still answers every request: nobody took half of its connections
@@ -84,7 +65,7 @@ def test_a_port_held_by_another_program(tmp_path: Path) -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        p = serve(write_config(tmp_path, port))
+        p = serve_refused(write_config(tmp_path, port))
     assert one_line(p) == (f"fastreg: http.addr: port {port} is in use on 127.0.0.1 (by another fastreg or "
                            "another program): stop it, or choose another port")
 
@@ -93,7 +74,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
-        p = serve(write_config(tmp_path, other.getsockname()[1]), "--debug")
+        p = serve_refused(write_config(tmp_path, other.getsockname()[1]), "--debug")
     assert p.returncode != 0
     assert "Traceback" in p.stderr and "StartupError: http.addr: port" in p.stderr
 
@@ -103,7 +84,7 @@ def test_the_debug_listener_port_held(tmp_path: Path) -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         dport = other.getsockname()[1]
-        p = serve(write_config(tmp_path, free_port(), {"http": {"debug": {"addr": f"127.0.0.1:{dport}"}}}))
+        p = serve_refused(write_config(tmp_path, free_port(), {"http": {"debug": {"addr": f"127.0.0.1:{dport}"}}}))
     assert one_line(p) == (f"fastreg: http.debug.addr: port {dport} is in use on 127.0.0.1: stop what holds it, "
                            "or choose another port")
 
@@ -119,14 +100,14 @@ def _unwritable_dir(tmp: Path) -> str:
 
 def test_a_data_directory_that_cannot_be_written(tmp_path: Path) -> None:
     root = _unwritable_dir(tmp_path)
-    p = serve(write_config(tmp_path, free_port(), {"storage": {"filesystem": {"rootdirectory": root}}}))
+    p = serve_refused(write_config(tmp_path, free_port(), {"storage": {"filesystem": {"rootdirectory": root}}}))
     line = one_line(p)
     assert line.startswith(f"fastreg: storage.filesystem.rootdirectory: cannot write in {root}: "), line
     assert "give the user fastreg runs as write access to it" in line
 
 
 def test_a_read_only_registry_serves_a_directory_it_cannot_write(tmp_path: Path) -> None:
-    from tests.conftest import make_fastreg
+    from tests.support.server import make_fastreg
     srv = make_fastreg(tmp_path, {"storage": {"filesystem": {"rootdirectory": _unwritable_dir(tmp_path)},
                                               "maintenance": {"readonly": {"enabled": True}}}})
     srv.start()
@@ -139,7 +120,7 @@ def test_a_read_only_registry_serves_a_directory_it_cannot_write(tmp_path: Path)
 def test_a_data_directory_that_cannot_be_made(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     root = tmp_path / "file" / "data"
-    p = serve(write_config(tmp_path, free_port(), {"storage": {"filesystem": {"rootdirectory": str(root)}}}))
+    p = serve_refused(write_config(tmp_path, free_port(), {"storage": {"filesystem": {"rootdirectory": str(root)}}}))
     assert one_line(p) == (f"fastreg: storage.filesystem.rootdirectory: cannot create {root}: Not a directory: "
                            "create it, or choose another directory")
     assert not root.exists()
@@ -147,7 +128,7 @@ def test_a_data_directory_that_cannot_be_made(tmp_path: Path) -> None:
 
 def test_a_missing_data_directory_is_made(tmp_path: Path) -> None:
     """As Distribution does: a data directory that does not exist yet is created."""
-    from tests.conftest import make_fastreg
+    from tests.support.server import make_fastreg
     srv = make_fastreg(tmp_path)
     srv.root.rmdir()
     srv.start()
@@ -165,7 +146,7 @@ def test_tls_files_that_cannot_be_read(tmp_path: Path, which: str) -> None:
     tls = {"certificate": str(certs / "server.pem"), "key": str(certs / "server.key")}
     missing = tmp_path / "nowhere" / f"tls.{which}"
     tls[which] = str(missing)
-    p = serve(write_config(tmp_path, free_port(), {"http": {"tls": tls}}))
+    p = serve_refused(write_config(tmp_path, free_port(), {"http": {"tls": tls}}))
     assert one_line(p) == (f"fastreg: http.tls.{which}: {missing} does not exist: check the path (fastreg "
                            "gencerts DIR makes a certificate and its key)")
     assert p.returncode == 2
@@ -175,7 +156,7 @@ def test_a_tls_key_that_is_a_directory(tmp_path: Path) -> None:
     from fastreg.auth.pki import generate
     certs = tmp_path / "certs"
     generate(str(certs), ["127.0.0.1"])
-    p = serve(write_config(tmp_path, free_port(), {"http": {"tls": {"certificate": str(certs / "server.pem"),
+    p = serve_refused(write_config(tmp_path, free_port(), {"http": {"tls": {"certificate": str(certs / "server.pem"),
                                                                      "key": str(certs)}}}))
     assert one_line(p) == f"fastreg: http.tls.key: {certs} is a directory: name the file"
 
@@ -190,7 +171,7 @@ def test_debians_config_with_its_htpasswd_directory(tmp_path: Path) -> None:
     assert "path: /etc/docker/registry\n" in text
     cfg = tmp_path / "config.yml"
     cfg.write_text(text.replace("path: /etc/docker/registry\n", f"path: {htdir}\n"))
-    p = serve(cfg, env={"FASTREG_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+    p = serve_refused(cfg, env={"FASTREG_HTTP_ADDR": f"127.0.0.1:{free_port()}",
                         "FASTREG_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data")})
     assert one_line(p, logs=True) == (f"fastreg: auth.htpasswd.path: {htdir} is a directory, "
                                       f"not an htpasswd file: point it "
@@ -204,7 +185,7 @@ def test_a_storage_extra_that_is_not_installed(tmp_path: Path) -> None:
     (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'aiobotocore'\")\n")
     cfg = write_config(tmp_path, free_port(), {"storage": {"filesystem": None, "s3": {
         "bucket": "b", "region": "us-east-1", "regionendpoint": "http://127.0.0.1:9"}}})
-    p = serve(cfg, pythonpath=f"{REPO_ROOT}{os.pathsep}{tmp_path / 'shadow'}")
+    p = serve_refused(cfg, pythonpath=f"{REPO_ROOT}{os.pathsep}{tmp_path / 'shadow'}")
     assert one_line(p) == "fastreg: storage driver s3 is not installed: pip install 'fastreg[s3]'"
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fastreg import __version__
-from tests.conftest import FastregServer, free_port
+from tests.support.server import FastregServer, free_port
 
 SAMPLE = re.compile(r'^(process_\w+)\{pid="(\d+)",role="(main|worker)"\} (\S+)$')
 

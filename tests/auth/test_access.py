@@ -10,7 +10,7 @@ import pytest
 from fastreg.auth.access import CATALOG, Policy, Scope, required
 from fastreg.auth.ratelimit import TokenBucket
 from fastreg.config import AccessPolicy
-from tests.e2e.helpers import assert_error
+from tests.support.registry_client import assert_error
 
 from .test_basic_e2e import POLICY
 
@@ -141,12 +141,12 @@ def test_startup_errors_name_the_problem(tmp_path: Any, extra: dict[str, Any], m
 
     import yaml
 
-    from tests.conftest import _pythonpath
+    from tests.support.server import checkout_pythonpath
     cfg = {"storage": {"inmemory": {}}, "http": {"addr": "127.0.0.1:1"}, **extra}
     (tmp_path / "c.yml").write_text(yaml.safe_dump(cfg))
     r = subprocess.run([sys.executable, "-m", "fastreg", "serve", "--config", str(tmp_path / "c.yml")],
                        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
-                       env={**__import__("os").environ, "PYTHONPATH": _pythonpath()})
+                       env={**__import__("os").environ, "PYTHONPATH": checkout_pythonpath()})
     assert r.returncode == 2 and "configuration error" in r.stderr and message in r.stderr, r.stderr
 
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from fastreg.auth.htpasswd import add_user, remove_user
-from tests.e2e.helpers import OCTET, assert_error, digest_of, make_manifest, push_manifest
 from tests.interop.conftest import run, skopeo_cmd
 from tests.interop.images import ImageLayout
+from tests.support.registry_client import OCTET, assert_error, digest_of, make_manifest, push_manifest
 
 pytestmark = [pytest.mark.e2e]
 

@@ -9,7 +9,7 @@ import pytest
 
 from fastreg.api.catalog import paginate_filtered
 from fastreg.auth.htpasswd import add_user
-from tests.e2e.helpers import make_manifest, push_manifest
+from tests.support.registry_client import make_manifest, push_manifest
 
 from .conftest import PKI
 from .test_tokenservice_e2e import SERVICE, token_config

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, _pythonpath, free_port, wait_http
 from tests.interop.conftest import run, skopeo_cmd
 from tests.interop.images import ImageLayout
+from tests.support.server import REPO_ROOT, checkout_pythonpath, free_port, spawn, stop_group
 
 pytestmark = [pytest.mark.e2e]
 
@@ -30,7 +30,7 @@ def test_token_service_example(tmp_path: Path, small_image: ImageLayout) -> None
     shutil.copytree(REPO_ROOT / "examples" / "token-service", tmp_path / "examples" / "token-service",
                     ignore=shutil.ignore_patterns("*.pem", "*.key", "certs.d"))   # generated, never committed
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": _pythonpath(), "FASTREG_HTTP_ADDR": f"127.0.0.1:{port}",
+    env = {**os.environ, "PYTHONPATH": checkout_pythonpath(), "FASTREG_HTTP_ADDR": f"127.0.0.1:{port}",
            "FASTREG_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data"), "FASTREG_WORKERS": "1"}
     missing = fastreg("serve", "--config", "examples/token-service.yml", cwd=tmp_path, env=env)
     assert missing.returncode == 2 and "fastreg gencerts" in missing.stderr
@@ -38,11 +38,9 @@ def test_token_service_example(tmp_path: Path, small_image: ImageLayout) -> None
     assert gen.returncode == 0, gen.stderr
     certs = tmp_path / "examples" / "token-service" / "certs.d"
     assert (certs / "ca.crt").exists()
-    with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fastreg", "serve", "--config", "examples/token-service.yml"],
-                                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = spawn([sys.executable, "-m", "fastreg", "serve", "--config", "examples/token-service.yml"],
+                 f"https://127.0.0.1:{port}/v2/", tmp_path / "serve.log", cwd=tmp_path, env=env)
     try:
-        wait_http(f"https://127.0.0.1:{port}/v2/", proc)
         host = f"127.0.0.1:{port}"
         run(skopeo_cmd("copy", "--all", "--dest-cert-dir", str(certs), "--dest-creds", "dev:dev-demo-password",
                        small_image.ref, f"docker://{host}/dev/app:v1"))
@@ -56,5 +54,4 @@ def test_token_service_example(tmp_path: Path, small_image: ImageLayout) -> None
         r = httpx.get(f"https://{host}/v2/", verify=ssl.create_default_context(cafile=str(certs / "ca.crt")))
         assert r.headers["www-authenticate"].startswith(f'Bearer realm="https://{host}/token"')
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        stop_group(proc, timeout=30)

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.conftest import _pythonpath
+from tests.support.server import checkout_pythonpath
 
 
 def gencerts(d: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fastreg", "gencerts", str(d), "--host", "127.0.0.1"],
                           check=False, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": _pythonpath()})
+                          env={**os.environ, "PYTHONPATH": checkout_pythonpath()})
 
 
 def contents(d: Path) -> dict[str, bytes]:

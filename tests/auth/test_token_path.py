@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from fastreg.auth import pki
-from tests.conftest import make_fastreg
-from tests.hostile.support import serve_refused
+from tests.support.server import make_fastreg, serve_refused
 
 
 def token_config(certs: Path, path: str) -> dict[str, Any]:

@@ -13,9 +13,9 @@ import jwt
 import pytest
 
 from fastreg.auth.htpasswd import add_user, remove_user
-from tests.e2e.helpers import assert_error, digest_of, make_manifest, push_manifest
 from tests.interop.conftest import make_distribution, run, skopeo_cmd
 from tests.interop.images import ImageLayout
+from tests.support.registry_client import assert_error, digest_of, make_manifest, push_manifest
 
 from .conftest import PKI
 from .test_basic_e2e import PASSWORDS, POLICY

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import REPO_ROOT
+from tests.support.server import REPO_ROOT
 
 
 def ci_packages() -> set[str]:

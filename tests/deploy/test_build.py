@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import site
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port, wait_http
+from tests.support.server import REPO_ROOT, free_port, spawn, stop_group
 
 pytestmark = pytest.mark.e2e
 
@@ -143,19 +142,12 @@ def test_without_a_compiler_installs_the_pure_engines(tmp_path: Path, compiler: 
     log_path = tmp_path / "serve.log"
     serve_env = clean_env(XDG_DATA_HOME=str(tmp_path / "xdg"), FASTREG_HTTP_ADDR=f"127.0.0.1:{port}",
                           FASTREG_FASTREG_WORKERS="2")
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen([str(bin_ / "fastreg"), "serve"], cwd=tmp_path, env=serve_env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = spawn([str(bin_ / "fastreg"), "serve"], f"http://127.0.0.1:{port}/v2/", log_path, cwd=tmp_path,
+                 env=serve_env, timeout=60)
     try:
-        wait_http(f"http://127.0.0.1:{port}/v2/", proc, timeout=60)
         push_and_pull(f"http://127.0.0.1:{port}")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, timeout=30)
     served = log_path.read_text(errors="replace")
     assert served.count(RUNTIME_WARNING) == 1, served[-4000:]
     assert list((tmp_path / "xdg" / "fastreg").rglob("data")), "nothing was stored under $XDG_DATA_HOME"

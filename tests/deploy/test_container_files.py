@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fastreg.config import load_config
-from tests.conftest import REPO_ROOT
+from tests.support.server import REPO_ROOT
 
 CONTAINERFILE = (REPO_ROOT / "Containerfile").read_text()
 ENTRYPOINT = REPO_ROOT / "contrib" / "container" / "entrypoint.sh"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fastreg.config import load_config
-from tests.conftest import REPO_ROOT
+from tests.support.server import REPO_ROOT
 
 MANIFESTS = sorted((REPO_ROOT / "contrib" / "kubernetes").glob("*.yaml"))
 VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]   # an older supported release and the newest

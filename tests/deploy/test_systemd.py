@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fastreg.config import load_config
-from tests.conftest import REPO_ROOT
+from tests.support.server import REPO_ROOT
 
 UNIT = REPO_ROOT / "contrib" / "systemd" / "fastreg.service"
 CONFIG = REPO_ROOT / "contrib" / "systemd" / "config.yml"

@@ -30,11 +30,7 @@ def registry(request: pytest.FixtureRequest) -> Iterator[Any]:
     if external:
         yield ExternalRegistry(external)
         return
-    # tests/conftest.py's fixture, unchanged.
-    try:
-        from tests.conftest import make_fastreg
-    except ImportError:  # pragma: no cover - pytest imported tests/conftest.py as "conftest"
-        from conftest import make_fastreg  # type: ignore[no-redef]
+    from tests.support.server import make_fastreg
 
     srv = make_fastreg(request.getfixturevalue("tmp_path_factory").mktemp("fastreg"))
     srv.start()

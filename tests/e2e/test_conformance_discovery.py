@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from .helpers import (
+from tests.support.registry_client import (
     DUMMY_DIGEST,
     EMPTY_JSON,
     EMPTY_JSON_DIGEST,

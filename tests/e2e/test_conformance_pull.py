@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from .helpers import (
+from tests.support.registry_client import (
     DUMMY_DIGEST,
     OCI_MANIFEST,
     Blob,

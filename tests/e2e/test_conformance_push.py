@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 
-from .helpers import (
+from tests.support.registry_client import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
     DOCKER_LIST,

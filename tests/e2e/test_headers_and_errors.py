@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .helpers import (
+from tests.support.registry_client import (
     DUMMY_DIGEST,
     OCI_MANIFEST,
     assert_error,

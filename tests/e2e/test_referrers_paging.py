@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from .helpers import assert_error, make_manifest, push_manifest
+from tests.support.registry_client import assert_error, make_manifest, push_manifest
 
 SIG, SBOM = "application/vnd.example.sig", "application/vnd.example.sbom"
 

@@ -15,7 +15,7 @@ import pytest
 
 from fastreg.app import url_policy
 from fastreg.config import ConfigError, load_config
-from tests.e2e.helpers import (
+from tests.support.registry_client import (
     OCI_INDEX,
     OCI_MANIFEST,
     Manifest,

@@ -1,5 +1,6 @@
-"""Helpers of the fault and crash tests: real `fastreg serve` processes on a (faulty) storage, byte
--exact pulls, `fastreg check` as a subprocess, and a look at what is on disk."""
+"""Helpers of the fault and crash tests: real `fastreg serve` processes on a (faulty) storage,
+`fastreg check` as a subprocess, and a look at what is on disk.  Pushes and byte-exact pulls are
+tests/support/registry_client.py."""
 from __future__ import annotations
 
 import json
@@ -12,8 +13,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.conftest import FastregServer, _pythonpath, make_fastreg
-from tests.e2e.helpers import OCTET, Blob, Manifest, q, relative
+from tests.support.server import FastregServer, checkout_pythonpath, make_fastreg
 
 V2 = "docker/registry/v2"
 
@@ -38,36 +38,12 @@ def server(tmp: Path, storage: dict[str, Any] | None = None, start: bool = True)
     return srv
 
 
-def put_blob(c: httpx.Client, repo: str, blob: Blob) -> httpx.Response:
-    """POST + monolithic PUT; the PUT's response (whatever it is)."""
-    r = c.post(f"/v2/{repo}/blobs/uploads/")
-    if r.status_code != 202:
-        return r
-    return c.put(q(r.headers["Location"], digest=blob.digest), content=blob.data,
-                 headers={"Content-Type": OCTET})
 
 
-def put_manifest(c: httpx.Client, repo: str, ref: str, m: Manifest) -> httpx.Response:
-    return c.put(f"/v2/{repo}/manifests/{ref}", content=m.body, headers={"Content-Type": m.media_type})
 
 
-def push(c: httpx.Client, repo: str, m: Manifest, ref: str) -> None:
-    for b in m.blobs:
-        r = put_blob(c, repo, b)
-        assert r.status_code == 201, (r.status_code, r.text)
-    r = put_manifest(c, repo, ref, m)
-    assert r.status_code == 201, (r.status_code, r.text)
 
 
-def assert_pulls(c: httpx.Client, repo: str, ref: str, m: Manifest) -> None:
-    """`ref` resolves to exactly `m`, and every blob it names comes back byte for byte."""
-    r = c.get(f"/v2/{repo}/manifests/{ref}", headers={"Accept": m.media_type})
-    assert r.status_code == 200, (repo, ref, r.status_code, r.text)
-    assert r.content == m.body, (repo, ref)
-    for b in m.blobs:
-        r = c.get(f"/v2/{repo}/blobs/{b.digest}")
-        assert r.status_code == 200, (repo, b.digest, r.status_code, r.text)
-        assert r.content == b.data, (repo, b.digest)
 
 
 def assert_5xx_json(r: httpx.Response, *statuses: int) -> dict[str, Any]:
@@ -90,7 +66,7 @@ def run_check(root: Path, tmp: Path, *args: str, storage: dict[str, Any] | None 
                                    "storage": {"filesystem": {"rootdirectory": str(root)}, **(storage or {})}}))
     p = subprocess.run([sys.executable, "-m", "fastreg", "check", "--config", str(cfg), "--json", *args],
                        check=False, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": _pythonpath()})
+                       env={**os.environ, "PYTHONPATH": checkout_pythonpath()})
     assert p.returncode in (0, 1, 4), (p.returncode, p.stdout, p.stderr)
     return p.returncode, json.loads(p.stdout)
 
@@ -104,8 +80,3 @@ def stored_files(root: Path) -> dict[str, bytes]:
             out[str(p.relative_to(root))] = p.read_bytes()
     return out
 
-
-def upload_location(c: httpx.Client, repo: str) -> str:
-    r = c.post(f"/v2/{repo}/blobs/uploads/")
-    assert r.status_code == 202, (r.status_code, r.text)
-    return relative(r.headers["Location"])

@@ -21,10 +21,22 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import _pythonpath
-from tests.e2e.helpers import OCTET, Blob, Manifest, make_layer, make_manifest, q, relative
+from tests.support.registry_client import (
+    OCTET,
+    Blob,
+    Manifest,
+    assert_pulls,
+    make_layer,
+    make_manifest,
+    push_manifest,
+    put_blob,
+    q,
+    relative,
+    upload_location,
+)
+from tests.support.server import checkout_pythonpath
 
-from .common import V2, assert_pulls, push, put_blob, run_check, server, stored_files, upload_location
+from .common import V2, run_check, server, stored_files
 
 HOUR = 3600.0
 NO_PURGE = {"storage": {"maintenance": {"uploadpurging": {"enabled": False}}}}   # the server's own purger stays out
@@ -54,9 +66,9 @@ def test_check_finds_reports_and_repairs_damage(tmp_path: Path) -> None:
     orphan = Blob(os.urandom(3000))
     srv = server(tmp_path)
     with httpx.Client(base_url=srv.url, timeout=30) as cl:
-        push(cl, "app/a", a, "v1")
-        push(cl, "app/b", b, "v1")
-        push(cl, "app/c", c, "v1")
+        push_manifest(cl, "app/a", a, "v1")
+        push_manifest(cl, "app/b", b, "v1")
+        push_manifest(cl, "app/c", c, "v1")
         assert put_blob(cl, "app/a", orphan).status_code == 201
     srv.stop()
     root = srv.root
@@ -123,8 +135,8 @@ def test_check_finds_reports_and_repairs_damage(tmp_path: Path) -> None:
     # -- healing: the client pushes again; the quarantined digests are free to be stored anew --
     srv = server(tmp_path)
     with httpx.Client(base_url=srv.url, timeout=30) as cl:
-        push(cl, "app/a", a, "v1")
-        push(cl, "app/b", b, "v1")
+        push_manifest(cl, "app/a", a, "v1")
+        push_manifest(cl, "app/b", b, "v1")
         assert_pulls(cl, "app/a", "v1", a)
         assert_pulls(cl, "app/b", "v1", b)
         assert cl.get("/v2/app/c/manifests/v1").status_code == 404
@@ -148,12 +160,12 @@ def test_a_push_replaces_a_stored_copy_of_the_wrong_size(tmp_path: Path) -> None
     srv = server(tmp_path)
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as cl:
-            push(cl, "heal/app", m, "v1")
+            push_manifest(cl, "heal/app", m, "v1")
             for digest in (m.blobs[1].digest, m.digest):
                 with open(blob_file(srv.root, digest), "r+b") as f:
                     f.truncate(100)
             assert run_check(srv.root, tmp_path)[0] == 4
-            push(cl, "heal/app", m, "v1")
+            push_manifest(cl, "heal/app", m, "v1")
         srv.stop()
         srv = server(tmp_path)          # a fresh process: no manifest cached in memory
         with httpx.Client(base_url=srv.url, timeout=30) as cl:
@@ -173,7 +185,7 @@ def test_check_reports_and_clears_leftovers_of_interrupted_writes(tmp_path: Path
     layer = Blob(os.urandom(8000))
     srv = server(tmp_path, NO_PURGE)
     with httpx.Client(base_url=srv.url, timeout=30) as cl:
-        push(cl, "left/app", m, "v1")
+        push_manifest(cl, "left/app", m, "v1")
         loc = {k: upload_location(cl, "left/app")
                for k in ("active", "no-data", "no-startedat", "bad-startedat", "aged", "starting")}
         r = cl.patch(loc["active"], content=layer.data[:5000], headers={"Content-Range": "0-4999"})
@@ -273,7 +285,7 @@ def check_text(root: Path, tmp: Path) -> str:
     """`fastreg check`'s text output, with the configuration run_check last wrote."""
     p = subprocess.run([sys.executable, "-m", "fastreg", "check", "--config", str(tmp / "check.yml")],
                        check=False, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": _pythonpath()})
+                       env={**os.environ, "PYTHONPATH": checkout_pythonpath()})
     assert p.returncode in (0, 1, 4), (p.returncode, p.stdout, p.stderr)
     return p.stdout
 
@@ -295,10 +307,10 @@ def test_check_verifies_the_referrers_index(tmp_path: Path) -> None:
     sbom = make_manifest(subject=image, artifact_type="application/vnd.example.sbom")
     srv = server(tmp_path)
     with httpx.Client(base_url=srv.url, timeout=30) as cl:
-        push(cl, "ref/app", image, "v1")
-        push(cl, "ref/app", other, "v2")
-        push(cl, "ref/app", sig, sig.digest)
-        push(cl, "ref/app", sbom, sbom.digest)
+        push_manifest(cl, "ref/app", image, "v1")
+        push_manifest(cl, "ref/app", other, "v2")
+        push_manifest(cl, "ref/app", sig, sig.digest)
+        push_manifest(cl, "ref/app", sbom, sbom.digest)
         assert referrers(cl, "ref/app", image) == {sig.digest, sbom.digest}
     srv.stop()
     root = srv.root

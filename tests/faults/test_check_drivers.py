@@ -17,9 +17,9 @@ from fastreg.maintenance import check
 from fastreg.registry import Registry
 from fastreg.storage import layout
 from fastreg.storage.driver.base import StorageDriver
-from tests.e2e.helpers import make_manifest
 from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server, rgw_server  # noqa: F401 (fixtures)
-from tests.storage.registry_push import push_manifest
+from tests.support.direct_push import push_manifest
+from tests.support.registry_client import make_manifest
 
 REPO = "chk/app"
 

@@ -23,10 +23,21 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FastregServer
-from tests.e2e.helpers import Manifest, assert_error, make_layer, make_manifest, q, relative
+from tests.support.registry_client import (
+    Manifest,
+    assert_error,
+    assert_pulls,
+    make_layer,
+    make_manifest,
+    push_manifest,
+    put_blob,
+    put_manifest,
+    q,
+    relative,
+)
+from tests.support.server import FastregServer
 
-from .common import assert_pulls, faulty_storage, push, put_blob, put_manifest, run_check, server
+from .common import faulty_storage, run_check, server
 
 VICTIM = "crash/victim"
 GLOB = f"*/repositories/{VICTIM}/"
@@ -82,7 +93,7 @@ def after_mid_patch(w: World) -> None:
     r = w.c.put(q(r.headers["Location"], digest=w.new.blobs[1].digest))
     assert r.status_code == 201, r.text
     assert w.c.get(f"/v2/{UPLOADS}/blobs/{w.new.blobs[1].digest}").content == w.new.blobs[1].data
-    push(w.c, VICTIM, w.new, "t")
+    push_manifest(w.c, VICTIM, w.new, "t")
 
 
 def blob_put(w: World) -> None:
@@ -99,7 +110,7 @@ def after_rename_crash(w: World) -> None:
     assert r.status_code == 204 and r.headers["Range"] == f"0-{layer.size - 1}", r.text
     r = w.c.put(q(r.headers["Location"], digest=layer.digest))
     assert r.status_code == 201, r.text
-    push(w.c, VICTIM, w.new, "t")
+    push_manifest(w.c, VICTIM, w.new, "t")
 
 
 def after_unlinked_crash(w: World) -> None:
@@ -108,7 +119,7 @@ def after_unlinked_crash(w: World) -> None:
     layer = w.new.blobs[1]
     assert w.c.head(f"/v2/{VICTIM}/blobs/{layer.digest}").status_code == 404
     assert_error(w.c.get(w.loc), 404, "BLOB_UPLOAD_UNKNOWN")
-    push(w.c, VICTIM, w.new, "t")
+    push_manifest(w.c, VICTIM, w.new, "t")
 
 
 def after_linked_crash(w: World) -> None:
@@ -118,7 +129,7 @@ def after_linked_crash(w: World) -> None:
     r = w.c.get(f"/v2/{VICTIM}/blobs/{layer.digest}")
     assert r.status_code == 200 and r.content == layer.data
     assert_error(w.c.get(w.loc), 404, "BLOB_UPLOAD_UNKNOWN")
-    push(w.c, VICTIM, w.new, "t")
+    push_manifest(w.c, VICTIM, w.new, "t")
 
 
 def manifest_put(w: World, tag: str = "t") -> httpx.Response:
@@ -192,8 +203,8 @@ def test_crash_point(point: str, tmp_path: Path) -> None:
     new = make_manifest(layers=[make_layer(3_000_000)])     # several body frames per request
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as c:
-            push(c, "crash/base", base, "base")
-            push(c, VICTIM, old, "t")
+            push_manifest(c, "crash/base", base, "base")
+            push_manifest(c, VICTIM, old, "t")
             w = World(c, base, old, new)
             _die(srv, lambda: interrupted(w))
     finally:

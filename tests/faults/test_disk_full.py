@@ -22,10 +22,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import FastregServer
-from tests.e2e.helpers import Blob, make_layer, make_manifest, relative
+from tests.support.registry_client import (
+    Blob,
+    assert_pulls,
+    make_layer,
+    make_manifest,
+    push_manifest,
+    put_blob,
+    put_manifest,
+    relative,
+)
+from tests.support.server import FastregServer
 
-from .common import V2, assert_5xx_json, assert_pulls, push, put_blob, put_manifest, run_check, server
+from .common import V2, assert_5xx_json, run_check, server
 
 SIZE_MIB = 48
 
@@ -76,7 +85,7 @@ def test_disk_full(small_disk: Path, tmp_path: Path) -> None:
     later = make_manifest(layers=[make_layer(300_000)])
     try:
         with httpx.Client(base_url=srv.url, timeout=60) as c:
-            push(c, "disk/app", first, "v1")
+            push_manifest(c, "disk/app", first, "v1")
 
             # 1. a layer larger than the disk, in 4 MiB PATCHes: the PATCH that runs out answers 507
             big = os.urandom((SIZE_MIB + 8) << 20)
@@ -110,7 +119,7 @@ def test_disk_full(small_disk: Path, tmp_path: Path) -> None:
 
             # 3. space freed: pushes succeed again
             filler.unlink()
-            push(c, "disk/app", later, "v1")
+            push_manifest(c, "disk/app", later, "v1")
             assert_pulls(c, "disk/app", "v1", later)
             assert_pulls(c, "disk/app", first.digest, first)
             layer = Blob(big[: 8 << 20])

@@ -16,19 +16,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FastregServer
-from tests.e2e.helpers import Blob, Manifest, make_layer, make_manifest, q
-
-from .common import (
-    assert_5xx_json,
+from tests.support.registry_client import (
+    Blob,
+    Manifest,
     assert_pulls,
-    faulty_storage,
-    push,
+    make_layer,
+    make_manifest,
+    push_manifest,
     put_blob,
     put_manifest,
-    run_check,
-    server,
+    q,
 )
+from tests.support.server import FastregServer
+
+from .common import assert_5xx_json, faulty_storage, run_check, server
 
 
 @dataclass
@@ -103,7 +104,7 @@ def c(srv: FastregServer) -> Iterator[httpx.Client]:
 
 def _push_old_then_fail(c: httpx.Client, case: Case, step: Callable[[], httpx.Response], status: int = 500) -> None:
     """`old` is pushed (and tagged) first; `step` hits the fault: 5xx, and `old` is still what is served."""
-    push(c, case.repo, case.old, "t")
+    push_manifest(c, case.repo, case.old, "t")
     assert_5xx_json(step(), status)
     assert_pulls(c, case.repo, "t", case.old)
 
@@ -114,7 +115,7 @@ def test_blob_commit_faults(c: httpx.Client) -> None:
         _push_old_then_fail(c, case, lambda case=case: put_blob(c, case.repo, case.layer), status)  # type: ignore[misc]
         # not linked: the half-made blob is not visible, and a manifest naming it is refused
         assert c.head(f"/v2/{case.repo}/blobs/{case.layer.digest}").status_code == 404
-        push(c, case.repo, case.image, "t")
+        push_manifest(c, case.repo, case.image, "t")
         assert_pulls(c, case.repo, "t", case.image)
 
 
@@ -162,7 +163,7 @@ def test_tag_written_but_answer_failed(c: httpx.Client) -> None:
     """The fault strikes after the tag was written: the client hears 500, the tag names the new,
     complete image — a push that is retried, never a tag naming half an image."""
     case = BY_NAME["tag-after-eio"]
-    push(c, case.repo, case.old, "t")
+    push_manifest(c, case.repo, case.old, "t")
     for b in case.image.blobs:
         assert put_blob(c, case.repo, b).status_code == 201
     assert_5xx_json(put_manifest(c, case.repo, "t", case.image))
@@ -172,19 +173,19 @@ def test_tag_written_but_answer_failed(c: httpx.Client) -> None:
 
 def test_read_faults(c: httpx.Client, srv: FastregServer) -> None:
     case = BY_NAME["stat-timeout"]
-    push(c, case.repo, case.image, "t")
+    push_manifest(c, case.repo, case.image, "t")
     assert_5xx_json(c.get(f"/v2/{case.repo}/blobs/{case.layer.digest}"))
     assert_pulls(c, case.repo, "t", case.image)
 
     case = BY_NAME["list-eio"]
-    push(c, case.repo, case.image, "t")
+    push_manifest(c, case.repo, case.image, "t")
     assert_5xx_json(c.get(f"/v2/{case.repo}/tags/list"))
     assert c.get(f"/v2/{case.repo}/tags/list").json()["tags"] == ["t"]
 
     # a read error once the body has started: the transfer is cut short (the client sees an
     # incomplete body, as with any broken connection), never a complete answer with other bytes
     case = BY_NAME["read-eio"]
-    push(c, case.repo, case.image, "t")
+    push_manifest(c, case.repo, case.image, "t")
     with pytest.raises(httpx.HTTPError), c.stream("GET", f"/v2/{case.repo}/blobs/{case.layer.digest}") as r:
         assert r.status_code == 200
         body = b"".join(r.iter_bytes())
@@ -198,5 +199,5 @@ def test_read_faults(c: httpx.Client, srv: FastregServer) -> None:
     assert f"error while streaming {path}" not in log
 
     case = BY_NAME["read-slow"]
-    push(c, case.repo, case.image, "t")
+    push_manifest(c, case.repo, case.image, "t")
     assert_pulls(c, case.repo, "t", case.image)

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.helpers import Manifest, make_layer, make_manifest
+from tests.support.registry_client import Manifest, assert_pulls, make_layer, make_manifest, push_manifest
 
-from .common import assert_pulls, faulty_storage, push, run_check, server
+from .common import faulty_storage, run_check, server
 
 REPO = "stale/app"
 
@@ -61,11 +61,11 @@ def observe(c: httpx.Client, ref: str, allowed: dict[str, Manifest | None], fina
 def test_stale_tags_are_whole_images_and_converge(client: httpx.Client) -> None:
     c = client
     a, b = make_manifest(layers=[make_layer(50_000)]), make_manifest(layers=[make_layer(60_000)])
-    push(c, REPO, a, "t")
+    push_manifest(c, REPO, a, "t")
     assert observe(c, "t", {"missing": None, "a": a}, "a") == ["missing", "missing", "a"]
-    push(c, REPO, b, "t")
+    push_manifest(c, REPO, b, "t")
     assert observe(c, "t", {"a": a, "b": b}, "b") == ["a", "a", "b"]     # the old image, whole
-    push(c, REPO, a, "u")
+    push_manifest(c, REPO, a, "u")
     lists = [c.get(f"/v2/{REPO}/tags/list").json()["tags"] for _ in range(3)]
     # both tag directories are new to the listing (no listing has caught up with them yet)
     assert lists == [[], [], ["t", "u"]]

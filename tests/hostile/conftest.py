@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FastregServer, make_fastreg
+from tests.support.registry_client import Image, assert_image_pulls, push_raw_image
+from tests.support.server import FastregServer, make_fastreg
 
-from .support import Image, assert_pulls, push_image, snapshot, wait_unchanged
+from .support import snapshot, wait_unchanged
 
 # Short timeouts so slow clients are cut within the test's patience (defaults: 30 s and 60 s).
 TIMEOUTS = {"fastreg": {"http": {"headertimeout": "2s", "bodytimeout": "2s"}}}
@@ -38,7 +39,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     srv.start()
     try:
         with httpx.Client(base_url=srv.url, timeout=30.0) as c:
-            img = push_image(c, "held/app", "v1", b'{"architecture":"amd64","os":"linux"}',
+            img = push_raw_image(c, "held/app", "v1", b'{"architecture":"amd64","os":"linux"}',
                              [os.urandom(3000), os.urandom(70_000)])
             yield Seeded(srv, c, img)
     finally:
@@ -53,7 +54,7 @@ def unchanged(seeded: Seeded) -> Callable[[], AbstractContextManager[None]]:
         before = snapshot(seeded.srv.root)
         yield
         wait_unchanged(seeded.srv.root, before)
-        assert_pulls(seeded.client, seeded.image)
+        assert_image_pulls(seeded.client, seeded.image)
         assert seeded.srv.proc is not None and seeded.srv.proc.poll() is None, "the server died"
     return guard
 

@@ -1,32 +1,22 @@
 """Helpers for the hostile-input tests: a data-directory snapshot, raw HTTP/1.1 over a socket
-(so nothing normalises `..`, percent-encoding or a lying Content-Length on the way), and pushes.
-
-Everything talks to a real `fastreg serve` (tests/conftest.py); nothing is mocked.
+(so nothing normalises `..`, percent-encoding or a lying Content-Length on the way).  Pushing and
+pulling is tests/support/registry_client.py.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.support.registry_client import OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, digest_of
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+OCI_LAYER = OCI_LAYER_TAR       # the hostile tests' images have uncompressed layers
+__all__ = ["OCI_CONFIG", "OCI_INDEX", "OCI_LAYER", "OCI_MANIFEST", "digest_of"]
 
 
 # -- what is stored ------------------------------------------------------------------------------
@@ -141,56 +131,7 @@ def raw(port: int, method: str, target: str, headers: dict[str, str] | None = No
         return read_response(s)
 
 
-# -- pushing ---------------------------------------------------------------------------------------
-
-@dataclass
-class Image:
-    repo: str
-    tag: str
-    config: bytes
-    layers: list[bytes]
-    manifest: bytes = b""
-    blobs: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def digest(self) -> str:
-        return digest_of(self.manifest)
-
-
-def image_manifest(config: bytes, layers: list[bytes], **extra: Any) -> bytes:
-    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-           "config": {"mediaType": OCI_CONFIG, "digest": digest_of(config), "size": len(config)},
-           "layers": [{"mediaType": OCI_LAYER, "digest": digest_of(b), "size": len(b)} for b in layers],
-           **extra}
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def push_blob(c: httpx.Client, repo: str, data: bytes) -> str:
-    d = digest_of(data)
-    r = c.post(f"/v2/{repo}/blobs/uploads/", params={"digest": d}, content=data)
-    assert r.status_code == 201, r.text
-    return d
-
-
-def push_image(c: httpx.Client, repo: str, tag: str, config: bytes, layers: list[bytes]) -> Image:
-    img = Image(repo, tag, config, layers)
-    for b in (config, *layers):
-        img.blobs[push_blob(c, repo, b)] = b
-    img.manifest = image_manifest(config, layers)
-    r = c.put(f"/v2/{repo}/manifests/{tag}", content=img.manifest, headers={"content-type": OCI_MANIFEST})
-    assert r.status_code == 201, r.text
-    return img
-
-
-def assert_pulls(c: httpx.Client, img: Image) -> None:
-    """The image is served byte-exact, by tag and by digest, with every blob."""
-    for ref in (img.tag, img.digest):
-        r = c.get(f"/v2/{img.repo}/manifests/{ref}", headers={"accept": OCI_MANIFEST})
-        assert r.status_code == 200 and r.content == img.manifest, (ref, r.status_code)
-    for d, data in img.blobs.items():
-        r = c.get(f"/v2/{img.repo}/blobs/{d}")
-        assert r.status_code == 200 and r.content == data, d
-
+# -- what is stored, again ------------------------------------------------------------------------
 
 def assert_blobs_intact(root: Path) -> None:
     """Every stored blob hashes to the digest it is stored under (the one invariant that must
@@ -202,19 +143,3 @@ def assert_blobs_intact(root: Path) -> None:
             if hashlib.sha256(data.read_bytes()).hexdigest() != data.parent.name:
                 bad.append(data.parent.name)
     assert not bad, f"blobs whose content does not match their digest: {bad}"
-
-
-def serve_refused(config: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run `fastreg serve --config CONFIG`, expected to refuse to start: its exit and output.  A
-    server that starts instead is stopped (its whole process group) and the test fails."""
-    from tests.conftest import _pythonpath
-    proc = subprocess.Popen([sys.executable, "-m", "fastreg", "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": _pythonpath()})
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise AssertionError(f"fastreg serve --config {config} did not refuse to start") from None
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -79,7 +79,7 @@ def _hostile_tokens(signer: pki.Issued, rogue: pki.Issued) -> list[tuple[str, st
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from tests.conftest import make_fastreg
+    from tests.support.server import make_fastreg
     tmp = tmp_path_factory.mktemp("tokauth")
     ca, rogue_ca = pki.make_ca("hostile root"), pki.make_ca("rogue root")
     signer, rogue = pki.issue(ca, "hostile signer"), pki.issue(rogue_ca, "rogue signer")

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import fastreg.digest as fdigest
 from fastreg import _digest_py
+from tests.support.asgi import call, make_app, state_of
 
-from .asgi import call, make_app, state_of
 from .fuzzing import budget
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -49,7 +49,7 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from tests.conftest import make_fastreg
+    from tests.support.server import make_fastreg
     tmp = tmp_path_factory.mktemp("htpasswd")
     users = tmp / "htpasswd"
     users.write_text(f"alice:{hash_password(PASSWORDS['alice'], 4)}\n")

@@ -7,9 +7,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.conftest import free_port, make_fastreg
-
-from .support import serve_refused
+from tests.support.server import free_port, make_fastreg, serve_refused
 
 
 def test_a_host_name_listens_on_its_ipv4_address(tmp_path: Path) -> None:

@@ -25,9 +25,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import FastregServer, make_fastreg
+from tests.support.registry_client import post_blob
+from tests.support.server import FastregServer, make_fastreg
 
-from .support import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, digest_of, push_blob
+from .support import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, digest_of
 from .upstream import HostileUpstream, answer, digest, endless
 
 MiB = 1 << 20
@@ -101,7 +102,7 @@ def client(server: FastregServer) -> Iterator[httpx.Client]:
 
 
 def _blobs(c: httpx.Client, repo: str) -> tuple[str, str]:
-    return push_blob(c, repo, b"{}"), push_blob(c, repo, b"layer")
+    return post_blob(c, repo, b"{}"), post_blob(c, repo, b"layer")
 
 
 def _put(c: httpx.Client, repo: str, ref: str, body: bytes) -> str:

@@ -16,8 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from tests.support.registry_client import assert_image_pulls, image_manifest, post_blob
+
 from .conftest import Seeded
-from .support import OCI_MANIFEST, assert_pulls, digest_of, image_manifest, push_blob, snapshot
+from .support import OCI_MANIFEST, digest_of, snapshot
 
 GENEROUS = 30.0      # the only wall-clock bound: "cut eventually", far above the 2 s timeouts
 
@@ -49,7 +51,7 @@ def _serves_others(seeded: Seeded, stop: threading.Event) -> int:
     n = 0
     with httpx.Client(base_url=seeded.srv.url, timeout=10.0) as c:
         while not stop.is_set() and n < 200:
-            assert_pulls(c, seeded.image)
+            assert_image_pulls(c, seeded.image)
             n += 1
     return n
 
@@ -152,17 +154,17 @@ def test_twenty_concurrent_pushes_of_one_blob(seeded: Seeded) -> None:
     assert stored.read_bytes() == data
     uploads = seeded.srv.root / "docker/registry/v2/repositories/held/app/_uploads"
     assert not uploads.exists() or list(uploads.iterdir()) == [], "sessions left behind"
-    assert_pulls(seeded.client, seeded.image)
+    assert_image_pulls(seeded.client, seeded.image)
 
 
 def test_twenty_concurrent_pushes_to_one_tag(seeded: Seeded) -> None:
     """Last writer wins, and whatever wins, the tag names one complete, pushed manifest."""
     c = seeded.client
-    cfg = push_blob(c, "race/tag", b'{"os":"linux"}')
+    cfg = post_blob(c, "race/tag", b'{"os":"linux"}')
     assert cfg
     layers = [os.urandom(1000 + i) for i in range(20)]
     for b in layers:
-        push_blob(c, "race/tag", b)
+        post_blob(c, "race/tag", b)
     manifests = [image_manifest(b'{"os":"linux"}', [b]) for b in layers]
     barrier = threading.Barrier(20)
     stop = threading.Event()

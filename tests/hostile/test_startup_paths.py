@@ -6,9 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import make_fastreg
-
-from .support import serve_refused
+from tests.support.server import make_fastreg, serve_refused
 
 
 def test_a_symbolic_link_to_nothing(tmp_path: Path) -> None:

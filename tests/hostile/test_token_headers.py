@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from fastreg.auth import pki
-from tests.conftest import FastregServer, make_fastreg
+from tests.support.server import FastregServer, make_fastreg
 
 from .support import snapshot, wait_unchanged
 

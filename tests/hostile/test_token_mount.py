@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from fastreg.auth import pki
-from tests.conftest import FastregServer, make_fastreg
+from tests.support.server import FastregServer, make_fastreg
 
 from .support import digest_of, snapshot, wait_unchanged
 

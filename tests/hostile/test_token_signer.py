@@ -101,7 +101,7 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    from tests.conftest import make_fastreg
+    from tests.support.server import make_fastreg
     tmp = tmp_path_factory.mktemp("signer")
     ca = pki.make_ca("shared CA")
     ca.write(tmp / "ca.pem", tmp / "ca.key")

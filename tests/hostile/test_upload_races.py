@@ -140,7 +140,7 @@ def test_session_lock_holds_across_processes(tmp_path: Path) -> None:
 def test_interleaved_patches_in_process(tmp_path: Path, storage: str) -> None:
     """The same race inside one process (ASGI called directly): frames of two PATCHes to one
     session interleave; one is refused, and no blob other than its digest's bytes is committed."""
-    from .asgi import call, make_app, state_of
+    from tests.support.asgi import call, make_app, state_of
 
     async def scenario() -> None:
         app = make_app(tmp_path, storage)

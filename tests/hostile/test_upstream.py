@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastreg.netguard import address_allowed
-from tests.conftest import FastregServer, free_port, make_fastreg
+from tests.support.server import FastregServer, free_port, make_fastreg
 
 from .support import snapshot, wait_unchanged
 from .upstream import (

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 try:
-    from tests.conftest import TEST_SECRET, free_port, wait_http
+    from tests.support.server import TEST_SECRET, free_port, wait_http
 except ImportError:  # pragma: no cover - pytest imported tests/conftest.py as "conftest"
     from conftest import TEST_SECRET, free_port, wait_http  # type: ignore[no-redef]
 

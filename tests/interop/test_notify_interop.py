@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import make_manifest, push_manifest
 from tests.notify.conftest import Receiver
+from tests.support.registry_client import make_manifest, push_manifest
 
 from .conftest import make_distribution
 from .images import ImageLayout

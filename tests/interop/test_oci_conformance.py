@@ -27,8 +27,8 @@ import bcrypt
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.e2e.helpers import make_config, make_layer, make_manifest, push_manifest
+from tests.support.registry_client import make_config, make_layer, make_manifest, push_manifest
+from tests.support.server import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.interop]
 

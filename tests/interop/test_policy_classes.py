@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import (
+from tests.support.registry_client import (
     DOCKER_LAYER,
     DOCKER_MANIFEST,
     OCI_EMPTY,

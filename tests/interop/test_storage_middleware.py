@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port, wait_http
-from tests.e2e.helpers import Blob, make_manifest, push_blob, push_manifest, unique_repo
+from tests.support.registry_client import Blob, make_manifest, push_blob, push_manifest, unique_repo
+from tests.support.server import REPO_ROOT, free_port, wait_http
 
 from .conftest import DistributionServer, make_distribution
 from .images import ImageLayout, read_image_dir

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 try:
-    from tests.conftest import free_port
+    from tests.support.server import free_port
 except ImportError:  # pragma: no cover
     from conftest import free_port  # type: ignore[no-redef]
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from fastreg.notify.events import MEDIA_TYPE
-from tests.e2e.helpers import OCI_MANIFEST, OCTET, make_manifest, push_blob, push_manifest, unique_repo
+from tests.support.registry_client import OCI_MANIFEST, OCTET, make_manifest, push_blob, push_manifest, unique_repo
 
 from .conftest import Receiver
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, TEST_SECRET, FastregServer, make_fastreg
+from tests.support.server import REPO_ROOT, TEST_SECRET, FastregServer, make_fastreg
 
 from .scenario import Scenario, build
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tests.e2e.helpers import (
+from tests.support.registry_client import (
     OCI_LAYER,
     Blob,
     Manifest,

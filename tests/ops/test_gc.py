@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.helpers import OCI_INDEX, OCI_MANIFEST, Blob, make_manifest, push_manifest
 from tests.interop.conftest import make_distribution
+from tests.support.registry_client import OCI_INDEX, OCI_MANIFEST, Blob, make_manifest, push_manifest
 
 from .conftest import V2, Template, blob_set, gc_config, run_distribution_gc, run_fastreg_gc, serve_copy, tree
 from .scenario import SIG_TYPE

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import Blob, make_config, make_layer, make_manifest, push_blob, put_manifest
+from tests.support.registry_client import Blob, make_config, make_layer, make_manifest, push_blob, put_manifest
 
 from .conftest import DAY, backdate, blob_set, run_fastreg_gc
 

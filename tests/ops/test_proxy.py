@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import (
+from tests.interop.conftest import DistributionServer, make_distribution
+from tests.support.registry_client import (
     OCI_INDEX,
     OCI_MANIFEST,
     Blob,
@@ -25,7 +26,6 @@ from tests.e2e.helpers import (
     make_manifest,
     push_manifest,
 )
-from tests.interop.conftest import DistributionServer, make_distribution
 
 from .authservers import SERVICE, TokenServer, htpasswd
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from fastreg.registry import leases
-from tests.conftest import FastregServer, free_port, make_fastreg
-from tests.e2e.helpers import make_config, make_layer, make_manifest, push_manifest
 from tests.interop.conftest import DistributionServer
+from tests.support.registry_client import make_config, make_layer, make_manifest, push_manifest
+from tests.support.server import FastregServer, free_port, make_fastreg
 
 from .test_proxy import _pull, _upstream_gets, upstream  # noqa: F401 -- the upstream fixture
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import OCTET, assert_error, digest_of, make_manifest, push_manifest, relative
+from tests.support.registry_client import OCTET, assert_error, digest_of, make_manifest, push_manifest, relative
 
 pytestmark = pytest.mark.e2e
 

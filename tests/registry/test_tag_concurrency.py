@@ -18,7 +18,7 @@ from fastreg.errors import RegistryError
 from fastreg.registry.tags import TagStore
 from fastreg.storage.driver.base import StorageError
 from fastreg.storage.driver.inmemory import InMemoryDriver
-from tests.e2e.helpers import make_manifest, push_manifest, put_manifest, unique_repo
+from tests.support.registry_client import make_manifest, push_manifest, put_manifest, unique_repo
 
 
 class Probe(InMemoryDriver):

@@ -10,8 +10,8 @@ import yaml
 from fastreg.config import Config, load_config
 from fastreg.registry import Registry
 from fastreg.retention.immutable import Immutability
-from tests.e2e.helpers import Blob, Manifest, make_layer, make_manifest
-from tests.storage.registry_push import push_manifest
+from tests.support.direct_push import push_manifest
+from tests.support.registry_client import Blob, Manifest, make_layer, make_manifest
 
 
 def config(tmp: Path, fastreg: dict[str, Any]) -> Config:

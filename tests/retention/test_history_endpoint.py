@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from fastreg.auth.htpasswd import add_user
-from tests.e2e.helpers import make_manifest, push_manifest
+from tests.support.registry_client import make_manifest, push_manifest
 
 POLICY = {"rules": [{"repository": "team/**", "pull": ["alice"], "push": ["alice"]}]}
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import free_port
-from tests.e2e.helpers import assert_error, make_manifest, push_manifest, put_manifest
 from tests.ops.conftest import tree
+from tests.support.registry_client import assert_error, make_manifest, push_manifest, put_manifest
+from tests.support.server import free_port
 from tests.test_metrics import debug_config, scrape, value
 
 RULES = {"immutability": {"rules": [{"repository": "prod/**", "tags": ["v*", "stable"]}]}}

@@ -10,7 +10,7 @@ import httpx
 
 from fastreg.retention import pulls
 from fastreg.storage.driver.filesystem import FilesystemDriver
-from tests.e2e.helpers import make_manifest, push_manifest
+from tests.support.registry_client import make_manifest, push_manifest
 
 
 def test_pulls_recorded_across_workers(fastreg_factory: Any) -> None:

@@ -14,9 +14,9 @@ import pytest
 from fastreg.maintenance import gc
 from fastreg.retention.policy import Retention
 from fastreg.storage.driver.base import StorageDriver
-from tests.e2e.helpers import make_index, make_layer, make_manifest
 from tests.storage.conftest import _backend, moto_server  # noqa: F401 (fixture)
-from tests.storage.registry_push import push_manifest
+from tests.support.direct_push import push_manifest
+from tests.support.registry_client import make_index, make_layer, make_manifest
 
 from .common import blobs_of, config, next_second, push_ci, registry
 

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.conftest import REPO_ROOT, free_port
-from tests.e2e.helpers import make_layer, make_manifest, push_manifest
 from tests.notify.conftest import Receiver
 from tests.ops.conftest import tree
+from tests.support.registry_client import make_layer, make_manifest, push_manifest
+from tests.support.server import REPO_ROOT, free_port
 from tests.test_metrics import debug_config, scrape, value
 
 POLICIES = {"policies": [{"repository": "ci/*", "keep": {"lastpushed": 2, "tags": ["latest", "v*"]},

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 try:
-    from tests.conftest import REPO_ROOT, free_port
+    from tests.support.server import REPO_ROOT, free_port
 except ImportError:  # pragma: no cover - pytest imported tests/conftest.py as "conftest"
     from conftest import REPO_ROOT, free_port  # type: ignore[no-redef]
 

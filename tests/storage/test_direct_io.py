@@ -23,7 +23,7 @@ import pytest
 from fastreg.storage.driver import directio
 from fastreg.storage.driver.base import StorageError
 from fastreg.storage.driver.filesystem import DROPBEHIND, FilesystemDriver
-from tests.conftest import FastregServer
+from tests.support.server import FastregServer
 
 from .fswrite import write_file, write_two_files
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from fastreg.config import ConfigError, load_config
-from tests.e2e.helpers import push_blob, unique_repo
+from tests.support.registry_client import push_blob, unique_repo
 
 from .conftest import S3Backend, s3_client
 from .services import S3_BUCKET

@@ -32,9 +32,9 @@ import pytest
 
 from fastreg.storage.driver import lease
 from fastreg.storage.driver.base import Busy, PathNotFound
-from tests.conftest import free_port
-from tests.e2e.helpers import OCTET, digest_of, q, relative, start_upload, unique_repo
 from tests.hostile.support import read_response, request_bytes
+from tests.support.registry_client import OCTET, digest_of, q, relative, start_upload, unique_repo
+from tests.support.server import free_port
 
 from .conftest import S3_BUCKET, S3Backend, _backend, s3_client
 from .test_object_store_lock import _free, _versions, _wait_for_lock

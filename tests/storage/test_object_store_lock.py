@@ -31,8 +31,8 @@ from fastreg.maintenance.purge import purge_uploads
 from fastreg.storage import layout
 from fastreg.storage.driver import lease
 from fastreg.storage.driver.base import Busy, PathNotFound
-from tests.e2e.helpers import OCTET, digest_of, q, relative, start_upload, unique_repo
 from tests.hostile.support import read_response, request_bytes
+from tests.support.registry_client import OCTET, digest_of, q, relative, start_upload, unique_repo
 
 from .conftest import S3_BUCKET, AzureBackend, Backend, S3Backend, _backend, azure_container, s3_client
 from .test_object_store_registry import serve

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import (
+from tests.support.registry_client import (
     OCTET,
     Blob,
     digest_of,
@@ -188,7 +188,7 @@ async def _redis_keys(port: int) -> list[str]:
 
 def test_keeps_serving_when_redis_is_down(fastreg_factory: Any, moto_server: Service) -> None:
     """Redis configured but not there: pushes and pulls work, from storage."""
-    from tests.conftest import free_port
+    from tests.support.server import free_port
     store = S3Backend(moto_server)
     store.redis = Service("redis", None, free_port(), None)  # type: ignore[arg-type, attr-defined]
     a = serve(fastreg_factory, store, f"reg-{uuid.uuid4().hex[:8]}", redirect=False)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.auth.conftest import test_pki  # noqa: F401  (the token-signing certificate)
-from tests.e2e.helpers import (
+from tests.support.registry_client import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
     DOCKER_LIST,
@@ -24,13 +24,11 @@ from tests.e2e.helpers import (
     OCI_EMPTY,
     OCI_INDEX,
     OCI_LAYER,
-    OCI_MANIFEST,
     Blob,
     Manifest,
     canonical,
     make_layer,
     make_manifest,
-    push_blob,
     push_manifest,
 )
 
@@ -134,9 +132,6 @@ def push_docker_list(c: httpx.Client, repo: str, tag: str) -> tuple[Manifest, li
 
 def push_small(c: httpx.Client, repo: str, tags: list[str]) -> Manifest:
     m = make_manifest()
-    for b in m.blobs:
-        push_blob(c, repo, b)
-    for t in tags:
-        resp = c.put(f"/v2/{repo}/manifests/{t}", content=m.body, headers={"Content-Type": OCI_MANIFEST})
-        assert resp.status_code == 201, resp.text
+    for i, t in enumerate(tags):
+        push_manifest(c, repo, m, t, with_blobs=i == 0)
     return m

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from fastreg.auth.htpasswd import add_user
-from tests.conftest import FastregServer, make_fastreg
-from tests.e2e.helpers import Manifest, make_manifest, push_manifest
+from tests.support.registry_client import Manifest, make_manifest, push_manifest
+from tests.support.server import FastregServer, make_fastreg
 
 from .conftest import COSIGN_SIG, SPDX, Pushed, push_docker_list, push_multiarch, push_small
 

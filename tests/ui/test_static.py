@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from fastreg.api.ui import STATIC_DIR, Site
-from tests.conftest import FastregServer
+from tests.support.server import FastregServer
 
 pytestmark = [pytest.mark.e2e]
 
@@ -111,7 +111,7 @@ def test_package_ships_the_page(tmp_path: Any) -> None:
     import subprocess
     import sys
 
-    from tests.conftest import REPO_ROOT
+    from tests.support.server import REPO_ROOT
     egg = tmp_path / "egg"          # keep the checkout's own egg-info untouched
     egg.mkdir()
     subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(egg),

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from fastreg.digest import parse_digest
 from fastreg.registry import Registry
-from tests.e2e.helpers import Blob, Manifest
+from tests.support.registry_client import Blob, Manifest
 
 
 async def push_blob(reg: Registry, repo: str, b: Blob) -> None:

@@ -1,8 +1,9 @@
-"""Shared helpers for the e2e conformance suite: digests, blob/manifest builders, push helpers.
+"""The tests' registry client: digests, blob/manifest/index builders, push and pull over HTTP.
 
-Everything here talks HTTP to a real server through an ``httpx.Client`` whose ``base_url`` is the
-registry; nothing is mocked.  Builders return the exact bytes that are pushed, so tests can
-compare what comes back byte for byte.
+Everything here talks the registry API through an ``httpx.Client`` whose ``base_url`` is the
+registry: a real server (tests/support/server.py) or the app in-process (tests/support/asgi.py).
+Builders return the exact bytes that are pushed, so tests can compare what comes back byte for
+byte.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -194,6 +196,28 @@ def push_blob(client: httpx.Client, repo: str, blob: Blob | bytes, algorithm: st
     return blob.digest
 
 
+def post_blob(client: httpx.Client, repo: str, data: bytes) -> str:
+    """The one-request upload (POST ?digest= with the body); returns the digest."""
+    d = digest_of(data)
+    r = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": d}, content=data)
+    assert r.status_code == 201, r.text
+    return d
+
+
+def put_blob(client: httpx.Client, repo: str, blob: Blob) -> httpx.Response:
+    """POST + monolithic PUT, checking nothing: the PUT's response (or the POST's if it failed)."""
+    r = client.post(f"/v2/{repo}/blobs/uploads/")
+    if r.status_code != 202:
+        return r
+    return client.put(q(r.headers["Location"], digest=blob.digest), content=blob.data,
+                      headers={"Content-Type": OCTET})
+
+
+def upload_location(client: httpx.Client, repo: str) -> str:
+    """A new upload session's Location, made relative."""
+    return relative(start_upload(client, repo).headers["Location"])
+
+
 def put_manifest(client: httpx.Client, repo: str, reference: str, manifest: Manifest,
                  content_type: str | None = None) -> httpx.Response:
     return client.put(f"/v2/{repo}/manifests/{reference}", content=manifest.body,
@@ -218,6 +242,63 @@ def push_image(client: httpx.Client, repo: str, tag: str | None = None, **kw: An
     m = make_manifest(**kw)
     push_manifest(client, repo, m, tag)
     return m
+
+
+def assert_pulls(client: httpx.Client, repo: str, ref: str, m: Manifest) -> None:
+    """`ref` resolves to exactly `m`, and every blob it names comes back byte for byte."""
+    r = client.get(f"/v2/{repo}/manifests/{ref}", headers={"Accept": m.media_type})
+    assert r.status_code == 200, (repo, ref, r.status_code, r.text)
+    assert r.content == m.body, (repo, ref)
+    for b in m.blobs:
+        r = client.get(f"/v2/{repo}/blobs/{b.digest}")
+        assert r.status_code == 200, (repo, b.digest, r.status_code, r.text)
+        assert r.content == b.data, (repo, b.digest)
+
+
+# -- images from raw bytes (the hostile-input tests) ------------------------------------------
+@dataclass
+class Image:
+    """A pushed image: its tag, config and layer bytes, and the manifest that names them."""
+
+    repo: str
+    tag: str
+    config: bytes
+    layers: list[bytes]
+    manifest: bytes = b""
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.manifest)
+
+    def as_manifest(self) -> Manifest:
+        return Manifest(self.manifest, OCI_MANIFEST, [Blob(b) for b in (self.config, *self.layers)])
+
+
+def image_manifest(config: bytes, layers: list[bytes], **extra: Any) -> bytes:
+    """An OCI image manifest over uncompressed-tar layers (compact JSON)."""
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": OCI_CONFIG, "digest": digest_of(config), "size": len(config)},
+           "layers": [{"mediaType": OCI_LAYER_TAR, "digest": digest_of(b), "size": len(b)} for b in layers],
+           **extra}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def push_raw_image(client: httpx.Client, repo: str, tag: str, config: bytes, layers: list[bytes]) -> Image:
+    """Blobs by one-request uploads, then the manifest under `tag`."""
+    img = Image(repo, tag, config, layers)
+    for b in (config, *layers):
+        img.blobs[post_blob(client, repo, b)] = b
+    img.manifest = image_manifest(config, layers)
+    r = client.put(f"/v2/{repo}/manifests/{tag}", content=img.manifest, headers={"content-type": OCI_MANIFEST})
+    assert r.status_code == 201, r.text
+    return img
+
+
+def assert_image_pulls(client: httpx.Client, img: Image) -> None:
+    """The image is served byte-exact, by tag and by digest, with every blob."""
+    for ref in (img.tag, img.digest):
+        assert_pulls(client, img.repo, ref, img.as_manifest())
 
 
 def error_codes(resp: httpx.Response) -> list[str]:
