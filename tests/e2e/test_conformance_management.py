@@ -145,9 +145,9 @@ def test_delete_blob_invalid_digest(client: httpx.Client) -> None:
     assert_error(client.delete(f"/v2/{repo}/blobs/sha256:nothex"), 400, "DIGEST_INVALID")
 
 
-def test_deletes_disabled_answer_405_unsupported(fastreg_factory: object) -> None:
-    srv = fastreg_factory(config={"storage": {"delete": {"enabled": False}}})  # type: ignore[operator]
-    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+def test_deletes_disabled_answer_405_unsupported(app_factory: object) -> None:
+    srv = app_factory(config={"storage": {"delete": {"enabled": False}}})  # type: ignore[operator]
+    with srv.client() as c:
         repo = unique_repo("nodelete")
         m = make_manifest()
         push_manifest(c, repo, m, "v1")

@@ -696,13 +696,12 @@ def test_concurrent_uploads_of_the_same_blob(registry: object) -> None:
     repo = unique_repo("race")
     data = random_bytes(600_000)
     d = digest_of(data)
-    url = registry.url  # type: ignore[attr-defined]
     results: list[object] = []
     barrier = threading.Barrier(4)
 
     def worker(chunked: bool) -> None:
         try:
-            with httpx.Client(base_url=url, timeout=30.0) as c:
+            with registry.client() as c:  # type: ignore[attr-defined]
                 loc = relative(c.post(f"/v2/{repo}/blobs/uploads/").headers["Location"])
                 barrier.wait()
                 if chunked:
@@ -724,7 +723,7 @@ def test_concurrent_uploads_of_the_same_blob(registry: object) -> None:
     for t in threads:
         t.join(60)
     assert results == [201, 201, 201, 201], results
-    with httpx.Client(base_url=url, timeout=30.0) as c:
+    with registry.client() as c:  # type: ignore[attr-defined]
         _assert_blob(c, repo, data)
 
 
@@ -743,55 +742,55 @@ def _raw_request(port: int, head: bytes, body: bytes) -> bytes:
         return out
 
 
-def test_truncated_put_does_not_create_blob(registry: object, client: httpx.Client) -> None:
+def test_truncated_put_does_not_create_blob(real_registry: object, real_client: httpx.Client) -> None:
     repo = unique_repo("trunc")
-    port = registry.port  # type: ignore[attr-defined]
+    port = real_registry.port  # type: ignore[attr-defined]
     data = random_bytes(100_000)
     d = digest_of(data)
-    loc = relative(start_upload(client, repo).headers["Location"])
+    loc = relative(start_upload(real_client, repo).headers["Location"])
     sep = "&" if "?" in loc else "?"
     head = (f"PUT {loc}{sep}digest={d} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n").encode()
     reply = _raw_request(port, head, data[: len(data) // 2])
     assert not reply.startswith(b"HTTP/1.1 201"), reply[:200]
-    _blob_is_absent(client, repo, d)
+    _blob_is_absent(real_client, repo, d)
     # Nor through a single POST ?digest=.
     head = (f"POST /v2/{repo}/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n").encode()
     reply = _raw_request(port, head, data[:1000])
     assert not reply.startswith(b"HTTP/1.1 201"), reply[:200]
-    _blob_is_absent(client, repo, d)
+    _blob_is_absent(real_client, repo, d)
     # The registry still works, and the same blob can then be pushed whole.
-    push_blob(client, repo, data)
-    _assert_blob(client, repo, data)
+    push_blob(real_client, repo, data)
+    _assert_blob(real_client, repo, data)
 
 
-def test_truncated_patch_then_resume_from_reported_range(registry: object, client: httpx.Client) -> None:
+def test_truncated_patch_then_resume_from_reported_range(real_registry: object, real_client: httpx.Client) -> None:
     """After an interrupted PATCH, GET on the session tells where to resume; the result is intact."""
     repo = unique_repo("trunc")
-    port = registry.port  # type: ignore[attr-defined]
+    port = real_registry.port  # type: ignore[attr-defined]
     data = random_bytes(50_000)
     d = digest_of(data)
-    loc = relative(start_upload(client, repo).headers["Location"])
+    loc = relative(start_upload(real_client, repo).headers["Location"])
     head = (f"PATCH {loc} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n").encode()
     _raw_request(port, head, data[:20_000])
-    status = client.get(loc)
+    status = real_client.get(loc)
     if status.status_code == 204:
         end = int(status.headers["Range"].split("-")[1])
         offset = 0 if status.headers["Range"] == "0-0" else end + 1
         assert offset <= 20_000
         cur = relative(status.headers["Location"])
-        resp = client.patch(cur, content=data[offset:], headers={
+        resp = real_client.patch(cur, content=data[offset:], headers={
             "Content-Type": OCTET, "Content-Range": f"{offset}-{len(data) - 1}"})
         assert resp.status_code == 202, resp.text
-        resp = client.put(q(relative(resp.headers["Location"]), digest=d))
+        resp = real_client.put(q(relative(resp.headers["Location"]), digest=d))
         _assert_blob_created(resp, repo, d)
-        _assert_blob(client, repo, data)
+        _assert_blob(real_client, repo, data)
     else:
         # A server may drop the whole session on an interrupted body; it must say so cleanly.
         assert_error(status, (400, 404), "BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID")
-        _blob_is_absent(client, repo, d)
+        _blob_is_absent(real_client, repo, d)
 
 
 def test_put_blob_with_json_content_type_still_works(client: httpx.Client) -> None:

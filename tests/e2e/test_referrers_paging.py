@@ -31,9 +31,9 @@ def follow(c: httpx.Client, path: str) -> tuple[list[dict[str, Any]], list[httpx
     return descs, pages
 
 
-def test_referrers_follow_link_pages(fastreg_factory: Callable[..., Any]) -> None:
-    srv = fastreg_factory({"fastreg": {"referrers": {"pagebytes": 700}}})
-    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+def test_referrers_follow_link_pages(app_factory: Callable[..., Any]) -> None:
+    srv = app_factory({"fastreg": {"referrers": {"pagebytes": 700}}})
+    with srv.client() as c:
         repo = "paged/app"
         subject = make_manifest()
         push_manifest(c, repo, subject, "v1")
@@ -62,9 +62,9 @@ def test_referrers_follow_link_pages(fastreg_factory: Callable[..., Any]) -> Non
         assert_error(c.get(f"/v2/{repo}/referrers/{subject.digest}?last=sha256:nothex"), 400, "DIGEST_INVALID")
 
 
-def test_one_descriptor_larger_than_a_page_is_served_alone(fastreg_factory: Callable[..., Any]) -> None:
-    srv = fastreg_factory({"fastreg": {"referrers": {"pagebytes": 100}}})
-    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+def test_one_descriptor_larger_than_a_page_is_served_alone(app_factory: Callable[..., Any]) -> None:
+    srv = app_factory({"fastreg": {"referrers": {"pagebytes": 100}}})
+    with srv.client() as c:
         repo = "paged/big"
         subject = make_manifest()
         push_manifest(c, repo, subject, "v1")

@@ -57,10 +57,10 @@ def _refused(c: httpx.Client, repo: str, layer: dict[str, Any], code: str) -> No
     assert c.get(f"/v2/{repo}/manifests/refused").status_code == 404    # nothing was tagged
 
 
-def test_default_refuses_layer_urls(fastreg_factory: Any) -> None:
-    srv = fastreg_factory()
+def test_default_refuses_layer_urls(app_factory: Any) -> None:
+    srv = app_factory()
     repo = unique_repo("urls")
-    with httpx.Client(base_url=srv.url, timeout=30) as c:
+    with srv.client() as c:
         _refused(c, repo, {"mediaType": FOREIGN, "urls": [MCR]}, "MANIFEST_INVALID")
         r = _put(c, repo, {"mediaType": DOCKER_FOREIGN, "urls": [MCR]})
         assert r.json()["errors"][0]["detail"]["url"] == MCR
@@ -72,12 +72,12 @@ def test_default_refuses_layer_urls(fastreg_factory: Any) -> None:
         _refused(c, repo, {"mediaType": FOREIGN, "urls": [7]}, "MANIFEST_INVALID")
 
 
-def test_allow_and_deny_lists(fastreg_factory: Any) -> None:
-    srv = fastreg_factory({"validation": {"manifests": {"urls": {
+def test_allow_and_deny_lists(app_factory: Any) -> None:
+    srv = app_factory({"validation": {"manifests": {"urls": {
         "allow": [r"^https://mcr\.microsoft\.com/", r"^https://cdn\.example\.com/"],
         "deny": [r"^https://cdn\.example\.com/private/"]}}}})
     repo = unique_repo("urls")
-    with httpx.Client(base_url=srv.url, timeout=30) as c:
+    with srv.client() as c:
         body, d = _manifest(c, repo, {"mediaType": FOREIGN, "urls": [MCR]})
         r = c.put(f"/v2/{repo}/manifests/win", content=body, headers={"Content-Type": OCI_MANIFEST})
         assert r.status_code == 201, r.text
@@ -90,10 +90,10 @@ def test_allow_and_deny_lists(fastreg_factory: Any) -> None:
         assert _put(c, repo, {"mediaType": FOREIGN, "urls": ["https://cdn.example.com/public/x"]}).status_code == 201
 
 
-def test_validation_disabled_still_wants_http_urls(fastreg_factory: Any) -> None:
-    srv = fastreg_factory({"validation": {"disabled": True}})
+def test_validation_disabled_still_wants_http_urls(app_factory: Any) -> None:
+    srv = app_factory({"validation": {"disabled": True}})
     repo = unique_repo("urls")
-    with httpx.Client(base_url=srv.url, timeout=30) as c:
+    with srv.client() as c:
         assert _put(c, repo, {"mediaType": FOREIGN, "urls": ["http://anything.example/x"]}).status_code == 201
         _refused(c, repo, {"mediaType": FOREIGN, "urls": ["ftp://example.com/x"]}, "MANIFEST_INVALID")
         _refused(c, repo, {"mediaType": FOREIGN, "urls": ["https://example.com/x#frag"]}, "MANIFEST_INVALID")
@@ -124,10 +124,10 @@ def _index(c: httpx.Client, repo: str) -> tuple[bytes, Manifest, Manifest]:
     ({"platforms": "list", "platformlist": [{"os": "linux", "architecture": "amd64"}]}, True),
     ({"platforms": "list", "platformlist": [{"os": "linux", "architecture": "arm64"}]}, False),
 ])
-def test_index_children_that_must_exist(fastreg_factory: Any, platforms: dict[str, Any], accepted: bool) -> None:
-    srv = fastreg_factory({"validation": {"manifests": {"indexes": platforms}}} if platforms else None)
+def test_index_children_that_must_exist(app_factory: Any, platforms: dict[str, Any], accepted: bool) -> None:
+    srv = app_factory({"validation": {"manifests": {"indexes": platforms}}} if platforms else None)
     repo = unique_repo("index")
-    with httpx.Client(base_url=srv.url, timeout=30) as c:
+    with srv.client() as c:
         body, _amd, arm = _index(c, repo)
         r = c.put(f"/v2/{repo}/manifests/multi", content=body, headers={"Content-Type": OCI_INDEX})
         if accepted:
