@@ -10,7 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.server import FastregServer, make_fastreg
+# FastregServer and make_fastreg for the fixtures; the other names this module used to define,
+# for modules still importing them from here (new code imports tests.support.server).
+from tests.support.server import REPO_ROOT, TEST_SECRET, FastregServer, deep_merge, free_port, make_fastreg, wait_http
+from tests.support.server import checkout_pythonpath as _pythonpath
+
+__all__ = ["REPO_ROOT", "TEST_SECRET", "FastregServer", "_pythonpath", "deep_merge", "free_port", "make_fastreg",
+           "wait_http"]
 
 
 @pytest.fixture(scope="module")

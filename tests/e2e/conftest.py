@@ -6,7 +6,7 @@ directory, no sockets), which is fast.  A module that sets ``REAL_SERVER = True`
 real `fastreg serve` (granian), as do the tests that ask for ``real_registry``/``real_client`` (raw
 sockets, interrupted bodies) or ``fastreg_factory`` (several workers, another engine).
 
-* ``FASTREG_TESTS_REAL=1``: every module against a real server (a differential run of the same
+* ``E2E_REAL_SERVERS=1``: every module against a real server (a differential run of the same
   assertions through granian).
 * ``E2E_REGISTRY_URL=http://host:port``: the module-scoped tests against that registry instead
   (e.g. Distribution, for a differential run).
@@ -41,7 +41,7 @@ class ExternalRegistry:
 
 
 def _real(request: pytest.FixtureRequest) -> bool:
-    return os.environ.get("FASTREG_TESTS_REAL") == "1" or bool(getattr(request.module, "REAL_SERVER", False))
+    return os.environ.get("E2E_REAL_SERVERS") == "1" or bool(getattr(request.module, "REAL_SERVER", False))
 
 
 @pytest.fixture(scope="module")

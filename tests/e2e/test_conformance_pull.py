@@ -29,7 +29,7 @@ from tests.support.registry_client import (
 pytestmark = pytest.mark.e2e
 
 # Through granian: blob GETs by pathsend, ranges and HEAD framing on the wire (the other e2e
-# modules run the app in-process; FASTREG_TESTS_REAL=1 runs them all like this one).
+# modules run the app in-process; E2E_REAL_SERVERS=1 runs them all like this one).
 REAL_SERVER = True
 
 TAG = "tagtest0"
