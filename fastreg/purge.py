@@ -31,7 +31,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import quota
 from .durations import format_duration
+from .errors import RegistryError
 from .storage import layout
 from .storage.driver.base import PathNotFound, StorageDriver, StorageError
 
@@ -185,7 +187,10 @@ class Maintenance:
             try:
                 report = await gc.collect(self.driver, opts)
                 log.info("garbage collection: %s", gc.summary(report, False))
-            except (StorageError, RuntimeError) as exc:
+                globs = quota.configured(self.cfg)
+                if globs is not None and not report.aborted:
+                    log.info("%s", quota.summary(await quota.recompute(self.driver, globs), False))
+            except (StorageError, RuntimeError, RegistryError) as exc:
                 log.error("garbage collection failed: %s", exc)
 
     async def _retention_loop(self, interval: float, dry_run: bool) -> None:

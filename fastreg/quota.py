@@ -626,3 +626,15 @@ async def recompute(driver: StorageDriver, globs: Iterable[str] = (), *, dry_run
                 totals.apply(name, usage.used)
             await driver.put_content(TOTALS, totals.dumps())
     return out
+
+
+def configured(cfg: Any) -> list[str] | None:
+    """The globs of the configured rules, or None when no quota is configured."""
+    q = cfg.fastreg.quota
+    return [r.repository for r in q.rules] if (q.limit or q.rules) else None
+
+
+def summary(rc: Recount, dry_run: bool) -> str:
+    drift = (f"; {len(rc.drifted)} {'would be' if dry_run else 'were'} recounted (counted − recounted: "
+             f"{rc.drift:+d} bytes)" if rc.drifted else "; no drift")
+    return f"storage quota: {rc.repositories} repositories use {rc.bytes} bytes ({human(rc.bytes)}){drift}"

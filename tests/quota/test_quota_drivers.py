@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from fastreg import gc
+from fastreg.digest import parse_digest
 from fastreg.errors import RegistryError
-from fastreg.quota import TOTALS, Quotas, Usage, record_path, recompute
+from fastreg.quota import TOTALS, Quotas, Usage, recompute, record_path
 from fastreg.storage.driver.base import StorageDriver
 from tests.e2e.helpers import make_layer, make_manifest
 from tests.storage.conftest import _backend, moto_server  # noqa: F401 (fixture)
@@ -103,16 +104,11 @@ def test_a_blob_alone_past_the_limit_is_refused_at_upload(request: pytest.Fixtur
         assert refused.value.code.value == "DENIED"
         assert "the registry use" in refused.value.message and "this blob would add 4001 bytes" in refused.value.message
         assert sorted(await backend.leftovers(root)) == before  # not stored, the session removed
-        assert await reg.blobs.stat_data(parse(big.digest)) is None
+        assert await reg.blobs.stat_data(parse_digest(big.digest)) is None
         await push_blob(reg, "any/app", make_layer(4000))       # exactly up to the limit: accepted
         await driver.close()
 
     asyncio.run(main())
-
-
-def parse(d: str):  # type: ignore[no-untyped-def]
-    from fastreg.digest import parse_digest
-    return parse_digest(d)
 
 
 @pytest.mark.parametrize("kind", ["filesystem", "s3"])
