@@ -55,7 +55,7 @@ def test_refusal_over_http_then_accepted_after_delete_and_gc(fastreg_factory: An
         assert c.get("/v2/_fastreg/usage/team/none").status_code == 404
         assert c.delete(f"/v2/team/app/manifests/{a.digest}").status_code == 202
         gc = subprocess.run([sys.executable, "-m", "fastreg", "gc", "--config", str(srv.config_path), "--grace", "0s"],
-                            capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                            check=False, capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
         assert gc.returncode == 0, gc.stderr
         assert "storage quota: 1 repositories use 0 bytes" in gc.stdout, gc.stdout
@@ -138,7 +138,35 @@ def test_a_wrong_quota_config_is_refused_with_one_line(tmp_path: Path, quota: di
     import yaml
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump({"version": "0.1", "storage": {"inmemory": {}}, "fastreg": {"quota": quota}}))
-    r = subprocess.run([sys.executable, "-m", "fastreg", "serve", "--config", str(path)], capture_output=True,
-                       text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    r = subprocess.run([sys.executable, "-m", "fastreg", "serve", "--config", str(path)], check=False,
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert r.returncode != 0
     assert line in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_check_reports_drift_and_repair_recounts(fastreg_factory: Any, tmp_path: Path) -> None:
+    srv = fastreg_factory({"fastreg": {"quota": {"rules": [{"repository": "d/**", "limit": "1GiB"}]}}})
+    a, b = make_manifest(), make_manifest()
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        push_manifest(c, "d/app", a, "a")
+        push_manifest(c, "d/app", b, "b")
+    srv.stop()
+    record = srv.root / "docker/registry/v2/_fastreg_quota/repositories/d/app/_usage.json"
+    record.unlink()
+    record.write_text('{"manifests": {}, "blobs": {}}')            # drift: nothing counted
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fastreg", "check", "--config", str(srv.config_path), *extra],
+                              check=False, capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+
+    r = check()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"quota drift: d/app: counted 0 bytes, its manifests reference {cost(a, b)}\n" in r.stdout, r.stdout
+    assert "1 would be recounted (counted − recounted: " in r.stdout
+    assert record.read_text() == '{"manifests": {}, "blobs": {}}'   # a plain check changes nothing
+    r = check("--repair")
+    assert f"reference {cost(a, b)} [recounted]" in r.stdout, r.stdout
+    r = check()
+    assert "quota drift" not in r.stdout and f"1 repositories use {cost(a, b)} bytes" in r.stdout, r.stdout
+    assert "; no drift" in r.stdout
