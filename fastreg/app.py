@@ -14,11 +14,11 @@ from typing import Any
 from . import health
 from .api.base import Context
 from .api.errors import error_body, error_headers, status_of
-from .api.http import Receive, Request, Response, Scope, Send
+from .api.http import Receive, Request, Response, ResponseAborted, Scope, Send
 from .api.routes import match, refuse_malformed, routing_path
 from .config import ConfigError
 from .errors import BodyInterrupted, RegistryError
-from .hooks import Observer
+from .hooks import Observer, request_state
 from .logging import access_enabled, current_scope, log_access
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
 from .metrics import MULTIPROC_ENV
@@ -30,6 +30,7 @@ from .storage.driver.factory import create_driver
 log = logging.getLogger("fastreg")
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+NOSNIFF = (b"x-content-type-options", b"nosniff")     # browsers must not guess a body's type
 JSON = (b"content-type", b"application/json; charset=utf-8")
 # A path no route knows: a plain 404, as Distribution answers it (UNSUPPORTED is the spec's code for
 # an operation the registry does not support, answered with 405 on a known route).
@@ -47,7 +48,8 @@ class App:
         self.proxy: Any = None                      # pull-through cache (fastreg.proxy)
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                  for k, vs in (cfg.http.headers or {}).items() for v in vs]
-        self.common = [API_VERSION, *extra]
+        # nosniff on every answer, once (Distribution's sample config sets it in http.headers too)
+        self.common = [API_VERSION, NOSNIFF, *(kv for kv in extra if kv[0] != NOSNIFF[0])]
         self.token_path: str | None = None          # the built-in token service (fastreg.auth)
         self.token_service: Any = None
         self.access_log = access_enabled()          # log.accesslog, at level info or debug
@@ -114,7 +116,7 @@ class App:
             from .notify import create_notifier
             ctx.events = create_notifier(cfg, listen_address(cfg)[1], lambda req: ctx.url(req, ""), metrics)
         from .proxy import Proxy
-        self.proxy = Proxy.from_config(cfg, driver, registry.catalog.created)
+        self.proxy = Proxy.from_config(cfg, registry, metrics)
         self.ctx = ctx
         return ctx
 
@@ -197,8 +199,8 @@ class App:
         if timed:
             seconds = time.perf_counter() - started
             if self.observer is not None:
-                self.observer.request_done(scope.get("fastreg.route", "none"), scope["method"], resp.status,
-                                           seconds, scope.get("fastreg.bytes_in", 0), sent)
+                st = request_state(scope)
+                self.observer.request_done(st.route, scope["method"], resp.status, seconds, st.bytes_in, sent)
             if self.access_log:
                 log_access(scope, resp.status, sent, seconds)
 
@@ -209,21 +211,23 @@ class App:
         found = match(routing_path(path, scope.get("raw_path")))
         if found is None:
             if path == self.token_path:
-                scope["fastreg.route"] = "token"
-                return await self.token_service(Request(scope, receive, {}), ctx)
+                request_state(scope).route = "token"
+                resp: Response = await self.token_service(Request(scope, receive, {}), ctx)
+                return resp
             return NOT_FOUND
         route, params = found
         handler = route.handlers.get(scope["method"])
         if handler is None:
             raise RegistryError("UNSUPPORTED", {"method": scope["method"]}, status=405,
                                 message="method not allowed", headers=[(b"allow", route.allow.encode())])
-        scope["fastreg.route"] = route.name
+        state = request_state(scope)
+        state.route = route.name
         refuse_malformed(route.name, scope["method"], params, allow_blake3=ctx.registry.allow_blake3)
         name = params.get("name")
         req = Request(scope, receive, params)
         req.body_timeout = self.body_timeout
         if ctx.access is not None and not route.public:
-            scope["fastreg.actor"] = await ctx.access.authorize(req, route.name, name)
+            state.actor = await ctx.access.authorize(req, route.name, name)
         if self.proxy is not None and name is not None:
             target = self.proxy.route(name)
             if target is not None:
@@ -258,6 +262,9 @@ class App:
             async for chunk in resp.stream:
                 sent += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except ResponseAborted as exc:  # logged and counted where it happened: one line here
+            log.warning("response to %s %s aborted after %d bytes: %s", scope["method"], scope["path"], sent, exc)
+            raise
         except StorageError as exc:     # expected (a disk or object store failing): one line
             log.error("storage failed after %d bytes of %s were sent; connection aborted: %s",
                       sent, scope["path"], exc)

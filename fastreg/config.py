@@ -619,9 +619,20 @@ class GCOptions(_S, frozen=True):
     deleteuntagged: bool = False     # the background collection also removes untagged manifests
 
 
+class ProxyUpstream(Proxy, frozen=True):
+    # hosts besides remoteurl's own that this upstream may send the cache to without the address
+    # guard (a CDN its blobs redirect to, a token realm on a private address), and the only realms
+    # other than its own origin that receive its username and password
+    allowedhosts: list[str] = msgspec.field(default_factory=list)
+
+
 class ProxyUpstreams(_S, frozen=True):
     # name prefix → upstream: /v2/<prefix>/<repo>/... is a pull-through cache of <remoteurl>/v2/<repo>/...
-    upstreams: dict[str, Proxy] = msgspec.field(default_factory=dict)
+    upstreams: dict[str, ProxyUpstream] = msgspec.field(default_factory=dict)
+    allowedhosts: list[str] = msgspec.field(default_factory=list)    # the same, for proxy.remoteurl
+    # total time of one exchange with an upstream (manifest, tag list, token, HEAD, a blob's
+    # headers); a blob's body gets this plus one second per 256 KiB of its size
+    deadline: Duration = 60.0
     # this replica's URL as the other replicas sharing its storage reach it: a blob miss is then
     # fetched from upstream once for the whole cluster (fastreg/proxy/peers.py)
     peerurl: str = ""
@@ -715,7 +726,8 @@ class Config(_S, frozen=True):
     fastreg: Fastreg = msgspec.field(default_factory=Fastreg)
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 
 # -- schema walking -----------------------------------------------------------------------------
@@ -1013,10 +1025,17 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
             ("fastreg.proxy.peerurl", fr.proxy.peerurl)]:
         if (url or key not in ("proxy.remoteurl", "fastreg.proxy.peerurl")) and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", url):
             raise ConfigError(f"{key}: {url!r} is not an http:// or https:// URL")
+    for key, hosts in [("fastreg.proxy.allowedhosts", fr.proxy.allowedhosts)] + [
+            (f"fastreg.proxy.upstreams.{k}.allowedhosts", u.allowedhosts) for k, u in fr.proxy.upstreams.items()]:
+        for host in hosts:
+            if not re.fullmatch(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]", host):
+                raise ConfigError(f"{key}: {host!r} is not a host name or address (no scheme, port or path)")
     for prefix in fr.proxy.upstreams:
         if not re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", prefix):
             raise ConfigError(f"fastreg.proxy.upstreams.{prefix}: an upstream name is the first component of the "
                               "repository names it serves (lower-case letters, digits, '.', '_', '-')")
+    if fr.proxy.deadline <= 0:
+        raise ConfigError("fastreg.proxy.deadline: must be positive")
     if fr.http.headertimeout <= 0 or fr.http.bodytimeout < 0:
         raise ConfigError("fastreg.http: headertimeout must be positive and bodytimeout not negative")
     if fr.gc.graceperiod < 0 or fr.gc.interval < 0:

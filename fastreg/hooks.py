@@ -11,11 +11,34 @@ touching the handlers.  Each has a null implementation that costs one attribute 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .api.http import Request
+
+
+@dataclass(slots=True)
+class RequestState:
+    """What the layers learn about a request and hand on (kept in the ASGI scope under ``fastreg``):
+    the route matched, the actor access control named, whether a cross-repository mount may
+    happen, the catalog filter of an access policy, the request id, the body bytes received."""
+
+    route: str = "none"
+    actor: str | None = None
+    mount_allowed: bool = True               # False: access control refused pull on `from`
+    catalog_filter: Callable[[str], bool] | None = None   # the repositories the caller may see
+    request_id: str | None = None
+    bytes_in: int = 0
+
+
+def request_state(scope: dict[str, Any]) -> RequestState:
+    """The request's state, made on first use."""
+    st = scope.get("fastreg")
+    if st is None:
+        st = scope["fastreg"] = RequestState()
+    return st
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from .hooks import request_state
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
           "error": logging.ERROR, "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
@@ -41,10 +43,10 @@ access_log = logging.getLogger("fastreg.access")
 
 def request_id(scope: dict[str, Any]) -> str:
     """The id of the request (made on first use, then kept in the scope for logs and events)."""
-    rid = scope.get("fastreg.request_id")
-    if rid is None:
-        rid = scope["fastreg.request_id"] = str(uuid.uuid4())
-    return rid  # type: ignore[no-any-return]
+    st = request_state(scope)
+    if st.request_id is None:
+        st.request_id = str(uuid.uuid4())
+    return st.request_id
 
 
 class _RequestId(logging.Filter):
@@ -153,7 +155,7 @@ def log_access(scope: dict[str, Any], status: int, written: int, seconds: float)
               "request.remoteaddr": f"{client[0]}:{client[1]}" if client else "",
               "request.useragent": ua, "request.referer": referer,
               "request.proto": f"HTTP/{scope.get('http_version', '1.1')}",
-              "request.user": scope.get("fastreg.actor") or "",
+              "request.user": request_state(scope).actor or "",
               "response.status": status, "response.written": written,
               "response.duration": f"{seconds * 1000:.3f}ms"}
     access_log.info("%s %s %d", scope["method"], uri, status, extra={"access": access})

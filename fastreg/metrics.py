@@ -42,7 +42,7 @@ def scrape_registry() -> Any:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(ProcessMetrics(os.environ[MULTIPROC_ENV]))
     return registry
 
@@ -184,6 +184,9 @@ class Metrics:
                               ["endpoint"], multiprocess_mode="mostrecent")
         self.nt_dropped = Counter("registry_notifications_dropped_total",
                                   "Events dropped because the outbox was full")
+        self.px_refused = Counter("registry_proxy_refused_total",
+                                  "Upstream answers the pull-through cache refused (nothing of them stored or served "
+                                  "whole), by upstream and reason", ["upstream", "reason"])
         self.immutable_refusals = Counter("fastreg_immutability_refusals_total",
                                           "Requests refused because they would move or delete an immutable tag",
                                           ["action"])
@@ -250,6 +253,12 @@ class Metrics:
 
     def webhook_dropped(self, events: int) -> None:
         self.nt_dropped.inc(events)
+
+    # -- the pull-through cache's (fastreg.proxy) ----------------------------------------------
+    def proxy_refused(self, upstream: str, reason: str) -> None:
+        """reason: digest_mismatch, manifest_invalid, refused (an address or redirect), too_large,
+        deadline, invalid, unreachable."""
+        self.px_refused.labels(upstream, reason).inc()
 
     # -- retention and immutability (fastreg.retention) ------------------------------------
     def immutable_refused(self, action: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fastreg.hooks import request_state
 from fastreg.logging import JSONFormatter, TextFormatter, _RequestId, current_scope, log_access
 from tests.e2e.helpers import push_blob, unique_repo
 from tests.notify.conftest import Receiver
@@ -33,7 +34,7 @@ def test_json_formatter_fields_and_request_id() -> None:
         current_scope.reset(token)
     line = json.loads(JSONFormatter({"service": "registry"}).format(rec))
     assert line["msg"] == "hello world" and line["level"] == "warning" and line["service"] == "registry"
-    assert line["http.request.id"] == scope["fastreg.request_id"]
+    assert line["http.request.id"] == request_state(scope).request_id
     assert line["time"].endswith("Z")
     assert "@version" in json.loads(JSONFormatter(logstash=True).format(_record("x")))
     outside = _record("no request")

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..errors import BodyInterrupted
+from ..hooks import request_state
 from ..storage.driver.base import Chunk
 from .errors import RegistryError
 
@@ -86,7 +87,7 @@ class Request:
                 if not msg.get("more_body", False):
                     break
         finally:
-            self.scope["fastreg.bytes_in"] = seen     # for metrics (App.http)
+            request_state(self.scope).bytes_in = seen     # for metrics (App.http)
         if expected is not None and seen != expected:
             raise BodyInterrupted(f"body ended after {seen} of {expected} bytes")
 
@@ -109,6 +110,12 @@ class Request:
     @property
     def consumed(self) -> bool:
         return self._consumed
+
+
+class ResponseAborted(Exception):
+    """Raised by a response's stream when its body must not be completed (bytes that failed
+    verification, a source that failed midway): the server aborts the connection (HTTP/2: resets
+    the stream) before the final byte, so that no client can take the body as complete."""
 
 
 class Response:

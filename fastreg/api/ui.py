@@ -8,7 +8,8 @@ policy, api/catalog.py).  These routes are public for that reason: a static file
 Serving: the files are read once into memory; a request names one of them exactly (a dict
 lookup, so ``..``, ``%2e%2e`` or any other path is a 404, never a file-system path).  Each answer
 has a strong ETag (SHA-256 of the bytes; If-None-Match → 304), ``Cache-Control: no-cache`` (the
-browser revalidates, so an upgrade is seen at once), ``X-Content-Type-Options: nosniff`` and a
+browser revalidates, so an upgrade is seen at once), ``X-Content-Type-Options: nosniff`` (as every
+answer of the server) and a
 strict Content-Security-Policy: scripts and styles from this origin only, no inline code, no
 frames, API calls to this origin (and to an external token realm, when one is configured).
 """
@@ -57,7 +58,7 @@ class Site:
         connect = " ".join(("'self'", *connect_src))
         self.csp = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
                     f"connect-src {connect}; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
-        self.headers = [h("Content-Security-Policy", self.csp), h("X-Content-Type-Options", "nosniff"),
+        self.headers = [h("Content-Security-Policy", self.csp),   # nosniff: the app, on every answer
                         h("X-Frame-Options", "DENY"), h("Referrer-Policy", "no-referrer"),
                         h("Cache-Control", "no-cache")]
 

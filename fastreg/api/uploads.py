@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..digest import parse_content_range
 from ..errors import BodyInterrupted
-from ..hooks import Target
+from ..hooks import Target, request_state
 from ..reference import valid_name
 from ..registry.uploads import UploadState
 from .base import Context
@@ -32,8 +32,8 @@ async def start(req: Request, ctx: Context) -> Response:
     name = req.params["name"]
     q = req.query
     mount = q.get("mount")
-    # fastreg.mount is False when access control refused pull on `from` (auth/controllers.py)
-    if mount is not None and req.scope.get("fastreg.mount", True):
+    # not allowed when access control refused pull on `from` (auth/controllers.py)
+    if mount is not None and request_state(req.scope).mount_allowed:
         d = ctx.digest(mount)
         source = q.get("from") or None
         if source is not None and not valid_name(source):

@@ -18,7 +18,8 @@ class AuthSetup:
 
     async def serve_token(self, req: Request, ctx: Any) -> Response:
         assert self.token_service is not None
-        return await self.token_service(req, ctx)
+        resp: Response = await self.token_service(req, ctx)
+        return resp
 
 
 def build(cfg: Any) -> AuthSetup:

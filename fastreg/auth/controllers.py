@@ -11,7 +11,7 @@
 
 Decisions never consult storage, so an unauthenticated client gets the same 401 whether a
 repository exists or not.  A cross-repository mount the caller may not pull from is turned into
-a normal upload: ``scope["fastreg.mount"] = False`` tells the upload handler (api/uploads.py).
+a normal upload: ``RequestState.mount_allowed = False`` tells the upload handler (api/uploads.py).
 """
 from __future__ import annotations
 
@@ -19,15 +19,13 @@ import base64
 import binascii
 from typing import Any
 
-from ..api.catalog import CATALOG_FILTER
 from ..api.errors import RegistryError
 from ..api.http import Request
+from ..hooks import request_state
 from .access import Identity, Policy, Scope, required
 from .htpasswd import Htpasswd, HtpasswdBusy
 from .ratelimit import TokenBucket, too_many
 from .token import TokenError, TokenVerifier
-
-MOUNT_ALLOWED = "fastreg.mount"
 
 
 def basic_credentials(req: Request, challenge: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
@@ -88,10 +86,10 @@ class BasicAccess:
         if needs and not self.policy.allows(who, needs):
             raise RegistryError("DENIED", [str(s) for s in needs])
         if route == "catalog":
-            req.scope[CATALOG_FILTER] = self.policy.pull_filter(who)
+            request_state(req.scope).catalog_filter = self.policy.pull_filter(who)
         source = _mount_source(req, route)
         if source is not None and not (source and self.policy.allows(who, (Scope("repository", source, ("pull",)),))):
-            req.scope[MOUNT_ALLOWED] = False
+            request_state(req.scope).mount_allowed = False
         return who.user
 
 
@@ -144,9 +142,9 @@ class TokenAccess:
             raise RegistryError("UNAUTHORIZED", "insufficient scope",
                                 headers=self._challenge(req, needs, "insufficient_scope"))
         if source is not None and not (source and claims.holds(Scope("repository", source, ("pull",)))):
-            req.scope[MOUNT_ALLOWED] = False
+            request_state(req.scope).mount_allowed = False
         if route == "catalog" and self.policy is not None:
-            req.scope[CATALOG_FILTER] = self.policy.pull_filter(self.policy.identity(claims.subject or None))
+            request_state(req.scope).catalog_filter = self.policy.pull_filter(self.policy.identity(claims.subject or None))
         return claims.subject or None
 
 

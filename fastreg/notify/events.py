@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..hooks import request_state
 from ..logging import request_id
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def timestamp(now: datetime | None = None) -> str:
 def _url(req: Request, base: str, target: Target) -> str:
     if not target.digest:
         return ""
-    kind = "manifests" if req.scope.get("fastreg.route") in _MANIFEST_ROUTES else "blobs"
+    kind = "manifests" if request_state(req.scope).route in _MANIFEST_ROUTES else "blobs"
     return f"{base}/v2/{target.repository}/{kind}/{target.digest}"
 
 
@@ -118,7 +119,7 @@ def build_event(action: str, req: Request, target: Target, source: Source, base_
         r["host"] = host
     r["method"] = req.method
     r["useragent"] = req.header(b"user-agent") or ""
-    actor = scope.get("fastreg.actor")
+    actor = request_state(scope).actor
     src = {"addr": source.addr, "instanceID": source.instance_id}
     return {"id": str(uuid.uuid4()), "timestamp": timestamp(), "action": action, "target": t,
             "request": r, "actor": {"name": actor} if actor else {}, "source": src}

@@ -24,10 +24,8 @@ import asyncio
 import base64
 import contextlib
 import fcntl
-import ipaddress
 import logging
 import os
-import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from .. import netguard
 from .events import MEDIA_TYPE, envelope
 from .outbox import Outbox
 
@@ -83,8 +82,8 @@ class EndpointSpec:
     def delay(self, failures: int) -> float:
         """Seconds to wait after ``failures`` failed POSTs in a row."""
         if failures < self.threshold:
-            return min(self.backoff, FIRST_RETRY * 2 ** (failures - 1))
-        return min(self.maxbackoff, self.backoff * 2 ** min(failures - self.threshold, 32))
+            return float(min(self.backoff, FIRST_RETRY * 2 ** (failures - 1)))
+        return float(min(self.maxbackoff, self.backoff * 2 ** min(failures - self.threshold, 32)))
 
 
 def endpoints_from_config(cfg: Any) -> list[EndpointSpec]:
@@ -119,31 +118,16 @@ def endpoints_from_config(cfg: Any) -> list[EndpointSpec]:
     return out
 
 
-# -- server-side request forgery guard ----------------------------------------------------------
-
-def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for globally routable unicast addresses only."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        mapped = ip.ipv4_mapped or ip.sixtofour
-        if mapped is not None:
-            return address_allowed(mapped)
-    return ip.is_global and not (ip.is_multicast or ip.is_unspecified or ip.is_reserved)
-
+# -- server-side request forgery guard (fastreg.netguard, shared with the pull-through cache) ----
 
 async def resolve(host: str, port: int, allow_private: bool) -> list[str]:
     """The addresses to connect to, all checked; AddressRefused if any is refused."""
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise DeliveryError(f"cannot resolve {host}: {exc}") from None
-    addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not allow_private:
-        bad = [a for a in addrs if not address_allowed(ipaddress.ip_address(a.split("%")[0]))]
-        if bad:
-            raise AddressRefused(f"{host} resolves to {', '.join(bad)}: not a public address "
-                                 "(set fastreg.notifications.allowprivate to allow it)")
-    return addrs
+        return await netguard.resolve(host, port, allow_private)
+    except netguard.ResolveFailed as exc:
+        raise DeliveryError(str(exc)) from None
+    except netguard.AddressRefused as exc:
+        raise AddressRefused(f"{exc} (set fastreg.notifications.allowprivate to allow it)") from None
 
 
 _SSL: ssl.SSLContext | None = None

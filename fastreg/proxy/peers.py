@@ -4,7 +4,7 @@ Within a host, workers coordinate by ``flock`` (``spool.py``).  Replicas on seve
 share one storage coordinate through it, when each is given ``fastreg.proxy.peerurl`` (the URL
 the other replicas reach it at):
 
-* A replica about to fetch blob ``d`` from upstream first writes a *lease*
+* A replica about to fetch blob ``d`` from upstream first writes a *lease* (``registry/leases.py``)
   ``_fastreg_proxy/fetching/<alg>/<hex>/<replica id>`` = ``{"peer", "since", "time"}``, waits
   ``SETTLE`` seconds, and lists the leases of ``d``.
 * Among the fresh leases (``time`` younger than ``STALE``) the oldest ``since`` wins (ties: the
@@ -31,37 +31,28 @@ from typing import Any
 import orjson
 
 from ..digest import Digest
-from ..storage import layout
-from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
+from ..registry.leases import Leases
+from ..storage.driver.base import StorageError
 
-ROOT = f"{layout.ROOT}/_fastreg_proxy/fetching"
 SETTLE = 0.05        # seconds between writing a lease and reading the others
 REFRESH = 2.0        # a fetching replica rewrites its lease this often
 STALE = 10.0         # a lease not rewritten for this long belongs to a replica that went away
 
 
-def lease_dir(d: Digest) -> str:
-    return f"{ROOT}/{d.algorithm}/{d.hex}"
-
-
 class Peers:
-    def __init__(self, driver: StorageDriver, peer_url: str) -> None:
-        self.driver = driver
+    def __init__(self, leases: Leases, peer_url: str) -> None:
+        self.leases = leases
         self.url = peer_url.rstrip("/")
         self.id = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self._since: dict[Digest, float] = {}       # leases this replica holds
 
-    def _path(self, d: Digest) -> str:
-        return f"{lease_dir(d)}/{self.id}"
-
     async def _write(self, d: Digest, since: float) -> None:
         body = orjson.dumps({"peer": self.url, "since": since, "time": time.time()})
-        await self.driver.put_content(self._path(d), body, durable=False)
+        await self.leases.put(d, self.id, body)
 
     async def release(self, d: Digest) -> None:
         self._since.pop(d, None)
-        with contextlib.suppress(PathNotFound, StorageError):
-            await self.driver.delete(self._path(d))
+        await self.leases.delete(d, self.id)
 
     async def elect(self, d: Digest) -> str | None:
         """The URL of the replica that fetches `d` from upstream, or None if it is this one
@@ -69,19 +60,15 @@ class Peers:
         since = time.time()
         await self._write(d, since)
         await asyncio.sleep(SETTLE)
-        try:
-            names = await self.driver.list(lease_dir(d))
-        except PathNotFound:
-            names = []
         best: tuple[float, str, str] | None = None
         now = time.time()
-        for name in names:
+        for name, body in (await self.leases.all(d)).items():
             try:
-                doc: Any = orjson.loads(await self.driver.get_content(f"{lease_dir(d)}/{name}"))
+                doc: Any = orjson.loads(body)
                 if now - float(doc["time"]) > STALE:
                     continue
                 key = (float(doc["since"]), name, str(doc["peer"]))
-            except (PathNotFound, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
             if best is None or key < best:
                 best = key

@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 
+from ..api.http import ResponseAborted
 from ..digest import Digest
 
 CHUNK = 1 << 20
@@ -98,28 +99,37 @@ class InFlight:
 
     async def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The blob's bytes [start, end) as they arrive (to the end if `end` is None); call
-        after join(), which this releases."""
+        after join(), which this releases, once `size` is known.
+
+        Nothing unverified is served whole: the last byte of the span is held back until the
+        whole blob has been verified against its digest (`done` without `error`), so a client
+        can never complete a response whose bytes do not match.  If the fetch fails, this
+        raises ResponseAborted and the response is cut short."""
+        assert self.size is not None
+        stop = self.size if end is None else end
         pos = start
         try:
-            while end is None or pos < end:
+            while True:
                 async with self.cond:
-                    while not (self.written > pos or self.done):
+                    while not (self.done or min(self.written, stop - 1) > pos):
                         await self.cond.wait()
                     written, done, error = self.written, self.done, self.error
                 if error is not None:
-                    raise RuntimeError(f"upstream fetch of {self.digest} failed: {error}")
-                if written > pos:
-                    assert self.fd is not None
-                    upto = written if end is None else min(written, end)
-                    data = os.pread(self.fd, min(CHUNK, upto - pos), pos)
-                    if not data:
-                        raise RuntimeError(f"spool of {self.digest} shrank")
-                    pos += len(data)
-                    yield data
-                elif done:
-                    if end is not None:
-                        raise RuntimeError(f"spool of {self.digest} ended at {pos}, before {end}")
+                    raise ResponseAborted(f"fetch of {self.digest} failed after {pos - start} bytes of "
+                                          f"this response: {error}")
+                upto = min(written, stop) if done else min(written, stop - 1)
+                if pos >= stop and done:
                     return
+                if upto <= pos:
+                    if done:
+                        raise ResponseAborted(f"spool of {self.digest} ended at {pos}, before {stop}")
+                    continue
+                assert self.fd is not None
+                data = os.pread(self.fd, min(CHUNK, upto - pos), pos)
+                if not data:
+                    raise ResponseAborted(f"spool of {self.digest} shrank")
+                pos += len(data)
+                yield data
         finally:
             self.leave()
 

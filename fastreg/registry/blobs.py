@@ -6,10 +6,16 @@ has been verified, so whatever is there matches its name.
 """
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import AsyncIterator
+
 from ..digest import Digest
 from ..errors import RegistryError
 from ..storage import layout
-from ..storage.driver.base import FileInfo, PathNotFound, StorageDriver
+from ..storage.driver.base import Chunk, FileInfo, PathNotFound, StorageDriver
+
+COPY_CHUNK = 1 << 20
 
 
 class BlobStore:
@@ -58,3 +64,42 @@ class BlobStore:
 
     def data_path(self, d: Digest) -> str:
         return layout.blob_data(d.algorithm, d.hex)
+
+    def local_file(self, d: Digest) -> str | None:
+        """The blob's data as a local file path, on drivers that have one."""
+        return self.driver.local_path(self.data_path(d))
+
+    def read(self, d: Digest) -> AsyncIterator[Chunk]:
+        return self.driver.reader(self.data_path(d))
+
+    async def put_verified(self, name: str, d: Digest, fd: int, size: int) -> None:
+        """Store `size` bytes read from the open file `fd`, which the caller has verified against
+        `d`, and link them into `name` — in an upload commit's order: a temporary file in the
+        repository's ``_uploads``, moved into ``blobs/`` (unless a copy of that size is there),
+        then the layer link.  A crash at any point leaves the blob absent or whole."""
+        stored = await self.stat_data(d)
+        if stored is None or stored.size != size:
+            tmp = layout.upload_data(name, f"verified-{d.hex[:16]}-{uuid.uuid4().hex}")
+            w = await self.driver.writer(tmp)
+            try:
+                pos = 0
+                while pos < size:
+                    data = os.pread(fd, min(COPY_CHUNK, size - pos), pos)
+                    if not data:
+                        raise OSError(f"the file of {d} ended at {pos} of {size} bytes")
+                    await w.write(data)
+                    pos += len(data)
+                await w.commit()
+            except BaseException:
+                await w.cancel()
+                raise
+            try:
+                stored = await self.stat_data(d)
+                if stored is None or stored.size != size:
+                    await self.driver.move(tmp, self.data_path(d))
+            finally:
+                try:
+                    await self.driver.delete(tmp.rsplit("/", 1)[0])
+                except PathNotFound:
+                    pass
+        await self.link(name, d)

@@ -5,6 +5,7 @@ data under ``blobs/`` → revision link → referrers link → tag.
 """
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,13 @@ from ..storage.driver.base import PathNotFound, StorageDriver
 from .blobs import BlobStore
 from .catalog import Catalog
 from .tags import TagStore
+
+log = logging.getLogger("fastreg")
+
+# The Content-Types a stored manifest may be served with: the media types pushes are accepted with,
+# and schema1's (served as Distribution 2.x stored them, never accepted).
+SERVABLE_TYPES = mf.MANIFEST_TYPES | frozenset({"application/vnd.docker.distribution.manifest.v1+json",
+                                                "application/vnd.docker.distribution.manifest.v1+prettyjws"})
 
 
 class TagGuard(Protocol):
@@ -106,6 +114,10 @@ class ManifestStore:
                                 message="invalid tag: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
         return reference
 
+    async def has(self, name: str, d: Digest) -> bool:
+        """Whether manifest `d` exists in `name` (its revision link)."""
+        return await self._revision_exists(name, d)
+
     async def _revision_exists(self, name: str, d: Digest) -> bool:
         return await self._exists(layout.revision_link(name, d.algorithm, d.hex))
 
@@ -131,10 +143,33 @@ class ManifestStore:
         d = ref if isinstance(ref, Digest) else await self.tags.resolve(name, ref)
         if not await self._revision_exists(name, d):
             raise RegistryError("MANIFEST_UNKNOWN", {"name": name, "reference": reference})
-        return await self._content(d)
+        sm = await self._content(d)
+        if sm.media_type not in SERVABLE_TYPES:       # stored before validation covered it (a proxy's)
+            log.error("manifest %s in %s has media type %r, which is not a manifest's: not served",
+                      d, name, sm.media_type[:100])
+            raise RegistryError("UNKNOWN", {"digest": str(d), "detail": "the stored manifest's media type is "
+                                            "not a manifest media type"}, message="stored manifest cannot be served")
+        return sm
 
     async def put(self, name: str, reference: str, body: bytes, content_type: str | None
                   ) -> tuple[Digest, mf.ParsedManifest]:
+        """A pushed manifest: validated, every blob and child it names must be here, stored,
+        tagged (see the module's docstring for the order)."""
+        return await self._put(name, reference, body, content_type, local=True)
+
+    async def put_proxied(self, name: str, reference: str, body: bytes, content_type: str | None
+                          ) -> tuple[Digest, mf.ParsedManifest]:
+        """A manifest the pull-through cache fetched: validated exactly as a push (size limit, the
+        same parser, media types, duplicate keys, class and URL policies) and stored and tagged in
+        the same order; only the blobs and children it names need not be here yet (the cache
+        fetches them when they are asked for)."""
+        if len(body) > self.max_size:
+            raise RegistryError("MANIFEST_INVALID", {"size": len(body), "limit": self.max_size,
+                                                     "detail": "manifest too large"})
+        return await self._put(name, reference, body, content_type, local=False)
+
+    async def _put(self, name: str, reference: str, body: bytes, content_type: str | None, *, local: bool
+                   ) -> tuple[Digest, mf.ParsedManifest]:
         ref = self.parse_reference(reference)
         if isinstance(ref, Digest):
             d = digest_bytes(body, ref.algorithm)
@@ -147,13 +182,13 @@ class ManifestStore:
         if self.immutable is not None and isinstance(ref, str):
             await self.immutable.check_put(self.tags, name, ref, d)
         since = await self.guard.epoch()                # online gc, step P0 (fastreg.gc)
-        await self._check_references(name, parsed)
+        await self._check_references(name, parsed, local)
         reservation = None
-        if self.quota is not None:                      # counted before anything is written
+        if self.quota is not None and local:            # counted before anything is written
             reservation = await self.quota.admit(name, d, len(body),
                                                  [(b.digest, b.size) for b in parsed.blobs if not b.foreign])
         try:
-            await self._write(name, ref, d, body, parsed, since)
+            await self._write(name, ref, d, body, parsed, since, local)
         except BaseException:
             if reservation is not None and self.quota is not None:
                 await self.quota.cancel(reservation)
@@ -161,7 +196,7 @@ class ManifestStore:
         return d, parsed
 
     async def _write(self, name: str, ref: Digest | str, d: Digest, body: bytes, parsed: mf.ParsedManifest,
-                     since: bytes) -> None:
+                     since: bytes, local: bool) -> None:
         stored = await self.blobs.stat_data(d)
         if stored is None or stored.size != len(body):      # absent, or a damaged copy: (re)write
             await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
@@ -180,20 +215,21 @@ class ManifestStore:
             except RegistryError:
                 previous = None
             await self.tags.tag(name, ref, d, new=previous is None)
-        await self._confirm(name, ref, d, parsed, previous, since)
+        await self._confirm(name, ref, d, parsed, previous, since, local)
         self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type))
 
     async def _confirm(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest,
-                       previous: Digest | None, since: bytes) -> None:
+                       previous: Digest | None, since: bytes, local: bool = True) -> None:
         """Every link is written: tell a running garbage collection what this manifest names
         (fastreg.gc, step P2); if one runs or ran since `since`, check it all survived (P3)."""
-        named = [d, *(b.digest for b in parsed.blobs if not b.foreign), *(c.digest for c in parsed.manifests)]
+        named = [d, *(b.digest for b in parsed.blobs if not b.foreign), *(c.digest for c in parsed.manifests)] \
+            if local else [d]
         try:
             if not await self.guard.confirm(named, since):
                 return
             self._cache.pop((d.algorithm, d.hex), None)
             if await self.blobs.stat_data(d) is not None and await self._revision_exists(name, d):
-                await self._check_references(name, parsed)
+                await self._check_references(name, parsed, local)
                 return
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": [str(d)]})
         except (RegistryError, GuardTimeout) as exc:
@@ -210,7 +246,9 @@ class ManifestStore:
                                     message="garbage collection in progress, retry") from None
             raise
 
-    async def _check_references(self, name: str, parsed: mf.ParsedManifest) -> None:
+    async def _check_references(self, name: str, parsed: mf.ParsedManifest, local: bool = True) -> None:
+        """URLs of foreign layers against the URL policy; and, if `local`, every blob and child
+        named must be in `name`."""
         missing: list[str] = []
         for desc in parsed.blobs:
             if desc.foreign:
@@ -219,6 +257,8 @@ class ManifestStore:
                     if why is not None:
                         raise RegistryError("MANIFEST_INVALID", {"digest": str(desc.digest), "url": url,
                                                                  "detail": why})
+                continue
+            if not local:
                 continue
             if not await self.blobs.is_linked(name, desc.digest):
                 missing.append(str(desc.digest))
@@ -230,7 +270,7 @@ class ManifestStore:
                 raise RegistryError("MANIFEST_INVALID", {
                     "digest": str(desc.digest), "detail": f"descriptor size {desc.size} != stored {info.size}"})
         for desc in parsed.manifests:
-            if self.index_policy.must_exist(desc) and not await self._revision_exists(name, desc.digest):
+            if local and self.index_policy.must_exist(desc) and not await self._revision_exists(name, desc.digest):
                 missing.append(str(desc.digest))
         if missing:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": missing})

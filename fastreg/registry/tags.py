@@ -68,6 +68,17 @@ class TagStore:
         except (InvalidDigest, UnsupportedDigest, UnicodeDecodeError):
             raise RegistryError("UNKNOWN", f"corrupt tag link for {name}:{tag}") from None
 
+    async def current(self, name: str, tag: str) -> tuple[Digest, float] | None:
+        """What `tag` names and when its current link was last written (its mtime), or None if
+        the tag does not exist or its link is unreadable (the pull-through cache's ttl clock)."""
+        path = layout.tag_current_link(name, tag)
+        try:
+            info = await self.driver.stat(path)
+            d = parse_digest((await self.driver.get_content(path)).decode().strip(), allow_blake3=True)
+        except (PathNotFound, InvalidDigest, UnsupportedDigest, UnicodeDecodeError):
+            return None
+        return d, info.mtime
+
     async def tag(self, name: str, tag: str, d: Digest, *, new: bool = False) -> None:
         """Point `tag` at `d`; `new`: the tag has no current link yet.
 

@@ -41,7 +41,7 @@ from ..auth.access import _glob as compile_glob
 from ..digest import Digest
 from ..errors import RegistryError
 from ..gc import references
-from ..hooks import Target
+from ..hooks import RequestState, Target
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageError
 from . import history, pulls
@@ -165,7 +165,7 @@ class _Fresh:
 def _event_request(name: str, reference: str) -> Request:
     """The request a retention deletion's webhook event describes (no client: the registry itself)."""
     scope = {"type": "http", "method": "DELETE", "path": f"/v2/{name}/manifests/{reference}",
-             "headers": [(b"user-agent", ACTOR.encode())], "fastreg.route": "manifest", "fastreg.actor": ACTOR}
+             "headers": [(b"user-agent", ACTOR.encode())], "fastreg": RequestState(route="manifest", actor=ACTOR)}
     return Request(scope, _no_body, {"name": name, "reference": reference})
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fastreg.netguard import address_allowed
 from fastreg.notify.outbox import Outbox
-from fastreg.notify.webhooks import AddressRefused, EndpointSpec, address_allowed, post, resolve
+from fastreg.notify.webhooks import AddressRefused, EndpointSpec, post, resolve
 
 
 def run(coro):  # type: ignore[no-untyped-def]

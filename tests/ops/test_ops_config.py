@@ -66,6 +66,9 @@ def test_bad_ops_keys_are_refused(tmp_path: Path, text: str, where: str) -> None
 
 def test_proxy_routes_by_prefix(tmp_path: Path) -> None:
     from fastreg.proxy import Proxy
+    from fastreg.registry import Registry
+    from fastreg.storage.driver.factory import create_driver
+    reg = Registry(create_driver("inmemory", None), secret=b"s")
     cfg = _load(tmp_path, """
 version: 0.1
 fastreg:
@@ -74,7 +77,7 @@ fastreg:
       hub: {remoteurl: "https://registry-1.docker.io"}
       gh: {remoteurl: "https://ghcr.io", ttl: 0s}
 """)
-    p = Proxy.from_config(cfg, None)  # type: ignore[arg-type]
+    p = Proxy.from_config(cfg, reg)
     assert p is not None
 
     def where(name: str) -> tuple[str, str] | None:
@@ -87,6 +90,6 @@ fastreg:
     assert where("gh/app") == ("gh", "app")
     assert where("mine/app") is None and where("hub") is None       # local repositories
     assert p.upstreams["gh"].ttl == 0.0 and p.upstreams["hub"].ttl == 168 * 3600.0
-    single = Proxy.from_config(_load(tmp_path, "version: 0.1\nproxy: {remoteurl: 'http://127.0.0.1:9'}\n"), None)  # type: ignore[arg-type]
+    single = Proxy.from_config(_load(tmp_path, "version: 0.1\nproxy: {remoteurl: 'http://127.0.0.1:9'}\n"), reg)
     assert single is not None and single.route("any/thing") is not None
-    assert Proxy.from_config(_load(tmp_path, "version: 0.1\n"), None) is None  # type: ignore[arg-type]
+    assert Proxy.from_config(_load(tmp_path, "version: 0.1\n"), reg) is None

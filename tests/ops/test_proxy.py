@@ -177,13 +177,16 @@ def test_upstream_token_auth_handshake(tmp_path: Path, fastreg_factory: Callable
         with httpx.Client(base_url=up.url, timeout=30.0, headers={"Authorization": f"Bearer {push_token}"}) as c:
             push_manifest(c, repo, image, "v1")
         assert httpx.get(f"{up.url}/v2/{repo}/manifests/v1").status_code == 401   # it does want a token
-        srv = fastreg_factory({"log": {"level": "info"},
+        # The realm is on another port of this host: the operator names its host (see tests/hostile/
+        # test_upstream_guard.py for what happens when it is not named).
+        realm = {"fastreg": {"proxy": {"allowedhosts": ["127.0.0.1"]}}}
+        srv = fastreg_factory({"log": {"level": "info"}, **realm,
                                "proxy": {"remoteurl": up.url, "username": "alice", "password": "s3cret"}})
         asyncio.run(_pull(srv.url, repo, "v1", image, 5))
         asked = [r for r in tokens.requests if r["user"] == "alice"]
         assert asked and all(r["scope"] == [f"repository:{repo}:pull"] and r["service"] == [SERVICE] for r in asked)
         # Wrong credentials: the token server refuses, and so does the pull.
-        bad = fastreg_factory({"proxy": {"remoteurl": up.url, "username": "alice", "password": "wrong"}})
+        bad = fastreg_factory({"proxy": {"remoteurl": up.url, "username": "alice", "password": "wrong"}, **realm})
         r = httpx.get(f"{bad.url}/v2/{repo}/manifests/v1", headers={"Accept": ACCEPT})
         assert r.status_code == 503 and "401" in r.text, r.text
     finally:

@@ -184,7 +184,9 @@ def test_reads_the_page_cache_has_run_on_the_loop(root: Path, monkeypatch: pytes
         assert resident(path) < MiB
         chunks = [c async for c in d.reader("/blob", 0, MiB)]
         assert b"".join(bytes(c) for c in chunks) == data[:MiB]
-        assert len(chunks) == 2 and len(chunks[0]) < MiB and len(threaded) == 1
+        # the cached part first, from the loop; the rest from a thread — or from the loop too,
+        # when the kernel's readahead (started by the first, partial read) landed in between
+        assert len(chunks) == 2 and len(chunks[0]) < MiB and len(threaded) <= 1
         await d.close()
     asyncio.run(go())
 
