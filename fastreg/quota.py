@@ -329,7 +329,8 @@ class Quotas:
         return usage
 
     async def totals(self) -> Totals:
-        """The totals, each configured glob present: built from the records if missing (not written)."""
+        """The totals, each configured glob present: built from the records if missing, and written
+        (only ever called under the lock)."""
         data = await self._read(TOTALS)
         totals: Totals | None = None
         if data is not None:
@@ -347,6 +348,7 @@ class Quotas:
                 for g in missing:
                     if matches(g, name):
                         totals.globs[g] += usage.used
+            await self.driver.put_content(TOTALS, totals.dumps())     # (under the lock: summed once)
         return totals
 
     async def _records(self) -> list[tuple[str, Usage]]:

@@ -16,7 +16,7 @@ from fastreg import gc
 from fastreg.digest import parse_digest
 from fastreg.errors import RegistryError
 from fastreg.quota import TOTALS, Quotas, Usage, recompute, record_path
-from fastreg.storage.driver.base import StorageDriver
+from fastreg.storage.driver.base import StorageDriver, StorageError
 from tests.e2e.helpers import make_layer, make_manifest
 from tests.storage.conftest import _backend, moto_server  # noqa: F401 (fixture)
 from tests.storage.registry_push import push_blob, push_manifest
@@ -189,5 +189,41 @@ def test_recount_heals_drift(request: pytest.FixtureRequest, tmp_path: Path, kin
         await recompute(driver, ["x/**"])
         assert (await q.usage("x/app"))["quotas"][0]["usage"] == cost(a, b, c)
         await driver.close()
+
+    asyncio.run(main())
+
+
+def test_a_failed_push_gives_its_count_back(tmp_path: Path) -> None:
+    """A push that fails after it was counted: if its revision link was never written, the count is
+    given back (the same push then succeeds within the limit); if the failure came after the link
+    (the tag), the manifest is in the repository and stays counted."""
+    from fastreg.storage.driver.faulty import FaultyDriver, Rule
+    from fastreg.storage.driver.filesystem import FilesystemDriver
+
+    async def main() -> None:
+        rules = [Rule(frozenset({"put_content"}), path="*/_manifests/revisions/*/link", action="eio", times=1)]
+        driver = FaultyDriver(FilesystemDriver(str(tmp_path / "data")), rules)
+        a, b = make_manifest(layers=[make_layer(1000)]), make_manifest(layers=[make_layer(1000)])
+        reg = registry(driver, tmp_path, {"limit": cost(a) + 10})
+        q = reg.manifests.quota
+        assert isinstance(q, Quotas)
+        for blob in a.blobs:
+            await push_blob(reg, "f/app", blob)
+        with pytest.raises(StorageError):
+            await reg.manifests.put("f/app", "v1", a.body, a.media_type)      # the revision link fails
+        assert await usage_of(q, "f/app") == 0
+        await reg.manifests.put("f/app", "v1", a.body, a.media_type)          # fits again
+        assert await usage_of(q, "f/app") == cost(a)
+        # the tag's write fails after the revision link: counted, as the manifest is there
+        await reg.manifests.delete("f/app", a.digest)
+        driver.rules = [Rule(frozenset({"put_content"}), path="*/_manifests/tags/*/current/link", action="eio",
+                             times=1)]
+        with pytest.raises(StorageError):
+            await reg.manifests.put("f/app", "v1", a.body, a.media_type)
+        assert await reg.manifests.get("f/app", a.digest)
+        assert await usage_of(q, "f/app") == cost(a)
+        for blob in b.blobs:                                                   # no room left for b
+            with pytest.raises(RegistryError):
+                await push_blob(reg, "f/app", blob)
 
     asyncio.run(main())
