@@ -11,7 +11,6 @@ import secrets
 import time
 from typing import Any
 
-from . import health
 from .api.base import Context
 from .api.errors import error_body, error_headers, status_of
 from .api.http import Receive, Request, Response, ResponseAborted, Scope, Send
@@ -19,10 +18,11 @@ from .api.routes import match, refuse_malformed, routing_path
 from .config import ConfigError
 from .errors import BodyInterrupted, RegistryError
 from .hooks import Observer, request_state
-from .logging import access_enabled, current_scope, log_access
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
-from .metrics import MULTIPROC_ENV
-from .metrics import enabled as metrics_enabled
+from .observability import health
+from .observability.logging import access_enabled, current_scope, log_access
+from .observability.metrics import MULTIPROC_ENV
+from .observability.metrics import enabled as metrics_enabled
 from .registry import Limits, Registry
 from .storage.driver.base import StorageError, StorageFull
 from .storage.driver.factory import create_driver
@@ -44,7 +44,8 @@ class App:
         self.cfg = cfg
         self.ctx: Context | None = None
         self.observer: Observer | None = None       # metrics, when enabled
-        self.maintenance: Any = None                # upload purging, periodic gc (fastreg.purge)
+        self.lock_probe: Any = None                 # the store's conditional writes, probed at startup
+        self.maintenance: Any = None                # upload purging, periodic gc (fastreg.maintenance.purge)
         self.proxy: Any = None                      # pull-through cache (fastreg.proxy)
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                  for k, vs in (cfg.http.headers or {}).items() for v in vs]
@@ -70,7 +71,7 @@ class App:
             self.health.start()
         metrics = None
         if metrics_enabled(cfg) and os.environ.get(MULTIPROC_ENV):
-            from .metrics import Metrics
+            from .observability.metrics import Metrics
             metrics = Metrics()
             self.observer = metrics
             driver = metrics.timed_driver(driver)
@@ -80,7 +81,10 @@ class App:
             delete_enabled=cfg.storage.delete.enabled,
             readonly=cfg.storage.maintenance.readonly.enabled,
             limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
-                          tags_max=cfg.fastreg.tags.maxentries),
+                          tags_max=cfg.fastreg.tags.maxentries, referrers_page=cfg.fastreg.referrers.pagebytes,
+                          manifest_cache=cfg.fastreg.cache.manifestbytes,
+                          referrer_cache=cfg.fastreg.cache.referrerbytes, tag_cache=cfg.fastreg.cache.tagbytes,
+                          catalog_cache=cfg.fastreg.cache.catalogbytes),
             url_policy=url_policy(cfg), index_policy=index_policy(cfg),
             class_policy=ClassPolicy(frozenset(cfg.policy.repository.classes)),
             tag_concurrency=cfg.storage.tag.concurrencylimit)
@@ -88,7 +92,7 @@ class App:
         registry.manifests.immutable = Immutability.from_config(cfg)
         if registry.manifests.immutable is not None and metrics is not None:
             registry.manifests.immutable.on_refusal = metrics.immutable_refused
-        from .quota import Quotas
+        from .retention.quota import Quotas
         quotas = Quotas.from_config(cfg, driver)
         if quotas is not None:
             registry.manifests.quota = registry.uploads.quota = quotas
@@ -151,9 +155,15 @@ class App:
             if msg["type"] == "lifespan.startup":
                 try:
                     ctx = self.open()
-                    from .purge import Maintenance
+                    from .maintenance.purge import Maintenance
                     self.maintenance = Maintenance(self.cfg, ctx.registry.driver, self.retention(ctx))
                     self.maintenance.start()
+                    store: Any = ctx.registry.driver
+                    while getattr(store, "inner", None) is not None:     # wrappers: metrics, cache, CDN
+                        store = store.inner
+                    probe = getattr(store, "lock_conditions", None)
+                    if probe is not None:        # logs what the store honours (storage/driver/lease.py)
+                        self.lock_probe = asyncio.ensure_future(probe())
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -161,6 +171,10 @@ class App:
                 quiet_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                if self.lock_probe is not None:
+                    self.lock_probe.cancel()
+                    with contextlib.suppress(BaseException):
+                        await self.lock_probe
                 if self.maintenance is not None:
                     await self.maintenance.stop()
                 await self.close()
@@ -176,7 +190,7 @@ class App:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self.ctx or self.open()
-        current_scope.set(scope)                    # request id on every log line (fastreg.logging)
+        current_scope.set(scope)                    # request id on every log line (fastreg.observability.logging)
         timed = self.access_log or self.observer is not None
         started = time.perf_counter() if timed else 0.0
         try:
@@ -301,7 +315,7 @@ def quiet_gc() -> None:
 def create_app() -> App:
     """Factory for granian workers: the resolved config arrives through the environment."""
     from .config import config_from_json, load_config
-    from .logging import setup_logging
+    from .observability.logging import setup_logging
 
     raw = os.environ.get("FASTREG_RESOLVED_CONFIG")
     cfg = config_from_json(raw.encode()) if raw else load_config(os.environ.get("FASTREG_CONFIG"))

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def version_line() -> str:
-    from .metrics import engine
+    from .observability.metrics import engine
     return f"fastreg {__version__} (engine: {engine()})"
 
 
@@ -164,7 +164,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 0
 
     from .config import ConfigError, load_config
-    from .logging import setup_logging
+    from .observability.logging import setup_logging
     path = _config_path(args)
     # warnings of the config load (ignored keys, deprecated ones) are held until the config says
     # how to log them, then written in its format
@@ -184,10 +184,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if logging.getLogger(record.name).isEnabledFor(record.levelno):
             logging.getLogger(record.name).handle(record)
     if args.command == "gc":
-        from .gc_cli import run_gc
+        from .maintenance.gc_cli import run_gc
         return run_gc(cfg, args)
     if args.command == "check":
-        from .gc_cli import run_check
+        from .maintenance.gc_cli import run_check
         return run_check(cfg, args)
     if args.command == "retention":
         from .retention.cli import run as run_retention

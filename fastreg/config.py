@@ -558,6 +558,18 @@ class TagLimits(_S, frozen=True):
     maxentries: int = 10000
 
 
+class CacheLimits(_S, frozen=True):
+    # per worker process, in bytes (each entry is charged its size plus a fixed overhead)
+    manifestbytes: int = 32 << 20     # manifest bodies by digest; one larger than an eighth is not kept
+    referrerbytes: int = 8 << 20      # referrer descriptors (artifactType, annotations) by digest
+    tagbytes: int = 16 << 20          # tag lists by repository (filesystem storage only)
+    catalogbytes: int = 16 << 20      # the repository list (a larger one is walked for each request)
+
+
+class ReferrerLimits(_S, frozen=True):
+    pagebytes: int = 1 << 20          # encoded descriptors per referrers page (at least one); Link: next
+
+
 class HTTPTimeouts(_S, frozen=True):
     headertimeout: Duration = 30.0     # a client must send its request head within this (HTTP/1.1)
     bodytimeout: Duration = 60.0       # longest wait for the next bytes of a request body (0: none)
@@ -694,6 +706,8 @@ class Fastreg(_S, frozen=True):
     catalog: CatalogLimits = msgspec.field(default_factory=CatalogLimits)
     manifest: ManifestLimits = msgspec.field(default_factory=ManifestLimits)
     tags: TagLimits = msgspec.field(default_factory=TagLimits)
+    referrers: ReferrerLimits = msgspec.field(default_factory=ReferrerLimits)
+    cache: CacheLimits = msgspec.field(default_factory=CacheLimits)
     http: HTTPTimeouts = msgspec.field(default_factory=HTTPTimeouts)
     auth: FastregAuth = msgspec.field(default_factory=FastregAuth)
     notifications: NotifyOptions = msgspec.field(default_factory=NotifyOptions)

@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+H2_MAX_HEADERS = 64 * 1024      # bytes of one HTTP/2 request's header list (HPACK-decoded, +32 per field)
+
 log = logging.getLogger("fastreg.server")
 
 
@@ -126,12 +128,13 @@ def _joined(paths: list[str]) -> str:
 def serve(cfg: Any) -> None:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
-    from granian.http import HTTP1Settings
+    from granian.http import HTTP1Settings, HTTP2Settings
     from granian.log import LogLevels
 
     from .config import dump_config, listen_address
 
     host, port = listen_address(cfg)
+    host = listen_host(host, port, "http.addr")
     # Everything that can stop the start is checked here, in this process, before granian runs:
     # a failure is one line (StartupError) instead of a traceback from every worker.
     check_storage(cfg)
@@ -160,7 +163,7 @@ def serve(cfg: Any) -> None:
         # http.draintimeout bounds that wait (unset: as long as they take).
         kwargs["workers_kill_timeout"] = max(1, math.ceil(cfg.http.draintimeout))
     scheme = "https" if kwargs else "http"
-    from .logging import granian_log_config
+    from .observability.logging import granian_log_config
     kwargs["log_dictconfig"] = granian_log_config(cfg.log.formatter, cfg.log.fields, caller=cfg.log.reportcaller)
     debug = _start_debug_listener(cfg, workers)
     log.debug("malloc tuned: %s", ", ".join(tune_malloc()) or "nothing")
@@ -170,6 +173,8 @@ def serve(cfg: Any) -> None:
             workers=workers, loop=Loops.uvloop, http=mode, websockets=False, backlog=2048,
             log_level=LogLevels(GRANIAN_LOG_LEVELS.get(cfg.log.level.lower(), "info")),
             http1_settings=HTTP1Settings(header_read_timeout=max(1, int(cfg.fastreg.http.headertimeout * 1000))),
+            # an HTTP/2 request's header list is bounded like an HTTP/1.1 head (granian's default: 16 MiB)
+            http2_settings=HTTP2Settings(max_headers_size=H2_MAX_HEADERS),
             **kwargs,
         )
         # granian runs startup hooks once it has bound the listening socket
@@ -245,6 +250,9 @@ def check_data_directory(root: str, readonly: bool = False) -> None:
     try:
         os.makedirs(root, exist_ok=True)
     except FileExistsError:
+        if os.path.islink(root):            # a symbolic link to nothing (makedirs does not follow it)
+            raise StartupError(f"{key}: {root} is a symbolic link to {os.readlink(root)}, which does not exist: "
+                               "create that directory, or point the link at one") from None
         raise StartupError(f"{key}: {root} is a file, not a directory: choose a directory") from None
     except OSError as exc:
         raise StartupError(f"{key}: cannot create {root}: {exc.strerror}: create it, or choose another "
@@ -291,6 +299,26 @@ def _readable_file(key: str, path: str) -> None:
         raise StartupError(f"{key}: cannot read {path}: {exc.strerror}: check its permissions", 2) from None
 
 
+def listen_host(host: str, port: int, key: str) -> str:
+    """The IP address to listen on: `host` when it is one, else the address a host name resolves
+    to, an IPv4 one first (granian takes addresses only; Distribution, in Go, listens on a name's
+    first IPv4 address the same way)."""
+    import ipaddress
+    import socket
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise StartupError(f"{key}: cannot listen on {_fmt_addr(host, port)}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if ":" not in a), addresses[0])
+
+
 def probe_port(host: str, port: int, key: str) -> None:
     """Refuse an address something already listens on.  granian binds with SO_REUSEPORT, which lets
     the kernel give a second fastreg the same port (and half the connections); a plain bind, as
@@ -313,7 +341,7 @@ def probe_port(host: str, port: int, key: str) -> None:
 def hold_serving_lock(cfg: Any) -> int | None:
     """A shared flock on the filesystem data directory for as long as this registry serves it,
     unless it serves read-only: `fastreg check --repair` takes the exclusive lock to know that no
-    registry writes there (see fastreg.gc_cli).  The descriptor, or None."""
+    registry writes there (see fastreg.maintenance.gc_cli).  The descriptor, or None."""
     if cfg.storage.driver_name != "filesystem" or cfg.storage.maintenance.readonly.enabled:
         return None
     import fcntl
@@ -336,9 +364,9 @@ def _start_debug_listener(cfg: Any, workers: int) -> Any:
     """http.debug.addr: metrics, health and status on a thread of this (granian's main) process.
 
     Runs before granian starts the workers: the metrics sample directory must be in the
-    environment the workers inherit (see fastreg.metrics)."""
-    from . import metrics
+    environment the workers inherit (see fastreg.observability.metrics)."""
     from .config import debug_address
+    from .observability import metrics
 
     addr = debug_address(cfg)
     if addr is None:
@@ -350,7 +378,7 @@ def _start_debug_listener(cfg: Any, workers: int) -> Any:
         had = os.environ.get(metrics.MULTIPROC_ENV)
         path = metrics.prepare_multiproc_dir()
         made = None if had else path
-    from .debug import DebugServer
+    from .observability.debug import DebugServer
     try:
         server = DebugServer(cfg, *addr, workers=workers)
     except OSError as exc:

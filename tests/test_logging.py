@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fastreg.hooks import request_state
-from fastreg.logging import JSONFormatter, TextFormatter, _RequestId, current_scope, log_access
+from fastreg.observability.logging import JSONFormatter, TextFormatter, _RequestId, current_scope, log_access
 from tests.e2e.helpers import push_blob, unique_repo
 from tests.notify.conftest import Receiver
 

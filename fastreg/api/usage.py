@@ -6,7 +6,7 @@ Access is checked as for the repository's tag list (``repository:<name>:pull``).
      "quotas": [{"scope": "team-a/**", "key": "fastreg.quota.rules.0", "usage": 4567890123,
                  "limit": 10737418240}, …]}
 
-``bytes`` is what the repository's manifests reference, counted once per blob (see fastreg.quota),
+``bytes`` is what the repository's manifests reference, counted once per blob (see fastreg.retention.quota),
 as last recorded; null when nothing was recorded for it yet (no quota configured, or no push since
 quotas were turned on).  ``usage`` is the total the limit is checked against (every repository the
 rule covers), null before the first count.

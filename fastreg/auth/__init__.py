@@ -113,8 +113,7 @@ def _token_service(cfg: Any, ts: Any, policy: Any, per_client: Any) -> Any:
     if not ts.key or not ts.certificate:
         raise ConfigError("fastreg.auth.tokenservice: key and certificate are required "
                           "(make them with: fastreg gencerts DIR)")
-    if not ts.path.startswith("/") or ts.path.startswith("/v2"):
-        raise ConfigError(f"fastreg.auth.tokenservice.path: {ts.path!r} must start with / and not with /v2")
+    _check_token_path(ts.path)
     users = ts.htpasswd or (cfg.auth.htpasswd.path if cfg.auth.htpasswd is not None else "")
     signer = _load("fastreg.auth.tokenservice.key/certificate", TokenSigner, ts.key, ts.certificate, issuer)
     refresh = TokenVerifier(issuer=issuer, service=service + "#refresh", roots=load_certificates(ts.certificate)[:1],
@@ -122,3 +121,18 @@ def _token_service(cfg: Any, ts: Any, policy: Any, per_client: Any) -> Any:
     return TokenService(signer, refresh, service, policy or Policy.allow_authenticated(),
                         _load("fastreg.auth.tokenservice.htpasswd", Htpasswd, users) if users else None, int(ts.expiration), int(ts.refreshexpiration),
                         ts.anonymous, per_client)
+
+
+def _check_token_path(path: str) -> None:
+    """The token service's path is matched as written and sent in challenges as the realm: plain
+    characters only, and never a path the registry's routes (the API, the web page) answer —
+    those would never reach the token service."""
+    import re
+
+    from ..api.routes import match
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or path.startswith("/v2"):
+        raise ConfigError(f"fastreg.auth.tokenservice.path: {path!r} must start with / and not with /v2, "
+                          "and hold only letters, digits and . _ ~ - /")
+    if match(path) is not None:
+        raise ConfigError(f"fastreg.auth.tokenservice.path: {path!r} is a path of the registry itself "
+                          "(the web page's): choose another, e.g. /token")

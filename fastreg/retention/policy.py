@@ -40,8 +40,8 @@ from ..api.http import Request
 from ..auth.access import _glob as compile_glob
 from ..digest import Digest
 from ..errors import RegistryError
-from ..gc import references
 from ..hooks import RequestState, Target
+from ..maintenance.gc import references
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageError
 from . import history, pulls

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastreg.quota import Quotas
 from fastreg.registry import Registry
+from fastreg.retention.quota import Quotas
 from fastreg.storage.driver.base import StorageDriver
 from tests.e2e.helpers import Manifest
 from tests.retention.common import config

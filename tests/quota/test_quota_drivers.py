@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from fastreg import gc
 from fastreg.digest import parse_digest
 from fastreg.errors import RegistryError
-from fastreg.quota import TOTALS, Quotas, Usage, recompute, record_path
+from fastreg.maintenance import gc
+from fastreg.retention.quota import TOTALS, Quotas, Usage, recompute, record_path
 from fastreg.storage.driver.base import StorageDriver, StorageError
 from tests.e2e.helpers import make_layer, make_manifest
 from tests.storage.conftest import _backend, moto_server  # noqa: F401 (fixture)

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastreg import gc
+from fastreg.maintenance import gc
 from fastreg.registry import Registry
 from fastreg.retention import pulls
 from fastreg.storage import layout

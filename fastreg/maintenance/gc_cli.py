@@ -9,12 +9,13 @@ from typing import Any
 
 import orjson
 
-from . import gc, quota
-from .config import parse_duration
-from .errors import RegistryError
-from .server import storage_description
-from .storage.driver.base import StorageError
-from .storage.driver.factory import create_driver
+from ..config import parse_duration
+from ..errors import RegistryError
+from ..retention import quota
+from ..server import storage_description
+from ..storage.driver.base import StorageError
+from ..storage.driver.factory import create_driver
+from . import gc
 
 
 def _grace(args: argparse.Namespace, default: float, command: str) -> float | None:

@@ -61,11 +61,11 @@ from typing import Any
 
 import orjson
 
-from .auth.access import _glob as compile_glob
-from .digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
-from .errors import RegistryError
-from .storage import layout, walk
-from .storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError, exclusive_lock
+from ..auth.access import _glob as compile_glob
+from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from ..errors import RegistryError
+from ..storage import layout, walk
+from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError, exclusive_lock
 
 log = logging.getLogger("fastreg")
 
@@ -482,9 +482,11 @@ class Quotas:
         self._told(totals)
         return Reservation(name, str(manifest), items)
 
-    async def cancel(self, reservation: Reservation) -> None:
-        """The push that made `reservation` failed: give it back (best effort; a failure here
-        leaves the usage counted too high until the next recompute)."""
+    async def cancel(self, reservation: object) -> None:
+        """The push that made `reservation` (what ``admit`` returned) failed: give it back (best
+        effort; a failure here leaves the usage counted too high until the next recompute)."""
+        if not isinstance(reservation, Reservation):
+            return
         try:
             totals = await self._uncount(reservation.name, reservation.manifest, list(reservation.items),
                                          unless_linked=True)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .storage.driver.base import PathNotFound
+from ..storage.driver.base import PathNotFound
 
 log = logging.getLogger("fastreg.health")
 

@@ -14,7 +14,7 @@ One worker per host runs these tasks: the worker that takes an exclusive ``flock
 named after the storage location keeps it for its life (granian restarts a dead worker, which
 then competes for the lock again).  Several hosts sharing one storage each run a purger;
 purging is idempotent, so that only costs listings.  Periodic GC is guarded by its own
-heartbeat (see ``fastreg.gc``): a second collector on another host refuses to start.
+heartbeat (see ``fastreg.maintenance.gc``): a second collector on another host refuses to start.
 """
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import quota
-from .durations import format_duration
-from .errors import RegistryError
-from .storage import layout
-from .storage.driver.base import PathNotFound, StorageDriver, StorageError
+from ..durations import format_duration
+from ..errors import RegistryError
+from ..retention import quota
+from ..storage import layout
+from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 
 log = logging.getLogger("fastreg.maintenance")
 

@@ -129,8 +129,8 @@ class DebugServer:
     async def health(self) -> dict[str, dict[str, Any]]:
         """Every check of the config's ``health`` section, run once now (the storage is always
         checked, configured or not)."""
+        from ..storage.driver.factory import create_driver
         from . import health
-        from .storage.driver.factory import create_driver
 
         st = self.cfg.storage
         name = f"storagedriver_{st.driver_name}"
@@ -178,8 +178,8 @@ def _scrape() -> tuple[int, str, bytes]:
 
 
 def _outbox_status(cfg: Any) -> dict[str, Any]:
-    from .notify import default_outbox_dir
-    from .notify.outbox import Outbox
+    from ..notify import default_outbox_dir
+    from ..notify.outbox import Outbox
 
     path = os.path.join(cfg.fastreg.notifications.outbox or default_outbox_dir(cfg), Outbox.FILENAME)
     if not os.path.exists(path):
