@@ -241,6 +241,13 @@ class Storage(_S, frozen=True):
     def driver_params(self) -> Any:
         return getattr(self, self.driver_name)
 
+    @property
+    def filesystem_root(self) -> str:
+        """``storage.filesystem.rootdirectory`` (for code that runs on the filesystem driver only)."""
+        if self.filesystem is None:
+            raise ConfigError(f"storage: the {self.driver_name} driver has no root directory")
+        return self.filesystem.rootdirectory
+
 
 # auth
 
