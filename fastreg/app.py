@@ -15,7 +15,7 @@ from .api.base import Context
 from .api.errors import error_body, error_headers, status_of
 from .api.http import Receive, Request, Response, ResponseAborted, Scope, Send
 from .api.routes import match, refuse_malformed, routing_path
-from .config import ConfigError
+from .config import Config, ConfigError
 from .errors import BodyInterrupted, RegistryError
 from .hooks import Observer, request_state
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
@@ -40,7 +40,7 @@ NOT_FOUND = Response(404, [(b"content-type", b"text/plain; charset=utf-8"), (b"c
 
 
 class App:
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.ctx: Context | None = None
         self.observer: Observer | None = None       # metrics, when enabled
@@ -290,7 +290,7 @@ class App:
         return sent
 
 
-def auth_configured(cfg: Any) -> bool:
+def auth_configured(cfg: Config) -> bool:
     own = cfg.fastreg.auth
     return (cfg.auth.type not in (None, "none") or own.access is not None or own.tokenservice is not None
             or own.ratelimit.client.rate > 0 or own.ratelimit.user.rate > 0)
@@ -324,7 +324,7 @@ def create_app() -> App:
     return App(cfg)
 
 
-def url_policy(cfg: Any) -> URLPolicy:
+def url_policy(cfg: Config) -> URLPolicy:
     """validation.manifests.urls (and validation.disabled) as a URLPolicy."""
     v = cfg.validation
     try:
@@ -333,7 +333,7 @@ def url_policy(cfg: Any) -> URLPolicy:
         raise ConfigError(f"validation.manifests.urls: invalid regular expression: {exc}") from None
 
 
-def index_policy(cfg: Any) -> IndexPolicy:
+def index_policy(cfg: Config) -> IndexPolicy:
     """validation.manifests.indexes as an IndexPolicy (validation.disabled: every child)."""
     ix = cfg.validation.manifests.indexes
     if cfg.validation.disabled or ix.platforms == "all":

@@ -2,7 +2,8 @@
 `fastreg htpasswd add|remove USER`, `fastreg gencerts DIR`,
 `fastreg gc [--config FILE] [--dry-run] [--delete-untagged]`,
 `fastreg check [--config FILE] [--repair] [--json] [--grace DURATION]`,
-`fastreg retention [--config FILE] [--dry-run] [--json]`, `fastreg version` (also `--version`), `fastreg completion bash|zsh`.
+`fastreg retention [--config FILE] [--dry-run] [--json]`, `fastreg version` (also `--version`),
+`fastreg completion bash|zsh`.
 
 A user mistake or a failure of the environment (a missing file, a port in use, a storage extra
 that is not installed) is one line on stderr, ``fastreg: <what>: <what to do>``, and a non-zero

@@ -29,7 +29,8 @@ also runs fastreg):
   may contain ``_``, the path is found by walking the schema, trying the longest key first.
   Values are YAML (``true``, ``4``, ``[a, b]``) except where the key is a string, which takes the
   text verbatim.  ``FASTREG_STORAGE=s3`` switches the driver (keeping delete, maintenance, ...);
-  setting keys of a second driver while the file names another is the two-driver error.  An unknown ``FASTREG_`` path is an error; an unknown ``REGISTRY_`` path is a
+  setting keys of a second driver while the file names another is the two-driver error.  An unknown
+  ``FASTREG_`` path is an error; an unknown ``REGISTRY_`` path is a
   warning (Distribution ignores them, and Kubernetes injects ``REGISTRY_PORT`` & co. for a
   service named "registry").  Process variables that are not config (``NON_CONFIG_ENV``) and
   Kubernetes service links (``FASTREG_PORT...``, ``FASTREG_SERVICE_...``) are skipped.
@@ -259,6 +260,13 @@ class Storage(_S, frozen=True):
     @property
     def driver_params(self) -> Any:
         return getattr(self, self.driver_name)
+
+    @property
+    def filesystem_root(self) -> str:
+        """``storage.filesystem.rootdirectory`` (for code that runs on the filesystem driver only)."""
+        if self.filesystem is None:
+            raise ConfigError(f"storage: the {self.driver_name} driver has no root directory")
+        return self.filesystem.rootdirectory
 
 
 # auth
@@ -1037,7 +1045,8 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
     for key, url in [("proxy.remoteurl", cfg.proxy.remoteurl)] + [
             (f"fastreg.proxy.upstreams.{k}.remoteurl", u.remoteurl) for k, u in fr.proxy.upstreams.items()] + [
             ("fastreg.proxy.peerurl", fr.proxy.peerurl)]:
-        if (url or key not in ("proxy.remoteurl", "fastreg.proxy.peerurl")) and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", url):
+        optional = key in ("proxy.remoteurl", "fastreg.proxy.peerurl")
+        if (url or not optional) and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", url):
             raise ConfigError(f"{key}: {url!r} is not an http:// or https:// URL")
     for key, hosts in [("fastreg.proxy.allowedhosts", fr.proxy.allowedhosts)] + [
             (f"fastreg.proxy.upstreams.{k}.allowedhosts", u.allowedhosts) for k, u in fr.proxy.upstreams.items()]:

@@ -149,7 +149,8 @@ class TokenAccess:
         if source is not None and not (source and claims.holds(Scope("repository", source, ("pull",)))):
             request_state(req.scope).mount_allowed = False
         if route == "catalog" and self.policy is not None:
-            request_state(req.scope).catalog_filter = self.policy.pull_filter(self.policy.identity(claims.subject or None))
+            who = self.policy.identity(claims.subject or None)
+            request_state(req.scope).catalog_filter = self.policy.pull_filter(who)
         return claims.subject or None
 
 

@@ -1,7 +1,8 @@
 """Token buckets per client address and per user: ``rate`` requests a second on average, bursts
 of up to ``burst``.  Over the limit → 429 TOOMANYREQUESTS with ``Retry-After`` (whole seconds).
 
-A client address is its IPv4 address or its IPv6 /64 (``client_key``).  Buckets live in each worker process (no shared state): with N workers a client that spreads its
+A client address is its IPv4 address or its IPv6 /64 (``client_key``).  Buckets live in each
+worker process (no shared state): with N workers a client that spreads its
 connections may get up to N times the rate.  The table is bounded: when it grows past
 ``MAX_KEYS``, buckets that have refilled completely (idle clients) are dropped.
 """
@@ -67,4 +68,5 @@ def client_key(scope: Mapping[str, Any]) -> str:
 
 
 def too_many(wait: float, who: str) -> RegistryError:
-    return RegistryError("TOOMANYREQUESTS", {"limit": who}, headers=[(b"retry-after", str(max(1, math.ceil(wait))).encode())])
+    retry = str(max(1, math.ceil(wait))).encode()
+    return RegistryError("TOOMANYREQUESTS", {"limit": who}, headers=[(b"retry-after", retry)])

@@ -520,7 +520,8 @@ class Collector:
         """`` (last pushed …; last pulled …, N pulls)`` for a manifest's line: its push history
         (the revision link's mtime) and pull history (fastreg.retention.pulls), as recorded."""
         try:
-            pushed = "last pushed " + _utc((await self.driver.stat(layout.revision_link(name, d.algorithm, d.hex))).mtime)
+            info = await self.driver.stat(layout.revision_link(name, d.algorithm, d.hex))
+            pushed = "last pushed " + _utc(info.mtime)
         except PathNotFound:
             pushed = "push time unknown"
         if name not in self._pulls:

@@ -29,13 +29,16 @@ import random
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..durations import format_duration
 from ..errors import RegistryError
 from ..retention import quota
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.maintenance")
 
@@ -117,7 +120,7 @@ async def purge_uploads(driver: StorageDriver, age: float, *, dry_run: bool = Fa
 
 # -- the background worker ----------------------------------------------------------------------
 
-def _lock_path(cfg: Any) -> str:
+def _lock_path(cfg: Config) -> str:
     where = cfg.storage.driver_name + ":" + repr(getattr(cfg.storage, cfg.storage.driver_name, None))
     key = hashlib.sha256(where.encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"fastreg-maintenance-{key}.lock")
@@ -126,7 +129,7 @@ def _lock_path(cfg: Any) -> str:
 class Maintenance:
     """Started in each worker's lifespan; only the worker holding the host lock does anything."""
 
-    def __init__(self, cfg: Any, driver: StorageDriver, retention: Any = None) -> None:
+    def __init__(self, cfg: Config, driver: StorageDriver, retention: Any = None) -> None:
         self.cfg = cfg
         self.driver = driver
         self.retention = retention      # fastreg.retention.policy.Retention, when policies are configured

@@ -190,7 +190,8 @@ def granian_log_config(formatter: str, fields: dict[str, Any] | None = None,
     kind = (formatter or "text").lower()
     fmt: dict[str, Any] = ({"()": "fastreg.observability.logging.JSONFormatter", "fields": dict(fields or {}),
                             "logstash": kind == "logstash", "caller": caller}
-                           if kind in ("json", "logstash") else {"()": "fastreg.observability.logging.TextFormatter", "caller": caller})
+                           if kind in ("json", "logstash")
+                           else {"()": "fastreg.observability.logging.TextFormatter", "caller": caller})
     return {
         "version": 1,
         "disable_existing_loggers": False,

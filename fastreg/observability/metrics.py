@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..storage.driver.base import DriverWrapper, FileInfo, FileWriter, StorageDriver, WriterWrapper
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -135,7 +138,7 @@ class ProcessMetrics:
         return [cpu, rss, vms, fds, start, info]
 
 
-def enabled(cfg: Any) -> bool:
+def enabled(cfg: Config) -> bool:
     return bool(cfg.http.debug.addr and cfg.http.debug.prometheus.enabled)
 
 

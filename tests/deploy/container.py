@@ -3,7 +3,8 @@
     python3 -m tests.deploy.container [--keep DIR] [--base IMAGE]
 
 Needs podman, runc, skopeo, mmdebstrap and python3-pip (apt-get install podman runc skopeo
-mmdebstrap python3-pip), root, and the package registries (Debian's through apt, PyPI through pip).  Everything podman stores goes to a
+mmdebstrap python3-pip), root, and the package registries (Debian's through apt, PyPI through pip).
+Everything podman stores goes to a
 private directory (vfs storage) that is removed at the end unless --keep is given.
 
 1. The base image: `mmdebstrap --variant=apt --include=python3 bookworm` with this machine's apt
@@ -51,7 +52,8 @@ def log(msg: str) -> None:
 def run(cmd: Sequence[str], timeout: float = 600, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False, **kw)  # type: ignore[call-overload]
     if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:6])} ... exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(cmd[:6])} ... exited {proc.returncode}:\n"
+                           f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 
@@ -201,7 +203,8 @@ def _roundtrip(podman: Podman, work: Path, base: str | None) -> dict[str, object
              f"docker://{dest}"], timeout=900)
         pushed = json.loads(run(["skopeo", "inspect", "--tls-verify=false", f"docker://{dest}"]).stdout)
         report["pushed_digest"] = pushed["Digest"]
-        report["stored_tag"] = (data / "docker/registry/v2/repositories/fastreg/fastreg/_manifests/tags/test/current/link"
+        tags = data / "docker/registry/v2/repositories/fastreg/fastreg/_manifests/tags"
+        report["stored_tag"] = (tags / "test/current/link"
                                 ).read_text()
         log("skopeo: back out to an OCI layout")
         out = work / "pulled-oci"

@@ -38,7 +38,7 @@ def snapshot(root: Path) -> dict[str, str]:
     server may be removing a cancelled session while we walk: a file gone between listing and
     reading is recorded as "vanished", which differs from any stable state."""
     out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         out[rel] = "dir"
         for f in filenames:

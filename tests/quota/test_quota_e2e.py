@@ -31,7 +31,8 @@ def test_refusal_over_http_then_accepted_after_delete_and_gc(fastreg_factory: An
     b = make_manifest(layers=[base, make_layer(2500)])        # shares the base layer with a
     limit = cost(a, b) - 1
     dport = free_port()
-    srv = fastreg_factory(debug_config(dport, fastreg={"quota": {"rules": [{"repository": "team/**", "limit": limit}]}}),
+    quota = {"quota": {"rules": [{"repository": "team/**", "limit": limit}]}}
+    srv = fastreg_factory(debug_config(dport, fastreg=quota),
                           env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")})
     with httpx.Client(base_url=srv.url, timeout=30) as c:
         push_manifest(c, "team/app", a, "v1")
@@ -132,7 +133,8 @@ def test_two_replicas_of_two_workers_on_one_s3_bucket(fastreg_factory: Any, moto
     ({"rules": [{"limit": "1GiB"}]}, "fastreg.quota.rules.0.repository: a quota needs a repository glob"),
     ({"rules": [{"repository": "a/**", "limit": "1GB"}, {"repository": "a/**", "limit": 5}]},
      "fastreg.quota.rules.1.repository: 'a/**' has a quota already"),
-    ({"rules": [{"repository": "a/**", "limit": 10, "size": 1}]}, "unknown configuration key 'fastreg.quota.rules.0.size'"),
+    ({"rules": [{"repository": "a/**", "limit": 10, "size": 1}]},
+     "unknown configuration key 'fastreg.quota.rules.0.size'"),
 ])
 def test_a_wrong_quota_config_is_refused_with_one_line(tmp_path: Path, quota: dict[str, Any], line: str) -> None:
     import yaml

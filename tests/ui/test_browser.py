@@ -306,7 +306,7 @@ def test_tags_digest_size_pushed(browser: Any, open_registry: Any) -> None:
     assert byte_sizes(browser, "td.tag-size .size") == [sum(b.size for b in m.blobs) for m in extra.three]
     with httpx.Client(base_url=srv.url) as c:
         history = {t["tag"]: t for t in c.get("/v2/_fastreg/history/demo/three").json()["tags"]}
-    for row, tag in zip(css(browser, "tr.tag-row"), "abc"):
+    for row, tag in zip(css(browser, "tr.tag-row"), "abc", strict=False):
         cell = row.find_element("css selector", "td.pushed")
         assert cell.get_attribute("title") == history[tag]["pushed"]
         when = datetime.strptime(cell.text, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC).timestamp()
@@ -318,7 +318,8 @@ def test_tags_digest_size_pushed(browser: Any, open_registry: Any) -> None:
     button = css(browser, "td.tag-digest button.copy")[1]
     button.click()
     wait(browser, lambda d: button.text == "Copied", "Copied")
-    clip = browser.execute_async_script("navigator.clipboard.readText().then(arguments[0], (e) => arguments[0]('' + e))")
+    clip = browser.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], (e) => arguments[0]('' + e))")
     assert clip == extra.three[1].digest
     # ... and without a clipboard API, the whole digest shown and selected for Ctrl+C
     browser.execute_script("Object.defineProperty(navigator, 'clipboard', {value: undefined})")
@@ -349,7 +350,7 @@ def test_layer_links_to_blob(browser: Any, open_registry: Any) -> None:
     assert [a.get_attribute("download") for a in links] == [b.digest.replace(":", "-") for b in layers]
     assert css(browser, "#config-digest a.blob")[0].get_attribute("href") == f"{srv.url}/v2/demo/app/blobs/{cfg.digest}"
     with httpx.Client() as c:                              # the link is the blob
-        for a, b in zip(links, layers):
+        for a, b in zip(links, layers, strict=False):
             assert c.get(a.get_attribute("href")).content == b.data
     no_console_errors(browser)
 
@@ -459,7 +460,8 @@ def test_policy_token_service(browser: Any, fastreg_factory: Any, users: Path, t
 def test_repository_usage_and_quota(browser: Any, fastreg_factory: Any) -> None:
     """With a storage quota configured, a repository's page shows its usage and the quotas that
     apply (from /v2/_fastreg/usage/<name>); without one, nothing (the other tests' pages)."""
-    srv = fastreg_factory({"fastreg": {"quota": {"limit": "1GiB", "rules": [{"repository": "q/**", "limit": "10MiB"}]}}})
+    quota = {"limit": "1GiB", "rules": [{"repository": "q/**", "limit": "10MiB"}]}
+    srv = fastreg_factory({"fastreg": {"quota": quota}})
     with httpx.Client(base_url=srv.url, timeout=30.0) as c:
         m = push_small(c, "q/app", ["v1"])
     used = m.size + sum(b.size for b in m.blobs)

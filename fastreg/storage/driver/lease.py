@@ -28,7 +28,8 @@ A holder that cannot reach the store for longer than its lease can lose the lock
 still runs (no lease can prevent that); its renewal then fails and says so in the log.
 Drivers hide ``LOCK`` from ``list`` and delete it after everything else in ``delete`` (so
 "no lock" means "nothing left of the session"); the registry never moves it (only a session's
-``data`` moves into ``blobs/`` on object stores).  Not every store honours every condition (AWS S3 does since 2024; Ceph RGW 16.2 matches If-Match
+``data`` moves into ``blobs/`` on object stores).  Not every store honours every condition (AWS S3
+does since 2024; Ceph RGW 16.2 matches If-Match
 only against the unquoted ETag and ignores it on DELETE), so the first lock of a driver *probes*
 its store on a scratch key — create-if-absent, replace-if-match (in each spelling of a version
 the driver knows), delete-if-match — logs one line with the result and uses what works

@@ -204,7 +204,8 @@ class S3Driver:
 
     async def _put(self, key: str, data: bytes | bytearray, meta: dict[str, str] | None = None) -> None:
         s3 = await self._s3()
-        await s3.put_object(Bucket=self.bucket, Key=key, Body=io.BytesIO(data), ContentLength=len(data), Metadata=meta or {},
+        await s3.put_object(Bucket=self.bucket, Key=key, Body=io.BytesIO(data), ContentLength=len(data),
+                            Metadata=meta or {},
                             **self._put_args())
 
     async def _get(self, key: str) -> bytes:
@@ -401,7 +402,7 @@ class S3Driver:
         side = key + SIDECAR
 
         def mine(k: str) -> bool:
-            return k == key or k == side or k.startswith(dirp)
+            return k in (key, side) or k.startswith(dirp)
 
         doomed: list[str] = []
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
