@@ -11,7 +11,10 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Config
 
 H2_MAX_HEADERS = 64 * 1024      # bytes of one HTTP/2 request's header list (HPACK-decoded, +32 per field)
 
@@ -34,9 +37,8 @@ GRANIAN_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warn
 # glibc malloc, for a process that receives bodies in frames of up to ~400 KiB (mallopt(3)):
 # (parameter, its environment variable, value).  By default glibc mmaps each such frame and
 # hands the pages back when it is freed (and trims the heap past 128 KiB free), so every frame
-# of an upload lands in fresh pages: page faults and zeroing, ~5 % of push-large's samples.
-# With frames served from a heap that keeps up to 32 MiB free, push-large ran 643–768 MB/s
-# against 518–740 (fastreg alone, 6 pushes each, alternated; bench/RESULTS.md); RSS +1 MiB.
+# of an upload lands in fresh pages: page faults and zeroing.  Frames served from a heap that
+# keeps up to 32 MiB free cost neither (the A/B measurement is in bench/RESULTS.md).
 _MALLOPT = ((-3, "MALLOC_MMAP_THRESHOLD_", 4 << 20),    # M_MMAP_THRESHOLD
             (-1, "MALLOC_TRIM_THRESHOLD_", 32 << 20),   # M_TRIM_THRESHOLD
             (-2, "MALLOC_TOP_PAD_", 4 << 20))           # M_TOP_PAD
@@ -125,7 +127,7 @@ def _joined(paths: list[str]) -> str:
     return _private_file(".pem", b"".join(parts))
 
 
-def serve(cfg: Any) -> None:
+def serve(cfg: Config) -> None:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings, HTTP2Settings
@@ -198,13 +200,13 @@ def _fmt_addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def storage_description(cfg: Any) -> str:
+def storage_description(cfg: Config) -> str:
     """Which storage a command works on, for its log and output: "filesystem storage at /var/lib/x",
     "s3 storage (bucket b, region r)"."""
     name = cfg.storage.driver_name
     params = getattr(cfg.storage, name, None)
     if name == "filesystem":
-        return f"filesystem storage at {cfg.storage.filesystem.rootdirectory}"
+        return f"filesystem storage at {cfg.storage.filesystem_root}"
     if isinstance(params, dict):
         parts = [f"{k} {params[k]}" for k in ("bucket", "container", "accountname", "region", "regionendpoint",
                                                 "rootdirectory", "driver") if params.get(k)]
@@ -221,7 +223,7 @@ def storage_description(cfg: Any) -> str:
 _EXTRAS = ("s3", "azure", "gcs")
 
 
-def check_storage(cfg: Any) -> None:
+def check_storage(cfg: Config) -> None:
     """The storage driver's extra is installed; a filesystem data directory exists (made if
     missing, as Distribution does) and this user can write in it."""
     import importlib
@@ -235,7 +237,7 @@ def check_storage(cfg: Any) -> None:
         except ImportError:
             raise StartupError(f"storage driver {name} is not installed: pip install 'fastreg[{name}]'") from None
     if cfg.storage.driver_name == "filesystem":
-        check_data_directory(cfg.storage.filesystem.rootdirectory, cfg.storage.maintenance.readonly.enabled)
+        check_data_directory(cfg.storage.filesystem_root, cfg.storage.maintenance.readonly.enabled)
 
 
 def check_data_directory(root: str, readonly: bool = False) -> None:
@@ -273,7 +275,7 @@ def check_tls_files(tls: Any) -> None:
             _readable_file(key, path)
 
 
-def check_auth_files(cfg: Any) -> None:
+def check_auth_files(cfg: Config) -> None:
     """The htpasswd files the auth config names are files (Debian's config.yml names a directory)."""
     ht = cfg.auth.htpasswd
     paths = [("auth.htpasswd.path", ht.path if ht is not None else "")]
@@ -338,29 +340,29 @@ def probe_port(host: str, port: int, key: str) -> None:
             raise StartupError(f"{key}: cannot listen on {_fmt_addr(host, port)}: {exc.strerror}") from None
 
 
-def hold_serving_lock(cfg: Any) -> int | None:
+def hold_serving_lock(cfg: Config) -> int | None:
     """A shared flock on the filesystem data directory for as long as this registry serves it,
     unless it serves read-only: `fastreg check --repair` takes the exclusive lock to know that no
     registry writes there (see fastreg.maintenance.gc_cli).  The descriptor, or None."""
     if cfg.storage.driver_name != "filesystem" or cfg.storage.maintenance.readonly.enabled:
         return None
     import fcntl
-    fd = os.open(cfg.storage.filesystem.rootdirectory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = os.open(cfg.storage.filesystem_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise StartupError(f"storage.filesystem.rootdirectory: {cfg.storage.filesystem.rootdirectory} is being "
+        raise StartupError(f"storage.filesystem.rootdirectory: {cfg.storage.filesystem_root} is being "
                            "repaired (fastreg check --repair): start the registry when it is done") from None
     except OSError as exc:          # a filesystem without flock on directories (some network filesystems)
         os.close(fd)
         log.warning("storage.filesystem.rootdirectory: cannot lock %s (%s): fastreg check --repair will not see "
-                    "that this registry serves it", cfg.storage.filesystem.rootdirectory, exc.strerror)
+                    "that this registry serves it", cfg.storage.filesystem_root, exc.strerror)
         return None
     return fd
 
 
-def _start_debug_listener(cfg: Any, workers: int) -> Any:
+def _start_debug_listener(cfg: Config, workers: int) -> Any:
     """http.debug.addr: metrics, health and status on a thread of this (granian's main) process.
 
     Runs before granian starts the workers: the metrics sample directory must be in the

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.http import Request, Response
-from ..config import ConfigError
+from ..config import Config, ConfigError
 
 
 @dataclass
@@ -22,7 +22,7 @@ class AuthSetup:
         return resp
 
 
-def build(cfg: Any) -> AuthSetup:
+def build(cfg: Config) -> AuthSetup:
     """The auth hooks for a resolved config; ConfigError (naming the key) when it cannot work."""
     try:
         return _build(cfg)
@@ -44,7 +44,7 @@ def _load(key: str, fn: Any, *args: Any, **kw: Any) -> Any:
         raise ConfigError(f"{key}: {exc}{hint}") from None
 
 
-def _build(cfg: Any) -> AuthSetup:
+def _build(cfg: Config) -> AuthSetup:
     from .access import Policy
     own = cfg.fastreg.auth
     policy = Policy.from_config(own.access) if own.access is not None else None
@@ -55,6 +55,7 @@ def _build(cfg: Any) -> AuthSetup:
         from .controllers import BasicAccess
         from .htpasswd import Htpasswd
         h = cfg.auth.htpasswd
+        assert h is not None                    # auth.type is the section that is set
         if not h.path:
             raise ConfigError("auth.htpasswd.path: required")
         access = BasicAccess(_load("auth.htpasswd.path", Htpasswd, h.path), policy or Policy.allow_authenticated(),
@@ -62,6 +63,7 @@ def _build(cfg: Any) -> AuthSetup:
     elif kind == "token":
         from .controllers import TokenAccess
         t = cfg.auth.token
+        assert t is not None
         if not t.realm and ts is None and not t.autoredirect:
             raise ConfigError("auth.token.realm: required (or configure fastreg.auth.tokenservice)")
         access = TokenAccess(_verifier(t.issuer, t.service, t.rootcertbundle, t.jwks, t.signingalgorithms),
@@ -71,7 +73,9 @@ def _build(cfg: Any) -> AuthSetup:
                              policy=(policy or Policy.allow_authenticated()) if ts is not None else None)
     elif kind == "silly":
         from .controllers import SillyAccess
-        access = SillyAccess(cfg.auth.silly.realm, cfg.auth.silly.service)
+        silly = cfg.auth.silly
+        assert silly is not None
+        access = SillyAccess(silly.realm, silly.service)
     elif own.access is not None:
         raise ConfigError("fastreg.auth.access: needs an auth type (auth.htpasswd, or auth.token with a token service)")
 
@@ -101,7 +105,7 @@ def _verifier(issuer: str, service: str, bundle: str, jwks: str, algorithms: lis
                  jwks=_load("auth.token.jwks", load_jwks, jwks) if jwks else None, algorithms=algorithms)
 
 
-def _token_service(cfg: Any, ts: Any, policy: Any, per_client: Any) -> Any:
+def _token_service(cfg: Config, ts: Any, policy: Any, per_client: Any) -> Any:
     from .access import Policy
     from .htpasswd import Htpasswd
     from .token import TokenSigner, TokenVerifier, load_certificates

@@ -5,11 +5,12 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any
 
 import orjson
 
-from ..config import parse_duration
+from ..config import Config, parse_duration
+from ..errors import RegistryError
+from ..retention import quota
 from ..server import storage_description
 from ..storage.driver.base import StorageError
 from ..storage.driver.factory import create_driver
@@ -29,7 +30,7 @@ def _grace(args: argparse.Namespace, default: float, command: str) -> float | No
     return grace
 
 
-def run_gc(cfg: Any, args: argparse.Namespace) -> int:
+def run_gc(cfg: Config, args: argparse.Namespace) -> int:
     grace = _grace(args, cfg.fastreg.gc.graceperiod, "gc")
     if grace is None:
         return 2
@@ -43,20 +44,27 @@ def run_gc(cfg: Any, args: argparse.Namespace) -> int:
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
                                fsync=getattr(cfg.fastreg, "fsync", True))
         try:
-            return await gc.collect(driver, options, progress=gc.Progress(sys.stderr, quiet=args.quiet), out=out)
+            report = await gc.collect(driver, options, progress=gc.Progress(sys.stderr, quiet=args.quiet), out=out)
+            globs = quota.configured(cfg)
+            if globs is not None and not report.aborted:        # usage recounted from what is left
+                recount.append(await quota.recompute(driver, globs, dry_run=args.dry_run))
+            return report
         finally:
             await driver.close()
 
+    recount: list[quota.Recount] = []
     try:
         report = asyncio.run(main())
-    except (RuntimeError, ValueError, StorageError) as exc:
+    except (RuntimeError, ValueError, StorageError, RegistryError) as exc:
         print(f"fastreg gc: {storage_description(cfg)}: {exc}", file=sys.stderr)
         return 1
     print(f"{storage_description(cfg)}: {gc.summary(report, args.dry_run)}", flush=True)
+    for rc in recount:
+        print(f"{storage_description(cfg)}: {quota.summary(rc, args.dry_run)}", flush=True)
     return 1 if report.aborted else 0
 
 
-def _repair_lock(cfg: Any, force: bool) -> tuple[int | None, str | None]:
+def _repair_lock(cfg: Config, force: bool) -> tuple[int | None, str | None]:
     """Before `check --repair`: (a descriptor holding the data directory's exclusive flock, or
     None; a refusal, or None).
 
@@ -73,7 +81,7 @@ def _repair_lock(cfg: Any, force: bool) -> tuple[int | None, str | None]:
               "while none writes there (stopped, or serving read-only)", file=sys.stderr)
         return None, None
     import fcntl
-    root = cfg.storage.filesystem.rootdirectory
+    root = cfg.storage.filesystem_root
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -94,7 +102,7 @@ def _repair_lock(cfg: Any, force: bool) -> tuple[int | None, str | None]:
     return fd, None
 
 
-def run_check(cfg: Any, args: argparse.Namespace) -> int:
+def run_check(cfg: Config, args: argparse.Namespace) -> int:
     """Exit status as fsck's: 0 clean, 1 damage found and all repaired, 4 damage left, 2 error."""
     from . import check
     from .check_leftovers import GRACE
@@ -115,14 +123,19 @@ def run_check(cfg: Any, args: argparse.Namespace) -> int:
         try:
             # progress only on a terminal: a log gets the problems and the summary
             progress = gc.Progress(sys.stderr if sys.stderr.isatty() else None)
-            return await check.check(driver, repair=args.repair, progress=progress, grace=grace,
-                                     upload_age=purging.age, purging=purging.enabled)
+            report = await check.check(driver, repair=args.repair, progress=progress, grace=grace,
+                                       upload_age=purging.age, purging=purging.enabled)
+            globs = quota.configured(cfg)
+            if globs is not None:           # usage recounted: reported, rewritten with --repair
+                recount.append(await quota.recompute(driver, globs, dry_run=not args.repair))
+            return report
         finally:
             await driver.close()
 
+    recount: list[quota.Recount] = []
     try:
         report = asyncio.run(main())
-    except (RuntimeError, ValueError, StorageError) as exc:
+    except (RuntimeError, ValueError, StorageError, RegistryError) as exc:
         print(f"fastreg check: {storage_description(cfg)}: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -130,6 +143,10 @@ def run_check(cfg: Any, args: argparse.Namespace) -> int:
             os.close(lock)
     if args.json:
         doc = orjson.loads(report.as_json())
+        for rc in recount:
+            doc["quota"] = {"repositories": rc.repositories, "bytes": rc.bytes, "drift": rc.drift,
+                            "drifted": [{"repository": n, "counted": c, "recounted": r} for n, c, r in rc.drifted],
+                            "repaired": bool(args.repair)}
         print(orjson.dumps({"storage": storage_description(cfg), **doc}, option=orjson.OPT_INDENT_2).decode(),
               flush=True)
     else:
@@ -139,5 +156,10 @@ def run_check(cfg: Any, args: argparse.Namespace) -> int:
             print(f"{p.kind}: {names + ': ' if names else ''}{p.detail}{fixed} ({p.path})", flush=True)
         for line in check.notes(report):
             print(line, flush=True)
+        for rc in recount:
+            for name, counted, recounted in rc.drifted:
+                print(f"quota drift: {name}: counted {counted} bytes, its manifests reference {recounted}"
+                      f"{' [recounted]' if args.repair else ''}", flush=True)
+            print(f"{storage_description(cfg)}: {quota.summary(rc, not args.repair)}", flush=True)
         print(f"{storage_description(cfg)}: {check.summary(report, args.repair)}", flush=True)
     return report.exit_code

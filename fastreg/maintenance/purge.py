@@ -29,11 +29,16 @@ import random
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..durations import format_duration
+from ..errors import RegistryError
+from ..retention import quota
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.maintenance")
 
@@ -115,7 +120,7 @@ async def purge_uploads(driver: StorageDriver, age: float, *, dry_run: bool = Fa
 
 # -- the background worker ----------------------------------------------------------------------
 
-def _lock_path(cfg: Any) -> str:
+def _lock_path(cfg: Config) -> str:
     where = cfg.storage.driver_name + ":" + repr(getattr(cfg.storage, cfg.storage.driver_name, None))
     key = hashlib.sha256(where.encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"fastreg-maintenance-{key}.lock")
@@ -124,7 +129,7 @@ def _lock_path(cfg: Any) -> str:
 class Maintenance:
     """Started in each worker's lifespan; only the worker holding the host lock does anything."""
 
-    def __init__(self, cfg: Any, driver: StorageDriver, retention: Any = None) -> None:
+    def __init__(self, cfg: Config, driver: StorageDriver, retention: Any = None) -> None:
         self.cfg = cfg
         self.driver = driver
         self.retention = retention      # fastreg.retention.policy.Retention, when policies are configured
@@ -185,7 +190,10 @@ class Maintenance:
             try:
                 report = await gc.collect(self.driver, opts)
                 log.info("garbage collection: %s", gc.summary(report, False))
-            except (StorageError, RuntimeError) as exc:
+                globs = quota.configured(self.cfg)
+                if globs is not None and not report.aborted:
+                    log.info("%s", quota.summary(await quota.recompute(self.driver, globs), False))
+            except (StorageError, RuntimeError, RegistryError) as exc:
                 log.error("garbage collection failed: %s", exc)
 
     async def _retention_loop(self, interval: float, dry_run: bool) -> None:

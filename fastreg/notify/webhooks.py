@@ -33,12 +33,15 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from .. import netguard
 from .events import MEDIA_TYPE, envelope
 from .outbox import Outbox
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.notify")
 
@@ -91,7 +94,7 @@ class EndpointSpec:
         return float(min(self.maxbackoff, self.backoff * 2 ** min(failures - self.threshold, 32)))
 
 
-def endpoints_from_config(cfg: Any) -> list[EndpointSpec]:
+def endpoints_from_config(cfg: Config) -> list[EndpointSpec]:
     """The enabled endpoints; raises ValueError for a URL fastreg cannot POST to."""
     own = cfg.fastreg.notifications
     out: list[EndpointSpec] = []

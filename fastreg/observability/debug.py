@@ -27,9 +27,12 @@ import socket
 import sqlite3
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.debug")
 
@@ -37,7 +40,7 @@ MAX_HEAD = 16 * 1024
 
 
 class DebugServer:
-    def __init__(self, cfg: Any, host: str, port: int, *, workers: int) -> None:
+    def __init__(self, cfg: Config, host: str, port: int, *, workers: int) -> None:
         self.cfg = cfg
         self.workers = workers
         self.metrics_path = cfg.http.debug.prometheus.path if cfg.http.debug.prometheus.enabled else None
@@ -177,7 +180,7 @@ def _scrape() -> tuple[int, str, bytes]:
     return 200, CONTENT_TYPE_LATEST, generate_latest(scrape_registry())
 
 
-def _outbox_status(cfg: Any) -> dict[str, Any]:
+def _outbox_status(cfg: Config) -> dict[str, Any]:
     from ..notify import default_outbox_dir
     from ..notify.outbox import Outbox
 

@@ -8,7 +8,7 @@ import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api.errors import RegistryError
 from ..api.http import Request, Response
@@ -20,6 +20,9 @@ from .manifests import ProxyManifestStore
 from .peers import Peers
 from .tags import forward
 from .upstream import DEFAULT_TTL, Upstream, is_docker_hub
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.proxy")
 
@@ -40,7 +43,7 @@ class Proxy:
         self.manifests = ProxyManifestStore(registry.manifests, registry.tags, storage, self._refused, self._count)
 
     @classmethod
-    def from_config(cls, cfg: Any, registry: Registry, metrics: Any = None) -> Proxy | None:
+    def from_config(cls, cfg: Config, registry: Registry, metrics: Any = None) -> Proxy | None:
         ups: dict[str, Upstream] = {}
         own = cfg.fastreg.proxy
         if cfg.proxy.remoteurl:
