@@ -7,8 +7,8 @@ from typing import Any
 from fastreg.registry import Registry
 from fastreg.retention.quota import Quotas
 from fastreg.storage.driver.base import StorageDriver
-from tests.e2e.helpers import Manifest
 from tests.retention.common import config
+from tests.support.registry_client import Manifest
 
 
 def cost(*manifests: Manifest) -> int:

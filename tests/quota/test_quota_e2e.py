@@ -15,11 +15,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
-from tests.e2e.helpers import assert_error, make_layer, make_manifest, push_blob, push_manifest, put_manifest
 from tests.ops.conftest import tree
 from tests.storage.conftest import S3Backend, moto_server  # noqa: F401 (fixture)
 from tests.storage.services import Service
+from tests.support.registry_client import (
+    assert_error,
+    make_layer,
+    make_manifest,
+    push_blob,
+    push_manifest,
+    put_manifest,
+)
+from tests.support.server import REPO_ROOT, free_port
 from tests.test_metrics import debug_config, scrape, value
 
 from .common import cost

@@ -13,8 +13,8 @@ from fastreg.registry import Registry
 from fastreg.retention import pulls
 from fastreg.storage import layout
 from fastreg.storage.driver.filesystem import FilesystemDriver
-from tests.e2e.helpers import make_manifest
-from tests.storage.registry_push import push_manifest
+from tests.support.direct_push import push_manifest
+from tests.support.registry_client import make_manifest
 
 DAY = 86400.0
 
