@@ -43,7 +43,8 @@ async def get(req: Request, ctx: Context) -> Response:
         if req.method == "HEAD":
             return Response(200, headers)
         redirect = await reg.driver.redirect_url(path, "GET")
-        await ctx.emit("pull", req, Target(name, dstr, "application/octet-stream", size))
+        if ctx.events is not None:
+            await ctx.emit("pull", req, Target(name, dstr, "application/octet-stream", size))
         if redirect is not None:
             return Response(307, [(b"location", redirect.encode()), (b"content-length", b"0")])
         return Response(200, headers, file=reg.driver.local_path(path), stream=reg.driver.reader(path))

@@ -19,8 +19,9 @@ async def get(req: Request, ctx: Context) -> Response:
         return Response(304, headers[1:3])
     if req.method == "HEAD":
         return Response(200, headers, b"")
-    await ctx.emit("pull", req, Target(req.params["name"], dstr, sm.media_type, len(sm.body),
-                                       _tag(req.params["reference"]), manifest=sm.body))
+    if ctx.events is not None:
+        await ctx.emit("pull", req, Target(req.params["name"], dstr, sm.media_type, len(sm.body),
+                                           _tag(req.params["reference"]), manifest=sm.body))
     return Response(200, headers, sm.body)
 
 
