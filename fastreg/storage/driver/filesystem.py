@@ -185,8 +185,10 @@ class FilesystemDriver:
             fsio.put_file(tmp, target, data, durable, sync)
             return
         except FileNotFoundError as exc:
-            if exc.filename != tmp or os.path.isdir(d):     # not a missing directory
+            if exc.filename != tmp:     # not a missing directory
                 raise
+        # the directory was missing: make it (another request may have made it since: then
+        # nothing is created) and try once more
         created = _makedirs(d)
         fsio.put_file(tmp, target, data, durable, sync)
         if durable:
@@ -224,8 +226,10 @@ class FilesystemDriver:
             fsio.rename_sync(_enc(src), _enc(dst), sync)
             return
         except FileNotFoundError:
-            if not os.path.exists(src) or os.path.isdir(d):
+            if not os.path.exists(src):
                 raise
+        # the target's directory was missing: make it (another request, committing a blob of
+        # the same prefix, may have made it since: then nothing is created) and try once more
         created = _makedirs(d)
         fsio.rename_sync(_enc(src), _enc(dst), sync)
         if self.fsync:
