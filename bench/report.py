@@ -194,7 +194,8 @@ def table(summary: dict[str, Any]) -> str:
     ref = first["reference"]
     others = [n for n in first["servers"] if n not in (FASTREG, ref)]
     rl = label(ref)
-    head = (f"| scenario | unit | fastreg median (min–max) | {rl} median (min–max) | fastreg / {rl} (per-round min–max) "
+    head = (f"| scenario | unit | fastreg median (min–max) | {rl} median (min–max) "
+            f"| fastreg / {rl} (per-round min–max) "
             f"| fraction of ceiling | p99 ms fastreg / {rl} | target | met "
             + "".join(f"| {label(o)} median | fastreg / {label(o)} " for o in others)
             + f"| peak RSS/worker MiB fastreg / {rl} | per server CPU-s ratio "
@@ -236,19 +237,20 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 6.5), gridspec_kw={"width_ratios": [1.3, 0.8, 1]})
     xs = list(range(len(names)))
     med = [summary[n]["ratio"]["median"] if summary[n]["ratio"] else 0 for n in names]
-    lo = [m - summary[n]["ratio"]["min"] if summary[n]["ratio"] else 0 for n, m in zip(names, med)]
-    hi = [summary[n]["ratio"]["max"] - m if summary[n]["ratio"] else 0 for n, m in zip(names, med)]
+    lo = [m - summary[n]["ratio"]["min"] if summary[n]["ratio"] else 0 for n, m in zip(names, med, strict=False)]
+    hi = [summary[n]["ratio"]["max"] - m if summary[n]["ratio"] else 0 for n, m in zip(names, med, strict=False)]
     colors = ["tab:green" if summary[n]["met"] else "tab:red" for n in names]
     ax1.bar(xs, med, yerr=[lo, hi], color=colors, capsize=3,
             label=f"fastreg / {rl} (median, min–max; green: every target met)")
     eff = [summary[n].get("cpu_efficiency_ratio") for n in names]
-    ax1.scatter([x for x, e in zip(xs, eff) if e], [e["median"] for e in eff if e], marker="D", s=30,
+    ax1.scatter([x for x, e in zip(xs, eff, strict=False) if e], [e["median"] for e in eff if e], marker="D", s=30,
                 color="navy", zorder=4, label="same, per server CPU-second")
     for other in [o for o in summary[names[0]]["ratios"] if o != ref]:
-        pts = [(x, summary[n]["ratios"][other]["median"]) for x, n in zip(xs, names) if summary[n]["ratios"].get(other)]
+        pts = [(x, summary[n]["ratios"][other]["median"]) for x, n in zip(xs, names, strict=False)
+               if summary[n]["ratios"].get(other)]
         ax1.scatter([x for x, _ in pts], [v for _, v in pts], marker="o", s=40, facecolors="none",
                     edgecolors="grey", zorder=4, label=f"fastreg / {label(other)}")
-    tg = [(x, summary[n]["target"]) for x, n in zip(xs, names) if summary[n]["target"] is not None]
+    tg = [(x, summary[n]["target"]) for x, n in zip(xs, names, strict=False) if summary[n]["target"] is not None]
     ax1.scatter([x for x, _ in tg], [t for _, t in tg], marker="_", s=600, color="black", zorder=3, label="target")
     ax1.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax1.set_yscale("log")

@@ -232,7 +232,8 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
                     else:
                         lat = f"  p99 {r.latency_ms['p99']:.1f} ms" if r.latency_ms and "p99" in r.latency_ms else ""
                         progress(f"    {r.value:,.1f} {r.unit}{lat}  cpu: client {r.client_cores:.2f} / "
-                                 f"server {r.server_cores:.2f} / others {r.other_cores:.2f} cores ({r.bound}-bound)  rss {r.peak_rss_worker_mib:.0f} MiB")
+                                 f"server {r.server_cores:.2f} / others {r.other_cores:.2f} cores ({r.bound}-bound)  "
+                                 f"rss {r.peak_rss_worker_mib:.0f} MiB")
     except BaseException:
         for srv in servers:
             srv.stop()

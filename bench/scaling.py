@@ -221,7 +221,8 @@ def gc_rows(counts: list[int], names: list[str], rounds: int, work: Path) -> lis
                 cfg = work / "gc.yml"
                 cfg.write_text(json.dumps(registry_config(copy, 5000)))
                 if srv == FASTREG:
-                    cmd = [sys.executable, "-m", "fastreg", what, *(["--grace", "0s", "--quiet"] if what == "gc" else []),
+                    cmd = [sys.executable, "-m", "fastreg", what,
+                           *(["--grace", "0s", "--quiet"] if what == "gc" else []),
                            str(cfg)]
                 else:
                     binary = distribution3_binary() if srv == DIST3 else "/usr/bin/docker-registry"
@@ -322,7 +323,7 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
     kinds = list(summary)
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 4.6), squeeze=False)
     colors = {FASTREG: "tab:blue", DIST3: "tab:orange", DIST2: "tab:grey"}
-    for ax, kind in zip(axes[0], kinds):
+    for ax, kind in zip(axes[0], kinds, strict=False):
         k = summary[kind]
         if not any(s["points"] for s in k["servers"].values()):
             ax.set_title(f"{kind}: no figures", fontsize=9)
@@ -338,7 +339,7 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(kind, fontsize=9)
-        ax.set_xlabel("concurrency" if kind == "ci-push" else "entries" if kind != "gc" and kind != "check" else "blobs")
+        ax.set_xlabel("concurrency" if kind == "ci-push" else "blobs" if kind in ("gc", "check") else "entries")
         ax.set_ylabel("ms per operation" if k["unit"] != "s" else "ms wall")
         ax.legend(fontsize=7)
     fig.suptitle(title + "  (dotted: linear in the work)", fontsize=9)

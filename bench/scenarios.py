@@ -377,7 +377,8 @@ class HeadBlob(RateScenario):
         b = self.fx.layers[0]
         r = expect(await c.request("HEAD", self.path()), 200, what="HEAD blob")
         if int(r.header("content-length") or -1) != b.size or r.header("docker-content-digest") != b.digest:
-            raise HTTPError(f"HEAD blob: length {r.header('content-length')} digest {r.header('docker-content-digest')}")
+            raise HTTPError(f"HEAD blob: length {r.header('content-length')} "
+                            f"digest {r.header('docker-content-digest')}")
 
 
 class PullRange(RateScenario):

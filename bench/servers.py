@@ -3,7 +3,8 @@
 fastreg, CNCF Distribution 3.1.1 (`registry:3`, the reference: a static binary found through
 $BENCH_DISTRIBUTION3, then ../shared/tools/distribution-3.1.1/registry beside the checkout,
 then /work/shared/tools/distribution-3.1.1/registry) and Debian's `docker-registry` (Distribution
-2.8.2 built with Go 1.19). All get the same Distribution-style config (filesystem storage, deletes enabled, warn-level logs,
+2.8.2 built with Go 1.19). All get the same Distribution-style config (filesystem storage, deletes
+enabled, warn-level logs,
 no access log, Debian's default in-memory blob descriptor cache); fastreg ignores the keys it does
 not use. CPU time is summed over each server's whole process tree (granian runs one process per
 worker) from /proc/<pid>/stat utime+stime.

@@ -116,10 +116,10 @@ _CONTENT_RANGE = re.compile(r"(?:bytes([ =]))?([0-9]{1,19})-([0-9]{1,19})(?:/([0
 
 
 def _long_long(x: Any) -> int:
-    x = operator.index(x)
-    if not -_LL_MAX - 1 <= x <= _LL_MAX:
+    v: int = operator.index(x)
+    if not -_LL_MAX - 1 <= v <= _LL_MAX:
         raise OverflowError("Python int too large to convert to C long long")
-    return x
+    return v
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:

@@ -1,6 +1,8 @@
 """The ASGI entry point: lifespan (open storage in each worker) and dispatch."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -9,18 +11,18 @@ import secrets
 import time
 from typing import Any
 
-from . import health
 from .api.base import Context
 from .api.errors import error_body, error_headers, status_of
 from .api.http import Receive, Request, Response, ResponseAborted, Scope, Send
 from .api.routes import match, refuse_malformed, routing_path
-from .config import ConfigError
+from .config import Config, ConfigError
 from .errors import BodyInterrupted, RegistryError
 from .hooks import Observer, request_state
-from .logging import access_enabled, current_scope, log_access
 from .manifest import ClassPolicy, IndexPolicy, URLPolicy
-from .metrics import MULTIPROC_ENV
-from .metrics import enabled as metrics_enabled
+from .observability import health
+from .observability.logging import access_enabled, current_scope, log_access
+from .observability.metrics import MULTIPROC_ENV
+from .observability.metrics import enabled as metrics_enabled
 from .registry import Limits, Registry
 from .storage.driver.base import StorageError, StorageFull
 from .storage.driver.factory import create_driver
@@ -37,11 +39,12 @@ NOT_FOUND = Response(404, [(b"content-type", b"text/plain; charset=utf-8"), (b"c
 
 
 class App:
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.ctx: Context | None = None
         self.observer: Observer | None = None       # metrics, when enabled
-        self.maintenance: Any = None                # upload purging, periodic gc (fastreg.purge)
+        self.lock_probe: Any = None                 # the store's conditional writes, probed at startup
+        self.maintenance: Any = None                # upload purging, periodic gc (fastreg.maintenance.purge)
         self.proxy: Any = None                      # pull-through cache (fastreg.proxy)
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                  for k, vs in (cfg.http.headers or {}).items() for v in vs]
@@ -66,7 +69,7 @@ class App:
             self.health.start()
         metrics = None
         if metrics_enabled(cfg) and os.environ.get(MULTIPROC_ENV):
-            from .metrics import Metrics
+            from .observability.metrics import Metrics
             metrics = Metrics()
             self.observer = metrics
             driver = metrics.timed_driver(driver)
@@ -76,7 +79,10 @@ class App:
             delete_enabled=cfg.storage.delete.enabled,
             readonly=cfg.storage.maintenance.readonly.enabled,
             limits=Limits(manifest_max=cfg.fastreg.manifest.maxsize, catalog_max=cfg.fastreg.catalog.maxentries,
-                          tags_max=cfg.fastreg.tags.maxentries),
+                          tags_max=cfg.fastreg.tags.maxentries, referrers_page=cfg.fastreg.referrers.pagebytes,
+                          manifest_cache=cfg.fastreg.cache.manifestbytes,
+                          referrer_cache=cfg.fastreg.cache.referrerbytes, tag_cache=cfg.fastreg.cache.tagbytes,
+                          catalog_cache=cfg.fastreg.cache.catalogbytes),
             url_policy=url_policy(cfg), index_policy=index_policy(cfg),
             class_policy=ClassPolicy(frozenset(cfg.policy.repository.classes)),
             tag_concurrency=cfg.storage.tag.concurrencylimit)
@@ -134,9 +140,15 @@ class App:
             if msg["type"] == "lifespan.startup":
                 try:
                     ctx = self.open()
-                    from .purge import Maintenance
+                    from .maintenance.purge import Maintenance
                     self.maintenance = Maintenance(self.cfg, ctx.registry.driver, self.retention(ctx))
                     self.maintenance.start()
+                    store: Any = ctx.registry.driver
+                    while getattr(store, "inner", None) is not None:     # wrappers: metrics, cache, CDN
+                        store = store.inner
+                    probe = getattr(store, "lock_conditions", None)
+                    if probe is not None:        # logs what the store honours (storage/driver/lease.py)
+                        self.lock_probe = asyncio.ensure_future(probe())
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -144,6 +156,10 @@ class App:
                 quiet_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                if self.lock_probe is not None:
+                    self.lock_probe.cancel()
+                    with contextlib.suppress(BaseException):
+                        await self.lock_probe
                 if self.maintenance is not None:
                     await self.maintenance.stop()
                 await self.close()
@@ -159,7 +175,7 @@ class App:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self.ctx or self.open()
-        current_scope.set(scope)                    # request id on every log line (fastreg.logging)
+        current_scope.set(scope)                    # request id on every log line (fastreg.observability.logging)
         timed = self.access_log or self.observer is not None
         started = time.perf_counter() if timed else 0.0
         try:
@@ -195,7 +211,8 @@ class App:
         if found is None:
             if path == self.token_path:
                 request_state(scope).route = "token"
-                return await self.token_service(Request(scope, receive, {}), ctx)
+                resp: Response = await self.token_service(Request(scope, receive, {}), ctx)
+                return resp
             return NOT_FOUND
         route, params = found
         handler = route.handlers.get(scope["method"])
@@ -258,7 +275,7 @@ class App:
         return sent
 
 
-def auth_configured(cfg: Any) -> bool:
+def auth_configured(cfg: Config) -> bool:
     own = cfg.fastreg.auth
     return (cfg.auth.type not in (None, "none") or own.access is not None or own.tokenservice is not None
             or own.ratelimit.client.rate > 0 or own.ratelimit.user.rate > 0)
@@ -283,7 +300,7 @@ def quiet_gc() -> None:
 def create_app() -> App:
     """Factory for granian workers: the resolved config arrives through the environment."""
     from .config import config_from_json, load_config
-    from .logging import setup_logging
+    from .observability.logging import setup_logging
 
     raw = os.environ.get("FASTREG_RESOLVED_CONFIG")
     cfg = config_from_json(raw.encode()) if raw else load_config(os.environ.get("FASTREG_CONFIG"))
@@ -292,7 +309,7 @@ def create_app() -> App:
     return App(cfg)
 
 
-def url_policy(cfg: Any) -> URLPolicy:
+def url_policy(cfg: Config) -> URLPolicy:
     """validation.manifests.urls (and validation.disabled) as a URLPolicy."""
     v = cfg.validation
     try:
@@ -301,7 +318,7 @@ def url_policy(cfg: Any) -> URLPolicy:
         raise ConfigError(f"validation.manifests.urls: invalid regular expression: {exc}") from None
 
 
-def index_policy(cfg: Any) -> IndexPolicy:
+def index_policy(cfg: Config) -> IndexPolicy:
     """validation.manifests.indexes as an IndexPolicy (validation.disabled: every child)."""
     ix = cfg.validation.manifests.indexes
     if cfg.validation.disabled or ix.platforms == "all":

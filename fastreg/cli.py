@@ -2,7 +2,8 @@
 `fastreg htpasswd add|remove USER`, `fastreg gencerts DIR`,
 `fastreg gc [--config FILE] [--dry-run] [--delete-untagged]`,
 `fastreg check [--config FILE] [--repair] [--json] [--grace DURATION]`,
-`fastreg retention [--config FILE] [--dry-run] [--json]`, `fastreg version` (also `--version`), `fastreg completion bash|zsh`.
+`fastreg retention [--config FILE] [--dry-run] [--json]`, `fastreg version` (also `--version`),
+`fastreg completion bash|zsh`.
 
 A user mistake or a failure of the environment (a missing file, a port in use, a storage extra
 that is not installed) is one line on stderr, ``fastreg: <what>: <what to do>``, and a non-zero
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def version_line() -> str:
-    from .metrics import engine
+    from .observability.metrics import engine
     return f"fastreg {__version__} (engine: {engine()})"
 
 
@@ -164,7 +165,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 0
 
     from .config import ConfigError, load_config
-    from .logging import setup_logging
+    from .observability.logging import setup_logging
     path = _config_path(args)
     # warnings of the config load (ignored keys, deprecated ones) are held until the config says
     # how to log them, then written in its format
@@ -184,10 +185,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if logging.getLogger(record.name).isEnabledFor(record.levelno):
             logging.getLogger(record.name).handle(record)
     if args.command == "gc":
-        from .gc_cli import run_gc
+        from .maintenance.gc_cli import run_gc
         return run_gc(cfg, args)
     if args.command == "check":
-        from .gc_cli import run_check
+        from .maintenance.gc_cli import run_check
         return run_check(cfg, args)
     if args.command == "retention":
         from .retention.cli import run as run_retention

@@ -29,7 +29,8 @@ also runs fastreg):
   may contain ``_``, the path is found by walking the schema, trying the longest key first.
   Values are YAML (``true``, ``4``, ``[a, b]``) except where the key is a string, which takes the
   text verbatim.  ``FASTREG_STORAGE=s3`` switches the driver (keeping delete, maintenance, ...);
-  setting keys of a second driver while the file names another is the two-driver error.  An unknown ``FASTREG_`` path is an error; an unknown ``REGISTRY_`` path is a
+  setting keys of a second driver while the file names another is the two-driver error.  An unknown
+  ``FASTREG_`` path is an error; an unknown ``REGISTRY_`` path is a
   warning (Distribution ignores them, and Kubernetes injects ``REGISTRY_PORT`` & co. for a
   service named "registry").  Process variables that are not config (``NON_CONFIG_ENV``) and
   Kubernetes service links (``FASTREG_PORT...``, ``FASTREG_SERVICE_...``) are skipped.
@@ -239,6 +240,13 @@ class Storage(_S, frozen=True):
     @property
     def driver_params(self) -> Any:
         return getattr(self, self.driver_name)
+
+    @property
+    def filesystem_root(self) -> str:
+        """``storage.filesystem.rootdirectory`` (for code that runs on the filesystem driver only)."""
+        if self.filesystem is None:
+            raise ConfigError(f"storage: the {self.driver_name} driver has no root directory")
+        return self.filesystem.rootdirectory
 
 
 # auth
@@ -538,6 +546,18 @@ class TagLimits(_S, frozen=True):
     maxentries: int = 10000
 
 
+class CacheLimits(_S, frozen=True):
+    # per worker process, in bytes (each entry is charged its size plus a fixed overhead)
+    manifestbytes: int = 32 << 20     # manifest bodies by digest; one larger than an eighth is not kept
+    referrerbytes: int = 8 << 20      # referrer descriptors (artifactType, annotations) by digest
+    tagbytes: int = 16 << 20          # tag lists by repository (filesystem storage only)
+    catalogbytes: int = 16 << 20      # the repository list (a larger one is walked for each request)
+
+
+class ReferrerLimits(_S, frozen=True):
+    pagebytes: int = 1 << 20          # encoded descriptors per referrers page (at least one); Link: next
+
+
 class HTTPTimeouts(_S, frozen=True):
     headertimeout: Duration = 30.0     # a client must send its request head within this (HTTP/1.1)
     bodytimeout: Duration = 60.0       # longest wait for the next bytes of a request body (0: none)
@@ -664,6 +684,8 @@ class Fastreg(_S, frozen=True):
     catalog: CatalogLimits = msgspec.field(default_factory=CatalogLimits)
     manifest: ManifestLimits = msgspec.field(default_factory=ManifestLimits)
     tags: TagLimits = msgspec.field(default_factory=TagLimits)
+    referrers: ReferrerLimits = msgspec.field(default_factory=ReferrerLimits)
+    cache: CacheLimits = msgspec.field(default_factory=CacheLimits)
     http: HTTPTimeouts = msgspec.field(default_factory=HTTPTimeouts)
     auth: FastregAuth = msgspec.field(default_factory=FastregAuth)
     notifications: NotifyOptions = msgspec.field(default_factory=NotifyOptions)
@@ -695,7 +717,8 @@ class Config(_S, frozen=True):
     fastreg: Fastreg = msgspec.field(default_factory=Fastreg)
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 
 # -- schema walking -----------------------------------------------------------------------------
@@ -980,7 +1003,8 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
     for key, url in [("proxy.remoteurl", cfg.proxy.remoteurl)] + [
             (f"fastreg.proxy.upstreams.{k}.remoteurl", u.remoteurl) for k, u in fr.proxy.upstreams.items()] + [
             ("fastreg.proxy.peerurl", fr.proxy.peerurl)]:
-        if (url or key not in ("proxy.remoteurl", "fastreg.proxy.peerurl")) and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", url):
+        optional = key in ("proxy.remoteurl", "fastreg.proxy.peerurl")
+        if (url or not optional) and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", url):
             raise ConfigError(f"{key}: {url!r} is not an http:// or https:// URL")
     for key, hosts in [("fastreg.proxy.allowedhosts", fr.proxy.allowedhosts)] + [
             (f"fastreg.proxy.upstreams.{k}.allowedhosts", u.allowedhosts) for k, u in fr.proxy.upstreams.items()]:

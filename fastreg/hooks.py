@@ -7,7 +7,7 @@ touching the handlers.  Each has a null implementation that costs one attribute 
 - ``EventSink`` (fastreg.notify): records push/pull/delete/mount events.  ``emit`` is awaited
                                  before the response is sent, so a durable sink can persist
                                  the event first (at-least-once); it must never block on delivery.
-- ``Observer``  (fastreg.metrics): told about every finished request, off the hot path.
+- ``Observer``  (fastreg.observability.metrics): told about every finished request, off the hot path.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def request_state(scope: dict[str, Any]) -> RequestState:
     st = scope.get("fastreg")
     if st is None:
         st = scope["fastreg"] = RequestState()
-    return st  # type: ignore[no-any-return]
+    return st
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,12 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Config
+
+H2_MAX_HEADERS = 64 * 1024      # bytes of one HTTP/2 request's header list (HPACK-decoded, +32 per field)
 
 log = logging.getLogger("fastreg.server")
 
@@ -123,15 +128,16 @@ def _joined(paths: list[str]) -> str:
     return _private_file(".pem", b"".join(parts))
 
 
-def serve(cfg: Any) -> None:
+def serve(cfg: Config) -> None:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
-    from granian.http import HTTP1Settings
+    from granian.http import HTTP1Settings, HTTP2Settings
     from granian.log import LogLevels
 
     from .config import dump_config, listen_address
 
     host, port = listen_address(cfg)
+    host = listen_host(host, port, "http.addr")
     # Everything that can stop the start is checked here, in this process, before granian runs:
     # a failure is one line (StartupError) instead of a traceback from every worker.
     check_storage(cfg)
@@ -160,7 +166,7 @@ def serve(cfg: Any) -> None:
         # http.draintimeout bounds that wait (unset: as long as they take).
         kwargs["workers_kill_timeout"] = max(1, math.ceil(cfg.http.draintimeout))
     scheme = "https" if kwargs else "http"
-    from .logging import granian_log_config
+    from .observability.logging import granian_log_config
     kwargs["log_dictconfig"] = granian_log_config(cfg.log.formatter, cfg.log.fields, caller=cfg.log.reportcaller)
     debug = _start_debug_listener(cfg, workers)
     log.debug("malloc tuned: %s", ", ".join(tune_malloc()) or "nothing")
@@ -170,6 +176,8 @@ def serve(cfg: Any) -> None:
             workers=workers, loop=Loops.uvloop, http=mode, websockets=False, backlog=2048,
             log_level=LogLevels(GRANIAN_LOG_LEVELS.get(cfg.log.level.lower(), "info")),
             http1_settings=HTTP1Settings(header_read_timeout=max(1, int(cfg.fastreg.http.headertimeout * 1000))),
+            # an HTTP/2 request's header list is bounded like an HTTP/1.1 head (granian's default: 16 MiB)
+            http2_settings=HTTP2Settings(max_headers_size=H2_MAX_HEADERS),
             **kwargs,
         )
         # granian runs startup hooks once it has bound the listening socket
@@ -193,13 +201,13 @@ def _fmt_addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def storage_description(cfg: Any) -> str:
+def storage_description(cfg: Config) -> str:
     """Which storage a command works on, for its log and output: "filesystem storage at /var/lib/x",
     "s3 storage (bucket b, region r)"."""
     name = cfg.storage.driver_name
     params = getattr(cfg.storage, name, None)
     if name == "filesystem":
-        return f"filesystem storage at {cfg.storage.filesystem.rootdirectory}"
+        return f"filesystem storage at {cfg.storage.filesystem_root}"
     if isinstance(params, dict):
         parts = [f"{k} {params[k]}" for k in ("bucket", "container", "accountname", "region", "regionendpoint",
                                                 "rootdirectory", "driver") if params.get(k)]
@@ -216,7 +224,7 @@ def storage_description(cfg: Any) -> str:
 _EXTRAS = ("s3", "azure", "gcs")
 
 
-def check_storage(cfg: Any) -> None:
+def check_storage(cfg: Config) -> None:
     """The storage driver's extra is installed; a filesystem data directory exists (made if
     missing, as Distribution does) and this user can write in it."""
     import importlib
@@ -230,7 +238,7 @@ def check_storage(cfg: Any) -> None:
         except ImportError:
             raise StartupError(f"storage driver {name} is not installed: pip install 'fastreg[{name}]'") from None
     if cfg.storage.driver_name == "filesystem":
-        check_data_directory(cfg.storage.filesystem.rootdirectory, cfg.storage.maintenance.readonly.enabled)
+        check_data_directory(cfg.storage.filesystem_root, cfg.storage.maintenance.readonly.enabled)
 
 
 def check_data_directory(root: str, readonly: bool = False) -> None:
@@ -245,6 +253,9 @@ def check_data_directory(root: str, readonly: bool = False) -> None:
     try:
         os.makedirs(root, exist_ok=True)
     except FileExistsError:
+        if os.path.islink(root):            # a symbolic link to nothing (makedirs does not follow it)
+            raise StartupError(f"{key}: {root} is a symbolic link to {os.readlink(root)}, which does not exist: "
+                               "create that directory, or point the link at one") from None
         raise StartupError(f"{key}: {root} is a file, not a directory: choose a directory") from None
     except OSError as exc:
         raise StartupError(f"{key}: cannot create {root}: {exc.strerror}: create it, or choose another "
@@ -265,7 +276,7 @@ def check_tls_files(tls: Any) -> None:
             _readable_file(key, path)
 
 
-def check_auth_files(cfg: Any) -> None:
+def check_auth_files(cfg: Config) -> None:
     """The htpasswd files the auth config names are files (Debian's config.yml names a directory)."""
     ht = cfg.auth.htpasswd
     paths = [("auth.htpasswd.path", ht.path if ht is not None else "")]
@@ -291,6 +302,26 @@ def _readable_file(key: str, path: str) -> None:
         raise StartupError(f"{key}: cannot read {path}: {exc.strerror}: check its permissions", 2) from None
 
 
+def listen_host(host: str, port: int, key: str) -> str:
+    """The IP address to listen on: `host` when it is one, else the address a host name resolves
+    to, an IPv4 one first (granian takes addresses only; Distribution, in Go, listens on a name's
+    first IPv4 address the same way)."""
+    import ipaddress
+    import socket
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise StartupError(f"{key}: cannot listen on {_fmt_addr(host, port)}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if ":" not in a), addresses[0])
+
+
 def probe_port(host: str, port: int, key: str) -> None:
     """Refuse an address something already listens on.  granian binds with SO_REUSEPORT, which lets
     the kernel give a second fastreg the same port (and half the connections); a plain bind, as
@@ -310,35 +341,35 @@ def probe_port(host: str, port: int, key: str) -> None:
             raise StartupError(f"{key}: cannot listen on {_fmt_addr(host, port)}: {exc.strerror}") from None
 
 
-def hold_serving_lock(cfg: Any) -> int | None:
+def hold_serving_lock(cfg: Config) -> int | None:
     """A shared flock on the filesystem data directory for as long as this registry serves it,
     unless it serves read-only: `fastreg check --repair` takes the exclusive lock to know that no
-    registry writes there (see fastreg.gc_cli).  The descriptor, or None."""
+    registry writes there (see fastreg.maintenance.gc_cli).  The descriptor, or None."""
     if cfg.storage.driver_name != "filesystem" or cfg.storage.maintenance.readonly.enabled:
         return None
     import fcntl
-    fd = os.open(cfg.storage.filesystem.rootdirectory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = os.open(cfg.storage.filesystem_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise StartupError(f"storage.filesystem.rootdirectory: {cfg.storage.filesystem.rootdirectory} is being "
+        raise StartupError(f"storage.filesystem.rootdirectory: {cfg.storage.filesystem_root} is being "
                            "repaired (fastreg check --repair): start the registry when it is done") from None
     except OSError as exc:          # a filesystem without flock on directories (some network filesystems)
         os.close(fd)
         log.warning("storage.filesystem.rootdirectory: cannot lock %s (%s): fastreg check --repair will not see "
-                    "that this registry serves it", cfg.storage.filesystem.rootdirectory, exc.strerror)
+                    "that this registry serves it", cfg.storage.filesystem_root, exc.strerror)
         return None
     return fd
 
 
-def _start_debug_listener(cfg: Any, workers: int) -> Any:
+def _start_debug_listener(cfg: Config, workers: int) -> Any:
     """http.debug.addr: metrics, health and status on a thread of this (granian's main) process.
 
     Runs before granian starts the workers: the metrics sample directory must be in the
-    environment the workers inherit (see fastreg.metrics)."""
-    from . import metrics
+    environment the workers inherit (see fastreg.observability.metrics)."""
     from .config import debug_address
+    from .observability import metrics
 
     addr = debug_address(cfg)
     if addr is None:
@@ -350,7 +381,7 @@ def _start_debug_listener(cfg: Any, workers: int) -> Any:
         had = os.environ.get(metrics.MULTIPROC_ENV)
         path = metrics.prepare_multiproc_dir()
         made = None if had else path
-    from .debug import DebugServer
+    from .observability.debug import DebugServer
     try:
         server = DebugServer(cfg, *addr, workers=workers)
     except OSError as exc:

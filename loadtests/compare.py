@@ -30,8 +30,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.__main__ import pick_servers
-from bench.servers import LABELS, Server, make_server, peak_rss_mib, process_tree, reset_peak_rss
+from bench.__main__ import pick_servers  # noqa: E402  (the checkout's bench/, after the path above)
+from bench.servers import (  # noqa: E402
+    LABELS,
+    Server,
+    make_server,
+    peak_rss_mib,
+    process_tree,
+    reset_peak_rss,
+)
 
 
 def _cpu_of(pid: int) -> float:
@@ -121,7 +128,8 @@ def main() -> int:
     print(table(results, names))
     last = {r["server"]: r["prefix"] for r in results}
     title = f"{name}: -u {a.users} -t {a.time}, locust --processes {a.processes}"
-    return subprocess.run([sys.executable, str(HERE / "chart.py"), "--title", title, "--out", str(a.out / f"{name}.png"),
+    return subprocess.run([sys.executable, str(HERE / "chart.py"), "--title", title,
+                           "--out", str(a.out / f"{name}.png"),
                            *(f"{LABELS[n]}={last[n]}" for n in names if n in last)], check=False,
                           stdout=subprocess.DEVNULL).returncode
 

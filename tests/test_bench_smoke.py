@@ -132,7 +132,8 @@ def test_all_three_servers(tmp_path: Path) -> None:
     assert {r["server"] for r in doc["runs"]} == {"fastreg", DIST3, DIST2}
     row = doc["summary"]["catalog"]
     assert set(row["ratios"]) == {DIST3, DIST2} and row["ratio"] == row["ratios"][DIST3]
-    header = next(line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| scenario |"))
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| scenario |"))
     assert header.index(f"{LABELS[DIST3]} median") < header.index(f"{LABELS[DIST2]} median")
 
 
@@ -157,7 +158,7 @@ def test_locustfile_runs_clean_against_fastreg(locustfile: str, registry: Fastre
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = (csv_prefix.parent / "run_stats.csv").read_text().splitlines()
     header = rows[0].split(",")
-    agg = dict(zip(header, next(r for r in rows if ",Aggregated," in r).split(",")))
+    agg = dict(zip(header, next(r for r in rows if ",Aggregated," in r).split(","), strict=False))
     assert int(agg["Request Count"]) > 0 and int(agg["Failure Count"]) == 0, agg
 
 

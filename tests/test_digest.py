@@ -137,7 +137,7 @@ class RefSHA2:
             t1 = (h + (r(e, s1a) ^ r(e, s1b) ^ r(e, s1c)) + ((e & f) ^ (~e & g)) + self.k[t] + ws[t]) & m
             t2 = ((r(a, s0a) ^ r(a, s0b) ^ r(a, s0c)) + ((a & b) ^ (a & c) ^ (b & c))) & m
             a, b, c, d, e, f, g, h = (t1 + t2) & m, a, b, c, (d + t1) & m, e, f, g
-        self.h = [(x + y) & m for x, y in zip(self.h, (a, b, c, d, e, f, g, h))]
+        self.h = [(x + y) & m for x, y in zip(self.h, (a, b, c, d, e, f, g, h), strict=False)]
 
     def update(self, data: bytes) -> None:
         self.length += len(data)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fastreg.hooks import request_state
-from fastreg.logging import JSONFormatter, TextFormatter, _RequestId, current_scope, log_access
+from fastreg.observability.logging import JSONFormatter, TextFormatter, _RequestId, current_scope, log_access
 from tests.e2e.helpers import push_blob, unique_repo
 from tests.notify.conftest import Receiver
 
@@ -69,7 +69,8 @@ def test_reportcaller_names_the_function_file_and_line() -> None:
 
 
 def test_access_line_redacts_upload_state(caplog: pytest.LogCaptureFixture) -> None:
-    scope = {"method": "PATCH", "path": "/v2/a/blobs/uploads/u", "query_string": b"_state=SECRETSTATE&x=1&refresh_token=RT&my_state=keep",
+    scope = {"method": "PATCH", "path": "/v2/a/blobs/uploads/u",
+             "query_string": b"_state=SECRETSTATE&x=1&refresh_token=RT&my_state=keep",
              "headers": [(b"user-agent", b"ua/1"), (b"authorization", b"Bearer TOKEN")],
              "client": ("127.0.0.1", 5555), "http_version": "1.1"}
     with caplog.at_level(logging.INFO, logger="fastreg.access"):

@@ -192,7 +192,8 @@ def test_debians_config_with_its_htpasswd_directory(tmp_path: Path) -> None:
     cfg.write_text(text.replace("path: /etc/docker/registry\n", f"path: {htdir}\n"))
     p = serve(cfg, env={"FASTREG_HTTP_ADDR": f"127.0.0.1:{free_port()}",
                         "FASTREG_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data")})
-    assert one_line(p, logs=True) == (f"fastreg: auth.htpasswd.path: {htdir} is a directory, not an htpasswd file: point it "
+    assert one_line(p, logs=True) == (f"fastreg: auth.htpasswd.path: {htdir} is a directory, "
+                                      f"not an htpasswd file: point it "
                            f"at a file, e.g. fastreg htpasswd add USER --file {htdir}/htpasswd")
 
 

@@ -30,7 +30,8 @@ def _children(pid: int) -> set[int]:
     return out
 
 
-@pytest.mark.parametrize(("workers", "env", "engine"), [(2, {}, "compiled"), (1, {"FASTREG_NO_EXTENSIONS": "1"}, "pure")])
+@pytest.mark.parametrize(("workers", "env", "engine"),
+                         [(2, {}, "compiled"), (1, {"FASTREG_NO_EXTENSIONS": "1"}, "pure")])
 def test_process_metrics_for_every_worker_and_build_info(fastreg_factory: Any, workers: int, env: dict[str, str],
                                                          engine: str) -> None:
     dport = free_port()
@@ -55,7 +56,7 @@ def test_process_metrics_for_every_worker_and_build_info(fastreg_factory: Any, w
         with open(f"/proc/{pid}/status") as f:
             vmrss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
         assert 0.5 * vmrss < rss < 2 * vmrss
-    for (pid, _), fds in samples["process_open_fds"].items():
+    for (_pid, _), fds in samples["process_open_fds"].items():
         assert fds >= 3
     assert (f'fastreg_build_info{{engine="{engine}",python="{platform.python_version()}",'
             f'version="{__version__}"}} 1.0') in text.splitlines()

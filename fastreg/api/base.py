@@ -88,7 +88,12 @@ def json_listing(req: Request, doc: object, content_type: bytes = b"application/
                  extra: list[tuple[bytes, bytes]] | None = None) -> Response:
     """A listing (tags, catalog, referrers) as JSON, with a strong ETag (xxh3-64 of the body:
     a fast non-cryptographic hash is enough to tell a changed listing) and 304 on If-None-Match."""
-    body = orjson.dumps(doc)
+    return json_body_listing(req, orjson.dumps(doc), content_type, extra)
+
+
+def json_body_listing(req: Request, body: bytes, content_type: bytes = b"application/json",
+                      extra: list[tuple[bytes, bytes]] | None = None) -> Response:
+    """`json_listing` of a body already encoded."""
     etag = b'"' + xxhash.xxh3_64_hexdigest(body).encode() + b'"'
     headers = [(b"content-type", content_type), (b"etag", etag), *(extra or ())]
     inm = req.header(b"if-none-match")

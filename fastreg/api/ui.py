@@ -18,12 +18,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .base import Context
 from .errors import RegistryError
 from .http import Request, Response, h
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "webui"
 PREFIX = "/ui/"
@@ -63,14 +66,14 @@ class Site:
                         h("Cache-Control", "no-cache")]
 
     @classmethod
-    def from_config(cls, cfg: Any) -> Site | None:
+    def from_config(cls, cfg: Config) -> Site | None:
         """None when ``fastreg.ui.enabled`` is false."""
         if not cfg.fastreg.ui.enabled:
             return None
         return cls(connect_src=_token_realm_origin(cfg))
 
 
-def _token_realm_origin(cfg: Any) -> tuple[str, ...]:
+def _token_realm_origin(cfg: Config) -> tuple[str, ...]:
     """An external token service (``auth.token.realm`` on another origin) is called by the page."""
     token = cfg.auth.token
     realm = token.realm if token is not None else ""

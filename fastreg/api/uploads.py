@@ -98,6 +98,7 @@ async def _resume_for_write(req: Request, ctx: Context) -> UploadState:
     ctx.check_writable()
     p = req.params
     uploads = ctx.registry.uploads
+    uploads.verify(p["name"], p["uuid"], req.query.get("_state"))     # before storage is touched
     size = await uploads.stored_size(p["name"], p["uuid"])
     _check_content_range(req, size)
     return await uploads.resume(p["name"], p["uuid"], req.query.get("_state"), check_offset=True, size=size)
@@ -130,7 +131,7 @@ async def cancel(req: Request, ctx: Context) -> Response:
     ctx.check_writable()
     p = req.params
     uploads = ctx.registry.uploads
-    size = await uploads.stored_size(p["name"], p["uuid"])
-    uploads.verify(p["name"], p["uuid"], req.query.get("_state"), size)
+    uploads.verify(p["name"], p["uuid"], req.query.get("_state"))
+    await uploads.stored_size(p["name"], p["uuid"])
     await uploads.cancel(p["name"], p["uuid"])
     return Response(204, [(b"content-length", b"0")])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.http import Request, Response
-from ..config import ConfigError
+from ..config import Config, ConfigError
 
 
 @dataclass
@@ -18,10 +18,11 @@ class AuthSetup:
 
     async def serve_token(self, req: Request, ctx: Any) -> Response:
         assert self.token_service is not None
-        return await self.token_service(req, ctx)
+        resp: Response = await self.token_service(req, ctx)
+        return resp
 
 
-def build(cfg: Any) -> AuthSetup:
+def build(cfg: Config) -> AuthSetup:
     """The auth hooks for a resolved config; ConfigError (naming the key) when it cannot work."""
     try:
         return _build(cfg)
@@ -43,7 +44,7 @@ def _load(key: str, fn: Any, *args: Any, **kw: Any) -> Any:
         raise ConfigError(f"{key}: {exc}{hint}") from None
 
 
-def _build(cfg: Any) -> AuthSetup:
+def _build(cfg: Config) -> AuthSetup:
     from .access import Policy
     own = cfg.fastreg.auth
     policy = Policy.from_config(own.access) if own.access is not None else None
@@ -54,12 +55,15 @@ def _build(cfg: Any) -> AuthSetup:
         from .controllers import BasicAccess
         from .htpasswd import Htpasswd
         h = cfg.auth.htpasswd
+        assert h is not None                    # auth.type is the section that is set
         if not h.path:
             raise ConfigError("auth.htpasswd.path: required")
-        access = BasicAccess(_load("auth.htpasswd.path", Htpasswd, h.path), policy or Policy.allow_authenticated(), h.realm or "fastreg")
+        access = BasicAccess(_load("auth.htpasswd.path", Htpasswd, h.path), policy or Policy.allow_authenticated(),
+                             h.realm or "fastreg")
     elif kind == "token":
         from .controllers import TokenAccess
         t = cfg.auth.token
+        assert t is not None
         if not t.realm and ts is None and not t.autoredirect:
             raise ConfigError("auth.token.realm: required (or configure fastreg.auth.tokenservice)")
         access = TokenAccess(_verifier(t.issuer, t.service, t.rootcertbundle, t.jwks, t.signingalgorithms),
@@ -69,7 +73,9 @@ def _build(cfg: Any) -> AuthSetup:
                              policy=(policy or Policy.allow_authenticated()) if ts is not None else None)
     elif kind == "silly":
         from .controllers import SillyAccess
-        access = SillyAccess(cfg.auth.silly.realm, cfg.auth.silly.service)
+        silly = cfg.auth.silly
+        assert silly is not None
+        access = SillyAccess(silly.realm, silly.service)
     elif own.access is not None:
         raise ConfigError("fastreg.auth.access: needs an auth type (auth.htpasswd, or auth.token with a token service)")
 
@@ -99,7 +105,7 @@ def _verifier(issuer: str, service: str, bundle: str, jwks: str, algorithms: lis
                  jwks=_load("auth.token.jwks", load_jwks, jwks) if jwks else None, algorithms=algorithms)
 
 
-def _token_service(cfg: Any, ts: Any, policy: Any, per_client: Any) -> Any:
+def _token_service(cfg: Config, ts: Any, policy: Any, per_client: Any) -> Any:
     from .access import Policy
     from .htpasswd import Htpasswd
     from .token import TokenSigner, TokenVerifier, load_certificates
@@ -112,12 +118,27 @@ def _token_service(cfg: Any, ts: Any, policy: Any, per_client: Any) -> Any:
     if not ts.key or not ts.certificate:
         raise ConfigError("fastreg.auth.tokenservice: key and certificate are required "
                           "(make them with: fastreg gencerts DIR)")
-    if not ts.path.startswith("/") or ts.path.startswith("/v2"):
-        raise ConfigError(f"fastreg.auth.tokenservice.path: {ts.path!r} must start with / and not with /v2")
+    _check_token_path(ts.path)
     users = ts.htpasswd or (cfg.auth.htpasswd.path if cfg.auth.htpasswd is not None else "")
     signer = _load("fastreg.auth.tokenservice.key/certificate", TokenSigner, ts.key, ts.certificate, issuer)
     refresh = TokenVerifier(issuer=issuer, service=service + "#refresh", roots=load_certificates(ts.certificate)[:1],
                             algorithms=[signer.algorithm])
     return TokenService(signer, refresh, service, policy or Policy.allow_authenticated(),
-                        _load("fastreg.auth.tokenservice.htpasswd", Htpasswd, users) if users else None, int(ts.expiration), int(ts.refreshexpiration),
+                        _load("fastreg.auth.tokenservice.htpasswd", Htpasswd, users) if users else None,
+                        int(ts.expiration), int(ts.refreshexpiration),
                         ts.anonymous, per_client)
+
+
+def _check_token_path(path: str) -> None:
+    """The token service's path is matched as written and sent in challenges as the realm: plain
+    characters only, and never a path the registry's routes (the API, the web page) answer —
+    those would never reach the token service."""
+    import re
+
+    from ..api.routes import match
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or path.startswith("/v2"):
+        raise ConfigError(f"fastreg.auth.tokenservice.path: {path!r} must start with / and not with /v2, "
+                          "and hold only letters, digits and . _ ~ - /")
+    if match(path) is not None:
+        raise ConfigError(f"fastreg.auth.tokenservice.path: {path!r} is a path of the registry itself "
+                          "(the web page's): choose another, e.g. /token")

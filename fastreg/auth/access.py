@@ -22,7 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import AccessPolicy
 
 ACTIONS = ("pull", "push", "delete")
 _FOR_METHOD = {"GET": ("pull",), "HEAD": ("pull",), "POST": ("pull", "push"), "PUT": ("pull", "push"),
@@ -107,7 +110,7 @@ class Policy:
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict)   # user → groups
 
     @classmethod
-    def from_config(cls, cfg: Any) -> Policy:
+    def from_config(cls, cfg: AccessPolicy) -> Policy:
         """From ``fastreg.auth.access`` (see config.AccessPolicy)."""
         members: dict[str, set[str]] = {}
         for group, users in cfg.groups.items():

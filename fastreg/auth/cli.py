@@ -52,8 +52,12 @@ def _terminal() -> bool:
 
 
 def gencerts(args: argparse.Namespace) -> int:
-    from .pki import generate, token_signer_shares_tls_ca
-    written = generate(args.directory, args.host or ["127.0.0.1", "localhost"])
+    from .pki import PairIncomplete, generate, token_signer_shares_tls_ca
+    try:
+        written = generate(args.directory, args.host or ["127.0.0.1", "localhost"])
+    except PairIncomplete as exc:
+        print(f"fastreg: gencerts: {exc}", file=sys.stderr)
+        return 1
     for p in written:
         print(p)
     if not written:

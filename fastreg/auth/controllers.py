@@ -22,9 +22,10 @@ from typing import Any
 from ..api.errors import RegistryError
 from ..api.http import Request
 from ..hooks import request_state
+from ..reference import valid_name
 from .access import Identity, Policy, Scope, required
 from .htpasswd import Htpasswd, HtpasswdBusy
-from .ratelimit import TokenBucket, too_many
+from .ratelimit import TokenBucket, client_key, too_many
 from .token import TokenError, TokenVerifier
 
 
@@ -128,23 +129,28 @@ class TokenAccess:
     async def authorize(self, req: Request, route: str, name: str | None) -> str | None:
         needs = required(route, req.method, name)
         source = _mount_source(req, route)
+        # A mount's challenge also names pull on its source, as Distribution's does, so that a client
+        # building its token request from the challenge asks for both (without it, the mount is
+        # a normal upload: see below)
+        asked = needs + ((Scope("repository", source, ("pull",)),) if source and valid_name(source) else ())
         raw = req.header(b"authorization")
         scheme, _, token = (raw or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise RegistryError("UNAUTHORIZED", "authentication required",
-                                headers=self._challenge(req, needs, None))
+                                headers=self._challenge(req, asked, None))
         try:
             claims = self.verifier.verify(token.strip())
         except TokenError as exc:
             raise RegistryError("UNAUTHORIZED", f"invalid token: {exc}",
-                                headers=self._challenge(req, needs, "invalid_token")) from None
+                                headers=self._challenge(req, asked, "invalid_token")) from None
         if not all(claims.holds(s) for s in needs):
             raise RegistryError("UNAUTHORIZED", "insufficient scope",
-                                headers=self._challenge(req, needs, "insufficient_scope"))
+                                headers=self._challenge(req, asked, "insufficient_scope"))
         if source is not None and not (source and claims.holds(Scope("repository", source, ("pull",)))):
             request_state(req.scope).mount_allowed = False
         if route == "catalog" and self.policy is not None:
-            request_state(req.scope).catalog_filter = self.policy.pull_filter(self.policy.identity(claims.subject or None))
+            who = self.policy.identity(claims.subject or None)
+            request_state(req.scope).catalog_filter = self.policy.pull_filter(who)
         return claims.subject or None
 
 
@@ -178,8 +184,7 @@ class RateLimited:
 
     async def authorize(self, req: Request, route: str, name: str | None) -> str | None:
         if self.per_ip is not None:
-            client = req.scope.get("client")
-            wait = self.per_ip.take(client[0] if client else "?")
+            wait = self.per_ip.take(client_key(req.scope))
             if wait:
                 raise too_many(wait, "client address")
         actor: str | None = await self.inner.authorize(req, route, name)

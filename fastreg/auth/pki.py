@@ -120,32 +120,55 @@ def generate(directory: str | os.PathLike[str], hosts: list[str]) -> list[Path]:
     token.pem / .key       the token service's signing certificate, self-signed, apart from the
                            TLS CA (auth.token.rootcertbundle: token.pem)
     certs.d/ca.crt         the CA again, as skopeo/podman ``--cert-dir`` want it
-    Existing files are kept (so re-running never rotates a live install's keys)."""
+    Existing files are kept (so re-running never rotates a live install's keys); a certificate
+    found without its key, or a key without its certificate, stops it before anything is written
+    (``PairIncomplete``): the CA's key may be kept offline once server.pem exists."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    pairs = {stem: (d / f"{stem}.pem", d / f"{stem}.key") for stem in ("ca", "server", "token")}
+    for stem, (cert, key_path) in pairs.items():
+        # half a pair is never completed: writing the missing half would overwrite the other (a
+        # ca.pem whose key is kept offline would be replaced by a new CA that clients do not trust).
+        # The CA's key is needed only to issue server.pem.
+        offline_ca = stem == "ca" and cert.exists() and pairs["server"][0].exists()
+        if cert.exists() != key_path.exists() and not offline_ca:
+            have, missing = (cert, key_path) if cert.exists() else (key_path, cert)
+            raise PairIncomplete(f"{have} exists without {missing}: nothing written (put {missing.name} back, "
+                                 f"or remove {have.name} to make a new pair)")
     written: list[Path] = []
-    ca_pem, ca_key = d / "ca.pem", d / "ca.key"
-    if ca_pem.exists() and ca_key.exists():
-        key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey), "ca.key must be an ECDSA key"
-        ca = Issued(key, x509.load_pem_x509_certificate(ca_pem.read_bytes()))
+    ca_pem, ca_key = pairs["ca"]
+    ca: Issued | None = None
+    if ca_pem.exists():
+        if not pairs["server"][0].exists():         # only a new TLS certificate needs the CA's key
+            key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise PairIncomplete(f"{ca_key} is not an ECDSA key: nothing written")
+            ca = Issued(key, x509.load_pem_x509_certificate(ca_pem.read_bytes()))
     else:
         ca = make_ca()
         ca.write(ca_pem, ca_key)
         written += [ca_pem, ca_key]
     for stem in ("server", "token"):
-        cert, key_path = d / f"{stem}.pem", d / f"{stem}.key"
-        if cert.exists() and key_path.exists():
+        cert, key_path = pairs[stem]
+        if cert.exists():
             continue
-        made = issue(ca, "fastreg server", hosts=hosts) if stem == "server" else make_signer()
+        if stem == "server":
+            assert ca is not None
+            made = issue(ca, "fastreg server", hosts=hosts)
+        else:
+            made = make_signer()
         made.write(cert, key_path)
         written += [cert, key_path]
     certs_d = d / "certs.d"
     if not (certs_d / "ca.crt").exists():
         certs_d.mkdir(exist_ok=True)
-        (certs_d / "ca.crt").write_bytes(ca.cert_pem())
+        (certs_d / "ca.crt").write_bytes(ca_pem.read_bytes())
         written.append(certs_d / "ca.crt")
     return written
+
+
+class PairIncomplete(ValueError):
+    """gencerts found a certificate without its key, or a key without its certificate."""
 
 
 def token_signer_shares_tls_ca(directory: str | os.PathLike[str]) -> bool:

@@ -1,14 +1,18 @@
 """Token buckets per client address and per user: ``rate`` requests a second on average, bursts
 of up to ``burst``.  Over the limit → 429 TOOMANYREQUESTS with ``Retry-After`` (whole seconds).
 
-Buckets live in each worker process (no shared state): with N workers a client that spreads its
+A client address is its IPv4 address or its IPv6 /64 (``client_key``).  Buckets live in each
+worker process (no shared state): with N workers a client that spreads its
 connections may get up to N times the rate.  The table is bounded: when it grows past
 ``MAX_KEYS``, buckets that have refilled completely (idle clients) are dropped.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from ..api.errors import RegistryError
 
@@ -45,5 +49,24 @@ class TokenBucket:
             self._buckets.clear()
 
 
+def client_key(scope: Mapping[str, Any]) -> str:
+    """The bucket of a request's client: its IPv4 address, or the /64 network of its IPv6 address
+    (one host is given a whole /64 and may send from any address in it, so a bucket per IPv6
+    address would be a bucket per request for a client that rotates them)."""
+    client = scope.get("client")
+    if not client:
+        return "?"
+    try:
+        addr = ipaddress.ip_address(str(client[0]).partition("%")[0])
+    except ValueError:
+        return str(client[0])
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
 def too_many(wait: float, who: str) -> RegistryError:
-    return RegistryError("TOOMANYREQUESTS", {"limit": who}, headers=[(b"retry-after", str(max(1, math.ceil(wait))).encode())])
+    retry = str(max(1, math.ceil(wait))).encode()
+    return RegistryError("TOOMANYREQUESTS", {"limit": who}, headers=[(b"retry-after", retry)])

@@ -275,7 +275,7 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise TokenError(f"malformed token: {exc}") from None
         alg = header.get("alg")
-        if alg not in self.algorithms:
+        if not isinstance(alg, str) or alg not in self.algorithms:     # a list or an object is no name
             raise TokenError(f"signing algorithm {alg!r} is not accepted")
         key = self._signing_key(header)
         if alg.startswith("ES") and not isinstance(key, ec.EllipticCurvePublicKey) or \

@@ -32,7 +32,7 @@ from ..reference import NAME_MAX, valid_name
 from .access import Policy, Scope
 from .controllers import basic_credentials, checked
 from .htpasswd import Htpasswd
-from .ratelimit import TokenBucket, too_many
+from .ratelimit import TokenBucket, client_key, too_many
 from .token import TokenError, TokenSigner, TokenVerifier
 
 log = logging.getLogger("fastreg.auth")
@@ -76,8 +76,7 @@ class TokenService:
 
     async def __call__(self, req: Request, ctx: Any) -> Response:
         if self.per_client is not None:
-            client = req.scope.get("client")
-            wait = self.per_client.take(client[0] if client else "?")
+            wait = self.per_client.take(client_key(req.scope))
             if wait:
                 raise too_many(wait, "client address")
         if req.method == "GET":

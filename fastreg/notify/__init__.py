@@ -18,12 +18,13 @@ from .webhooks import Dispatcher, EndpointSpec, NotifyMetrics, endpoints_from_co
 
 if TYPE_CHECKING:
     from ..api.http import Request
+    from ..config import Config
     from ..hooks import Target
 
 log = logging.getLogger("fastreg.notify")
 
 
-def default_outbox_dir(cfg: Any, env: dict[str, str] | os._Environ[str] = os.environ) -> str:
+def default_outbox_dir(cfg: Config, env: dict[str, str] | os._Environ[str] = os.environ) -> str:
     """``$XDG_STATE_HOME/fastreg/outbox/<storage id>`` (``~/.local/state`` without XDG_STATE_HOME).
 
     Local state, not the storage root (which replicas may share over a network filesystem,
@@ -31,7 +32,7 @@ def default_outbox_dir(cfg: Any, env: dict[str, str] | os._Environ[str] = os.env
     finds its outbox again after a restart and two registries on one host keep theirs apart."""
     st = cfg.storage
     if st.driver_name == "filesystem":
-        ident = "filesystem:" + os.path.realpath(st.filesystem.rootdirectory)
+        ident = "filesystem:" + os.path.realpath(st.filesystem_root)
     else:
         ident = st.driver_name + ":" + repr(sorted((st.driver_params or {}).items()))
     state = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
@@ -73,7 +74,7 @@ class Notifier:
         await self.outbox.close()
 
 
-def create_notifier(cfg: Any, port: int, base_url: Any, metrics: NotifyMetrics | None = None) -> Notifier | None:
+def create_notifier(cfg: Config, port: int, base_url: Any, metrics: NotifyMetrics | None = None) -> Notifier | None:
     """The configured Notifier, started on the running loop; None when no endpoint is enabled."""
     specs = endpoints_from_config(cfg)
     if not specs:

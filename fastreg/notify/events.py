@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..hooks import request_state
-from ..logging import request_id
+from ..observability.logging import request_id
 
 if TYPE_CHECKING:
     from ..api.http import Request

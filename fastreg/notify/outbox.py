@@ -147,7 +147,7 @@ class Outbox:
         if lo is None or hi - lo + 1 <= self.maxevents:
             return 0
         (count,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
-        excess = count - self.maxevents
+        excess = int(count) - self.maxevents
         if excess <= 0:
             return 0
         conn.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (excess,))

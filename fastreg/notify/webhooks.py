@@ -17,6 +17,9 @@
   (loopback, private, link-local — cloud metadata services live there —, shared, reserved,
   multicast).  The connection goes to the address that was checked (no second lookup), and
   redirects are never followed (a 3xx is a failure).
+* **Bounded answers.**  Only the answer's head is read (``Connection: close``; the body is never
+  read), at most ``MAX_ANSWER_HEAD`` bytes in lines of at most ``MAX_ANSWER_LINE``: an endpoint
+  answering more, or no HTTP at all, has failed the delivery and is retried after its backoff.
 """
 from __future__ import annotations
 
@@ -30,18 +33,23 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from .. import netguard
 from .events import MEDIA_TYPE, envelope
 from .outbox import Outbox
 
+if TYPE_CHECKING:
+    from ..config import Config
+
 log = logging.getLogger("fastreg.notify")
 
 LEADER_RETRY = 1.0
 FIRST_RETRY = 0.05
 DEPTH_EVERY = 1.0      # seconds between two refreshes of the pending gauge while delivering
+MAX_ANSWER_LINE = 64 * 1024     # asyncio.StreamReader's default limit: the longest answer line read
+MAX_ANSWER_HEAD = 64 * 1024     # the status line and headers of an answer, together
 
 
 class DeliveryError(Exception):
@@ -82,11 +90,11 @@ class EndpointSpec:
     def delay(self, failures: int) -> float:
         """Seconds to wait after ``failures`` failed POSTs in a row."""
         if failures < self.threshold:
-            return min(self.backoff, FIRST_RETRY * 2 ** (failures - 1))
-        return min(self.maxbackoff, self.backoff * 2 ** min(failures - self.threshold, 32))
+            return float(min(self.backoff, FIRST_RETRY * 2 ** (failures - 1)))
+        return float(min(self.maxbackoff, self.backoff * 2 ** min(failures - self.threshold, 32)))
 
 
-def endpoints_from_config(cfg: Any) -> list[EndpointSpec]:
+def endpoints_from_config(cfg: Config) -> list[EndpointSpec]:
     """The enabled endpoints; raises ValueError for a URL fastreg cannot POST to."""
     own = cfg.fastreg.notifications
     out: list[EndpointSpec] = []
@@ -172,10 +180,13 @@ async def post(url: str, body: bytes, *, headers: Sequence[tuple[str, str]] = ()
                         *(f"{k}: {v}" for k, v in headers)]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
                 await writer.drain()
-                status_line = await reader.readline()
+                status_line = await _answer_line(reader)
                 # the headers too, so a server that answers before reading all is not cut off mid-way
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
+                head_bytes = len(status_line)
+                while (line := await _answer_line(reader)) not in (b"\r\n", b"\n", b""):
+                    head_bytes += len(line)
+                    if head_bytes > MAX_ANSWER_HEAD:
+                        raise DeliveryError(f"answer head longer than {MAX_ANSWER_HEAD} bytes")
             finally:
                 writer.close()
                 with contextlib.suppress(Exception):
@@ -193,6 +204,16 @@ async def post(url: str, body: bytes, *, headers: Sequence[tuple[str, str]] = ()
     if not 200 <= status < 300:
         raise DeliveryError(f"answered {status}")
     return status
+
+
+async def _answer_line(reader: asyncio.StreamReader) -> bytes:
+    """One line of the endpoint's answer, at most the reader's limit (64 KiB): a longer one is a
+    failed delivery like any other (retried after the endpoint's backoff), not an error of the
+    deliverer."""
+    try:
+        return await reader.readline()
+    except ValueError:      # asyncio's LimitOverrunError, as readline raises it
+        raise DeliveryError(f"answer line longer than {MAX_ANSWER_LINE} bytes") from None
 
 
 # -- delivery -----------------------------------------------------------------------------------

@@ -3,10 +3,12 @@ requests to the proxy's blob store, manifest store and tag lists (the local serv
 upstream behind them); everything else goes to the usual handlers, which read the local copy."""
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api.errors import RegistryError
 from ..api.http import Request, Response
@@ -18,6 +20,9 @@ from .manifests import ProxyManifestStore
 from .peers import Peers
 from .tags import forward
 from .upstream import DEFAULT_TTL, Upstream, is_docker_hub
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.proxy")
 
@@ -31,14 +36,14 @@ class Proxy:
                  peer_url: str = "", metrics: Any = None) -> None:
         self.registry = registry
         self.upstreams = upstreams              # "" = every repository (proxy.remoteurl)
-        self.metrics = metrics                  # fastreg.metrics.Metrics, when enabled
+        self.metrics = metrics                  # fastreg.observability.metrics.Metrics, when enabled
         self.fetches: dict[str, int] = {}       # "blob <digest>" / "manifest <repo>@<ref>" → count
         peers = Peers(Leases(registry.driver), peer_url) if peer_url else None    # fastreg.proxy.peerurl
         self.blobs = ProxyBlobStore(registry.blobs, storage, peers, self._refused, self._count)
         self.manifests = ProxyManifestStore(registry.manifests, registry.tags, storage, self._refused, self._count)
 
     @classmethod
-    def from_config(cls, cfg: Any, registry: Registry, metrics: Any = None) -> Proxy | None:
+    def from_config(cls, cfg: Config, registry: Registry, metrics: Any = None) -> Proxy | None:
         ups: dict[str, Upstream] = {}
         own = cfg.fastreg.proxy
         if cfg.proxy.remoteurl:
@@ -78,6 +83,7 @@ class Proxy:
     def _refused(self, upstream: str, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.proxy_refused(upstream, reason)
+        collect_soon()
 
     async def handle(self, route: str, req: Request, ctx: Any, handler: Handler,
                      target: tuple[Upstream, str]) -> Response:
@@ -107,3 +113,23 @@ class Proxy:
             if resp is not None:
                 return resp
         return await handler(req, ctx)
+
+
+_collection_due = False
+
+
+def collect_soon() -> None:
+    """A refused upstream answer leaves its partial body (up to a read limit) in reference cycles
+    through the exception that refused it; the worker's quieted collector (``fastreg.app.quiet_gc``)
+    would reach them late, so a flood of refusals would grow the worker.  Collect once, shortly
+    after the request that refused ends (at most one collection per 50 ms, however many refusals)."""
+    global _collection_due
+    if _collection_due:
+        return
+    _collection_due = True
+
+    def collect() -> None:
+        global _collection_due
+        _collection_due = False
+        gc.collect()
+    asyncio.get_running_loop().call_later(0.05, collect)

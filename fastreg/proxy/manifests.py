@@ -82,7 +82,8 @@ class ProxyManifestStore:
         except (InvalidDigest, UnsupportedDigest):
             return None
         if is_digest_reference(reference) and d != self._digest(reference):
-            raise self._bad(up, "DIGEST_INVALID", {"reference": reference, "detail": "upstream answered another digest"})
+            raise self._bad(up, "DIGEST_INVALID",
+                            {"reference": reference, "detail": "upstream answered another digest"})
         return Response(200, [h("Docker-Content-Digest", str(d)), h("ETag", f'"{d}"'), h("Content-Type", ctype),
                               h("Content-Length", length)])
 

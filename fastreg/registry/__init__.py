@@ -20,6 +20,11 @@ class Limits:
     manifest_max: int = 4 * 1024 * 1024
     catalog_max: int = 1000
     tags_max: int = 10000
+    referrers_page: int = 1 << 20           # bytes of descriptors per referrers page
+    manifest_cache: int = 32 << 20          # bytes per worker: manifest bodies
+    referrer_cache: int = 8 << 20           # bytes per worker: referrer descriptors
+    tag_cache: int = 16 << 20               # bytes per worker: tag lists
+    catalog_cache: int = 16 << 20           # bytes per worker: the repository list
 
 
 class Registry:
@@ -36,10 +41,12 @@ class Registry:
         self.redirect_every_read = driver.capabilities.redirects_every_read
         self.blobs = BlobStore(driver)
         self.uploads = UploadStore(driver, self.blobs, secret)
-        self.tags = TagStore(driver, concurrency=tag_concurrency)
-        self.catalog = Catalog(driver)
+        self.tags = TagStore(driver, concurrency=tag_concurrency, cache_bytes=limits.tag_cache)
+        self.catalog = Catalog(driver, max_bytes=limits.catalog_cache)
         self.manifests = ManifestStore(driver, self.blobs, self.tags, self.catalog, allow_blake3=allow_blake3,
-                                       max_size=limits.manifest_max, url_policy=url_policy,
+                                       max_size=limits.manifest_max, cache_bytes=limits.manifest_cache,
+                                       descriptor_cache_bytes=limits.referrer_cache,
+                                       referrers_page=limits.referrers_page, url_policy=url_policy,
                                        index_policy=index_policy, class_policy=class_policy)
 
     async def close(self) -> None:

@@ -12,6 +12,9 @@ read the old generation, and the next request sees the new one and walks again.
 Repositories created by another program on the same storage (Distribution serving the same
 data directory) do not change the generation; they appear once the cache is older than
 ``ttl`` seconds.
+
+The cached list is kept only while it costs at most ``max_bytes`` (``fastreg.cache.catalogbytes``:
+each name's characters plus ``NAME_COST``); a larger catalog is walked again for each request.
 """
 from __future__ import annotations
 
@@ -21,11 +24,14 @@ import time
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver
 
+NAME_COST = 64      # bytes a listed name costs besides its characters (str header, list slot)
+
 
 class Catalog:
-    def __init__(self, driver: StorageDriver, *, ttl: float = 30.0) -> None:
+    def __init__(self, driver: StorageDriver, *, ttl: float = 30.0, max_bytes: int = 16 << 20) -> None:
         self.driver = driver
         self.ttl = ttl
+        self.max_bytes = max_bytes
         self._repos: list[str] | None = None
         self._generation: bytes | None = None
         self._built = 0.0
@@ -39,7 +45,10 @@ class Catalog:
         found: list[str] = []
         await self._walk(layout.REPOS, "", found)
         found.sort()
-        self._repos, self._generation, self._built = found, generation, now
+        if sum(map(len, found)) + NAME_COST * len(found) <= self.max_bytes:
+            self._repos, self._generation, self._built = found, generation, now
+        else:
+            self._repos = None
         return found
 
     async def created(self, name: str) -> None:

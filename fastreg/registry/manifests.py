@@ -6,21 +6,21 @@ data under ``blobs/`` → revision link → referrers link → tag.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
 from .. import manifest as mf
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, digest_bytes, parse_digest
 from ..errors import RegistryError
-from ..gc import GuardTimeout, ReferenceGuard
+from ..maintenance.gc import GuardTimeout, ReferenceGuard
 from ..reference import is_digest_reference, valid_tag
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver
 from .blobs import BlobStore
 from .catalog import Catalog
+from .lru import ByteLRU
 from .tags import TagStore
 
 log = logging.getLogger("fastreg")
@@ -48,26 +48,19 @@ class StoredManifest:
     media_type: str
 
 
-class _LRU(OrderedDict[Any, Any]):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def get_fresh(self, key: Any) -> Any:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        if len(self) > self.size:
-            self.popitem(last=False)
+@dataclass(frozen=True, slots=True)
+class ReferrersPage:
+    """One page of a subject's referrers: each descriptor as encoded JSON (an OCI descriptor
+    object), and the digest to continue after when more follow."""
+    descriptors: list[bytes]
+    next_after: Digest | None
 
 
 class ManifestStore:
     def __init__(self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, catalog: Catalog, *,
-                 allow_blake3: bool, max_size: int, url_policy: mf.URLPolicy = mf.DISTRIBUTION_URL_POLICY,
+                 allow_blake3: bool, max_size: int, cache_bytes: int = 32 << 20,
+                 descriptor_cache_bytes: int = 8 << 20, referrers_page: int = 1 << 20,
+                 url_policy: mf.URLPolicy = mf.DISTRIBUTION_URL_POLICY,
                  index_policy: mf.IndexPolicy = mf.EVERY_CHILD, class_policy: mf.ClassPolicy = mf.ANY_CLASS) -> None:
         self.driver = driver
         self.blobs = blobs
@@ -78,10 +71,13 @@ class ManifestStore:
         self.url_policy = url_policy            # validation.manifests.urls
         self.index_policy = index_policy        # validation.manifests.indexes
         self.class_policy = class_policy        # policy.repository.classes
-        # Content is immutable by digest: cache bytes + media type (bounded by total bytes).
-        self._cache: _LRU = _LRU(4096)
-        self._descriptors: _LRU = _LRU(4096)
-        self.guard = ReferenceGuard(driver)     # online garbage collection (see fastreg.gc)
+        # Content is immutable by digest: bodies and referrer descriptors are cached per worker,
+        # each cache bounded in bytes (fastreg.cache.*); a manifest over an eighth of it is not kept.
+        self._cache: ByteLRU[tuple[str, str], StoredManifest] = ByteLRU(cache_bytes, max_entry=cache_bytes // 8)
+        # (artifactType, the descriptor as encoded JSON) by the referrer's digest
+        self._descriptors: ByteLRU[tuple[str, str], tuple[str | None, bytes]] = ByteLRU(descriptor_cache_bytes)
+        self.referrers_page = max(1, referrers_page)
+        self.guard = ReferenceGuard(driver)     # online garbage collection (see fastreg.maintenance.gc)
         self.immutable: TagGuard | None = None       # fastreg.immutability (fastreg.retention.immutable)
 
     def parse_reference(self, reference: str) -> Digest | str:
@@ -107,16 +103,22 @@ class ManifestStore:
 
     async def _content(self, d: Digest) -> StoredManifest:
         key = (d.algorithm, d.hex)
-        hit = self._cache.get_fresh(key)
+        hit = self._cache.get(key)
         if hit is not None:
-            return hit  # type: ignore[no-any-return]
+            return hit
+        path = layout.blob_data(d.algorithm, d.hex)
         try:
-            body = await self.driver.get_content(layout.blob_data(d.algorithm, d.hex))
+            # Read into memory only what a push could have stored: content under a digest never
+            # changes, so its size checked first is the size read.
+            size = (await self.driver.stat(path)).size
+            if size > self.max_size:
+                raise RegistryError("MANIFEST_INVALID", {"digest": str(d), "size": size, "max": self.max_size},
+                                    message="stored manifest is larger than fastreg.manifest.maxsize")
+            body = await self.driver.get_content(path)
         except PathNotFound:
             raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(d)}) from None
         sm = StoredManifest(d, body, mf.sniff_media_type(body))
-        if len(body) <= 256 * 1024:
-            self._cache.put(key, sm)
+        self._cache.put(key, sm, len(body))
         return sm
 
     async def get(self, name: str, reference: str) -> StoredManifest:
@@ -164,7 +166,7 @@ class ManifestStore:
         self.class_policy.check(parsed)
         if self.immutable is not None and isinstance(ref, str):
             await self.immutable.check_put(self.tags, name, ref, d)
-        since = await self.guard.epoch()                # online gc, step P0 (fastreg.gc)
+        since = await self.guard.epoch()                # online gc, step P0 (fastreg.maintenance.gc)
         await self._check_references(name, parsed, local)
 
         stored = await self.blobs.stat_data(d)
@@ -186,19 +188,19 @@ class ManifestStore:
                 previous = None
             await self.tags.tag(name, ref, d, new=previous is None)
         await self._confirm(name, ref, d, parsed, previous, since, local)
-        self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type))
+        self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type), len(body))
         return d, parsed
 
     async def _confirm(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest,
                        previous: Digest | None, since: bytes, local: bool = True) -> None:
         """Every link is written: tell a running garbage collection what this manifest names
-        (fastreg.gc, step P2); if one runs or ran since `since`, check it all survived (P3)."""
+        (fastreg.maintenance.gc, step P2); if one runs or ran since `since`, check it all survived (P3)."""
         named = [d, *(b.digest for b in parsed.blobs if not b.foreign), *(c.digest for c in parsed.manifests)] \
             if local else [d]
         try:
             if not await self.guard.confirm(named, since):
                 return
-            self._cache.pop((d.algorithm, d.hex), None)
+            self._cache.pop((d.algorithm, d.hex))
             if await self.blobs.stat_data(d) is not None and await self._revision_exists(name, d):
                 await self._check_references(name, parsed, local)
                 return
@@ -278,36 +280,60 @@ class ManifestStore:
         except RegistryError:
             return []
 
-    async def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
+    async def referrers(self, name: str, subject: Digest, artifact_type: str | None,
+                        after: Digest | None = None) -> ReferrersPage:
+        """The referrers of `subject` in digest order, after `after`, as many as fit in
+        ``referrers_page`` bytes of encoded descriptors (at least one)."""
         base = layout.referrers_dir(name, subject.algorithm, subject.hex)
-        out: list[dict[str, Any]] = []
+        out: list[bytes] = []
+        used = 0
+        last: Digest | None = None
+        start = (after.algorithm, after.hex) if after is not None else None
         try:
             algs = await self.driver.list(base)
         except PathNotFound:
-            return out
+            return ReferrersPage(out, None)
         for alg in sorted(algs):
+            if start is not None and alg < start[0]:
+                continue
             try:
                 hexes = await self.driver.list(f"{base}/{alg}")
             except PathNotFound:
                 continue
             for hex_ in sorted(hexes):
+                if start is not None and (alg, hex_) <= start:
+                    continue
                 try:
                     d = parse_digest(f"{alg}:{hex_}", allow_blake3=True)
                 except (InvalidDigest, UnsupportedDigest):
                     continue
                 if not await self._revision_exists(name, d):
                     continue
-                desc = self._descriptors.get_fresh((alg, hex_))
-                if desc is None:
-                    try:
-                        sm = await self._content(d)
-                    except RegistryError:
-                        continue
-                    desc = mf.referrer_descriptor(sm.body, d)
-                    self._descriptors.put((alg, hex_), desc)
-                if artifact_type is None or desc.get("artifactType") == artifact_type:
-                    out.append(desc)
-        return out
+                entry = await self._descriptor(d)
+                if entry is None or (artifact_type is not None and entry[0] != artifact_type):
+                    continue
+                if out and used + len(entry[1]) > self.referrers_page:
+                    return ReferrersPage(out, last)
+                out.append(entry[1])
+                used += len(entry[1]) + 1
+                last = d
+        return ReferrersPage(out, None)
+
+    async def _descriptor(self, d: Digest) -> tuple[str | None, bytes] | None:
+        """(artifactType, encoded descriptor) of referrer `d`; None if its manifest is unreadable."""
+        key = (d.algorithm, d.hex)
+        hit = self._descriptors.get(key)
+        if hit is not None:
+            return hit
+        try:
+            sm = await self._content(d)
+        except RegistryError:
+            return None
+        desc = mf.referrer_descriptor(sm.body, d)
+        at = desc.get("artifactType")
+        entry = (at if isinstance(at, str) else None, orjson.dumps(desc))
+        self._descriptors.put(key, entry, len(entry[1]))
+        return entry
 
 
 def _subject_of(body: bytes) -> Digest | None:

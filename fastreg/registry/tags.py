@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -23,6 +22,7 @@ from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..errors import RegistryError
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver
+from .lru import ByteLRU
 
 T = TypeVar("T")
 
@@ -51,13 +51,16 @@ async def bounded(items: Sequence[str], fn: Callable[[str], Awaitable[T]], limit
 class TagStore:
     SETTLE = 2.0
     CACHED_REPOSITORIES = 1024
+    TAG_COST = 64           # bytes a listed tag costs besides its characters (str header, list slot)
     PARSED_LINKS = 4096
 
-    def __init__(self, driver: StorageDriver, *, concurrency: int = 0) -> None:
+    def __init__(self, driver: StorageDriver, *, concurrency: int = 0, cache_bytes: int = 16 << 20) -> None:
         self.driver = driver
         self.concurrency = concurrency if concurrency > 0 else (os.cpu_count() or 1)
         self._cacheable = driver.capabilities.directory_mtimes
-        self._lists: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
+        # tag lists by repository, bounded in bytes (fastreg.cache.tagbytes) and repositories
+        self._lists: ByteLRU[str, tuple[float, list[str]]] = ByteLRU(
+            cache_bytes, max_entries=self.CACHED_REPOSITORIES)
         self._parsed: dict[bytes, Digest] = {}     # a tag link's bytes -> the digest they name
 
     async def resolve(self, name: str, tag: str) -> Digest:
@@ -118,7 +121,6 @@ class TagStore:
                 mtime = (await self.driver.stat(path)).mtime
                 cached = self._lists.get(name)
                 if cached is not None and cached[0] == mtime:
-                    self._lists.move_to_end(name)
                     return cached[1]
             names = await self.driver.list(path)
         except PathNotFound:
@@ -129,9 +131,7 @@ class TagStore:
             return []
         names.sort()
         if mtime is not None and time.time() - mtime > self.SETTLE:
-            self._lists[name] = (mtime, names)
-            if len(self._lists) > self.CACHED_REPOSITORIES:
-                self._lists.popitem(last=False)
+            self._lists.put(name, (mtime, names), sum(map(len, names)) + self.TAG_COST * len(names))
         return names
 
     async def pointing_at(self, name: str, d: Digest) -> list[str]:

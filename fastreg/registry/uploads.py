@@ -31,7 +31,8 @@ an in-process one — from the size check to the end, commit and move included; 
 is refused at once with 416 and the session's Range.  Drivers without ``exclusive`` (GCS) get
 the in-process lock only.
 
-State machine (rows: request; each checks the session exists, then the token):
+State machine (rows: request; each checks the token — ``_state`` is required — then that the
+session exists):
 
     POST               → new session, 202 Range 0-0   (or ?digest=: whole body, 201)
     GET    <uuid>      → 204 Range 0-<offset-1>
@@ -102,10 +103,12 @@ class UploadStore:
         mac = hmac.new(self._secret, payload, hashlib.sha256).digest()
         return f"{_b64(payload)}.{_b64(mac)}"
 
-    def verify(self, name: str, uuid: str, token: str | None, offset: int) -> UploadState:
-        """The state a request carries. A missing token means "the session as stored"."""
-        if token is None:
-            return UploadState(name, uuid, offset, "")
+    def verify(self, name: str, uuid: str, token: str | None) -> UploadState:
+        """The state a request carries in ``_state``.  Required, as Distribution requires it: the
+        session's name is a capability only together with the token the server handed out, and a
+        request without it is refused (400 BLOB_UPLOAD_INVALID) before storage is looked at."""
+        if not token:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "the _state parameter of the upload's Location is required")
         try:
             p64, m64 = token.split(".", 1)
             payload = _unb64(p64)
@@ -164,9 +167,9 @@ class UploadStore:
     async def resume(self, name: str, uuid: str, token: str | None, *, check_offset: bool,
                      size: int | None = None) -> UploadState:
         """The session's state; `size` is its stored size if the caller has just read it."""
+        st = self.verify(name, uuid, token)
         if size is None:
             size = await self.stored_size(name, uuid)
-        st = self.verify(name, uuid, token, size)
         if check_offset and st.offset != size:
             raise RegistryError("BLOB_UPLOAD_INVALID",
                                 f"upload resumed at offset {st.offset} but {size} bytes are stored")

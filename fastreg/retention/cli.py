@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..storage.driver.base import StorageError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 HELP = "apply the retention policies (fastreg.retention) once (safe while serving)"
 
@@ -25,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="print only the summary (and failures)")
 
 
-async def apply(cfg: Any, *, dry_run: bool) -> Any:
+async def apply(cfg: Config, *, dry_run: bool) -> Any:
     """One run against the configured storage, with the server's immutability rules and webhooks."""
     from ..app import App
     app = App(cfg)
@@ -38,7 +41,7 @@ async def apply(cfg: Any, *, dry_run: bool) -> Any:
         await app.close()
 
 
-def run(cfg: Any, args: argparse.Namespace) -> int:
+def run(cfg: Config, args: argparse.Namespace) -> int:
     if not cfg.fastreg.retention.policies:
         print("fastreg retention: no policy configured (fastreg.retention.policies)", file=sys.stderr)
         return 2

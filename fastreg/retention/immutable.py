@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..auth.access import _glob as compile_glob
 from ..errors import RegistryError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,7 @@ class Immutability:
         self.on_refusal = on_refusal
 
     @classmethod
-    def from_config(cls, cfg: Any) -> Immutability | None:
+    def from_config(cls, cfg: Config) -> Immutability | None:
         """From the whole config; None when no rule is configured."""
         rules = cfg.fastreg.immutability.rules
         return cls((r.repository, r.tags) for r in rules) if rules else None

@@ -32,7 +32,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -40,12 +40,15 @@ from ..api.http import Request
 from ..auth.access import _glob as compile_glob
 from ..digest import Digest
 from ..errors import RegistryError
-from ..gc import references
 from ..hooks import RequestState, Target
+from ..maintenance.gc import references
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageError
 from . import history, pulls
 from .immutable import Immutability
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.retention")
 
@@ -81,7 +84,7 @@ class CompiledPolicy:
         return f"fastreg.retention.policies.{self.index} (repository {self.repository!r})"
 
 
-def compile_policies(cfg: Any) -> list[CompiledPolicy]:
+def compile_policies(cfg: Config) -> list[CompiledPolicy]:
     return [CompiledPolicy(i, p.repository, compile_glob(p.repository), p.keep.lastpushed, p.keep.pushedwithin,
                            p.keep.lastpulled, p.keep.pulledwithin, tuple((t, compile_glob(t)) for t in p.keep.tags),
                            p.untagged)
@@ -176,7 +179,7 @@ async def _no_body() -> dict[str, Any]:
 class Retention:
     """Applies the configured policies through a registry's services (``fastreg.registry.Registry``)."""
 
-    def __init__(self, cfg: Any, registry: Any, *, emit: Emit | None = None,
+    def __init__(self, cfg: Config, registry: Any, *, emit: Emit | None = None,
                  deleted: Callable[[str, int], None] | None = None, now: Callable[[], float] = time.time,
                  pull_settle: float | None = None) -> None:
         self.policies = compile_policies(cfg)

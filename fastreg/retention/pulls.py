@@ -125,7 +125,8 @@ async def compact(driver: StorageDriver, name: str) -> int:
                 total.add(await _read(driver, f"{writer_dir(name)}/{f}"))
             if not fresh and not merged:
                 return 0
-            await driver.put_content(base_path(name), orjson.dumps({**total.doc(), "merged": sorted(merged | set(fresh))}))
+            doc = {**total.doc(), "merged": sorted(merged | set(fresh))}
+            await driver.put_content(base_path(name), orjson.dumps(doc))
             for f in sorted(merged | set(fresh)):
                 with contextlib.suppress(PathNotFound):
                     await driver.delete(f"{writer_dir(name)}/{f}")

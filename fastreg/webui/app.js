@@ -18,6 +18,8 @@
   const SCAN_BUDGET = 10;       // catalog pages read per search step before asking for "more"
   const CONFIG_MAX = 1 << 20;   // largest image config the page reads
   const CHILDREN_MAX = 64;      // index entries whose manifests are read for the size totals
+  const TAG_COUNT_CAP = 1000;   // tags counted per repository in the list ("1000+" past it)
+  const PARALLEL = 4;           // requests in flight for the per-row details (counts, sizes)
   const HOST = location.host;
 
   // -- DOM helpers: text only -------------------------------------------------------------
@@ -56,7 +58,6 @@
     if (gen !== generation) throw new Stale();
     return clear(document.getElementById("view"));
   }
-  function mono(text, cls) { return el("span", { class: cls || "mono", text }); }
   function size(bytes) {
     const n = Number(bytes) || 0;
     const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -64,6 +65,44 @@
     while (v >= 1024 && u < units.length - 1) { v /= 1024; u += 1; }
     const shown = u === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
     return el("span", { class: "size", "data-bytes": n, title: `${n} bytes`, text: shown });
+  }
+  // A digest shown short (algorithm and 12 hex digits, as docker does), the whole of it in the
+  // title and data-digest, with a Copy button; a link when href is given.
+  function shortDigest(d) {
+    const m = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([0-9a-fA-F]{12})[0-9a-fA-F]+$/.exec(d || "");
+    return m ? `${m[1]}:${m[2]}…` : (d || "");
+  }
+  function digestBox(d, attrs) {
+    const a = attrs || {};
+    const label = el(a.href ? "a" : "span", { href: a.href, download: a.download, class: a.class || "digest",
+      "data-digest": d, title: d, text: shortDigest(d) });
+    const btn = el("button", { type: "button", class: "plain copy", title: `Copy ${d}`, "aria-label": `Copy ${d}`, text: "Copy" });
+    btn.addEventListener("click", () => copyText(d, label, btn));
+    return el("span", { class: "digest-box", id: a.id }, label, btn);
+  }
+  // navigator.clipboard where the page may use it (a secure context); otherwise the whole text
+  // is shown in `node` and selected, for the user's Ctrl+C.
+  async function copyText(text, node, btn) {
+    try {
+      if (!window.isSecureContext || !navigator.clipboard) throw new Error("no clipboard");
+      await navigator.clipboard.writeText(text);
+      btn.textContent = "Copied";
+    } catch (e) {
+      node.textContent = text;
+      getSelection().selectAllChildren(node);
+      btn.textContent = "Selected: press Ctrl+C";
+    }
+  }
+  // fn over items, at most PARALLEL at a time; stops early once the view is left.
+  async function pool(items, fn, gen) {
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length && (gen === undefined || gen === generation)) {
+        const item = items[next++];
+        try { await fn(item); } catch (e) { if (e instanceof LoginNeeded) throw e; }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
   }
   function repoHref(repo) { return "#/r/" + encodeURIComponent(repo); }
   function refHref(repo, ref) { return repoHref(repo) + "/m/" + encodeURIComponent(ref); }
@@ -321,6 +360,7 @@
       more.hidden = true;
       status.textContent = "Loading…";
       let found = 0, pages = 0;
+      const counts = [];
       while (!done && found < PAGE && pages < SCAN_BUDGET) {
         const { res, doc } = await catalogPage(q ? SCAN_PAGE : PAGE, last);
         const names = doc.repositories || [];
@@ -328,7 +368,9 @@
         for (const name of names) {
           if (q && mode === "prefix" && !name.startsWith(q)) { if (name > q) { done = true; break; } continue; }
           if (q && mode === "contains" && !name.includes(q)) continue;
-          list.append(el("li", {}, el("a", { href: repoHref(name), class: "repo", text: name })));
+          const count = el("span", { class: "muted tag-count" });
+          list.append(el("li", {}, el("a", { href: repoHref(name), class: "repo", text: name }), " ", count));
+          counts.push([name, count]);
           found += 1; shown += 1;
         }
         last = nextLast(res) || (names.length ? names[names.length - 1] : last);
@@ -337,55 +379,91 @@
       status.textContent = shown === 0 && done ? (q ? "No repository matches." : "No repositories yet.")
         : q ? `${shown} shown, ${scanned} searched${done ? "" : " so far"}.` : `${shown} shown.`;
       more.hidden = done;
+      await pool(counts, ([name, span]) => tagCount(name, span), gen);
     });
     more.addEventListener("click", () => step().catch(fail));
     await step();
   }
 
+  // One bounded request per repository shown: up to TAG_COUNT_CAP tags (fewer when the
+  // registry's own page maximum is lower); a next page means "at least that many".
+  async function tagCount(name, span) {
+    const { res, doc } = await apiJSON(`/v2/${name}/tags/list?n=${TAG_COUNT_CAP}`);
+    const n = (doc.tags || []).length;
+    const more = nextLast(res) !== null;
+    span.setAttribute("data-count", String(n));
+    if (more) span.setAttribute("data-more", "true");
+    span.textContent = `${n}${more ? "+" : ""} tag${n === 1 && !more ? "" : "s"}`;
+  }
+
   // -- view: a repository's tags ----------------------------------------------------------
   async function viewTags(repo, gen) {
     crumbs(["Repositories", "#/"], [repo]);
-    const list = el("ul", { class: "list", id: "tags" });
+    const rows = el("tbody", {});
+    const list = el("table", { id: "tags" }, el("thead", {}, el("tr", {},
+      el("th", { text: "Tag" }), el("th", { text: "Digest" }), el("th", { class: "num", text: "Size" }),
+      el("th", { text: "Pushed" }))), rows);
     const status = el("p", { class: "muted", id: "tags-status" });
     const more = el("button", { type: "button", class: "plain", id: "tags-more", text: "More tags", hidden: true });
     let last = null, shown = 0;
-    const step = busy(async () => {
+    const load = async () => {
       more.hidden = true;
       const qs = new URLSearchParams({ n: String(PAGE) });
       if (last !== null) qs.set("last", last);
       const { res, doc } = await apiJSON(`/v2/${repo}/tags/list?` + qs);
-      // push times (fastreg's history endpoint; absent for a pull-through cache's upstream tags)
-      const pushed = {};
+      // digests and push times (fastreg's history endpoint; absent for a pull-through cache's
+      // upstream tags: the listing stands without them)
+      const hist = {};
       try {
-        const hist = await apiJSON(`/v2/_fastreg/history/${repo}?` + qs);
-        for (const t of hist.doc.tags || []) pushed[t.tag] = t.pushed;
-      } catch (e) { /* the listing stands without them */ }
+        const h = await apiJSON(`/v2/_fastreg/history/${repo}?` + qs);
+        for (const t of h.doc.tags || []) hist[t.tag] = t;
+      } catch (e) { if (e instanceof LoginNeeded) throw e; }
+      const sizeCells = new Map();        // digest → the size cells of the tags naming it
       for (const tag of doc.tags || []) {
-        const when = pushed[tag] ? el("span", { class: "muted pushed", title: pushed[tag],
-          text: " pushed " + pushed[tag].replace("T", " ").replace(/\.\d+Z$/, " UTC") }) : null;
-        list.append(put(el("li", {}, el("a", { href: refHref(repo, tag), class: "tag", text: tag })), when));
+        const t = hist[tag] || {};
+        const sizeCell = el("td", { class: "num tag-size" });
+        if (t.digest) {
+          if (!sizeCells.has(t.digest)) sizeCells.set(t.digest, []);
+          sizeCells.get(t.digest).push(sizeCell);
+        }
+        rows.append(el("tr", { class: "tag-row" },
+          el("td", {}, el("a", { href: refHref(repo, tag), class: "tag", text: tag })),
+          el("td", { class: "tag-digest" }, t.digest ? digestBox(t.digest, { href: refHref(repo, t.digest) }) : null),
+          sizeCell,
+          el("td", { class: "muted pushed", title: t.pushed || null,
+            text: t.pushed ? t.pushed.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "" })));
         shown += 1;
       }
       last = nextLast(res);
       status.textContent = shown ? `${shown} tag${shown === 1 ? "" : "s"} shown.` : "No tags.";
       more.hidden = last === null;
-    });
-    await step();      // errors (no such repository, no pull right) before anything is drawn
-    const first = list.querySelector("a.tag");
+      return sizeCells;
+    };
+    // Sizes: each distinct manifest of the page read once, by digest (so the page's reads do not
+    // count as pulls of the tags): an image's config and layers added up, an index's platforms counted.
+    const fillSizes = (sizeCells) => pool([...sizeCells], async ([digest, cells]) => {
+      const m = await getManifest(repo, digest);
+      const blobs = isIndex(m) ? null : [m.doc.config, ...(m.doc.layers || m.doc.blobs || [])].filter(Boolean);
+      for (const cell of cells) {
+        cell.setAttribute("title", `manifest: ${m.size} bytes`);
+        if (blobs) put(cell, size(blobs.reduce((n, b) => n + (Number(b.size) || 0), 0)));
+        else put(cell, el("span", { class: "platforms", text: `${(m.doc.manifests || []).length} platforms` }));
+      }
+    }, gen);
+    const cells = await load();      // errors (no such repository, no pull right) before anything is drawn
+    const first = rows.querySelector("a.tag");
     freshView(gen).append(el("section", {}, el("h1", { id: "repo-name", text: repo }),
       pullBox(`${HOST}/${repo}${first ? ":" + first.textContent : ""}`, "pull-repo"),
       el("h2", { text: "Tags" }), list, status, more));
-    more.addEventListener("click", () => step().catch(fail));
+    more.addEventListener("click", () => busy(async () => fillSizes(await load()))().catch(fail));
+    await fillSizes(cells);
   }
 
   function pullBox(ref, id) {
     const cmd = `podman pull ${ref}`;
     const code = el("code", { id, text: cmd });
     const btn = el("button", { type: "button", class: "plain", text: "Copy" });
-    btn.addEventListener("click", async () => {
-      try { await navigator.clipboard.writeText(cmd); btn.textContent = "Copied"; }
-      catch (e) { getSelection().selectAllChildren(code); btn.textContent = "Selected: press Ctrl+C"; }
-    });
+    btn.addEventListener("click", () => copyText(cmd, code, btn));
     return el("div", { class: "pull" }, code, btn);
   }
 
@@ -404,10 +482,15 @@
     return descs.map((d, i) => el("tr", { class: withPlatform ? "platform" : "layer" },
       withPlatform ? el("td", { class: "platform-name", text: platformText(d.platform) || attestationLabel(d) })
         : el("td", { class: "num", text: String(i + 1) }),
-      el("td", {}, withPlatform ? el("a", { href: refHref(repo, d.digest), class: "digest", text: d.digest })
-        : mono(d.digest, "digest")),
+      el("td", {}, withPlatform ? digestBox(d.digest, { href: refHref(repo, d.digest) })
+        : digestBox(d.digest, blobLink(repo, d.digest))),
       el("td", { class: "mono media-type", text: d.mediaType || "" }),
       el("td", { class: "num" }, size(d.size))));
+  }
+  // A blob's own URL in the registry API: a plain link, so the browser downloads it itself
+  // (streamed to disk, following a storage redirect); see docs/webui.md for it under auth.
+  function blobLink(repo, digest, id) {
+    return { id, href: `/v2/${repo}/blobs/${digest}`, download: digest.replace(":", "-"), class: "digest blob" };
   }
   function attestationLabel(d) {
     const a = d.annotations || {};
@@ -441,12 +524,12 @@
     const head = el("section", {},
       el("h1", { id: "ref-name", text: `${repo}${isDigest ? "@" : ":"}${ref}` }),
       el("dl", { id: "manifest-info" },
-        el("dt", { text: "Digest" }), el("dd", { class: "mono", id: "manifest-digest", text: m.digest }),
+        el("dt", { text: "Digest" }), el("dd", {}, digestBox(m.digest, { id: "manifest-digest" })),
         el("dt", { text: "Media type" }), el("dd", { class: "mono", id: "manifest-media-type", text: m.mediaType }),
         m.doc.artifactType ? [el("dt", { text: "Artifact type" }), el("dd", { class: "mono", id: "manifest-artifact-type", text: m.doc.artifactType })] : null,
         el("dt", { text: "Manifest size" }), el("dd", {}, size(m.size)),
         m.doc.subject ? [el("dt", { text: "Subject" }), el("dd", {},
-          el("a", { href: refHref(repo, m.doc.subject.digest), id: "manifest-subject", class: "digest", text: m.doc.subject.digest }))] : null),
+          digestBox(m.doc.subject.digest, { href: refHref(repo, m.doc.subject.digest), id: "manifest-subject" }))] : null),
       el("h3", { text: "Pull" }),
       isDigest ? null : pullBox(`${HOST}/${repo}:${ref}`, "pull-tag"),
       m.digest ? pullBox(`${HOST}/${repo}@${m.digest}`, "pull-digest") : null);
@@ -490,7 +573,7 @@
     view.append(sec);
     if (cfg) {
       sec.append(el("h2", { text: "Config" }), el("dl", { id: "config" },
-        el("dt", { text: "Digest" }), el("dd", { class: "mono", id: "config-digest", text: cfg.digest }),
+        el("dt", { text: "Digest" }), el("dd", {}, digestBox(cfg.digest, blobLink(repo, cfg.digest, "config-digest"))),
         el("dt", { text: "Media type" }), el("dd", { class: "mono", id: "config-media-type", text: cfg.mediaType }),
         el("dt", { text: "Size" }), el("dd", {}, size(cfg.size))));
     }
@@ -588,7 +671,7 @@
       put(sec, el("h3", { class: "referrer-kind", text: `${kind} (${list.length})` }),
         table([["Artifact type"], ["Digest"], ["Size", "num"], ["Annotations"]], list.map((d) => el("tr", { class: "referrer" },
           el("td", { class: "mono artifact-type", text: d.artifactType || d.mediaType || "" }),
-          el("td", {}, el("a", { href: refHref(repo, d.digest), class: "digest", text: d.digest })),
+          el("td", {}, digestBox(d.digest, { href: refHref(repo, d.digest) })),
           el("td", { class: "num" }, size(d.size)),
           el("td", {}, Object.entries(d.annotations || {}).map(([k, v]) => el("div", { class: "mono", text: `${k}: ${v}` }))))),
         `referrers-${kind.split(" ")[0].toLowerCase()}`));

@@ -53,7 +53,8 @@ def test_globs_and_principals() -> None:
     assert p.granted(alice, deep) == ()                      # * stays within one component
     assert p.granted(alice, Scope("repository", "team/app", ("*",))) == ("pull", "push", "delete")
     assert p.granted(alice, CATALOG) == ("*",) and p.granted(bob, CATALOG) == ()
-    assert p.allows(bob, required("upload", "PUT", "team/x")) and not p.allows(carol, required("upload", "PUT", "team/x"))
+    put = required("upload", "PUT", "team/x")
+    assert p.allows(bob, put) and not p.allows(carol, put)
 
 
 def test_default_policy_is_any_authenticated_user() -> None:

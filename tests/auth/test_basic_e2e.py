@@ -114,7 +114,7 @@ def test_mount_needs_pull_on_source(server: Any) -> None:
     d = digest_of(blob)
     with client(server, "alice") as alice:
         loc = alice.post("/v2/private/src/blobs/uploads/").headers["location"]
-        assert alice.put(loc, params={"digest": d}, content=blob,
+        assert alice.put(httpx.URL(loc).copy_merge_params({"digest": d}), content=blob,
                          headers={"content-type": OCTET}).status_code == 201
         # alice may pull private/src: the mount happens
         r = alice.post("/v2/team/alice-copy/blobs/uploads/", params={"mount": d, "from": "private/src"})

@@ -174,7 +174,8 @@ def test_cli_add_with_password_stdin(tmp_path: Path) -> None:
     f = tmp_path / "users"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     r = subprocess.run([sys.executable, "-m", "fastreg", "htpasswd", "add", "carol", "--file", str(f),
-                        "--password-stdin", "--cost", "4"], check=False, input="pa ss\n", text=True, capture_output=True,
+                        "--password-stdin", "--cost", "4"], check=False, input="pa ss\n", text=True,
+                       capture_output=True,
                        env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert verify(Htpasswd(f), "carol", "pa ss")

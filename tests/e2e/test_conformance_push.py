@@ -356,10 +356,7 @@ def test_tampered_state_token_is_refused(client: httpx.Client) -> None:
             kw: dict[str, object] = {}
             if method in ("PATCH", "PUT"):
                 kw = {"content": b"data", "headers": {"Content-Type": OCTET}}
-            if method == "PUT":
-                tampered_url = q(tampered, digest=digest_of(b"data"))
-            else:
-                tampered_url = tampered
+            tampered_url = q(tampered, digest=digest_of(b"data")) if method == "PUT" else tampered
             resp = client.request(method, tampered_url, **kw)  # type: ignore[arg-type]
             assert 400 <= resp.status_code < 500, (method, bad, resp.status_code, resp.text)
             assert_error(resp, resp.status_code, "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN")

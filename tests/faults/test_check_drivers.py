@@ -9,21 +9,22 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 
-from fastreg import check
 from fastreg.digest import parse_digest
+from fastreg.maintenance import check
 from fastreg.registry import Registry
 from fastreg.storage import layout
 from fastreg.storage.driver.base import StorageDriver
 from tests.e2e.helpers import make_manifest
-from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server  # noqa: F401 (fixtures)
+from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server, rgw_server  # noqa: F401 (fixtures)
 from tests.storage.registry_push import push_manifest
 
 REPO = "chk/app"
 
 
-@pytest.mark.parametrize("kind", ["filesystem", "inmemory", "s3", "azure", "gcs"])
+@pytest.mark.parametrize("kind", ["filesystem", "inmemory", "s3", "rgw", "azure", "gcs"])
 def test_check_leftovers_and_referrers_on_every_driver(request: pytest.FixtureRequest, tmp_path: Path,
                                                        kind: str) -> None:
     backend = _backend(request, kind, tmp_path)
@@ -55,6 +56,7 @@ def test_check_leftovers_and_referrers_on_every_driver(request: pytest.FixtureRe
         report = await check.Checker(driver, now=lambda: later).run()
         assert (report.problems, report.uploads.sessions, report.referrers) == ([], 1, 1)
         assert await reg.uploads.stored_size(REPO, sound.uuid) == 0      # the sound session is still there
-        assert [d["digest"] for d in await reg.manifests.referrers(REPO, i, None)] == [sig.digest]
+        page = await reg.manifests.referrers(REPO, i, None)
+        assert [orjson.loads(b)["digest"] for b in page.descriptors] == [sig.digest]
         await driver.close()
     asyncio.run(main())

@@ -74,8 +74,8 @@ CASES = [
     Case("stat-timeout", lambda c: [{"op": "stat", "path": c.glob + "_layers/*", "action": "timeout", "delay": 0.05,
                                       "nth": 3, "times": 1}]),
     Case("list-eio", lambda c: [{"op": "list", "path": c.glob + "_manifests/tags", "action": "eio", "times": 1}]),
-    Case("read-eio", image=make_manifest(layers=[make_layer(2_500_000)]), rules=lambda c: [{"op": "reader", "path": _blob_glob(c.layer), "action": "eio", "when": "after",
-                                  "times": 1}]),
+    Case("read-eio", image=make_manifest(layers=[make_layer(2_500_000)]),
+         rules=lambda c: [{"op": "reader", "path": _blob_glob(c.layer), "action": "eio", "when": "after", "times": 1}]),
     Case("read-slow", lambda c: [{"op": "reader", "path": _blob_glob(c.layer), "action": "slow", "delay": 0.2}]),
 ]
 BY_NAME = {c.name: c for c in CASES}

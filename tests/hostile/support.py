@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +38,7 @@ def snapshot(root: Path) -> dict[str, str]:
     server may be removing a cancelled session while we walk: a file gone between listing and
     reading is recorded as "vanished", which differs from any stable state."""
     out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         out[rel] = "dir"
         for f in filenames:
@@ -199,3 +202,19 @@ def assert_blobs_intact(root: Path) -> None:
             if hashlib.sha256(data.read_bytes()).hexdigest() != data.parent.name:
                 bad.append(data.parent.name)
     assert not bad, f"blobs whose content does not match their digest: {bad}"
+
+
+def serve_refused(config: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run `fastreg serve --config CONFIG`, expected to refuse to start: its exit and output.  A
+    server that starts instead is stopped (its whole process group) and the test fails."""
+    from tests.conftest import _pythonpath
+    proc = subprocess.Popen([sys.executable, "-m", "fastreg", "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": _pythonpath()})
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"fastreg serve --config {config} did not refuse to start") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -180,7 +180,8 @@ range_text = st.one_of(
     hostile_text,
     st.builds(lambda u, a, b, ws: f"{ws}{u}={a}-{b}{ws}", st.sampled_from(["bytes", "BYTES", "bytes ", "byte", ""]),
               st.one_of(num, st.just("")), st.one_of(num, st.just("")), st.sampled_from(["", " ", "\t", "\n"])),
-    st.lists(st.builds(lambda a, b: f"{a}-{b}", num, num), min_size=1, max_size=3).map(lambda r: "bytes=" + ",".join(r)),
+    st.lists(st.builds(lambda a, b: f"{a}-{b}", num, num), min_size=1, max_size=3)
+    .map(lambda r: "bytes=" + ",".join(r)),
 )
 content_range_text = st.one_of(
     hostile_text,
@@ -250,7 +251,8 @@ def descriptors(draw: Any) -> Any:
 def manifests(draw: Any) -> bytes:
     doc: dict[str, Any] = {"schemaVersion": draw(st.sampled_from([2, 1, 2.0, "2", True, None, 3]))}
     for key, strat in (("mediaType", st.sampled_from(MEDIA)), ("config", descriptors()),
-                       ("layers", st.lists(descriptors(), max_size=3)), ("manifests", st.lists(descriptors(), max_size=3)),
+                       ("layers", st.lists(descriptors(), max_size=3)),
+                       ("manifests", st.lists(descriptors(), max_size=3)),
                        ("subject", descriptors()), ("artifactType", st.sampled_from(MEDIA)),
                        ("annotations", st.dictionaries(st.text(max_size=5), st.one_of(st.text(max_size=5), json_values),
                                                        max_size=3)),

@@ -95,7 +95,8 @@ PATHS: list[tuple[str, str, int, str]] = [
     ("DELETE", "/v2/held/app/blobs/uploads/..", 404, "BLOB_UPLOAD_UNKNOWN"),
     ("GET", "/v2/held/app/blobs/uploads/a%5cb", 404, "BLOB_UPLOAD_UNKNOWN"),
     ("GET", "/v2/held/app/blobs/uploads/a%00b", 404, "BLOB_UPLOAD_UNKNOWN"),
-    ("PATCH", "/v2/held/app/blobs/uploads/00000000-0000-4000-8000-000000000000", 404, "BLOB_UPLOAD_UNKNOWN"),
+    # a well-formed session id without _state: refused before the session is looked up (as Distribution)
+    ("PATCH", "/v2/held/app/blobs/uploads/00000000-0000-4000-8000-000000000000", 400, "BLOB_UPLOAD_INVALID"),
     # paths outside the API: a plain 404, as Distribution answers (no error code: no route)
     ("GET", "/v2/../../../etc/passwd", 404, ""),
     ("GET", "/%2e%2e/%2e%2e/etc/passwd", 404, ""),

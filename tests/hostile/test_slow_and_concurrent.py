@@ -205,5 +205,6 @@ def test_twenty_concurrent_pushes_to_one_tag(seeded: Seeded) -> None:
     assert json.loads(final.content)["layers"][0]["digest"] in {digest_of(b) for b in layers}
     # After the storm, the last writer wins: each push in turn is what the tag serves.
     for m in (manifests[3], manifests[7]):
-        assert c.put("/v2/race/tag/manifests/latest", content=m, headers={"content-type": OCI_MANIFEST}).status_code == 201
+        put = c.put("/v2/race/tag/manifests/latest", content=m, headers={"content-type": OCI_MANIFEST})
+        assert put.status_code == 201
         assert c.get("/v2/race/tag/manifests/latest", headers={"accept": OCI_MANIFEST}).content == m

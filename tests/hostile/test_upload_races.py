@@ -156,7 +156,7 @@ def test_interleaved_patches_in_process(tmp_path: Path, storage: str) -> None:
                 call(app, "PATCH", f"{path}?_state={token}", {"content-length": str(len(b))}, frames_b, pause=0.005))
             assert sorted((ra.status, rb.status)) == [202, 416], (ra.body, rb.body)
             won = a if ra.status == 202 else b
-            st = await call(app, "GET", path)
+            st = await call(app, "GET", f"{path}?_state={token}")
             _, q = st.location()
             for mine in (a, b):
                 put = await call(app, "PUT", f"{path}?_state={state_of(q)}&digest={digest_of(mine)}")

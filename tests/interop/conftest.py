@@ -132,7 +132,7 @@ class DistributionServer:
             wait_http(self.url + "/v2/", self.proc)
         except (RuntimeError, TimeoutError):
             self.stop()
-            raise RuntimeError("docker-registry failed to start:\n" + self.log())
+            raise RuntimeError("docker-registry failed to start:\n" + self.log()) from None
 
     def stop(self) -> None:
         if self.proc is None:

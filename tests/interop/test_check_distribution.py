@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.interop]
 
 
 def test_distribution_data_directory_checks_clean(
-        skopeo: Callable[..., subprocess.CompletedProcess[str]], distribution_factory: Callable[..., DistributionServer],
+        skopeo: Callable[..., subprocess.CompletedProcess[str]],
+        distribution_factory: Callable[..., DistributionServer],
         oci_image: ImageLayout, docker_image: ImageLayout, tmp_path: Path) -> None:
     dist = distribution_factory()
     push_images(skopeo, dist, oci_image, docker_image)

@@ -94,7 +94,7 @@ def run_suite(url: str, report_dir: Path, env: dict[str, str]) -> Report:
         "OCI_REPORT_DIR": str(report_dir), **env,
     }
     proc = subprocess.run([str(BINARY), "-ginkgo.no-color"], check=False, cwd=report_dir, env=full_env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, errors="replace", timeout=600)  # OCI_DEBUG: binary bodies
     rep = Report(output=proc.stdout[-6000:] + proc.stderr[-2000:])
     junit = report_dir / "junit.xml"
     assert junit.exists(), f"the suite wrote no junit.xml (exit {proc.returncode}):\n{rep.output}"

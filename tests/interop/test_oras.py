@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 oras_provider = pytest.importorskip("oras.provider")
-import oras.oci
+import oras.oci  # noqa: E402  (after importorskip: oras is a test dependency)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.interop]
 

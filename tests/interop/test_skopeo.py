@@ -239,7 +239,8 @@ def test_zstd_layers(registry: Any, skopeo: Skopeo, tmp_path: Path) -> None:
     the registry stores and serves them as any other blob.  A fresh image (own seed): skopeo 1.9
     would rather mount an already-known gzip blob than recompress it."""
     oci_image = build_oci_image(tmp_path / "zstd-src", seed="zstd")
-    skopeo("--override-os", "linux", "--override-arch", "amd64", "copy", "--dest-compress", "--dest-compress-format", "zstd",
+    skopeo("--override-os", "linux", "--override-arch", "amd64", "copy",
+           "--dest-compress", "--dest-compress-format", "zstd",
            "--dest-tls-verify=false", oci_image.ref, f"docker://{registry.host}/zstd/amd64:v1",
            server=registry)
     body = raw(skopeo, registry, "zstd/amd64:v1")

@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from fastreg import gc
 from fastreg.digest import parse_digest
+from fastreg.maintenance import gc
 from fastreg.registry import Registry
 from fastreg.storage.driver.base import StorageDriver
 from tests.e2e.helpers import make_index, make_layer, make_manifest
-from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server  # noqa: F401 (fixtures)
+from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server, rgw_server  # noqa: F401 (fixtures)
 from tests.storage.registry_push import push_blob, push_manifest
 
 REPO = "drv/app"
 
 
-@pytest.mark.parametrize("kind", ["filesystem", "inmemory", "s3", "azure", "gcs"])
+@pytest.mark.parametrize("kind", ["filesystem", "inmemory", "s3", "rgw", "azure", "gcs"])
 def test_same_collection_on_every_driver(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
     backend = _backend(request, kind, tmp_path)
     root = f"gc-{uuid.uuid4().hex[:8]}"

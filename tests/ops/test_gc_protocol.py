@@ -1,4 +1,4 @@
-"""The online-GC protocol (fastreg.gc docstring), each interleaving forced deterministically.
+"""The online-GC protocol (fastreg.maintenance.gc docstring), each interleaving forced deterministically.
 
 A real registry (fastreg's services over the filesystem driver, in this process) and a real
 collector; the collector's phase hook runs a push at the exact point of the sweep under test.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from fastreg import gc
 from fastreg.digest import Digest
 from fastreg.errors import RegistryError
+from fastreg.maintenance import gc
 from fastreg.registry import Registry
 from fastreg.storage.driver.filesystem import FilesystemDriver
 

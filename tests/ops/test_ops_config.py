@@ -31,7 +31,8 @@ fastreg:
     up = cfg.storage.maintenance.uploadpurging
     assert (up.enabled, up.age, up.interval, up.dryrun) == (True, 7200.0, 1800.0, True)
     assert (cfg.proxy.remoteurl, cfg.proxy.username, cfg.proxy.ttl) == ("https://registry-1.docker.io", "u", 600.0)
-    assert (cfg.fastreg.gc.graceperiod, cfg.fastreg.gc.interval, cfg.fastreg.gc.deleteuntagged) == (900.0, 21600.0, True)
+    gc = cfg.fastreg.gc
+    assert (gc.graceperiod, gc.interval, gc.deleteuntagged) == (900.0, 21600.0, True)
     ups = cfg.fastreg.proxy.upstreams
     assert ups["hub"].ttl == 300.0 and ups["ghcr.io"].ttl is None
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fastreg.purge import parse_startedat, purge_uploads
+from fastreg.maintenance.purge import parse_startedat, purge_uploads
 from fastreg.registry import Registry
 from fastreg.storage import layout
 from fastreg.storage.driver.filesystem import FilesystemDriver

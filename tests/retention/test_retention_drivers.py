@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fastreg import gc
+from fastreg.maintenance import gc
 from fastreg.retention.policy import Retention
 from fastreg.storage.driver.base import StorageDriver
 from tests.e2e.helpers import make_index, make_layer, make_manifest

@@ -49,7 +49,8 @@ def test_cli_dry_run_then_run_with_webhooks(fastreg_factory: Any, tmp_path: Path
     receiver.start()
     try:
         cfg = {"notifications": {"endpoints": [{"name": "hook", "url": receiver.url, "backoff": "100ms"}]},
-               "fastreg": {"retention": POLICIES, "immutability": {"rules": [{"repository": "ci/*", "tags": ["keep-*"]}]},
+               "fastreg": {"retention": POLICIES,
+                           "immutability": {"rules": [{"repository": "ci/*", "tags": ["keep-*"]}]},
                            "notifications": {"allowprivate": True, "pollinterval": "100ms",
                                              "outbox": str(tmp_path / "outbox")}}}
         srv = fastreg_factory(cfg)

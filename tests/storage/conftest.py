@@ -23,6 +23,7 @@ from .services import (
     AZURE_CONTAINER,
     AZURE_KEY,
     GCS_BUCKET,
+    RGW_KEYS,
     S3_BUCKET,
     S3_KEYS,
     S3_TEST_PART,
@@ -31,6 +32,7 @@ from .services import (
     start_gcs,
     start_moto,
     start_redis,
+    start_rgw,
 )
 
 
@@ -135,6 +137,7 @@ class CachedBackend(InMemoryBackend):
 
 class S3Backend(Backend):
     name = "s3"
+    keys = S3_KEYS
 
     def __init__(self, svc: Service) -> None:
         self.svc = svc
@@ -143,7 +146,7 @@ class S3Backend(Backend):
         return {"bucket": S3_BUCKET, "region": "us-east-1", "regionendpoint": endpoint or self.svc.url,
                 "forcepathstyle": True, "rootdirectory": f"/{root}", "chunksize": S3_TEST_PART,
                 "multipartcopychunksize": 2 * S3_TEST_PART, "multipartcopythresholdsize": 2 * S3_TEST_PART,
-                **S3_KEYS}
+                **self.keys}
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
         from fastreg.storage.driver.s3 import S3Driver
@@ -151,7 +154,7 @@ class S3Backend(Backend):
                         max_attempts=1 + kw.get("retries", 4))
 
     async def leftovers(self, root: str) -> list[str]:
-        async with s3_client(self.svc.url) as s3:
+        async with s3_client(self.svc.url, self.keys) as s3:
             objs = await s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=root + "/")
             mpus = await s3.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=root + "/")
         return ([o["Key"] for o in objs.get("Contents", [])]
@@ -161,7 +164,7 @@ class S3Backend(Backend):
         """Multipart uploads that no sidecar names: nobody could ever finish or abort them."""
         from fastreg.storage.driver.s3 import SIDECAR
         out = []
-        async with s3_client(self.svc.url) as s3:
+        async with s3_client(self.svc.url, self.keys) as s3:
             mpus = await s3.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=root + "/")
             for u in mpus.get("Uploads", []):
                 try:
@@ -175,11 +178,17 @@ class S3Backend(Backend):
         return out
 
 
-def s3_client(url: str) -> Any:
+class RgwBackend(S3Backend):
+    """Ceph RGW (Debian's radosgw 16.2): the driver is the same S3 driver, the store is real."""
+
+    keys = RGW_KEYS
+
+
+def s3_client(url: str, keys: dict[str, str] = S3_KEYS) -> Any:
     from fastreg.storage.driver.s3 import _session
     return _session().create_client("s3", region_name="us-east-1", endpoint_url=url,
-                                       aws_access_key_id=S3_KEYS["accesskey"],
-                                       aws_secret_access_key=S3_KEYS["secretkey"])
+                                       aws_access_key_id=keys["accesskey"],
+                                       aws_secret_access_key=keys["secretkey"])
 
 
 class AzureBackend(Backend):
@@ -257,6 +266,22 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="session")
+def rgw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One single-node Ceph cluster and its S3 gateway for the whole run (data in RAM)."""
+    cluster = start_rgw(tmp_path_factory.mktemp("rgw"))
+
+    async def make_bucket() -> None:
+        async with s3_client(cluster.gateway.url, RGW_KEYS) as s3:
+            await s3.create_bucket(Bucket=S3_BUCKET)
+
+    try:
+        asyncio.run(make_bucket())
+        yield cluster.gateway
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     svc = start_azurite(tmp_path_factory.mktemp("azurite"))
 
@@ -302,6 +327,8 @@ def _backend(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Backe
         return InMemoryBackend()
     if kind == "s3":
         return S3Backend(request.getfixturevalue("moto_server"))
+    if kind == "rgw":
+        return RgwBackend(request.getfixturevalue("rgw_server"))
     if kind == "azure":
         return AzureBackend(request.getfixturevalue("azurite"))
     if kind == "gcs":
@@ -313,7 +340,7 @@ def _backend(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Backe
     raise AssertionError(kind)
 
 
-@pytest.fixture(params=["filesystem", "inmemory", "s3", "azure", "gcs", "redis-cached", "faulty", "rewrite"])
+@pytest.fixture(params=["filesystem", "inmemory", "s3", "rgw", "azure", "gcs", "redis-cached", "faulty", "rewrite"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return _backend(request, request.param, tmp_path)
 

@@ -89,7 +89,8 @@ def test_many_moves_into_one_new_directory_at_once(tmp_path: Path) -> None:
         errors: list[BaseException] = []
         start = threading.Barrier(32)
 
-        def one(i: int, r: int = round_, start: threading.Barrier = start, errors: list[BaseException] = errors) -> None:
+        def one(i: int, r: int = round_, start: threading.Barrier = start,
+                errors: list[BaseException] = errors) -> None:
             start.wait()
             try:
                 d._move(str(tmp_path / f"up/u{i}"), str(tmp_path / f"b{r}/sha256/ab/ab{i}"))

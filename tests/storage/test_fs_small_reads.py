@@ -79,7 +79,7 @@ def test_a_file_changed_within_the_settle_time_is_read_every_time(tmp_path: Path
     async def go() -> None:
         target.write_bytes(b"%071d" % 1)
         _age(target, 1)         # its mtime a second old; its ctime (now) is what counts
-        for i in range(5):
+        for _ in range(5):
             before = opens.count
             assert await d.get_content("/f") == b"%071d" % 1
             assert opens.count == before + 1

@@ -34,17 +34,19 @@ from tests.e2e.helpers import (
     unique_repo,
 )
 
-from .conftest import AzureBackend, Backend, GcsBackend, S3Backend
+from .conftest import AzureBackend, Backend, GcsBackend, RgwBackend, S3Backend
 from .services import Service
 
 pytestmark = pytest.mark.e2e
 PART = 256 * 1024
 
 
-@pytest.fixture(params=["s3", "s3+redis", "azure", "gcs"])
+@pytest.fixture(params=["s3", "rgw", "s3+redis", "azure", "gcs"])
 def store(request: pytest.FixtureRequest) -> Backend:
     if request.param == "s3":
         return S3Backend(request.getfixturevalue("moto_server"))
+    if request.param == "rgw":
+        return RgwBackend(request.getfixturevalue("rgw_server"))
     if request.param == "s3+redis":                 # the replicas also share one Redis cache
         b = S3Backend(request.getfixturevalue("moto_server"))
         b.redis = request.getfixturevalue("redis_server")  # type: ignore[attr-defined]

@@ -147,3 +147,40 @@ def test_keeps_working_when_redis_is_down_and_recovers(tmp_path: Path, run: Run)
         run(recovered())
     finally:
         svc.stop()
+
+
+def test_invalidations_pending_through_an_outage_are_bounded(tmp_path: Path, run: Run) -> None:
+    """More mutations than ``pending_max`` while Redis is down: the pending set collapses to the
+    root, whose generation invalidates every entry once Redis is back — nothing stale is served."""
+    svc = start_redis(tmp_path)
+    port = svc.port
+    _, (a, b) = replicas(port)
+    a.pending_max = 10
+    try:
+        async def cached_then_down() -> None:
+            await a.put_content(LINK, b"sha256:one")
+            assert await b.get_content(LINK) == b"sha256:one"       # cached by b
+        run(cached_then_down())
+        svc.stop()
+
+        async def while_down() -> None:
+            for i in range(50):
+                await a.put_content(f"/docker/registry/v2/repositories/r{i}/_manifests/x", b"y")
+            await a.put_content(LINK, b"sha256:two")
+            assert a._pending == {"/"}                                # 51 paths, kept as one
+        run(while_down())
+        svc = start_redis(tmp_path, port=port)
+
+        async def recovered() -> None:
+            for _ in range(100):
+                if not a._pending:
+                    break
+                await asyncio.sleep(0.1)
+            assert not a._pending
+            b._down_until = 0.0
+            assert await b.get_content(LINK) == b"sha256:two"         # b's entry was invalidated
+            await a.close()
+            await b.close()
+        run(recovered())
+    finally:
+        svc.stop()

@@ -101,7 +101,7 @@ def push_multiarch(c: httpx.Client, repo: str, tag: str) -> Pushed:
         platforms.append(("/".join(p for p in (os_, arch, variant) if p), m, cfg, layers))
     doc = {"schemaVersion": 2, "mediaType": OCI_INDEX,
            "manifests": [m.descriptor(platform={"os": os_, "architecture": arch, **({"variant": v} if v else {})})
-                         for (os_, arch, v), (_, m, _, _) in zip(PLATFORMS, platforms)],
+                         for (os_, arch, v), (_, m, _, _) in zip(PLATFORMS, platforms, strict=False)],
            "annotations": {"org.opencontainers.image.description": "<script>alert(1)</script>"}}
     index = Manifest(canonical(doc), OCI_INDEX)
     push_manifest(c, repo, index, tag, with_blobs=False)
@@ -126,7 +126,7 @@ def push_docker_list(c: httpx.Client, repo: str, tag: str) -> tuple[Manifest, li
         children.append(("/".join(p for p in (os_, arch, variant) if p), m))
     doc = {"schemaVersion": 2, "mediaType": DOCKER_LIST,
            "manifests": [m.descriptor(platform={"os": os_, "architecture": arch, **({"variant": v} if v else {})})
-                         for (os_, arch, v), (_, m) in zip(PLATFORMS, children)]}
+                         for (os_, arch, v), (_, m) in zip(PLATFORMS, children, strict=False)]}
     lst = Manifest(canonical(doc), DOCKER_LIST)
     push_manifest(c, repo, lst, tag, with_blobs=False)
     return lst, children

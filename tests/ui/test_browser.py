@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ import pytest
 
 from fastreg.auth.htpasswd import add_user
 from tests.conftest import FastregServer, make_fastreg
+from tests.e2e.helpers import Manifest, make_manifest, push_manifest
 
 from .conftest import COSIGN_SIG, SPDX, Pushed, push_docker_list, push_multiarch, push_small
 
@@ -77,6 +81,25 @@ def click_link(drv: Any, selector: str, text: str) -> None:
     wait(drv, lambda d: d.execute_script("return location.hash") != before and settled(d), f"link {text}")
 
 
+def digests(drv: Any, selector: str) -> list[str]:
+    """The full digests behind the shortened ones shown (each checked to be shown short)."""
+    out = []
+    for e in css(drv, selector):
+        full = e.get_attribute("data-digest")
+        algo, _, hexdigits = full.partition(":")
+        assert e.text == f"{algo}:{hexdigits[:12]}…" and e.get_attribute("title") == full, (e.text, full)
+        out.append(full)
+    return out
+
+
+def click_digest(drv: Any, selector: str, digest: str) -> None:
+    links = [e for e in css(drv, selector) if e.get_attribute("data-digest") == digest]
+    assert links, (selector, digest, [e.get_attribute("data-digest") for e in css(drv, selector)])
+    before = drv.execute_script("return location.hash")
+    links[0].click()
+    wait(drv, lambda d: d.execute_script("return location.hash") != before and settled(d), f"link {digest}")
+
+
 def byte_sizes(drv: Any, selector: str) -> list[int]:
     return [int(e.get_attribute("data-bytes")) for e in css(drv, selector)]
 
@@ -105,24 +128,42 @@ def sign_out(drv: Any) -> None:
 
 
 # -- an open registry with a multi-arch image, referrers, many repositories and tags -----------
+TAG_COUNT_CAP = 1000           # app.js: tags counted per repository in the list
+MORE_THAN_CAP = TAG_COUNT_CAP + 1
+
+
+@dataclass
+class Extra:
+    """The tag-count repositories (0, 3 and more than the page counts) and when pushing ran."""
+
+    three: list[Manifest]
+    started: float
+    finished: float
+
+
 @pytest.fixture(scope="module")
-def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastregServer, Pushed, Any]]:
+def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastregServer, Pushed, Any, Extra]]:
     srv = make_fastreg(tmp_path_factory.mktemp("ui"))
     srv.start()
     try:
         with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+            started = time.time()
             pushed = push_multiarch(c, "demo/app", "1.0")
             docker = push_docker_list(c, "demo/docker", "2.0")
             push_small(c, "demo/many", [f"t{i:03d}" for i in range(55)])
             for i in range(52):
                 push_small(c, f"bulk/n{i:02d}", ["v1"])
-        yield srv, pushed, docker
+            push_manifest(c, "demo/untagged", make_manifest())          # by digest only: no tag
+            three = [push_small(c, "demo/three", [t]) for t in ("a", "b", "c")]
+            push_small(c, "demo/lots", [f"x{i:04d}" for i in range(MORE_THAN_CAP)])
+            finished = time.time()
+        yield srv, pushed, docker, Extra(three, started, finished)
     finally:
         srv.stop()
 
 
 def test_repository_to_layers(browser: Any, open_registry: Any, tmp_path: Path) -> None:
-    srv, p, _ = open_registry
+    srv, p, *_ = open_registry
     open_ui(browser, srv)
     assert "demo/app" not in texts(browser, "a.repo")             # bulk/* fills the first page
     css(browser, "#repos-more")[0].click()
@@ -135,10 +176,10 @@ def test_repository_to_layers(browser: Any, open_registry: Any, tmp_path: Path) 
 
     # the index: platforms, digests, sizes, annotations (shown as text), pull commands
     wait(browser, lambda d: css(d, "#sizes-total"), "the index sizes")
-    assert texts(browser, "#manifest-digest") == [p.index.digest]
+    assert digests(browser, "#manifest-digest .digest") == [p.index.digest]
     assert texts(browser, "#manifest-media-type") == ["application/vnd.oci.image.index.v1+json"]
     assert texts(browser, "td.platform-name") == [name for name, *_ in p.platforms]
-    assert texts(browser, "#platforms a.digest") == [m.digest for _, m, _, _ in p.platforms]
+    assert digests(browser, "#platforms a.digest") == [m.digest for _, m, _, _ in p.platforms]
     assert byte_sizes(browser, "#platforms .size") == [m.size for _, m, _, _ in p.platforms]
     assert texts(browser, "#pull-tag") == [f"podman pull {srv.host}/demo/app:1.0"]
     assert texts(browser, "#pull-digest") == [f"podman pull {srv.host}/demo/app@{p.index.digest}"]
@@ -152,11 +193,11 @@ def test_repository_to_layers(browser: Any, open_registry: Any, tmp_path: Path) 
 
     # one platform's manifest: config, layers, image config (platform, created, history)
     name, m, cfg, layers = p.platforms[1]
-    click_link(browser, "#platforms a.digest", m.digest)
+    click_digest(browser, "#platforms a.digest", m.digest)
     wait(browser, lambda d: css(d, "#image-platform"), "the image config")
-    assert texts(browser, "#manifest-digest") == [m.digest]
-    assert texts(browser, "#config-digest") == [cfg.digest]
-    assert texts(browser, "#layers .digest") == [b.digest for b in layers]
+    assert digests(browser, "#manifest-digest .digest") == [m.digest]
+    assert digests(browser, "#config-digest .digest") == [cfg.digest]
+    assert digests(browser, "#layers .digest") == [b.digest for b in layers]
     assert texts(browser, "#layers .media-type") == [b.media_type for b in layers]
     assert byte_sizes(browser, "#layers .size") == [b.size for b in layers]
     assert byte_sizes(browser, "#sizes-total .size") == [cfg.size + sum(b.size for b in layers)]
@@ -173,14 +214,14 @@ def test_repository_to_layers(browser: Any, open_registry: Any, tmp_path: Path) 
 
 
 def test_referrers(browser: Any, open_registry: Any) -> None:
-    srv, p, _ = open_registry
+    srv, p, *_ = open_registry
     open_ui(browser, srv, "#/r/demo%2Fapp/m/1.0")
     wait(browser, lambda d: css(d, "tr.referrer"), "the referrers")
     assert texts(browser, "h3.referrer-kind") == ["Signatures (1)", "SBOMs (1)"]
     assert texts(browser, "#referrers-signatures .artifact-type") == [COSIGN_SIG]
-    assert texts(browser, "#referrers-signatures a.digest") == [p.signature.digest]
+    assert digests(browser, "#referrers-signatures a.digest") == [p.signature.digest]
     assert texts(browser, "#referrers-sboms .artifact-type") == [SPDX]
-    assert texts(browser, "#referrers-sboms a.digest") == [p.sbom.digest]
+    assert digests(browser, "#referrers-sboms a.digest") == [p.sbom.digest]
     assert byte_sizes(browser, "#referrers-sboms .size") == [p.sbom.size]
 
     # the filter asks the API for one artifactType
@@ -188,18 +229,19 @@ def test_referrers(browser: Any, open_registry: Any) -> None:
     Select(css(browser, "#referrers-filter")[0]).select_by_value(SPDX)
     wait(browser, lambda d: texts(d, "h3.referrer-kind") == ["SBOMs (1)"], "the SBOMs only")
 
-    click_link(browser, "#referrers-sboms a.digest", p.sbom.digest)
+    click_digest(browser, "#referrers-sboms a.digest", p.sbom.digest)
     wait(browser, lambda d: css(d, "#manifest-artifact-type"), "the SBOM manifest")
     assert texts(browser, "#manifest-artifact-type") == [SPDX]
-    assert texts(browser, "#manifest-subject") == [p.index.digest]
+    assert digests(browser, "#manifest-subject .digest") == [p.index.digest]
     assert texts(browser, "#layers .media-type") == [SPDX]
     assert css(browser, "#no-referrers")
     no_console_errors(browser)
 
 
 def test_paging_and_search(browser: Any, open_registry: Any) -> None:
-    srv, _, _ = open_registry
-    everything = sorted(["demo/app", "demo/docker", "demo/many", *(f"bulk/n{i:02d}" for i in range(52))])
+    srv, *_ = open_registry
+    everything = sorted(["demo/app", "demo/docker", "demo/many", "demo/untagged", "demo/three", "demo/lots",
+                         *(f"bulk/n{i:02d}" for i in range(52))])
     open_ui(browser, srv)
     assert texts(browser, "a.repo") == everything[:50]              # one page, not everything
     css(browser, "#repos-more")[0].click()
@@ -226,10 +268,90 @@ def test_paging_and_search(browser: Any, open_registry: Any) -> None:
     assert texts(browser, "a.tag") == tags[:50]
     css(browser, "#tags-more")[0].click()
     wait(browser, lambda d: texts(d, "a.tag") == tags, "the second page of tags")
-    pushed = css(browser, "span.pushed")                      # each tag with its last push (history endpoint)
+    pushed = css(browser, "td.pushed")                        # each tag with its last push (history endpoint)
     assert len(pushed) == len(tags)
-    assert all(re.fullmatch(r"pushed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", p.text) for p in pushed), \
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", p.text) for p in pushed), \
         [p.text for p in pushed[:3]]
+    no_console_errors(browser)
+
+
+def test_tag_counts(browser: Any, open_registry: Any) -> None:
+    """Each repository shown with its number of tags: one bounded request each, "1000+" past the cap."""
+    srv, *_ = open_registry
+    open_ui(browser, srv)
+    counts = {e.find_element("xpath", "..").find_element("css selector", "a.repo").text: e
+              for e in css(browser, ".tag-count")}
+    assert len(counts) == 50 and {e.text for e in counts.values()} == {"1 tag"}
+    css(browser, "#repos-more")[0].click()
+    wait(browser, lambda d: settled(d) and len(css(d, ".tag-count[data-count]")) == len(css(d, "a.repo")) > 50,
+         "the second page's counts")
+    shown = {e.find_element("xpath", "..").find_element("css selector", "a.repo").text: e.text
+             for e in css(browser, ".tag-count")}
+    assert {k: v for k, v in shown.items() if k.startswith("demo/")} == {
+        "demo/app": "1 tag", "demo/docker": "1 tag", "demo/lots": f"{TAG_COUNT_CAP}+ tags",
+        "demo/many": "55 tags", "demo/three": "3 tags", "demo/untagged": "0 tags"}
+    with httpx.Client(base_url=srv.url) as c:           # the cap is the page's, not the registry's
+        assert len(c.get("/v2/demo/lots/tags/list").json()["tags"]) == MORE_THAN_CAP
+    no_console_errors(browser)
+
+
+def test_tags_digest_size_pushed(browser: Any, open_registry: Any) -> None:
+    """A repository's tags: the digest (short, copyable whole), the image's size, the push time."""
+    srv, p, _, extra = open_registry
+    open_ui(browser, srv, "#/r/demo%2Fthree")
+    wait(browser, lambda d: len(css(d, "td.tag-size .size")) == 3, "the tags' sizes")
+    assert texts(browser, "a.tag") == ["a", "b", "c"]
+    assert digests(browser, "td.tag-digest .digest") == [m.digest for m in extra.three]
+    assert len({m.digest for m in extra.three}) == 3
+    assert byte_sizes(browser, "td.tag-size .size") == [sum(b.size for b in m.blobs) for m in extra.three]
+    with httpx.Client(base_url=srv.url) as c:
+        history = {t["tag"]: t for t in c.get("/v2/_fastreg/history/demo/three").json()["tags"]}
+    for row, tag in zip(css(browser, "tr.tag-row"), "abc", strict=False):
+        cell = row.find_element("css selector", "td.pushed")
+        assert cell.get_attribute("title") == history[tag]["pushed"]
+        when = datetime.strptime(cell.text, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC).timestamp()
+        assert extra.started - 2 <= when <= extra.finished + 1, (cell.text, extra.started, extra.finished)
+
+    # Copy: the whole digest to the clipboard (granted to this origin, as a user's click does) ...
+    browser.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": srv.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    button = css(browser, "td.tag-digest button.copy")[1]
+    button.click()
+    wait(browser, lambda d: button.text == "Copied", "Copied")
+    clip = browser.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], (e) => arguments[0]('' + e))")
+    assert clip == extra.three[1].digest
+    # ... and without a clipboard API, the whole digest shown and selected for Ctrl+C
+    browser.execute_script("Object.defineProperty(navigator, 'clipboard', {value: undefined})")
+    button = css(browser, "td.tag-digest button.copy")[2]
+    button.click()
+    wait(browser, lambda d: button.text == "Selected: press Ctrl+C", "the fallback")
+    assert css(browser, "td.tag-digest .digest")[2].text == extra.three[2].digest
+    assert browser.execute_script("return getSelection().toString()") == extra.three[2].digest
+
+    # an index: its platforms counted; many tags of one manifest read it once
+    go(browser, "#/r/demo%2Fapp")
+    wait(browser, lambda d: css(d, "td.tag-size .platforms"), "the index's platforms")
+    assert texts(browser, "td.tag-size") == [f"{len(p.platforms)} platforms"]
+    assert digests(browser, "td.tag-digest .digest") == [p.index.digest]
+    go(browser, "#/r/demo%2Fmany")
+    wait(browser, lambda d: len(css(d, "td.tag-size .size")) == 50, "the sizes of the first page")
+    assert len(set(byte_sizes(browser, "td.tag-size .size"))) == 1
+    no_console_errors(browser)
+
+
+def test_layer_links_to_blob(browser: Any, open_registry: Any) -> None:
+    srv, p, *_ = open_registry
+    _, m, cfg, layers = p.platforms[0]
+    open_ui(browser, srv, f"#/r/demo%2Fapp/m/{m.digest}")
+    wait(browser, lambda d: css(d, "#layers a.blob"), "the layers")
+    links = css(browser, "#layers a.blob")
+    assert [a.get_attribute("href") for a in links] == [f"{srv.url}/v2/demo/app/blobs/{b.digest}" for b in layers]
+    assert [a.get_attribute("download") for a in links] == [b.digest.replace(":", "-") for b in layers]
+    assert css(browser, "#config-digest a.blob")[0].get_attribute("href") == f"{srv.url}/v2/demo/app/blobs/{cfg.digest}"
+    with httpx.Client() as c:                              # the link is the blob
+        for a, b in zip(links, layers, strict=False):
+            assert c.get(a.get_attribute("href")).content == b.data
     no_console_errors(browser)
 
 
@@ -253,18 +375,18 @@ def test_small_catalog_maximum(browser: Any, fastreg_factory: Any) -> None:
 
 def test_docker_media_types(browser: Any, open_registry: Any) -> None:
     """A Docker manifest list and schema2 manifests, asked for with the same Accept header."""
-    srv, _, (lst, children) = open_registry
+    srv, _, (lst, children), _ = open_registry
     open_ui(browser, srv, "#/r/demo%2Fdocker/m/2.0")
     wait(browser, lambda d: css(d, "#sizes-total"), "the list's sizes")
-    assert texts(browser, "#manifest-digest") == [lst.digest]
+    assert digests(browser, "#manifest-digest .digest") == [lst.digest]
     assert texts(browser, "#manifest-media-type") == ["application/vnd.docker.distribution.manifest.list.v2+json"]
     assert texts(browser, "td.platform-name") == [name for name, _ in children]
     name, m = children[0]
-    click_link(browser, "#platforms a.digest", m.digest)
+    click_digest(browser, "#platforms a.digest", m.digest)
     wait(browser, lambda d: css(d, "#image-platform"), "the image config")
     assert texts(browser, "#manifest-media-type") == ["application/vnd.docker.distribution.manifest.v2+json"]
     assert texts(browser, "#config-media-type") == ["application/vnd.docker.container.image.v1+json"]
-    assert texts(browser, "#layers .digest") == [b.digest for b in m.blobs[1:]]
+    assert digests(browser, "#layers .digest") == [b.digest for b in m.blobs[1:]]
     assert texts(browser, "#layers .media-type") == ["application/vnd.docker.image.rootfs.diff.tar.gzip"]
     assert texts(browser, "#image-platform") == [name] == ["linux/amd64"]
     no_console_errors(browser)

@@ -25,6 +25,7 @@ import base64
 import contextlib
 import datetime as dt
 import io
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -74,7 +75,7 @@ class AzureDriver:
         self.max_retries = p.number("maxretries", 5, minimum=0)        # Distribution 3's key
         self.redirect = redirect and self.account_key is not None
         self.list_page = max(1, min(list_page_size, 5000))
-        self.lease_seconds = lease.LEASE_SECONDS
+        self.lease_seconds = float(p.number("lockleaseseconds", int(lease.LEASE_SECONDS), minimum=1))
         self._svc: BlobServiceClient | None = None
         self._cc: Any = None
 
@@ -211,6 +212,13 @@ class AzureDriver:
     def exclusive(self, path: str) -> contextlib.AbstractAsyncContextManager[None]:
         return lease.hold(self, path, f"{self._dir_prefix(path)}{lease.LOCK}")
 
+    async def lock_conditions(self) -> lease.Conditions:
+        """What the container honours of conditional writes (probed once, logged)."""
+        return await lease.conditions(self, desc=f"azure container {self.container}")
+
+    def _lease_scratch(self) -> str:
+        return f"{self._dir_prefix('/')}{lease.LOCK}-probe-{secrets.token_hex(8)}"
+
     async def _lease_create(self, key: str, body: bytes) -> str | None:
         try:        # overwrite=False: the SDK sends If-None-Match: *
             r = await self._blob(key).upload_blob(body, overwrite=False)
@@ -221,9 +229,9 @@ class AzureDriver:
         return str(r["etag"])
 
     async def _lease_replace(self, key: str, version: str, body: bytes) -> str | None:
+        cond: dict[str, Any] = {"etag": version, "match_condition": MatchConditions.IfNotModified} if version else {}
         try:
-            r = await self._blob(key).upload_blob(body, overwrite=True, etag=version,
-                                                  match_condition=MatchConditions.IfNotModified)
+            r = await self._blob(key).upload_blob(body, overwrite=True, **cond)
         except (ResourceModifiedError, ResourceNotFoundError, ResourceExistsError):
             return None
         except AZ_ERRORS as exc:
@@ -248,9 +256,12 @@ class AzureDriver:
         return str(props.etag), body, now - props.last_modified.timestamp()
 
     async def _lease_remove(self, key: str, version: str) -> bool:
+        cond: dict[str, Any] = {"etag": version, "match_condition": MatchConditions.IfNotModified} if version else {}
         try:
-            await self._blob(key).delete_blob(etag=version, match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
+            await self._blob(key).delete_blob(**cond)
+        except ResourceNotFoundError:
+            return not version                  # gone is what an unconditional delete wants
+        except ResourceModifiedError:
             return False
         except AZ_ERRORS as exc:
             raise self._error(exc, "/" + key) from None

@@ -192,6 +192,35 @@ class DriverWrapper:
         await self.inner.close()
 
 
+class WriterWrapper:
+    """A writer around another, for a ``DriverWrapper`` whose ``writer`` changes something: every
+    method forwards to ``inner``, and so does the optional ``flush`` (wait for the writes in
+    flight and their ``observe``: uploads check a digest before anything is made durable only
+    through it), present exactly when the inner writer has it."""
+
+    def __init__(self, inner: FileWriter) -> None:
+        self.inner = inner
+        flush = getattr(inner, "flush", None)
+        if flush is not None:
+            self.flush = flush
+
+    @property
+    def size(self) -> int:
+        return self.inner.size
+
+    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
+        await self.inner.write(data, observe)
+
+    async def commit(self) -> None:
+        await self.inner.commit()
+
+    async def cancel(self) -> None:
+        await self.inner.cancel()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 def exclusive_lock(driver: StorageDriver, path: str) -> contextlib.AbstractAsyncContextManager[None]:
     """``driver.exclusive(path)``, for a driver whose capabilities include it."""
     if not driver.capabilities.exclusive:

@@ -74,6 +74,7 @@ from .base import (
     StorageDriver,
     StorageError,
     StorageFull,
+    WriterWrapper,
 )
 
 OPS = frozenset({"get_content", "put_content", "stat", "list", "move", "delete", "writer", "reader",
@@ -387,13 +388,10 @@ class FaultyDriver(DriverWrapper):
 
 
 
-class _FaultyWriter:
+class _FaultyWriter(WriterWrapper):
     def __init__(self, driver: FaultyDriver, path: str, inner: Any) -> None:
+        super().__init__(inner)     # flush too, so fault drills take the same commit path as production
         self._driver, self._path, self._inner = driver, path, inner
-
-    @property
-    def size(self) -> int:
-        return int(self._inner.size)
 
     async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
         d = self._driver

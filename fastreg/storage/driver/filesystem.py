@@ -260,7 +260,7 @@ class FilesystemDriver:
         """Remove a directory holding a few plain files (an upload session after its commit),
         inline; False, having removed nothing, if it holds more or any directory."""
         with os.scandir(full) as it:
-            entries = [e for _, e in zip(range(FLAT_DELETE_MAX + 1), it)]
+            entries = [e for _, e in zip(range(FLAT_DELETE_MAX + 1), it, strict=False)]
         if len(entries) > FLAT_DELETE_MAX or any(e.is_dir(follow_symlinks=False) for e in entries):
             return False
         for e in entries:

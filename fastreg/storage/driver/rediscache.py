@@ -30,13 +30,15 @@ from typing import Any
 
 import orjson
 
-from .base import DriverWrapper, FileInfo, FileWriter, Observer, StorageDriver, check_path
+from .base import DriverWrapper, FileInfo, FileWriter, StorageDriver, WriterWrapper, check_path
 
 log = logging.getLogger("fastreg.storage.cache")
 
 TTL = 3600                     # seconds an entry lives at most
 CONTENT_MAX = 256 * 1024       # larger get_content results are not cached
 RETRY_AFTER = 5.0              # seconds Redis is skipped after an error
+PENDING_MAX = 10_000           # invalidations kept while Redis is down; beyond, the whole cache is
+                               # invalidated at once when it is back (the root's generation)
 
 # KEYS[1] = value key, KEYS[2..] = generation keys (ancestors first, the path last).
 # Returns {1, payload} on a valid hit, else {0, current generations}.
@@ -76,7 +78,8 @@ class RedisCachedDriver(DriverWrapper):
 
     def __init__(self, inner: StorageDriver, *, host: str = "127.0.0.1", port: int = 6379, db: int = 0,
                  username: str | None = None, password: str | None = None, tls: bool = False,
-                 timeout: float = 1.0, prefix: str = "fastreg:", ttl: int = TTL) -> None:
+                 timeout: float = 1.0, prefix: str = "fastreg:", ttl: int = TTL,
+                 pending_max: int = PENDING_MAX) -> None:
         super().__init__(inner)
         self._conn: dict[str, Any] = {"host": host, "port": port, "db": db, "username": username or None,
                                       "password": password or None, "ssl": tls, "socket_timeout": timeout,
@@ -88,6 +91,7 @@ class RedisCachedDriver(DriverWrapper):
         self._set: Any = None
         self._down_until = 0.0
         self._pending: set[str] = set()          # paths whose invalidation has not landed yet
+        self.pending_max = pending_max
         self._flusher: asyncio.Task[None] | None = None
 
     # -- Redis plumbing ----------------------------------------------------------------------
@@ -149,6 +153,10 @@ class RedisCachedDriver(DriverWrapper):
         except Exception as exc:  # noqa: BLE001
             self._failed(exc)
             self._pending.update(paths)
+            if len(self._pending) > self.pending_max:
+                # bounded memory through a long outage: every entry's key includes the root's
+                # generation, so bumping it alone invalidates them all
+                self._pending = {"/"}
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.ensure_future(self._flush_pending())
 
@@ -223,16 +231,10 @@ class RedisCachedDriver(DriverWrapper):
         await self.inner.close()
 
 
-class _InvalidatingWriter:
-    def __init__(self, cache: RedisCachedDriver, path: str, inner: Any) -> None:
-        self._cache, self._path, self._inner = cache, path, inner
-
-    @property
-    def size(self) -> int:
-        return int(self._inner.size)
-
-    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        await self._inner.write(data, observe)
+class _InvalidatingWriter(WriterWrapper):
+    def __init__(self, cache: RedisCachedDriver, path: str, inner: FileWriter) -> None:
+        super().__init__(inner)
+        self._cache, self._path = cache, path
 
     async def _then_invalidate(self, op: Any) -> None:
         try:
@@ -241,10 +243,10 @@ class _InvalidatingWriter:
             await self._cache._invalidate(self._path)
 
     async def commit(self) -> None:
-        await self._then_invalidate(self._inner.commit)
+        await self._then_invalidate(self.inner.commit)
 
     async def close(self) -> None:
-        await self._then_invalidate(self._inner.close)
+        await self._then_invalidate(self.inner.close)
 
     async def cancel(self) -> None:
-        await self._then_invalidate(self._inner.cancel)
+        await self._then_invalidate(self.inner.cancel)

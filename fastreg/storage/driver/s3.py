@@ -38,6 +38,7 @@ import contextlib
 import io
 import json
 import math
+import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -143,7 +144,11 @@ class S3Driver:
         self.list_page = max(1, min(list_page_size, 1000))              # tests use tiny pages
         self.redirect = redirect
         self.max_attempts = max_attempts
-        self.lease_seconds = lease.LEASE_SECONDS
+        self.lease_seconds = float(p.number("lockleaseseconds", int(lease.LEASE_SECONDS), minimum=1))
+        # How If-Match spells an ETag: AWS, MinIO and moto match the quoted form S3 returns,
+        # Ceph RGW 16.2 only the unquoted one; the first lock probes which (lease.conditions).
+        self.lease_forms = ("quoted", "unquoted")
+        self.lease_form = "quoted"
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
         self._lock: asyncio.Lock | None = None
@@ -199,7 +204,8 @@ class S3Driver:
 
     async def _put(self, key: str, data: bytes | bytearray, meta: dict[str, str] | None = None) -> None:
         s3 = await self._s3()
-        await s3.put_object(Bucket=self.bucket, Key=key, Body=io.BytesIO(data), ContentLength=len(data), Metadata=meta or {},
+        await s3.put_object(Bucket=self.bucket, Key=key, Body=io.BytesIO(data), ContentLength=len(data),
+                            Metadata=meta or {},
                             **self._put_args())
 
     async def _get(self, key: str) -> bytes:
@@ -396,7 +402,7 @@ class S3Driver:
         side = key + SIDECAR
 
         def mine(k: str) -> bool:
-            return k == key or k == side or k.startswith(dirp)
+            return k in (key, side) or k.startswith(dirp)
 
         doomed: list[str] = []
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
@@ -422,11 +428,24 @@ class S3Driver:
     def exclusive(self, path: str) -> contextlib.AbstractAsyncContextManager[None]:
         return lease.hold(self, path, f"{self._dir_prefix(path)}{lease.LOCK}")
 
+    async def lock_conditions(self) -> lease.Conditions:
+        """What the bucket honours of conditional writes (probed once, logged)."""
+        return await lease.conditions(self, desc=f"s3 bucket {self.bucket} ({self.endpoint or 'AWS'})")
+
+    def _lease_scratch(self) -> str:
+        return f"{self._dir_prefix('/')}{lease.LOCK}-probe-{secrets.token_hex(8)}"
+
+    def _spell(self, version: str) -> str:
+        bare = version.strip('"')
+        return bare if self.lease_form == "unquoted" else f'"{bare}"'
+
     async def _lease_create(self, key: str, body: bytes) -> str | None:
         return await self._lease_put(key, body, IfNoneMatch="*")
 
     async def _lease_replace(self, key: str, version: str, body: bytes) -> str | None:
-        return await self._lease_put(key, body, IfMatch=version)
+        if not version:
+            return await self._lease_put(key, body)
+        return await self._lease_put(key, body, IfMatch=self._spell(version))
 
     async def _lease_put(self, key: str, body: bytes, **condition: str) -> str | None:
         try:
@@ -434,7 +453,7 @@ class S3Driver:
             r = await s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentLength=len(body),
                                     **condition, **self._put_args())
         except S3_ERRORS as exc:
-            if _refused(exc):
+            if condition and _refused(exc):
                 return None
             raise self._error(exc, "/" + key) from None
         return str(r["ETag"])
@@ -456,9 +475,12 @@ class S3Driver:
     async def _lease_remove(self, key: str, version: str) -> bool:
         try:
             s3 = await self._s3()
-            await s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=version)
+            if version:
+                await s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=self._spell(version))
+            else:
+                await s3.delete_object(Bucket=self.bucket, Key=key)
         except S3_ERRORS as exc:
-            if _refused(exc):
+            if version and _refused(exc):
                 return False
             raise self._error(exc, "/" + key) from None
         return True

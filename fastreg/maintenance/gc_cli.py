@@ -5,15 +5,14 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any
 
 import orjson
 
+from ..config import Config, parse_duration
+from ..server import storage_description
+from ..storage.driver.base import StorageError
+from ..storage.driver.factory import create_driver
 from . import gc
-from .config import parse_duration
-from .server import storage_description
-from .storage.driver.base import StorageError
-from .storage.driver.factory import create_driver
 
 
 def _grace(args: argparse.Namespace, default: float, command: str) -> float | None:
@@ -29,7 +28,7 @@ def _grace(args: argparse.Namespace, default: float, command: str) -> float | No
     return grace
 
 
-def run_gc(cfg: Any, args: argparse.Namespace) -> int:
+def run_gc(cfg: Config, args: argparse.Namespace) -> int:
     grace = _grace(args, cfg.fastreg.gc.graceperiod, "gc")
     if grace is None:
         return 2
@@ -56,7 +55,7 @@ def run_gc(cfg: Any, args: argparse.Namespace) -> int:
     return 1 if report.aborted else 0
 
 
-def _repair_lock(cfg: Any, force: bool) -> tuple[int | None, str | None]:
+def _repair_lock(cfg: Config, force: bool) -> tuple[int | None, str | None]:
     """Before `check --repair`: (a descriptor holding the data directory's exclusive flock, or
     None; a refusal, or None).
 
@@ -73,7 +72,7 @@ def _repair_lock(cfg: Any, force: bool) -> tuple[int | None, str | None]:
               "while none writes there (stopped, or serving read-only)", file=sys.stderr)
         return None, None
     import fcntl
-    root = cfg.storage.filesystem.rootdirectory
+    root = cfg.storage.filesystem_root
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -94,7 +93,7 @@ def _repair_lock(cfg: Any, force: bool) -> tuple[int | None, str | None]:
     return fd, None
 
 
-def run_check(cfg: Any, args: argparse.Namespace) -> int:
+def run_check(cfg: Config, args: argparse.Namespace) -> int:
     """Exit status as fsck's: 0 clean, 1 damage found and all repaired, 4 damage left, 2 error."""
     from . import check
     from .check_leftovers import GRACE

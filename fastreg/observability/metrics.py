@@ -1,7 +1,7 @@
 """Prometheus metrics, aggregated across granian's worker processes.
 
 prometheus-client's multiprocess mode: every process writes its samples to mmap'ed files in
-``PROMETHEUS_MULTIPROC_DIR``; the debug listener (``fastreg.debug``, in granian's main process)
+``PROMETHEUS_MULTIPROC_DIR``; the debug listener (``fastreg.observability.debug``, in granian's main process)
 merges them at each scrape.  ``fastreg.server`` makes a fresh directory and sets the variable
 before any worker starts, so it is set before anything imports ``prometheus_client``.  Nothing
 here is imported when ``http.debug.prometheus.enabled`` is false: the request path then pays one
@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .storage.driver.base import DriverWrapper, FileInfo, FileWriter, Observer, StorageDriver
+from ..storage.driver.base import DriverWrapper, FileInfo, FileWriter, StorageDriver, WriterWrapper
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -30,7 +33,7 @@ STORAGE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 def engine() -> str:
     """Which engines run: ``compiled`` (the Cython extensions), ``pure`` (their pure-Python twins,
     FASTREG_NO_EXTENSIONS=1 or not built) or ``mixed`` (some of each; fastreg.engines)."""
-    from . import _digest_py, _fsio_py, engines
+    from .. import _digest_py, _fsio_py, engines
     compiled = {engines.load("_digest", _digest_py)[1], engines.load("_fsio", _fsio_py)[1]}
     return "compiled" if compiled == {True} else "pure" if compiled == {False} else "mixed"
 
@@ -42,7 +45,7 @@ def scrape_registry() -> Any:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(ProcessMetrics(os.environ[MULTIPROC_ENV]))
     return registry
 
@@ -130,12 +133,12 @@ class ProcessMetrics:
                                  labels=["version", "engine", "python"])
         import platform
 
-        from . import __version__
+        from .. import __version__
         info.add_metric([__version__, engine(), platform.python_version()], 1)
         return [cpu, rss, vms, fds, start, info]
 
 
-def enabled(cfg: Any) -> bool:
+def enabled(cfg: Config) -> bool:
     return bool(cfg.http.debug.addr and cfg.http.debug.prometheus.enabled)
 
 
@@ -192,6 +195,11 @@ class Metrics:
                                           ["action"])
         self.retention_deleted = Counter("fastreg_retention_deleted_total",
                                          "Tags and untagged manifests deleted by retention policies", ["kind"])
+        self.lock_failures = Counter("registry_storage_lock_failures_total",
+                                     "Upload lock renewals, breaks and releases that failed on an object store",
+                                     ["kind"])
+        from ..storage.driver import lease
+        lease.observers.append(lambda kind: self.lock_failures.labels(kind).inc())
         self._req: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._uploads = {k: self.uploads.labels(k) for k in ("started", "committed", "failed")}
 
@@ -324,19 +332,10 @@ class TimedDriver(DriverWrapper):
             self._obs("writer", t)
 
 
-class _TimedWriter:
+class _TimedWriter(WriterWrapper):
     def __init__(self, inner: FileWriter, driver: TimedDriver) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._driver = driver
-        # a writer's optional ``flush`` (wait for its writes in flight), when the inner one has it
-        self.flush = getattr(inner, "flush", None)
-
-    @property
-    def size(self) -> int:
-        return self.inner.size
-
-    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        await self.inner.write(data, observe)
 
     async def commit(self) -> None:
         t = time.perf_counter()
@@ -344,9 +343,3 @@ class _TimedWriter:
             await self.inner.commit()
         finally:
             self._driver._obs("commit", t)
-
-    async def cancel(self) -> None:
-        await self.inner.cancel()
-
-    async def close(self) -> None:
-        await self.inner.close()

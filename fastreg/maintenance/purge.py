@@ -14,7 +14,7 @@ One worker per host runs these tasks: the worker that takes an exclusive ``flock
 named after the storage location keeps it for its life (granian restarts a dead worker, which
 then competes for the lock again).  Several hosts sharing one storage each run a purger;
 purging is idempotent, so that only costs listings.  Periodic GC is guarded by its own
-heartbeat (see ``fastreg.gc``): a second collector on another host refuses to start.
+heartbeat (see ``fastreg.maintenance.gc``): a second collector on another host refuses to start.
 """
 from __future__ import annotations
 
@@ -29,11 +29,14 @@ import random
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .durations import format_duration
-from .storage import layout
-from .storage.driver.base import PathNotFound, StorageDriver, StorageError
+from ..durations import format_duration
+from ..storage import layout
+from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.maintenance")
 
@@ -115,7 +118,7 @@ async def purge_uploads(driver: StorageDriver, age: float, *, dry_run: bool = Fa
 
 # -- the background worker ----------------------------------------------------------------------
 
-def _lock_path(cfg: Any) -> str:
+def _lock_path(cfg: Config) -> str:
     where = cfg.storage.driver_name + ":" + repr(getattr(cfg.storage, cfg.storage.driver_name, None))
     key = hashlib.sha256(where.encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"fastreg-maintenance-{key}.lock")
@@ -124,7 +127,7 @@ def _lock_path(cfg: Any) -> str:
 class Maintenance:
     """Started in each worker's lifespan; only the worker holding the host lock does anything."""
 
-    def __init__(self, cfg: Any, driver: StorageDriver, retention: Any = None) -> None:
+    def __init__(self, cfg: Config, driver: StorageDriver, retention: Any = None) -> None:
         self.cfg = cfg
         self.driver = driver
         self.retention = retention      # fastreg.retention.policy.Retention, when policies are configured

@@ -107,9 +107,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from .digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
-from .storage import layout, walk
-from .storage.driver.base import PathNotFound, StorageDriver, StorageError
+from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from ..storage import layout, walk
+from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 
 GC_ROOT = f"{layout.ROOT}/_fastreg_gc"
 ACTIVE = f"{GC_ROOT}/active"

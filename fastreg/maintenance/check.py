@@ -54,11 +54,11 @@ from typing import Any
 
 import orjson
 
+from ..digest import Digest, InvalidDigest, UnsupportedDigest, new_hasher, parse_digest
+from ..storage import layout, walk
+from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 from . import check_leftovers as leftovers
-from .digest import Digest, InvalidDigest, UnsupportedDigest, new_hasher, parse_digest
 from .gc import Progress
-from .storage import layout, walk
-from .storage.driver.base import PathNotFound, StorageDriver, StorageError
 
 QUARANTINE = f"{layout.ROOT}/_fastreg_quarantine"
 

@@ -21,10 +21,10 @@ import asyncio
 import os
 from dataclasses import dataclass, field
 
+from ..storage import layout, walk
+from ..storage.driver.base import PathNotFound, StorageDriver
+from ..storage.driver.filesystem import TMP_PREFIX
 from .purge import parse_startedat, upload_dirs
-from .storage import layout, walk
-from .storage.driver.base import PathNotFound, StorageDriver
-from .storage.driver.filesystem import TMP_PREFIX
 
 GRACE = 3600.0          # default: leftovers last written less than an hour ago are left alone
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .hooks import request_state
+from ..hooks import request_state
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
           "error": logging.ERROR, "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
@@ -188,13 +188,14 @@ def granian_log_config(formatter: str, fields: dict[str, Any] | None = None,
     """A logging dictConfig for granian's own loggers: the same format as fastreg's lines (text
     or JSON), on stderr."""
     kind = (formatter or "text").lower()
-    fmt: dict[str, Any] = ({"()": "fastreg.logging.JSONFormatter", "fields": dict(fields or {}),
+    fmt: dict[str, Any] = ({"()": "fastreg.observability.logging.JSONFormatter", "fields": dict(fields or {}),
                             "logstash": kind == "logstash", "caller": caller}
-                           if kind in ("json", "logstash") else {"()": "fastreg.logging.TextFormatter", "caller": caller})
+                           if kind in ("json", "logstash")
+                           else {"()": "fastreg.observability.logging.TextFormatter", "caller": caller})
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"granian": {"()": "fastreg.logging._GranianLines"}},
+        "filters": {"granian": {"()": "fastreg.observability.logging._GranianLines"}},
         "formatters": {"generic": fmt, "access": fmt},
         "handlers": {"console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr",
                                  "filters": ["granian"]},

@@ -27,9 +27,12 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .storage.driver.base import PathNotFound
+from ..storage.driver.base import PathNotFound
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.health")
 
@@ -163,7 +166,7 @@ class HealthChecks:
         self._tasks = []
 
 
-def probes(cfg: Any, driver: Any | None) -> list[tuple[str, Probe, float, int]]:
+def probes(cfg: Config, driver: Any | None) -> list[tuple[str, Probe, float, int]]:
     """(name, probe, interval, threshold) for every check the config asks for."""
     hc = cfg.health
     out: list[tuple[str, Probe, float, int]] = []
@@ -180,6 +183,6 @@ def probes(cfg: Any, driver: Any | None) -> list[tuple[str, Probe, float, int]]:
     return out
 
 
-def build(cfg: Any, driver: Any) -> HealthChecks | None:
+def build(cfg: Config, driver: Any) -> HealthChecks | None:
     checks = [PeriodicCheck(*p) for p in probes(cfg, driver)]
     return HealthChecks(checks) if checks else None

@@ -27,9 +27,12 @@ import socket
 import sqlite3
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg.debug")
 
@@ -37,7 +40,7 @@ MAX_HEAD = 16 * 1024
 
 
 class DebugServer:
-    def __init__(self, cfg: Any, host: str, port: int, *, workers: int) -> None:
+    def __init__(self, cfg: Config, host: str, port: int, *, workers: int) -> None:
         self.cfg = cfg
         self.workers = workers
         self.metrics_path = cfg.http.debug.prometheus.path if cfg.http.debug.prometheus.enabled else None
@@ -129,8 +132,8 @@ class DebugServer:
     async def health(self) -> dict[str, dict[str, Any]]:
         """Every check of the config's ``health`` section, run once now (the storage is always
         checked, configured or not)."""
+        from ..storage.driver.factory import create_driver
         from . import health
-        from .storage.driver.factory import create_driver
 
         st = self.cfg.storage
         name = f"storagedriver_{st.driver_name}"
@@ -177,9 +180,9 @@ def _scrape() -> tuple[int, str, bytes]:
     return 200, CONTENT_TYPE_LATEST, generate_latest(scrape_registry())
 
 
-def _outbox_status(cfg: Any) -> dict[str, Any]:
-    from .notify import default_outbox_dir
-    from .notify.outbox import Outbox
+def _outbox_status(cfg: Config) -> dict[str, Any]:
+    from ..notify import default_outbox_dir
+    from ..notify.outbox import Outbox
 
     path = os.path.join(cfg.fastreg.notifications.outbox or default_outbox_dir(cfg), Outbox.FILENAME)
     if not os.path.exists(path):
