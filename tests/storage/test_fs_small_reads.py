@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,37 @@ def test_only_small_files_are_kept_and_the_cache_is_bounded(tmp_path: Path,
             assert await d.get_content(f"/s{i}") == b"%d" % i
         await d.close()
     asyncio.run(go())
+
+
+def test_a_cancelled_large_read_never_touches_a_descriptor_it_no_longer_owns(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read past 64 KiB runs on a thread; the request cancelled meanwhile (client gone) must not
+    close the descriptor under the thread's read: the number is reused at once by the next open,
+    and the late read would consume that file's bytes."""
+    d = fs.FilesystemDriver(str(tmp_path))
+    (tmp_path / "big").write_bytes(b"m" * (fs.INLINE_MAX + 1))
+    (tmp_path / "other").write_bytes(b"other file's bytes")
+    started, release = threading.Event(), threading.Event()
+    real = fs._read_all
+
+    def slow(fd: int, size: int) -> bytes:
+        started.set()
+        assert release.wait(10)
+        return real(fd, size)
+    monkeypatch.setattr(fs, "_read_all", slow)
+
+    async def go() -> bytes:
+        task = asyncio.ensure_future(d.get_content("/big"))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        fd = os.open(tmp_path / "other", os.O_RDONLY)      # the lowest free number
+        try:
+            release.set()
+            d._pool.shutdown(wait=True)                      # the thread's read is over
+            return os.read(fd, 100)
+        finally:
+            os.close(fd)
+    assert asyncio.run(go()) == b"other file's bytes"

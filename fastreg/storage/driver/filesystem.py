@@ -162,12 +162,15 @@ class FilesystemDriver:
         try:
             st = os.fstat(fd)       # before the read: a change after it makes the entry stale, never wrong
             if st.st_size > INLINE_MAX:
-                return await self._run(_read_all, fd, st.st_size)  # type: ignore[no-any-return]
+                # the thread closes it, after its read, even if this request is cancelled meanwhile
+                big, fd = fd, -1
+                return await self._run(_read_and_close, big, st.st_size)  # type: ignore[no-any-return]
             data = _read_all(fd, st.st_size)    # a link or manifest: µs, less than a thread hop
         except OSError as exc:
             raise _translate(exc, path) from None
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         if len(data) <= SMALL_CACHED and st.st_size == len(data) and time.time_ns() - SETTLED_NS > max(
                 st.st_mtime_ns, st.st_ctime_ns):
             if len(small) >= SMALL_CACHE_ENTRIES:
@@ -568,6 +571,13 @@ def _read_all(fd: int, size: int) -> bytes:
     while chunk := os.read(fd, 1 << 20):
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _read_and_close(fd: int, size: int) -> bytes:
+    try:
+        return _read_all(fd, size)
+    finally:
+        os.close(fd)
 
 
 _NOWAIT: int = getattr(os, "RWF_NOWAIT", 0) if hasattr(os, "preadv") else 0
