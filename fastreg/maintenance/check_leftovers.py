@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass, field
 
 from ..storage import layout, walk
+from ..storage.driver.backends.filesystem import TMP_PREFIX
 from ..storage.driver.base import PathNotFound, StorageDriver
-from ..storage.driver.filesystem import TMP_PREFIX
 from .purge import parse_startedat, upload_dirs
 
 GRACE = 3600.0          # default: leftovers last written less than an hour ago are left alone

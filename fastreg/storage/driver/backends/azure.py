@@ -44,9 +44,9 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobSasPermissions, generate_blob_sas
 from azure.storage.blob.aio import BlobServiceClient
 
-from . import lease
-from .base import Capabilities, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
-from .params import Params
+from .. import lease
+from ..base import Capabilities, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
+from ..params import Params
 
 INLINE_MAX = 64 * 1024
 PRESIGN_SECONDS = 20 * 60

@@ -50,9 +50,9 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import lease
-from .base import Capabilities, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
-from .params import Params
+from .. import lease
+from ..base import Capabilities, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
+from ..params import Params
 
 SIDECAR = ".fastreg-append"
 MIN_PART = 5 << 20                 # AWS minimum size of every part but the last

@@ -39,8 +39,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .base import NO_CAPABILITIES, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
-from .params import Params
+from ..base import NO_CAPABILITIES, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
+from ..params import Params
 
 PIECE = ".fastreg-piece-"
 QUANTUM = 256 * 1024               # resumable chunks are multiples of this
