@@ -67,7 +67,7 @@ class Session:
 
     @property
     def repository(self) -> str:
-        return self.path[len(layout.REPOS) + 1:self.path.rindex("/_uploads/")]
+        return layout.repository_of_upload_dir(self.path)
 
     @property
     def broken(self) -> str:
