@@ -12,7 +12,7 @@ from fastreg.maintenance import gc
 from fastreg.registry import Registry
 from fastreg.retention import pulls
 from fastreg.storage import layout
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 from tests.e2e.helpers import make_manifest
 from tests.storage.registry_push import push_manifest
 
