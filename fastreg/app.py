@@ -34,6 +34,7 @@ NOSNIFF = (b"x-content-type-options", b"nosniff")     # browsers must not guess 
 JSON = (b"content-type", b"application/json; charset=utf-8")
 # A path no route knows: a plain 404, as Distribution answers it (UNSUPPORTED is the spec's code for
 # an operation the registry does not support, answered with 405 on a known route).
+QUOTA_METRICS_INTERVAL = 15.0      # the quota gauges follow other workers' and replicas' pushes this often
 NOT_FOUND = Response(404, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"19")],
                      b"404 page not found\n")
 
@@ -55,6 +56,7 @@ class App:
         self.access_log = access_enabled()          # log.accesslog, at level info or debug
         self.health: health.HealthChecks | None = None   # the health section: 503 while a check fails
         self.body_timeout: float | None = cfg.fastreg.http.bodytimeout or None   # idle request body
+        self._quota_refresh: asyncio.Future[None] | None = None    # the quota gauges, from the stored totals
 
     # -- lifespan --------------------------------------------------------------------------
     def open(self) -> Context:
@@ -90,7 +92,17 @@ class App:
         registry.manifests.immutable = Immutability.from_config(cfg)
         if registry.manifests.immutable is not None and metrics is not None:
             registry.manifests.immutable.on_refusal = metrics.immutable_refused
+        from .retention.quota import Quotas
+        quotas = Quotas.from_config(cfg, driver)
+        if quotas is not None:
+            registry.manifests.quota = registry.uploads.quota = quotas
+            if metrics is not None:
+                quotas.on_refusal, quotas.on_totals = metrics.quota_refused, metrics.quota_totals
+                with contextlib.suppress(RuntimeError):      # (no running loop: no refresh)
+                    self._quota_refresh = asyncio.get_running_loop().create_task(
+                        quotas.run_refresh(QUOTA_METRICS_INTERVAL))
         ctx = Context(registry, relative_urls=bool(cfg.http.relativeurls), host=cfg.http.host or None)
+        ctx.quotas = quotas
         from .api.ui import Site
         ctx.ui = Site.from_config(cfg)
         if cfg.fastreg.history.pulls:
@@ -121,6 +133,9 @@ class App:
                          deleted=getattr(self.observer, "retention_done", None))
 
     async def close(self) -> None:
+        if self._quota_refresh is not None:
+            self._quota_refresh.cancel()
+            self._quota_refresh = None
         if self.proxy is not None:
             await self.proxy.close()
         if self.health is not None:

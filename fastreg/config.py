@@ -101,7 +101,7 @@ UNUSED_KEYS: dict[str, str] = {
     "http.tls.letsencrypt": _UNUSED,
     "redis": "used only with storage.cache.blobdescriptor: redis",
     "validation.enabled": "deprecated by Distribution; validation is on unless validation.disabled",
-    # storage.cache.blobdescriptor: redis is implemented (storage/driver/rediscache.py); inmemory is not.
+    # storage.cache.blobdescriptor: redis is implemented (storage/driver/wrappers/rediscache.py); inmemory is not.
     # fastreg keeps no in-process blob descriptor cache: each blob HEAD/GET stats the repository's
     # layer link and the blob's data (manifests are cached by digest, tag lists by directory mtime,
     # in every worker), where Distribution answers repeated blob HEADs from a per-process map
@@ -121,6 +121,26 @@ class _DurationMarker:
 
 
 Duration = Annotated[float, _DurationMarker]  # seconds
+
+
+class _SizeMarker:
+    """Annotated metadata: the field takes a size in bytes (an integer, or "10GiB", "500 MB")."""
+
+
+ByteSize = Annotated[int, _SizeMarker]
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+               "t": 1000**4, "tb": 1000**4, "p": 1000**5, "pb": 1000**5, "kib": 1024, "mib": 1024**2,
+               "gib": 1024**3, "tib": 1024**4, "pib": 1024**5}
+
+
+def parse_size(text: str) -> int:
+    """``"10GiB"`` → 10737418240: an integer or decimal number of bytes and a unit (B, KB, MB, GB, TB,
+    PB: powers of 1000; KiB, MiB, GiB, TiB, PiB: powers of 1024; case-insensitive)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m.group(2).lower() if m else ""
+    if m is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size (bytes, or a number and a unit: 500MB, 10GiB)")
+    return int(float(m.group(1)) * _SIZE_UNITS[unit]) if "." in m.group(1) else int(m.group(1)) * _SIZE_UNITS[unit]
 
 
 # -- the schema ---------------------------------------------------------------------------------
@@ -172,7 +192,7 @@ class Filesystem(_S, frozen=True):
     rootdirectory: str = ""   # filled with DEFAULT_ROOTDIRECTORY when empty
     maxthreads: int = 100
     # fastreg: the bytes of a file past this size bypass the page cache (direct I/O, or written
-    # behind: fastreg/storage/driver/filesystem.py); 0 keeps every page cached
+    # behind: fastreg/storage/driver/backends/filesystem.py); 0 keeps every page cached
     dropbehind: int = 8 << 20
     directio: bool = True     # false: past dropbehind, write behind instead of O_DIRECT
 
@@ -225,7 +245,7 @@ class Storage(_S, frozen=True):
     gcs: dict[str, Any] | None = None
     swift: dict[str, Any] | None = None     # Distribution 2.8 only
     oss: dict[str, Any] | None = None       # Distribution 2.8 only
-    faulty: dict[str, Any] | None = None    # fastreg's fault-injecting wrapper (tests; storage/driver/faulty.py)
+    faulty: dict[str, Any] | None = None    # fault injection (tests; storage/driver/wrappers/faulty.py)
     delete: StorageDelete = msgspec.field(default_factory=StorageDelete)
     maintenance: Maintenance = msgspec.field(default_factory=Maintenance)
     cache: StorageCache = msgspec.field(default_factory=StorageCache)
@@ -672,6 +692,16 @@ class ImmutabilityOptions(_S, frozen=True):
     rules: list[ImmutabilityRule] = msgspec.field(default_factory=list)
 
 
+class QuotaRule(_S, frozen=True):
+    repository: str = ""                 # glob, as in the access policy: the repositories it covers, together
+    limit: ByteSize = 0                  # bytes their manifests may reference (10GiB, 500MB, or an integer)
+
+
+class QuotaOptions(_S, frozen=True):
+    limit: ByteSize = 0                  # the whole registry; 0: no limit (fastreg.quota)
+    rules: list[QuotaRule] = msgspec.field(default_factory=list)
+
+
 class UIOptions(_S, frozen=True):
     enabled: bool = True           # the read-only web page at /ui/ (fastreg.api.ui)
 
@@ -695,6 +725,7 @@ class Fastreg(_S, frozen=True):
     history: HistoryOptions = msgspec.field(default_factory=HistoryOptions)
     retention: RetentionOptions = msgspec.field(default_factory=RetentionOptions)
     immutability: ImmutabilityOptions = msgspec.field(default_factory=ImmutabilityOptions)
+    quota: QuotaOptions = msgspec.field(default_factory=QuotaOptions)
 
 
 class Config(_S, frozen=True):
@@ -751,6 +782,10 @@ def _is_duration(tp: Any) -> bool:
     return typing.get_origin(tp) is Annotated and _DurationMarker in typing.get_args(tp)[1:]
 
 
+def _is_size(tp: Any) -> bool:
+    return typing.get_origin(tp) is Annotated and _SizeMarker in typing.get_args(tp)[1:]
+
+
 def _is_stringish(tp: Any) -> bool:
     if tp is str:
         return True
@@ -783,6 +818,13 @@ class _Walk:
             return {} if _is_struct(tp) and not optional else None
         if _is_duration(tp):
             return self.duration(v, path)
+        if _is_size(tp):
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise ConfigError(f"{_dotted(path)}: expected a size (bytes, or 500MB, 10GiB), got {v!r}")
+            try:
+                return v if isinstance(v, int) else parse_size(v)
+            except ValueError as exc:
+                raise ConfigError(f"{_dotted(path)}: {exc}") from None
         if _is_struct(tp):
             return self.struct(v, tp, path)
         origin = typing.get_origin(tp)
@@ -1062,16 +1104,28 @@ def _check_retention(fr: Fastreg) -> None:
             raise ConfigError(f"{where}.repository: a rule needs a repository glob (\"**\" for every repository)")
         if not r.tags or any(not t for t in r.tags):
             raise ConfigError(f"{where}.tags: a rule needs at least one tag pattern, none empty")
+    if fr.quota.limit < 0:
+        raise ConfigError("fastreg.quota.limit: must not be negative (0: no limit)")
+    seen: set[str] = set()
+    for i, q in enumerate(fr.quota.rules):
+        where = f"fastreg.quota.rules.{i}"
+        if not q.repository:
+            raise ConfigError(f"{where}.repository: a quota needs a repository glob (\"team-a/**\")")
+        if q.limit <= 0:
+            raise ConfigError(f"{where}.limit: a quota needs a positive limit (bytes, or 500MB, 10GiB)")
+        if q.repository in seen:
+            raise ConfigError(f"{where}.repository: {q.repository!r} has a quota already")
+        seen.add(q.repository)
 
 
 MIDDLEWARE_KINDS = ("registry", "repository", "storage")
 
 
 def _check_middleware(cfg: Config) -> None:
-    """``middleware``: storage middleware by name (redirect, cloudfront, rewrite; storage/driver/middleware.py).
+    """``middleware``: storage middleware by name (redirect, cloudfront, rewrite; driver/wrappers/middleware.py).
     Distribution has no built-in registry or repository middleware and fails to start on an
     unknown name; so does fastreg.  Entries with ``disabled: true`` are skipped."""
-    from .storage.driver.middleware import parse
+    from .storage.driver.wrappers.middleware import parse
     for kind, entries in cfg.middleware.items():
         if kind not in MIDDLEWARE_KINDS:
             raise ConfigError(f"unknown configuration key 'middleware.{kind}'; valid keys here: "
@@ -1097,7 +1151,7 @@ def _warn_unused(present: set[str], cfg: Config) -> None:
         if key == "auth" and cfg.auth.type == "none":
             continue             # "no auth" is exactly what fastreg does
         if key in ("storage.cache", "redis") and cfg.storage.cache.blobdescriptor == "redis":
-            continue             # the shared Redis cache is implemented (storage.driver.rediscache)
+            continue             # the shared Redis cache is implemented (storage.driver.wrappers.rediscache)
         if key == "storage.cache" and cfg.storage.cache.blobdescriptor != "inmemory":
             if cfg.storage.cache.blobdescriptor:    # Distribution: "unknown cache type", caching disabled
                 log.warning("configuration key 'storage.cache': unknown cache type %r, caching disabled "

@@ -37,9 +37,8 @@ GRANIAN_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warn
 # glibc malloc, for a process that receives bodies in frames of up to ~400 KiB (mallopt(3)):
 # (parameter, its environment variable, value).  By default glibc mmaps each such frame and
 # hands the pages back when it is freed (and trims the heap past 128 KiB free), so every frame
-# of an upload lands in fresh pages: page faults and zeroing, ~5 % of push-large's samples.
-# With frames served from a heap that keeps up to 32 MiB free, push-large ran 643–768 MB/s
-# against 518–740 (fastreg alone, 6 pushes each, alternated; bench/RESULTS.md); RSS +1 MiB.
+# of an upload lands in fresh pages: page faults and zeroing.  Frames served from a heap that
+# keeps up to 32 MiB free cost neither (the A/B measurement is in bench/RESULTS.md).
 _MALLOPT = ((-3, "MALLOC_MMAP_THRESHOLD_", 4 << 20),    # M_MMAP_THRESHOLD
             (-1, "MALLOC_TRIM_THRESHOLD_", 32 << 20),   # M_TRIM_THRESHOLD
             (-2, "MALLOC_TOP_PAD_", 4 << 20))           # M_TOP_PAD
@@ -234,7 +233,7 @@ def check_storage(cfg: Config) -> None:
         name = str(params.get("driver") or "")
     if name in _EXTRAS:
         try:
-            importlib.import_module(f"fastreg.storage.driver.{name}")
+            importlib.import_module(f"fastreg.storage.driver.backends.{name}")
         except ImportError:
             raise StartupError(f"storage driver {name} is not installed: pip install 'fastreg[{name}]'") from None
     if cfg.storage.driver_name == "filesystem":

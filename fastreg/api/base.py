@@ -28,6 +28,7 @@ class Context:
     access: Access | None = None     # None: everyone may do everything (auth: none)
     events: EventSink | None = None  # None: no notifications configured
     ui: Any = None                   # the web page's files (api/ui.Site); None: fastreg.ui disabled
+    quotas: Any = None               # storage quotas (fastreg.quota); None: none configured
     pulls: Any = None                # pull history recorder (fastreg.retention.pulls); None: not recorded
 
     async def emit(self, action: str, req: Request, target: Target) -> None:

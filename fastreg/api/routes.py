@@ -12,7 +12,7 @@ from urllib.parse import unquote
 
 from ..digest import InvalidDigest, UnsupportedDigest, parse_digest
 from ..reference import valid_name, valid_tag, valid_upload_id
-from . import blobs, catalog, history, manifests, referrers, tags, ui, uploads
+from . import blobs, catalog, history, manifests, referrers, tags, ui, uploads, usage
 from .base import Context, get_base
 from .errors import RegistryError
 from .http import Request, Response
@@ -44,6 +44,7 @@ ROUTES: tuple[Route, ...] = (
     _route("catalog", r"/v2/_catalog", GET=catalog.list_repositories),
     # fastreg's own: push history (no repository name component starts with "_")
     _route("history", r"/v2/_fastreg/history/(?P<name>.+)", GET=history.get),
+    _route("usage", r"/v2/_fastreg/usage/(?P<name>.+)", GET=usage.get),
     _route("tags", r"/v2/(?P<name>.+?)/tags/list", GET=tags.list_tags),
     _route("manifest", r"/v2/(?P<name>.+?)/manifests/(?P<reference>[^/]+)",
            GET=manifests.get, HEAD=manifests.get, PUT=manifests.put, DELETE=manifests.delete),
@@ -77,7 +78,7 @@ def match(path: str) -> tuple[Route, dict[str, str]] | None:
 
 
 READS = frozenset({"GET", "HEAD"})
-READ_ROUTES = frozenset({"manifest", "blob", "tags", "upload", "history"})
+READ_ROUTES = frozenset({"manifest", "blob", "tags", "upload", "history", "usage"})
 
 
 def refuse_malformed(route: str, method: str, params: dict[str, str], *, allow_blake3: bool) -> None:

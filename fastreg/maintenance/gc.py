@@ -103,11 +103,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
 
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from ..retention import pulls
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 
@@ -362,6 +364,7 @@ class Collector:
         self.progress = progress or Progress(None)
         self.out = out or (lambda _text: None)      # one line per item deleted (or to delete)
         self._refs: dict[Digest, Refs | None] = {}
+        self._pulls: dict[str, pulls.Pulls | None] = {}   # pull history per repository, for the lines
         self._heartbeat_ok = 0.0
         self.cutoff = 0.0
 
@@ -387,8 +390,7 @@ class Collector:
         return out
 
     async def scan(self, name: str) -> RepoScan:
-        repo = layout.repo(name)
-        scan = RepoScan(name, await self._links(f"{repo}/_manifests/revisions"), await self._links(f"{repo}/_layers"))
+        scan = RepoScan(name, await self._links(layout.revisions_dir(name)), await self._links(layout.layers_dir(name)))
         for tag in await self._list(layout.tags_dir(name)):
             try:
                 d = _parse((await self.driver.get_content(layout.tag_current_link(name, tag))).decode().strip())
@@ -513,11 +515,29 @@ class Collector:
         except PathNotFound:
             return False
 
+    async def _history(self, name: str, d: Digest) -> str:
+        """`` (last pushed …; last pulled …, N pulls)`` for a manifest's line: its push history
+        (the revision link's mtime) and pull history (fastreg.retention.pulls), as recorded."""
+        try:
+            info = await self.driver.stat(layout.revision_link(name, d.algorithm, d.hex))
+            pushed = "last pushed " + _utc(info.mtime)
+        except PathNotFound:
+            pushed = "push time unknown"
+        if name not in self._pulls:
+            self._pulls[name] = (await pulls.read(self.driver, name)
+                                 if await walk.listing(self.driver, f"{pulls.ROOT}/{name}") else None)
+        seen = self._pulls[name]
+        if seen is None:
+            return f" ({pushed}; no pulls recorded)"
+        entry = seen.manifests.get(str(d))
+        return f" ({pushed}; " + (f"last pulled {_utc(entry[0])}, {int(entry[1])} pulls)" if entry else "never pulled)")
+
     async def _delete_digest(self, d: Digest, p: Plan, report: Report, tags: dict[str, list[str]]) -> None:
         for name in p.revisions.get(d, ()):
+            history = await self._history(name, d)
             if await self._remove(layout.revision_dir(name, d.algorithm, d.hex)):
                 report.deleted_manifests += 1
-                self.out(f"deleted manifest {name}@{d}")
+                self.out(f"deleted manifest {name}@{d}{history}")
             for tag in tags.get(name, ()):
                 await self._remove(f"{layout.tag_dir(name, tag)}/index/{d.algorithm}/{d.hex}")
             r = await self.refs(d)
@@ -548,7 +568,7 @@ class Collector:
         plan = self.plan(m1, blobs, report)
         if self.opts.dry_run:
             self.progress.done()
-            self._dry_run(plan, report)
+            await self._dry_run(plan, report)
             await self._index_referrers(m1, plan, report)
             return report
         doomed = sorted(plan.digests())
@@ -621,10 +641,10 @@ class Collector:
         if self.phase is not None:
             await self.phase(name)
 
-    def _dry_run(self, p: Plan, report: Report) -> None:
+    async def _dry_run(self, p: Plan, report: Report) -> None:
         for d, repos in sorted(p.revisions.items()):
             for name in repos:
-                self.out(f"would delete manifest {name}@{d}")
+                self.out(f"would delete manifest {name}@{d}{await self._history(name, d)}")
                 report.deleted_manifests += 1
         for d, repos in sorted(p.links.items()):
             for name in repos:
@@ -648,6 +668,10 @@ def summary(report: Report, dry_run: bool) -> str:
     if report.aborted:
         text += f"; ABORTED: {report.aborted}"
     return text
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _human(n: int) -> str:

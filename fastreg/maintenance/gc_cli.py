@@ -9,6 +9,8 @@ import sys
 import orjson
 
 from ..config import Config, parse_duration
+from ..errors import RegistryError
+from ..retention import quota
 from ..server import storage_description
 from ..storage.driver.base import StorageError
 from ..storage.driver.factory import create_driver
@@ -42,16 +44,23 @@ def run_gc(cfg: Config, args: argparse.Namespace) -> int:
         driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
                                fsync=getattr(cfg.fastreg, "fsync", True))
         try:
-            return await gc.collect(driver, options, progress=gc.Progress(sys.stderr, quiet=args.quiet), out=out)
+            report = await gc.collect(driver, options, progress=gc.Progress(sys.stderr, quiet=args.quiet), out=out)
+            globs = quota.configured(cfg)
+            if globs is not None and not report.aborted:        # usage recounted from what is left
+                recount.append(await quota.recompute(driver, globs, dry_run=args.dry_run))
+            return report
         finally:
             await driver.close()
 
+    recount: list[quota.Recount] = []
     try:
         report = asyncio.run(main())
-    except (RuntimeError, ValueError, StorageError) as exc:
+    except (RuntimeError, ValueError, StorageError, RegistryError) as exc:
         print(f"fastreg gc: {storage_description(cfg)}: {exc}", file=sys.stderr)
         return 1
     print(f"{storage_description(cfg)}: {gc.summary(report, args.dry_run)}", flush=True)
+    for rc in recount:
+        print(f"{storage_description(cfg)}: {quota.summary(rc, args.dry_run)}", flush=True)
     return 1 if report.aborted else 0
 
 
@@ -114,14 +123,19 @@ def run_check(cfg: Config, args: argparse.Namespace) -> int:
         try:
             # progress only on a terminal: a log gets the problems and the summary
             progress = gc.Progress(sys.stderr if sys.stderr.isatty() else None)
-            return await check.check(driver, repair=args.repair, progress=progress, grace=grace,
-                                     upload_age=purging.age, purging=purging.enabled)
+            report = await check.check(driver, repair=args.repair, progress=progress, grace=grace,
+                                       upload_age=purging.age, purging=purging.enabled)
+            globs = quota.configured(cfg)
+            if globs is not None:           # usage recounted: reported, rewritten with --repair
+                recount.append(await quota.recompute(driver, globs, dry_run=not args.repair))
+            return report
         finally:
             await driver.close()
 
+    recount: list[quota.Recount] = []
     try:
         report = asyncio.run(main())
-    except (RuntimeError, ValueError, StorageError) as exc:
+    except (RuntimeError, ValueError, StorageError, RegistryError) as exc:
         print(f"fastreg check: {storage_description(cfg)}: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -129,6 +143,10 @@ def run_check(cfg: Config, args: argparse.Namespace) -> int:
             os.close(lock)
     if args.json:
         doc = orjson.loads(report.as_json())
+        for rc in recount:
+            doc["quota"] = {"repositories": rc.repositories, "bytes": rc.bytes, "drift": rc.drift,
+                            "drifted": [{"repository": n, "counted": c, "recounted": r} for n, c, r in rc.drifted],
+                            "repaired": bool(args.repair)}
         print(orjson.dumps({"storage": storage_description(cfg), **doc}, option=orjson.OPT_INDENT_2).decode(),
               flush=True)
     else:
@@ -138,5 +156,10 @@ def run_check(cfg: Config, args: argparse.Namespace) -> int:
             print(f"{p.kind}: {names + ': ' if names else ''}{p.detail}{fixed} ({p.path})", flush=True)
         for line in check.notes(report):
             print(line, flush=True)
+        for rc in recount:
+            for name, counted, recounted in rc.drifted:
+                print(f"quota drift: {name}: counted {counted} bytes, its manifests reference {recounted}"
+                      f"{' [recounted]' if args.repair else ''}", flush=True)
+            print(f"{storage_description(cfg)}: {quota.summary(rc, not args.repair)}", flush=True)
         print(f"{storage_description(cfg)}: {check.summary(report, args.repair)}", flush=True)
     return report.exit_code

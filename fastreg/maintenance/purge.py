@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..durations import format_duration
+from ..errors import RegistryError
+from ..retention import quota
 from ..storage import layout
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 
@@ -81,8 +83,9 @@ async def upload_dirs(driver: StorageDriver) -> list[str]:
 
     async def walk(path: str) -> None:
         children = await _list(driver, path)
-        if "_uploads" in children:
-            found.extend(f"{path}/_uploads/{u}" for u in await _list(driver, f"{path}/_uploads"))
+        if layout.UPLOADS in children:
+            uploads = f"{path}/{layout.UPLOADS}"
+            found.extend(f"{uploads}/{u}" for u in await _list(driver, uploads))
         for child in children:
             if not child.startswith(("_", ".")):
                 await walk(f"{path}/{child}")
@@ -188,7 +191,10 @@ class Maintenance:
             try:
                 report = await gc.collect(self.driver, opts)
                 log.info("garbage collection: %s", gc.summary(report, False))
-            except (StorageError, RuntimeError) as exc:
+                globs = quota.configured(self.cfg)
+                if globs is not None and not report.aborted:
+                    log.info("%s", quota.summary(await quota.recompute(self.driver, globs), False))
+            except (StorageError, RuntimeError, RegistryError) as exc:
                 log.error("garbage collection failed: %s", exc)
 
     async def _retention_loop(self, interval: float, dry_run: bool) -> None:

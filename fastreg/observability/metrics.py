@@ -200,6 +200,19 @@ class Metrics:
                                      ["kind"])
         from ..storage.driver import lease
         lease.observers.append(lambda kind: self.lock_failures.labels(kind).inc())
+        self.quota_refusals = Counter("fastreg_quota_refusals_total",
+                                      "Pushes refused by a storage quota, at the manifest PUT or the blob upload",
+                                      ["at"])
+        self.quota_usage = Gauge("fastreg_quota_usage_bytes", "Bytes counted against each storage quota "
+                                 "(scope: the rule's repository glob, or registry)", ["scope"],
+                                 multiprocess_mode="mostrecent")
+        self.quota_limit = Gauge("fastreg_quota_limit_bytes", "Each storage quota's limit", ["scope"],
+                                 multiprocess_mode="mostrecent")
+        self.storage_usage = Gauge("fastreg_storage_usage_bytes", "Bytes the manifests of the repositories "
+                                   "under each name prefix (first path component) reference, counted once per "
+                                   "blob per repository (kept while storage quotas are on)", ["prefix"],
+                                   multiprocess_mode="mostrecent")
+        self._prefixes: set[str] = set()
         self._req: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._uploads = {k: self.uploads.labels(k) for k in ("started", "committed", "failed")}
 
@@ -262,6 +275,22 @@ class Metrics:
     def retention_done(self, kind: str, count: int) -> None:
         if count:
             self.retention_deleted.labels(kind).inc(count)
+
+    # -- storage quotas (fastreg.quota) -------------------------------------------------------
+    def quota_refused(self, at: str) -> None:
+        self.quota_refusals.labels(at).inc()
+
+    def quota_totals(self, totals: Any, limits: Any) -> None:
+        """The stored totals (fastreg.retention.quota.Totals) and the limits (Limit)."""
+        for lim in limits:
+            used = totals.registry if lim.scope == "registry" else totals.globs.get(lim.scope, 0)
+            self.quota_usage.labels(lim.scope).set(used)
+            self.quota_limit.labels(lim.scope).set(lim.limit)
+        for prefix in self._prefixes - set(totals.prefixes):
+            self.storage_usage.labels(prefix).set(0)
+        for prefix, used in totals.prefixes.items():
+            self.storage_usage.labels(prefix).set(used)
+        self._prefixes = set(totals.prefixes)
 
     # -- storage ------------------------------------------------------------------------------
     def timed_driver(self, driver: StorageDriver) -> TimedDriver:

@@ -6,6 +6,7 @@ data under ``blobs/`` → revision link → referrers link → tag.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +40,23 @@ class TagGuard(Protocol):
     async def check_delete_tag(self, tags: TagStore, name: str, tag: str) -> None: ...
 
     async def check_delete_manifest(self, tags: TagStore, name: str, target: Digest) -> None: ...
+
+
+class QuotaGuard(Protocol):
+    """Counts what manifests reference and refuses what would exceed a storage quota
+    (fastreg.quota: fastreg.retention.quota.Quotas); the registry layer imports nothing of it."""
+
+    async def admit(self, name: str, manifest: Digest, size: int, blobs: Sequence[tuple[Digest, int]]) -> object:
+        """Before a PUT writes anything: count the manifest or raise DENIED; a token for cancel."""
+        ...
+
+    async def cancel(self, reservation: object) -> None:
+        """The PUT that was admitted failed: give back what admit counted."""
+        ...
+
+    async def released(self, name: str, manifest: Digest, body: bytes | None) -> None:
+        """After a DELETE by digest removed the revision."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +97,7 @@ class ManifestStore:
         self.referrers_page = max(1, referrers_page)
         self.guard = ReferenceGuard(driver)     # online garbage collection (see fastreg.maintenance.gc)
         self.immutable: TagGuard | None = None       # fastreg.immutability (fastreg.retention.immutable)
+        self.quota: QuotaGuard | None = None         # fastreg.quota (fastreg.retention.quota)
 
     def parse_reference(self, reference: str) -> Digest | str:
         if is_digest_reference(reference):
@@ -168,7 +187,20 @@ class ManifestStore:
             await self.immutable.check_put(self.tags, name, ref, d)
         since = await self.guard.epoch()                # online gc, step P0 (fastreg.maintenance.gc)
         await self._check_references(name, parsed, local)
+        reservation = None
+        if self.quota is not None and local:            # counted before anything is written
+            reservation = await self.quota.admit(name, d, len(body),
+                                                 [(b.digest, b.size) for b in parsed.blobs if not b.foreign])
+        try:
+            await self._write(name, ref, d, body, parsed, since, local)
+        except BaseException:
+            if reservation is not None and self.quota is not None:
+                await self.quota.cancel(reservation)
+            raise
+        return d, parsed
 
+    async def _write(self, name: str, ref: Digest | str, d: Digest, body: bytes, parsed: mf.ParsedManifest,
+                     since: bytes, local: bool) -> None:
         stored = await self.blobs.stat_data(d)
         if stored is None or stored.size != len(body):      # absent, or a damaged copy: (re)write
             await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
@@ -189,7 +221,6 @@ class ManifestStore:
             await self.tags.tag(name, ref, d, new=previous is None)
         await self._confirm(name, ref, d, parsed, previous, since, local)
         self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type), len(body))
-        return d, parsed
 
     async def _confirm(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest,
                        previous: Digest | None, since: bytes, local: bool = True) -> None:
@@ -260,13 +291,16 @@ class ManifestStore:
             raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(d)})
         if self.immutable is not None:
             await self.immutable.check_delete_manifest(self.tags, name, d)
+        body: bytes | None = None
         try:
-            sm = await self._content(d)
-            parsed_subject = _subject_of(sm.body)
+            body = (await self._content(d)).body
+            parsed_subject = _subject_of(body)
         except RegistryError:
             parsed_subject = None
         await self.tags.remove(name, await self._tags_or_empty(name, d))
         await self.driver.delete(layout.revision_dir(name, d.algorithm, d.hex))
+        if self.quota is not None:                      # uncounted once the revision is gone
+            await self.quota.released(name, d, body)
         if parsed_subject is not None:
             try:
                 await self.driver.delete(layout.referrer_link(

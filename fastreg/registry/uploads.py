@@ -53,7 +53,7 @@ import uuid as uuidlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -87,6 +87,12 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+class BlobQuota(Protocol):
+    """Asked when an upload's digest is verified, before the blob is stored (fastreg.quota)."""
+
+    async def check_blob(self, name: str, digest: Digest, size: int) -> None: ...
+
+
 class UploadStore:
     HASHER_CACHE = 512
 
@@ -96,6 +102,7 @@ class UploadStore:
         self._secret = secret
         self._hashers: OrderedDict[tuple[str, str], tuple[int, Any]] = OrderedDict()
         self._writing: set[tuple[str, str]] = set()     # sessions a request of this process writes
+        self.quota: BlobQuota | None = None              # fastreg.quota: a blob alone past a quota
 
     # -- state tokens ----------------------------------------------------------------------
     def token(self, st: UploadState) -> str:
@@ -314,6 +321,15 @@ class UploadStore:
                 raise RegistryError("DIGEST_INVALID", {"digest": str(digest),
                                                        "detail": "content does not match digest"})
             self._hashers.pop((st.name, st.uuid), None)
+            if self.quota is not None:
+                try:                    # before the blob is stored: refused, the session is dropped
+                    await self.quota.check_blob(st.name, digest, st.offset)
+                except RegistryError:
+                    if not done:
+                        done = True
+                        await w.close()
+                    await self._delete_session(st.name, st.uuid)
+                    raise
             moved = False
             existing = await self.blobs.stat_data(digest)
             # A stored copy of another size is damaged (truncated by a crash or a disk): the

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from ..storage import layout, walk
-from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError
+from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError, exclusive_lock
 
 log = logging.getLogger("fastreg.retention")
 
@@ -110,11 +110,10 @@ async def read(driver: StorageDriver, name: str) -> Pulls:
 
 async def compact(driver: StorageDriver, name: str) -> int:
     """Fold `name`'s writer files into its base; the number folded (0 when another holds the lock)."""
-    lock = getattr(driver, "exclusive", None)
-    if lock is None:
+    if not driver.capabilities.exclusive:
         return 0
     try:
-        async with lock(writer_dir(name)):
+        async with exclusive_lock(driver, writer_dir(name)):
             base = await _read(driver, base_path(name))
             merged = set(base.get("merged") or ()) if isinstance(base, dict) else set()
             total = Pulls()

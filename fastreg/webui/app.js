@@ -58,13 +58,16 @@
     if (gen !== generation) throw new Stale();
     return clear(document.getElementById("view"));
   }
-  function size(bytes) {
+  function humanSize(bytes) {
     const n = Number(bytes) || 0;
     const units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let v = n, u = 0;
     while (v >= 1024 && u < units.length - 1) { v /= 1024; u += 1; }
-    const shown = u === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
-    return el("span", { class: "size", "data-bytes": n, title: `${n} bytes`, text: shown });
+    return u === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+  }
+  function size(bytes) {
+    const n = Number(bytes) || 0;
+    return el("span", { class: "size", "data-bytes": n, title: `${n} bytes`, text: humanSize(n) });
   }
   // A digest shown short (algorithm and 12 hex digits, as docker does), the whole of it in the
   // title and data-digest, with a Copy button; a link when href is given.
@@ -162,7 +165,7 @@
 
   function scopeOf(path) {
     if (path.startsWith("/v2/_catalog")) return "registry:catalog:*";
-    const h = /^\/v2\/_fastreg\/history\/([^?]+)/.exec(path);
+    const h = /^\/v2\/_fastreg\/(?:history|usage)\/([^?]+)/.exec(path);
     if (h) return `repository:${h[1]}:pull`;
     const m = /^\/v2\/(.+)\/(tags|manifests|blobs|referrers)\//.exec(path);
     return m ? `repository:${m[1]}:pull` : "";
@@ -453,10 +456,25 @@
     const cells = await load();      // errors (no such repository, no pull right) before anything is drawn
     const first = rows.querySelector("a.tag");
     freshView(gen).append(el("section", {}, el("h1", { id: "repo-name", text: repo }),
+      await usageLine(repo),
       pullBox(`${HOST}/${repo}${first ? ":" + first.textContent : ""}`, "pull-repo"),
       el("h2", { text: "Tags" }), list, status, more));
     more.addEventListener("click", () => busy(async () => fillSizes(await load()))().catch(fail));
     await fillSizes(cells);
+  }
+
+  // storage usage and quotas (fastreg's usage endpoint; nothing shown when no quota is configured)
+  async function usageLine(repo) {
+    let doc;
+    try { doc = (await apiJSON(`/v2/_fastreg/usage/${repo}`)).doc; } catch (e) { return null; }
+    if (doc.bytes === null && !(doc.quotas || []).length) return null;
+    const parts = [];
+    if (doc.bytes !== null) parts.push(`Storage used: ${humanSize(doc.bytes)}`);
+    for (const q of doc.quotas || []) {
+      const what = q.scope === "registry" ? "the registry" : q.scope;
+      parts.push(`quota of ${what}: ${q.usage === null ? "not counted yet" : humanSize(q.usage)} of ${humanSize(q.limit)}`);
+    }
+    return el("p", { class: "muted", id: "repo-usage", text: parts.join("; ") + "." });
   }
 
   function pullBox(ref, id) {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fastreg.storage.driver import filesystem as fs
+from fastreg.storage.driver.backends import filesystem as fs
 
 
 def _racing_fsio(monkeypatch: pytest.MonkeyPatch, name: str) -> dict[str, int]:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from fastreg.observability.metrics import MULTIPROC_ENV, Metrics
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 from fastreg.storage.driver.base import Busy, StorageDriver
-from fastreg.storage.driver.faulty import FaultyDriver
-from fastreg.storage.driver.filesystem import FilesystemDriver
-from fastreg.storage.driver.middleware import Redirect, RedirectingDriver
-from fastreg.storage.driver.rediscache import RedisCachedDriver
+from fastreg.storage.driver.wrappers.faulty import FaultyDriver
+from fastreg.storage.driver.wrappers.middleware import Redirect, RedirectingDriver
+from fastreg.storage.driver.wrappers.rediscache import RedisCachedDriver
 
 from .services import Service
 

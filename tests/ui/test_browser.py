@@ -455,3 +455,18 @@ def test_policy_token_service(browser: Any, fastreg_factory: Any, users: Path, t
         for repo in POLICY_REPOS:
             push_small(c, repo, ["v1"])
     check_policy(browser, srv, anonymous_catalog=False)
+
+
+def test_repository_usage_and_quota(browser: Any, fastreg_factory: Any) -> None:
+    """With a storage quota configured, a repository's page shows its usage and the quotas that
+    apply (from /v2/_fastreg/usage/<name>); without one, nothing (the other tests' pages)."""
+    quota = {"limit": "1GiB", "rules": [{"repository": "q/**", "limit": "10MiB"}]}
+    srv = fastreg_factory({"fastreg": {"quota": quota}})
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+        m = push_small(c, "q/app", ["v1"])
+    used = m.size + sum(b.size for b in m.blobs)
+    open_ui(browser, srv, "#/r/q%2Fapp")
+    line = wait(browser, lambda d: css(d, "#repo-usage"), "the usage line")[0].text
+    assert line == (f"Storage used: {used / 1024:.2f} KiB; quota of q/**: {used / 1024:.2f} KiB of 10.0 MiB; "
+                    f"quota of the registry: {used / 1024:.2f} KiB of 1.00 GiB."), line
+    no_console_errors(browser)

@@ -33,8 +33,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ... import _fsio_py, engines
-from .base import (
+from .... import _fsio_py, engines
+from ..base import (
     Busy,
     Capabilities,
     Chunk,
