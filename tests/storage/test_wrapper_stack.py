@@ -34,7 +34,8 @@ def metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Metrics:
 
 
 @pytest.fixture
-def stacks(tmp_path: Path, redis_server: Service, metrics: Metrics) -> Iterator[dict[str, StorageDriver]]:
+def stacks(tmp_path: Path, redis_server: Service, metrics: Metrics,
+           run: Callable[[Any], Any]) -> Iterator[dict[str, StorageDriver]]:
     def fs(name: str) -> FilesystemDriver:
         return FilesystemDriver(str(tmp_path / name))
     out: dict[str, StorageDriver] = {
@@ -45,6 +46,8 @@ def stacks(tmp_path: Path, redis_server: Service, metrics: Metrics) -> Iterator[
         "metrics+faulty": metrics.timed_driver(FaultyDriver(fs("d"))),
     }
     yield out
+    for d in out.values():          # their threads, descriptors and Redis connections go now,
+        run(d.close())              # not whenever the collector reaches them in a later test
 
 
 KINDS = ["metrics+redis+middleware", "redis", "faulty", "metrics+faulty"]
