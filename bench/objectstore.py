@@ -130,7 +130,7 @@ async def run(names: list[str], rounds: int, sizes: Sizes, work: Path, endpoint:
 
 
 async def _make_bucket(url: str, keys: dict[str, str]) -> None:
-    from fastreg.storage.driver.s3 import _session
+    from fastreg.storage.driver.backends.s3 import _session
     async with _session().create_client("s3", region_name="us-east-1", endpoint_url=url,
                                         aws_access_key_id=keys["accesskey"],
                                         aws_secret_access_key=keys["secretkey"]) as s3:

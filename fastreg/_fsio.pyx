@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Durable small-file writes without the GIL: the filesystem driver's link, tag and manifest
-writes and its blob commits (fastreg/storage/driver/filesystem.py).
+writes and its blob commits (fastreg/storage/driver/backends/filesystem.py).
 
 Each function runs its whole sequence of system calls in one ``nogil`` block.  Written with
 ``os.*`` calls, a worker thread gives the GIL back and takes it again around every call (open,

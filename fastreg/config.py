@@ -101,7 +101,7 @@ UNUSED_KEYS: dict[str, str] = {
     "http.tls.letsencrypt": _UNUSED,
     "redis": "used only with storage.cache.blobdescriptor: redis",
     "validation.enabled": "deprecated by Distribution; validation is on unless validation.disabled",
-    # storage.cache.blobdescriptor: redis is implemented (storage/driver/rediscache.py); inmemory is not.
+    # storage.cache.blobdescriptor: redis is implemented (storage/driver/wrappers/rediscache.py); inmemory is not.
     # fastreg keeps no in-process blob descriptor cache: each blob HEAD/GET stats the repository's
     # layer link and the blob's data (manifests are cached by digest, tag lists by directory mtime,
     # in every worker), where Distribution answers repeated blob HEADs from a per-process map
@@ -192,7 +192,7 @@ class Filesystem(_S, frozen=True):
     rootdirectory: str = ""   # filled with DEFAULT_ROOTDIRECTORY when empty
     maxthreads: int = 100
     # fastreg: the bytes of a file past this size bypass the page cache (direct I/O, or written
-    # behind: fastreg/storage/driver/filesystem.py); 0 keeps every page cached
+    # behind: fastreg/storage/driver/backends/filesystem.py); 0 keeps every page cached
     dropbehind: int = 8 << 20
     directio: bool = True     # false: past dropbehind, write behind instead of O_DIRECT
 
@@ -245,7 +245,7 @@ class Storage(_S, frozen=True):
     gcs: dict[str, Any] | None = None
     swift: dict[str, Any] | None = None     # Distribution 2.8 only
     oss: dict[str, Any] | None = None       # Distribution 2.8 only
-    faulty: dict[str, Any] | None = None    # fastreg's fault-injecting wrapper (tests; storage/driver/faulty.py)
+    faulty: dict[str, Any] | None = None    # fault injection (tests; storage/driver/wrappers/faulty.py)
     delete: StorageDelete = msgspec.field(default_factory=StorageDelete)
     maintenance: Maintenance = msgspec.field(default_factory=Maintenance)
     cache: StorageCache = msgspec.field(default_factory=StorageCache)
@@ -1122,10 +1122,10 @@ MIDDLEWARE_KINDS = ("registry", "repository", "storage")
 
 
 def _check_middleware(cfg: Config) -> None:
-    """``middleware``: storage middleware by name (redirect, cloudfront, rewrite; storage/driver/middleware.py).
+    """``middleware``: storage middleware by name (redirect, cloudfront, rewrite; driver/wrappers/middleware.py).
     Distribution has no built-in registry or repository middleware and fails to start on an
     unknown name; so does fastreg.  Entries with ``disabled: true`` are skipped."""
-    from .storage.driver.middleware import parse
+    from .storage.driver.wrappers.middleware import parse
     for kind, entries in cfg.middleware.items():
         if kind not in MIDDLEWARE_KINDS:
             raise ConfigError(f"unknown configuration key 'middleware.{kind}'; valid keys here: "
@@ -1151,7 +1151,7 @@ def _warn_unused(present: set[str], cfg: Config) -> None:
         if key == "auth" and cfg.auth.type == "none":
             continue             # "no auth" is exactly what fastreg does
         if key in ("storage.cache", "redis") and cfg.storage.cache.blobdescriptor == "redis":
-            continue             # the shared Redis cache is implemented (storage.driver.rediscache)
+            continue             # the shared Redis cache is implemented (storage.driver.wrappers.rediscache)
         if key == "storage.cache" and cfg.storage.cache.blobdescriptor != "inmemory":
             if cfg.storage.cache.blobdescriptor:    # Distribution: "unknown cache type", caching disabled
                 log.warning("configuration key 'storage.cache': unknown cache type %r, caching disabled "

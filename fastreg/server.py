@@ -233,7 +233,7 @@ def check_storage(cfg: Config) -> None:
         name = str(params.get("driver") or "")
     if name in _EXTRAS:
         try:
-            importlib.import_module(f"fastreg.storage.driver.{name}")
+            importlib.import_module(f"fastreg.storage.driver.backends.{name}")
         except ImportError:
             raise StartupError(f"storage driver {name} is not installed: pip install 'fastreg[{name}]'") from None
     if cfg.storage.driver_name == "filesystem":

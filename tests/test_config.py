@@ -205,7 +205,7 @@ def test_middleware_errors(tmp_path: Path, text: str, message: str) -> None:
 
 
 def test_middleware_accepted(tmp_path: Path, warnings_log: pytest.LogCaptureFixture) -> None:
-    from fastreg.storage.driver.middleware import Redirect, specs
+    from fastreg.storage.driver.wrappers.middleware import Redirect, specs
     cfg = load(tmp_path, """\
         middleware:
           storage:

@@ -15,6 +15,10 @@ from ..registry import Registry
 from .errors import RegistryError
 from .http import Request, Response, h
 
+# digests parsed from request paths and queries (valid ones only), bounded
+_PARSED: dict[tuple[str, bool], Digest] = {}
+PARSED_KEPT = 4096
+
 
 @dataclass(slots=True)
 class Context:
@@ -43,10 +47,18 @@ class Context:
         return f"{scheme}://{host.split(',')[0].strip()}{path}"
 
     def digest(self, text: str) -> Digest:
+        allow_blake3 = self.registry.allow_blake3
+        d = _PARSED.get((text, allow_blake3))     # a blob's digest arrives on every pull of it
+        if d is not None:
+            return d
         try:
-            return parse_digest(text, allow_blake3=self.registry.allow_blake3)
+            d = parse_digest(text, allow_blake3=allow_blake3)
         except (InvalidDigest, UnsupportedDigest) as exc:
             raise RegistryError("DIGEST_INVALID", str(exc)) from None
+        if len(_PARSED) >= PARSED_KEPT:
+            _PARSED.clear()
+        _PARSED[text, allow_blake3] = d
+        return d
 
     def check_writable(self) -> None:
         if self.registry.readonly:

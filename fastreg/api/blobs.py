@@ -1,11 +1,29 @@
 """GET/HEAD/DELETE /v2/<name>/blobs/<digest>."""
 from __future__ import annotations
 
-from ..digest import RangeNotSatisfiable, format_content_range, parse_range
+from ..digest import Digest, RangeNotSatisfiable, format_content_range, parse_range
 from ..hooks import Target
 from .base import Context
 from .errors import RegistryError
 from .http import Request, Response, h
+
+# A blob's answer headers, built once: (digest, size) -> the 200 answer's headers (Content-Length last)
+_HEADERS: dict[tuple[Digest, int], list[tuple[bytes, bytes]]] = {}
+HEADERS_KEPT = 4096
+
+
+def _headers(d: Digest, size: int) -> list[tuple[bytes, bytes]]:
+    key = (d, size)
+    hit = _HEADERS.get(key)
+    if hit is None:
+        dstr = str(d)
+        hit = [(b"docker-content-digest", dstr.encode()), (b"etag", f'"{dstr}"'.encode()),
+               (b"accept-ranges", b"bytes"), (b"cache-control", b"max-age=31536000"),
+               (b"content-type", b"application/octet-stream"), h("Content-Length", size)]
+        if len(_HEADERS) >= HEADERS_KEPT:
+            _HEADERS.clear()
+        _HEADERS[key] = hit
+    return hit
 
 
 async def get(req: Request, ctx: Context) -> Response:
@@ -14,10 +32,9 @@ async def get(req: Request, ctx: Context) -> Response:
     reg = ctx.registry
     info = await reg.blobs.stat(name, d)
     size = info.size
-    dstr = str(d)
-    headers = [(b"docker-content-digest", dstr.encode()), (b"etag", f'"{dstr}"'.encode()),
-               (b"accept-ranges", b"bytes"), (b"cache-control", b"max-age=31536000"),
-               (b"content-type", b"application/octet-stream")]
+    kept = _headers(d, size)
+    headers = kept[:-1]     # without Content-Length
+    dstr = d.algorithm + ":" + d.hex
     inm = req.header(b"if-none-match")
     if inm is not None and inm.strip() in (f'"{dstr}"', dstr):
         return Response(304, headers)
@@ -39,11 +56,12 @@ async def get(req: Request, ctx: Context) -> Response:
                                 message="requested range not satisfiable",
                                 headers=[h("Content-Range", f"bytes */{size}")]) from None
     if span is None:
-        headers.append(h("Content-Length", size))
+        headers = kept.copy()
         if req.method == "HEAD":
             return Response(200, headers)
         redirect = await reg.driver.redirect_url(path, "GET")
-        await ctx.emit("pull", req, Target(name, dstr, "application/octet-stream", size))
+        if ctx.events is not None:
+            await ctx.emit("pull", req, Target(name, dstr, "application/octet-stream", size))
         if redirect is not None:
             return Response(307, [(b"location", redirect.encode()), (b"content-length", b"0")])
         return Response(200, headers, file=reg.driver.local_path(path), stream=reg.driver.reader(path))

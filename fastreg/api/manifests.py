@@ -1,26 +1,45 @@
 """HEAD/GET/PUT/DELETE /v2/<name>/manifests/<reference>."""
 from __future__ import annotations
 
+from ..digest import Digest
 from ..hooks import Target
+from ..registry.manifests import StoredManifest
 from .base import Context
 from .errors import RegistryError
 from .http import Request, Response, h
 
+# A stored manifest's answer headers, built once: (digest, media type, size) -> (digest text, headers)
+_HEADERS: dict[tuple[Digest, str, int], tuple[str, list[tuple[bytes, bytes]]]] = {}
+HEADERS_KEPT = 4096
+
+
+def _headers(sm: StoredManifest) -> tuple[str, list[tuple[bytes, bytes]]]:
+    key = (sm.digest, sm.media_type, len(sm.body))
+    hit = _HEADERS.get(key)
+    if hit is None:
+        dstr = str(sm.digest)
+        hit = dstr, [h("Content-Type", sm.media_type), h("Docker-Content-Digest", dstr),
+                     h("ETag", f'"{dstr}"'), h("Content-Length", len(sm.body))]
+        if len(_HEADERS) >= HEADERS_KEPT:
+            _HEADERS.clear()
+        _HEADERS[key] = hit
+    return hit
+
 
 async def get(req: Request, ctx: Context) -> Response:
     sm = await ctx.registry.manifests.get(req.params["name"], req.params["reference"])
-    dstr = str(sm.digest)
+    dstr, kept = _headers(sm)
     if ctx.pulls is not None:       # a GET pulls the manifest; a GET or HEAD by tag resolves the tag
         ctx.pulls.record(req.params["name"], _tag(req.params["reference"]), dstr if req.method == "GET" else None)
-    headers = [h("Content-Type", sm.media_type), h("Docker-Content-Digest", dstr),
-               h("ETag", f'"{dstr}"'), h("Content-Length", len(sm.body))]
+    headers = kept.copy()
     inm = req.header(b"if-none-match")
     if inm is not None and inm.strip() in (f'"{dstr}"', dstr):
         return Response(304, headers[1:3])
     if req.method == "HEAD":
         return Response(200, headers, b"")
-    await ctx.emit("pull", req, Target(req.params["name"], dstr, sm.media_type, len(sm.body),
-                                       _tag(req.params["reference"]), manifest=sm.body))
+    if ctx.events is not None:
+        await ctx.emit("pull", req, Target(req.params["name"], dstr, sm.media_type, len(sm.body),
+                                           _tag(req.params["reference"]), manifest=sm.body))
     return Response(200, headers, sm.body)
 
 

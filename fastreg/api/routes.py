@@ -26,6 +26,7 @@ class Route:
     pattern: re.Pattern[str]
     handlers: dict[str, Handler]
     public: bool = False        # no access check (the web page's static files: they hold no data)
+    literal: str = ""           # a part of the pattern every path it matches contains (a quick test first)
 
     @property
     def allow(self) -> str:
@@ -33,7 +34,9 @@ class Route:
 
 
 def _route(name: str, pattern: str, public: bool = False, **handlers: Handler) -> Route:
-    return Route(name, re.compile(pattern), handlers, public)
+    literal = max(re.split(r"\(\?P<\w+>[^)]*\)\??|/\?", pattern), key=len)
+    assert not set(literal) & set("\\.^$*+?()[]{}|"), literal     # plain text, as the pattern matches it
+    return Route(name, re.compile(pattern), handlers, public, literal)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -42,15 +45,15 @@ ROUTES: tuple[Route, ...] = (
     # fastreg's own: push history (no repository name component starts with "_")
     _route("history", r"/v2/_fastreg/history/(?P<name>.+)", GET=history.get),
     _route("usage", r"/v2/_fastreg/usage/(?P<name>.+)", GET=usage.get),
-    _route("tags", r"/v2/(?P<name>.+)/tags/list", GET=tags.list_tags),
-    _route("manifest", r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)",
+    _route("tags", r"/v2/(?P<name>.+?)/tags/list", GET=tags.list_tags),
+    _route("manifest", r"/v2/(?P<name>.+?)/manifests/(?P<reference>[^/]+)",
            GET=manifests.get, HEAD=manifests.get, PUT=manifests.put, DELETE=manifests.delete),
-    _route("upload_start", r"/v2/(?P<name>.+)/blobs/uploads/?", POST=uploads.start),
-    _route("upload", r"/v2/(?P<name>.+)/blobs/uploads/(?P<uuid>[^/]+)",
+    _route("upload_start", r"/v2/(?P<name>.+?)/blobs/uploads/?", POST=uploads.start),
+    _route("upload", r"/v2/(?P<name>.+?)/blobs/uploads/(?P<uuid>[^/]+)",
            GET=uploads.status, PATCH=uploads.patch, PUT=uploads.put, DELETE=uploads.cancel),
-    _route("blob", r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)",
+    _route("blob", r"/v2/(?P<name>.+?)/blobs/(?P<digest>[^/]+)",
            GET=blobs.get, HEAD=blobs.get, DELETE=blobs.delete),
-    _route("referrers", r"/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)", GET=referrers.list_referrers),
+    _route("referrers", r"/v2/(?P<name>.+?)/referrers/(?P<digest>[^/]+)", GET=referrers.list_referrers),
     # the web page: /ui redirects to /ui/; /ui/<file> is one of its files (never a deeper path)
     _route("ui", r"/ui(?P<file>/[^/]*)?", public=True, GET=ui.get, HEAD=ui.get),
 )
@@ -67,9 +70,10 @@ def routing_path(path: str, raw_path: bytes | None) -> str:
 
 def match(path: str) -> tuple[Route, dict[str, str]] | None:
     for route in ROUTES:
-        m = route.pattern.fullmatch(path)
-        if m is not None:
-            return route, m.groupdict()
+        if route.literal in path:
+            m = route.pattern.fullmatch(path)
+            if m is not None:
+                return route, m.groupdict()
     return None
 
 

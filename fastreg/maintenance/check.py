@@ -60,7 +60,7 @@ from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 from . import check_leftovers as leftovers
 from .gc import Progress
 
-QUARANTINE = f"{layout.ROOT}/_fastreg_quarantine"
+QUARANTINE = layout.QUARANTINE
 
 OK, CORRUPT, MISSING = "ok", "corrupt", "missing"
 
@@ -261,7 +261,7 @@ class Checker:
     async def _quarantine(self, p: Problem, d: Digest) -> None:
         if not self.repair:
             return
-        dst = f"{QUARANTINE}/{self._stamp}/blobs/{d.algorithm}/{d.hex[:2]}/{d.hex}/data"
+        dst = layout.quarantined_blob_data(self._stamp, d.algorithm, d.hex)
         await self.driver.move(layout.blob_data(d.algorithm, d.hex), dst)
         p.repaired = "quarantined"
         p.detail += f"; moved to {dst}"
@@ -290,9 +290,8 @@ class Checker:
         return out
 
     async def check_repository(self, name: str) -> None:
-        repo = layout.repo(name)
         self.report.repositories += 1
-        layers = await self._links(name, f"{repo}/_layers", "layer")
+        layers = await self._links(name, layout.layers_dir(name), "layer")
         for d, path in layers.items():
             self.report.layer_links += 1
             if self.state(d) != OK:
@@ -301,7 +300,7 @@ class Checker:
                 await self._remove(p, path.rsplit("/", 1)[0])
         linked = {d for d in layers if self.state(d) == OK}
 
-        revisions = await self._links(name, f"{repo}/_manifests/revisions", "revision")
+        revisions = await self._links(name, layout.revisions_dir(name), "revision")
         healthy: set[Digest] = set()
         bodies: dict[Digest, _Refs] = {}
         for d, path in revisions.items():
@@ -375,7 +374,7 @@ class Checker:
         (a key of `bodies`) whose manifest has that subject; every such manifest needs its entry.
         The index only answers ``GET /v2/<name>/referrers/<subject>``: a wrong entry is removed
         and a missing one written, nothing is lost either way."""
-        base = f"{layout.repo(name)}/_referrers"
+        base = layout.referrers_root(name)
         indexed: set[tuple[Digest, Digest]] = set()
         for s_alg in await self._list(base):
             for s_hex in await self._list(f"{base}/{s_alg}"):

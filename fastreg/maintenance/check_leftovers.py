@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass, field
 
 from ..storage import layout, walk
+from ..storage.driver.backends.filesystem import TMP_PREFIX
 from ..storage.driver.base import PathNotFound, StorageDriver
-from ..storage.driver.filesystem import TMP_PREFIX
 from .purge import parse_startedat, upload_dirs
 
 GRACE = 3600.0          # default: leftovers last written less than an hour ago are left alone
@@ -67,7 +67,7 @@ class Session:
 
     @property
     def repository(self) -> str:
-        return self.path[len(layout.REPOS) + 1:self.path.rindex("/_uploads/")]
+        return layout.repository_of_upload_dir(self.path)
 
     @property
     def broken(self) -> str:

@@ -390,8 +390,7 @@ class Collector:
         return out
 
     async def scan(self, name: str) -> RepoScan:
-        repo = layout.repo(name)
-        scan = RepoScan(name, await self._links(f"{repo}/_manifests/revisions"), await self._links(f"{repo}/_layers"))
+        scan = RepoScan(name, await self._links(layout.revisions_dir(name)), await self._links(layout.layers_dir(name)))
         for tag in await self._list(layout.tags_dir(name)):
             try:
                 d = _parse((await self.driver.get_content(layout.tag_current_link(name, tag))).decode().strip())

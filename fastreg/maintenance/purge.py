@@ -83,8 +83,9 @@ async def upload_dirs(driver: StorageDriver) -> list[str]:
 
     async def walk(path: str) -> None:
         children = await _list(driver, path)
-        if "_uploads" in children:
-            found.extend(f"{path}/_uploads/{u}" for u in await _list(driver, f"{path}/_uploads"))
+        if layout.UPLOADS in children:
+            uploads = f"{path}/{layout.UPLOADS}"
+            found.extend(f"{uploads}/{u}" for u in await _list(driver, uploads))
         for child in children:
             if not child.startswith(("_", ".")):
                 await walk(f"{path}/{child}")

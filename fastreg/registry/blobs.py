@@ -36,12 +36,17 @@ class BlobStore:
             return False
 
     async def stat(self, name: str, d: Digest) -> FileInfo:
-        """The blob's data info if it is linked into `name`; else BLOB_UNKNOWN."""
-        if await self.is_linked(name, d):
-            info = await self.stat_data(d)
-            if info is not None and not info.is_dir:
-                return info
-        raise RegistryError("BLOB_UNKNOWN", {"digest": str(d)})
+        """The blob's data info if it is linked into `name`; else BLOB_UNKNOWN.  (is_linked and
+        stat_data, inline: every HEAD and GET of a blob asks.)"""
+        stat = self.driver.stat
+        try:
+            await stat(layout.layer_link(name, d.algorithm, d.hex))
+            info = await stat(layout.blob_data(d.algorithm, d.hex))
+        except PathNotFound:
+            raise RegistryError("BLOB_UNKNOWN", {"digest": str(d)}) from None
+        if info.is_dir:
+            raise RegistryError("BLOB_UNKNOWN", {"digest": str(d)})
+        return info
 
     async def link(self, name: str, d: Digest) -> None:
         await self.driver.put_content(layout.layer_link(name, d.algorithm, d.hex), str(d).encode())

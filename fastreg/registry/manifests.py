@@ -143,8 +143,10 @@ class ManifestStore:
     async def get(self, name: str, reference: str) -> StoredManifest:
         ref = self.parse_reference(reference)
         d = ref if isinstance(ref, Digest) else await self.tags.resolve(name, ref)
-        if not await self._revision_exists(name, d):
-            raise RegistryError("MANIFEST_UNKNOWN", {"name": name, "reference": reference})
+        try:        # the revision link: what _revision_exists asks, without its layers (every pull)
+            await self.driver.stat(layout.revision_link(name, d.algorithm, d.hex))
+        except PathNotFound:
+            raise RegistryError("MANIFEST_UNKNOWN", {"name": name, "reference": reference}) from None
         sm = await self._content(d)
         if sm.media_type not in SERVABLE_TYPES:       # stored before validation covered it (a proxy's)
             log.error("manifest %s in %s has media type %r, which is not a manifest's: not served",

@@ -52,6 +52,7 @@ class TagStore:
     SETTLE = 2.0
     CACHED_REPOSITORIES = 1024
     TAG_COST = 64           # bytes a listed tag costs besides its characters (str header, list slot)
+    PARSED_LINKS = 4096
 
     def __init__(self, driver: StorageDriver, *, concurrency: int = 0, cache_bytes: int = 16 << 20) -> None:
         self.driver = driver
@@ -60,16 +61,24 @@ class TagStore:
         # tag lists by repository, bounded in bytes (fastreg.cache.tagbytes) and repositories
         self._lists: ByteLRU[str, tuple[float, list[str]]] = ByteLRU(
             cache_bytes, max_entries=self.CACHED_REPOSITORIES)
+        self._parsed: dict[bytes, Digest] = {}     # a tag link's bytes -> the digest they name
 
     async def resolve(self, name: str, tag: str) -> Digest:
         try:
             link = await self.driver.get_content(layout.tag_current_link(name, tag))
         except PathNotFound:
             raise RegistryError("MANIFEST_UNKNOWN", {"tag": tag}) from None
+        d = self._parsed.get(link)
+        if d is not None:
+            return d
         try:
-            return parse_digest(link.decode().strip(), allow_blake3=True)
+            d = parse_digest(link.decode().strip(), allow_blake3=True)
         except (InvalidDigest, UnsupportedDigest, UnicodeDecodeError):
             raise RegistryError("UNKNOWN", f"corrupt tag link for {name}:{tag}") from None
+        if len(self._parsed) >= self.PARSED_LINKS:
+            self._parsed.clear()
+        self._parsed[link] = d
+        return d
 
     async def current(self, name: str, tag: str) -> tuple[Digest, float] | None:
         """What `tag` names and when its current link was last written (its mtime), or None if

@@ -43,12 +43,20 @@ def repo(name: str) -> str:
     return f"{REPOS}/{name}"
 
 
+def layers_dir(name: str) -> str:
+    return f"{REPOS}/{name}/_layers"
+
+
 def layer_link(name: str, alg: str, hex_: str) -> str:
     return f"{REPOS}/{name}/_layers/{alg}/{hex_}/link"
 
 
 def layer_dir(name: str, alg: str, hex_: str) -> str:
     return f"{REPOS}/{name}/_layers/{alg}/{hex_}"
+
+
+def revisions_dir(name: str) -> str:
+    return f"{REPOS}/{name}/_manifests/revisions"
 
 
 def revision_link(name: str, alg: str, hex_: str) -> str:
@@ -83,6 +91,14 @@ def uploads_dir(name: str) -> str:
     return f"{REPOS}/{name}/_uploads"
 
 
+UPLOADS = "_uploads"     # a repository's upload sessions: <repository>/_uploads/<uuid>
+
+
+def repository_of_upload_dir(path: str) -> str:
+    """The repository name of an upload session directory ``.../<name>/_uploads/<uuid>``."""
+    return path[len(REPOS) + 1:path.rindex(f"/{UPLOADS}/")]
+
+
 def upload_dir(name: str, uuid: str) -> str:
     return f"{REPOS}/{name}/_uploads/{uuid}"
 
@@ -101,6 +117,18 @@ def upload_hashstate(name: str, uuid: str, alg: str, offset: int) -> str:
 
 def upload_hashstates(name: str, uuid: str, alg: str) -> str:
     return f"{REPOS}/{name}/_uploads/{uuid}/hashstates/{alg}"
+
+
+# fastreg check --repair moves a damaged blob here, beside blobs/ (Distribution ignores it)
+QUARANTINE = f"{ROOT}/_fastreg_quarantine"
+
+
+def quarantined_blob_data(stamp: str, alg: str, hex_: str) -> str:
+    return f"{QUARANTINE}/{stamp}/blobs/{alg}/{hex_[:2]}/{hex_}/data"
+
+
+def referrers_root(name: str) -> str:
+    return f"{REPOS}/{name}/_referrers"
 
 
 def referrers_dir(name: str, alg: str, subject_hex: str) -> str:

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 WARNING = "fastreg's compiled engines could not be built"
 RUNTIME_WARNING = "fastreg's compiled engines are not installed"
 # Which engine each of the two runs in an installed fastreg.
-ENGINES = ("from fastreg import digest; from fastreg.storage.driver import filesystem; "
+ENGINES = ("from fastreg import digest; from fastreg.storage.driver.backends import filesystem; "
            "print(digest.EXTENSION, filesystem.FSIO_COMPILED)")
 
 

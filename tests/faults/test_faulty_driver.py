@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from fastreg.config import ConfigError, load_config
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.inmemory import InMemoryDriver
 from fastreg.storage.driver.base import PathNotFound, StorageDriver, StorageError, StorageFull
 from fastreg.storage.driver.factory import create_driver
-from fastreg.storage.driver.faulty import FaultyDriver, Rule, Stale
-from fastreg.storage.driver.filesystem import FilesystemDriver
-from fastreg.storage.driver.inmemory import InMemoryDriver
+from fastreg.storage.driver.wrappers.faulty import FaultyDriver, Rule, Stale
 
 
 @pytest.fixture(params=["filesystem", "inmemory"])

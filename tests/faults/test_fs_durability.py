@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from fastreg import _fsio_py
-from fastreg.storage.driver import filesystem as fs_mod
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends import filesystem as fs_mod
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 
 
 @pytest.fixture

@@ -99,8 +99,8 @@ def test_session_lock_holds_across_processes(tmp_path: Path) -> None:
     process (another granian worker), the caller is refused with Busy; released, it gets it;
     it follows the directory through a rename (a commit moving it into blobs/); a path with
     nothing there is PathNotFound and nothing is created."""
+    from fastreg.storage.driver.backends.filesystem import FilesystemDriver
     from fastreg.storage.driver.base import Busy, PathNotFound
-    from fastreg.storage.driver.filesystem import FilesystemDriver
 
     d = FilesystemDriver(str(tmp_path))
     (tmp_path / "s").mkdir()

@@ -12,8 +12,8 @@ import pytest
 from fastreg.errors import RegistryError
 from fastreg.registry import Limits, Registry
 from fastreg.storage import layout
+from fastreg.storage.driver.backends.inmemory import InMemoryDriver
 from fastreg.storage.driver.base import PathNotFound
-from fastreg.storage.driver.inmemory import InMemoryDriver
 
 from .upstream import OCI_MANIFEST, digest, manifest_of
 

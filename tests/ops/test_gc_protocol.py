@@ -19,7 +19,7 @@ from fastreg.digest import Digest
 from fastreg.errors import RegistryError
 from fastreg.maintenance import gc
 from fastreg.registry import Registry
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 REPO = "race/app"

@@ -15,7 +15,7 @@ import pytest
 from fastreg.maintenance.purge import parse_startedat, purge_uploads
 from fastreg.registry import Registry
 from fastreg.storage import layout
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 from tests.support.registry_client import digest_of, q, relative
 
 from .conftest import DISTRIBUTION_BIN, V2

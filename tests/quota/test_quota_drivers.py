@@ -197,8 +197,8 @@ def test_a_failed_push_gives_its_count_back(tmp_path: Path) -> None:
     """A push that fails after it was counted: if its revision link was never written, the count is
     given back (the same push then succeeds within the limit); if the failure came after the link
     (the tag), the manifest is in the repository and stays counted."""
-    from fastreg.storage.driver.faulty import FaultyDriver, Rule
-    from fastreg.storage.driver.filesystem import FilesystemDriver
+    from fastreg.storage.driver.backends.filesystem import FilesystemDriver
+    from fastreg.storage.driver.wrappers.faulty import FaultyDriver, Rule
 
     async def main() -> None:
         rules = [Rule(frozenset({"put_content"}), path="*/_manifests/revisions/*/link", action="eio", times=1)]

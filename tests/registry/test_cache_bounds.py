@@ -14,7 +14,7 @@ from fastreg.errors import RegistryError
 from fastreg.registry import Limits, Registry
 from fastreg.registry.lru import OVERHEAD, ByteLRU
 from fastreg.storage import layout
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 
 from .test_listing_caches import age_directory, push_image
 

@@ -18,7 +18,7 @@ import pytest
 from fastreg.digest import digest_bytes
 from fastreg.registry import Registry
 from fastreg.storage import layout
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -148,7 +148,7 @@ def test_tag_list_sees_tags_added_and_removed_by_another_worker(root: Path,
 
 
 def test_tag_list_is_not_cached_on_drivers_without_directory_times() -> None:
-    from fastreg.storage.driver.inmemory import InMemoryDriver
+    from fastreg.storage.driver.backends.inmemory import InMemoryDriver
 
     driver = InMemoryDriver()
     reg = Registry(driver, secret=b"s")

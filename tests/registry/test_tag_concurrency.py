@@ -16,8 +16,8 @@ import pytest
 from fastreg.digest import digest_bytes
 from fastreg.errors import RegistryError
 from fastreg.registry.tags import TagStore
+from fastreg.storage.driver.backends.inmemory import InMemoryDriver
 from fastreg.storage.driver.base import StorageError
-from fastreg.storage.driver.inmemory import InMemoryDriver
 from tests.support.registry_client import make_manifest, push_manifest, put_manifest, unique_repo
 
 

@@ -18,7 +18,7 @@ import pytest
 from fastreg.digest import digest_bytes
 from fastreg.errors import RegistryError
 from fastreg.registry import Registry
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 
 
 class NoDirRenames(FilesystemDriver):

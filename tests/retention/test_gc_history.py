@@ -12,7 +12,7 @@ from fastreg.maintenance import gc
 from fastreg.registry import Registry
 from fastreg.retention import pulls
 from fastreg.storage import layout
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 from tests.support.direct_push import push_manifest
 from tests.support.registry_client import make_manifest
 

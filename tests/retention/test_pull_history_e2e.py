@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from fastreg.retention import pulls
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 from tests.support.registry_client import make_manifest, push_manifest
 
 

@@ -97,7 +97,7 @@ def test_tag_pushed_during_the_run_is_kept(tmp_path: Path) -> None:
     """The run reads every tag, then deletes one by one; a tag pushed again in between is kept,
     and so is a manifest tagged in between (the push here happens in the run's own event
     callback, after its first deletion, through the same services a client's PUT uses)."""
-    from fastreg.storage.driver.filesystem import FilesystemDriver
+    from fastreg.storage.driver.backends.filesystem import FilesystemDriver
     cfg = config(tmp_path, POLICY)
 
     async def main() -> None:

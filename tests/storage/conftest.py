@@ -74,7 +74,7 @@ class FilesystemBackend(Backend):
         self.base = base
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
-        from fastreg.storage.driver.filesystem import FilesystemDriver
+        from fastreg.storage.driver.backends.filesystem import FilesystemDriver
         return FilesystemDriver(str(self.base / root))
 
     async def leftovers(self, root: str) -> list[str]:
@@ -96,9 +96,9 @@ class WrappedBackend(FilesystemBackend):
     def make(self, root: str, **kw: Any) -> StorageDriver:
         inner = super().make(root, **kw)
         if self.name == "faulty":
-            from fastreg.storage.driver.faulty import FaultyDriver
+            from fastreg.storage.driver.wrappers.faulty import FaultyDriver
             return FaultyDriver(inner, [])
-        from fastreg.storage.driver.middleware import RedirectingDriver, Rewrite
+        from fastreg.storage.driver.wrappers.middleware import RedirectingDriver, Rewrite
         return RedirectingDriver(inner, Rewrite(host="cdn.example"))
 
 
@@ -109,7 +109,7 @@ class InMemoryBackend(Backend):
         self.drivers: dict[str, Any] = {}
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
-        from fastreg.storage.driver.inmemory import InMemoryDriver
+        from fastreg.storage.driver.backends.inmemory import InMemoryDriver
         # Two drivers on one root share the objects, as two processes share a bucket.
         d = InMemoryDriver()
         first = self.drivers.setdefault(root, d)
@@ -131,7 +131,7 @@ class CachedBackend(InMemoryBackend):
         self.prefix = f"fastreg-test-{uuid.uuid4().hex[:8]}:"
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
-        from fastreg.storage.driver.rediscache import RedisCachedDriver
+        from fastreg.storage.driver.wrappers.rediscache import RedisCachedDriver
         return RedisCachedDriver(super().make(root), port=self.svc.port, prefix=self.prefix)
 
 
@@ -149,7 +149,7 @@ class S3Backend(Backend):
                 **self.keys}
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
-        from fastreg.storage.driver.s3 import S3Driver
+        from fastreg.storage.driver.backends.s3 import S3Driver
         return S3Driver(self.params(root, kw.get("endpoint")), list_page_size=kw.get("page", 1000),
                         max_attempts=1 + kw.get("retries", 4))
 
@@ -162,7 +162,7 @@ class S3Backend(Backend):
 
     async def orphans(self, root: str) -> list[str]:
         """Multipart uploads that no sidecar names: nobody could ever finish or abort them."""
-        from fastreg.storage.driver.s3 import SIDECAR
+        from fastreg.storage.driver.backends.s3 import SIDECAR
         out = []
         async with s3_client(self.svc.url, self.keys) as s3:
             mpus = await s3.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=root + "/")
@@ -185,7 +185,7 @@ class RgwBackend(S3Backend):
 
 
 def s3_client(url: str, keys: dict[str, str] = S3_KEYS) -> Any:
-    from fastreg.storage.driver.s3 import _session
+    from fastreg.storage.driver.backends.s3 import _session
     return _session().create_client("s3", region_name="us-east-1", endpoint_url=url,
                                        aws_access_key_id=keys["accesskey"],
                                        aws_secret_access_key=keys["secretkey"])
@@ -203,7 +203,7 @@ class AzureBackend(Backend):
                 "chunksize": 64 * 1024}
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
-        from fastreg.storage.driver.azure import AzureDriver
+        from fastreg.storage.driver.backends.azure import AzureDriver
         params = self.params(root, kw.get("endpoint"))
         if "retries" in kw:
             params["maxretries"] = kw["retries"]
@@ -225,7 +225,7 @@ class GcsBackend(Backend):
         return {"bucket": GCS_BUCKET, "rootdirectory": f"/{root}", "chunksize": 256 * 1024}
 
     def make(self, root: str, **kw: Any) -> StorageDriver:
-        from fastreg.storage.driver.gcs import GcsDriver
+        from fastreg.storage.driver.backends.gcs import GcsDriver
         return GcsDriver(self.params(root), endpoint=kw.get("endpoint") or self.svc.url,
                          list_page_size=kw.get("page", 1000), retries=kw.get("retries", 4))
 
@@ -238,7 +238,7 @@ class GcsBackend(Backend):
 
 
     async def orphans(self, root: str) -> list[str]:
-        from fastreg.storage.driver.gcs import PIECE
+        from fastreg.storage.driver.backends.gcs import PIECE
         return [n for n in await self.leftovers(root) if PIECE in n]
 
 

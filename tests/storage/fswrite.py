@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from fastreg.storage.driver.filesystem import FilesystemDriver
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 
 
 async def write_file(d: FilesystemDriver, path: str, chunks: Sequence[bytes], *, append: bool = False,

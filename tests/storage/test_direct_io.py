@@ -1,4 +1,4 @@
-"""Direct I/O past ``storage.filesystem.dropbehind`` (fastreg/storage/driver/directio.py).
+"""Direct I/O past ``storage.filesystem.dropbehind`` (fastreg/storage/driver/backends/directio.py).
 
 The bytes past the threshold, from the first block boundary on, are written with O_DIRECT from
 aligned staging buffers; the part before the boundary and a file's unaligned tail go through the
@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fastreg.storage.driver import directio
+from fastreg.storage.driver.backends import directio
+from fastreg.storage.driver.backends.filesystem import DROPBEHIND, FilesystemDriver
 from fastreg.storage.driver.base import StorageError
-from fastreg.storage.driver.filesystem import DROPBEHIND, FilesystemDriver
 from tests.support.server import FastregServer
 
 from .fswrite import write_file, write_two_files

@@ -42,7 +42,7 @@ def test_examples_cover_every_driver() -> None:
 
 
 def test_storage_doc_redis_example_puts_the_cache_in_front(tmp_path: Path) -> None:
-    from fastreg.storage.driver.rediscache import RedisCachedDriver
+    from fastreg.storage.driver.wrappers.rediscache import RedisCachedDriver
     (example,) = [e for e in storage_doc_examples() if "cache" in yaml.safe_load(e)["storage"]]
     doc = yaml.safe_load(example)
     doc["storage"]["inmemory"] = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fastreg.storage.driver import filesystem as fs
+from fastreg.storage.driver.backends import filesystem as fs
 from fastreg.storage.driver.base import StorageError
 
 

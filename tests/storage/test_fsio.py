@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 
 from fastreg import _fsio_py
-from fastreg.storage.driver import filesystem as fs_mod
+from fastreg.storage.driver.backends import filesystem as fs_mod
 
 _compiled: ModuleType | None
 try:

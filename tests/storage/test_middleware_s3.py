@@ -163,7 +163,7 @@ def test_rewrite_changes_the_presigned_url(fastreg_factory: Any, moto_server: An
 
 
 def test_rewrite_unit() -> None:
-    from fastreg.storage.driver.middleware import Rewrite, parse
+    from fastreg.storage.driver.wrappers.middleware import Rewrite, parse
     rw = parse("rewrite", {"scheme": "https", "host": "cdn.azurefd.net", "trimpathprefix": "/container"})
     assert rw == Rewrite("https", "cdn.azurefd.net", "/container")
     assert rw.apply("http://acct.blob.core.windows.net/container/docker/x/data?sv=1&sig=a%2Bb") == \

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from fastreg.config import load_config
-from fastreg.storage.driver import filesystem as fs_mod
+from fastreg.storage.driver.backends import filesystem as fs_mod
+from fastreg.storage.driver.backends.filesystem import BATCH, DROPBEHIND, WRITEBACK, FilesystemDriver
 from fastreg.storage.driver.base import StorageError
 from fastreg.storage.driver.factory import create_driver
-from fastreg.storage.driver.filesystem import BATCH, DROPBEHIND, WRITEBACK, FilesystemDriver
 
 from .fswrite import write_file, write_two_files
 

@@ -1,4 +1,4 @@
-"""The shared Redis cache (storage/driver/rediscache.py) against a real redis-server on 127.0.0.1.
+"""The shared Redis cache (storage/driver/wrappers/rediscache.py) against a real redis-server on 127.0.0.1.
 
 Two cached drivers on one store and one Redis play two replicas.  Writing to the store *behind*
 the cache's back (through the inner driver) shows when a read is served by Redis; mutations
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from fastreg.storage.driver.backends.inmemory import InMemoryDriver
 from fastreg.storage.driver.base import PathNotFound
-from fastreg.storage.driver.inmemory import InMemoryDriver
-from fastreg.storage.driver.rediscache import RedisCachedDriver
+from fastreg.storage.driver.wrappers.rediscache import RedisCachedDriver
 
 from .services import Service, start_redis
 

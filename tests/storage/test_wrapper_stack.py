@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from fastreg.observability.metrics import MULTIPROC_ENV, Metrics
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 from fastreg.storage.driver.base import Busy, StorageDriver
-from fastreg.storage.driver.faulty import FaultyDriver
-from fastreg.storage.driver.filesystem import FilesystemDriver
-from fastreg.storage.driver.middleware import Redirect, RedirectingDriver
-from fastreg.storage.driver.rediscache import RedisCachedDriver
+from fastreg.storage.driver.wrappers.faulty import FaultyDriver
+from fastreg.storage.driver.wrappers.middleware import Redirect, RedirectingDriver
+from fastreg.storage.driver.wrappers.rediscache import RedisCachedDriver
 
 from .services import Service
 
@@ -34,7 +34,8 @@ def metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Metrics:
 
 
 @pytest.fixture
-def stacks(tmp_path: Path, redis_server: Service, metrics: Metrics) -> Iterator[dict[str, StorageDriver]]:
+def stacks(tmp_path: Path, redis_server: Service, metrics: Metrics,
+           run: Callable[[Any], Any]) -> Iterator[dict[str, StorageDriver]]:
     def fs(name: str) -> FilesystemDriver:
         return FilesystemDriver(str(tmp_path / name))
     out: dict[str, StorageDriver] = {
@@ -45,6 +46,8 @@ def stacks(tmp_path: Path, redis_server: Service, metrics: Metrics) -> Iterator[
         "metrics+faulty": metrics.timed_driver(FaultyDriver(fs("d"))),
     }
     yield out
+    for d in out.values():          # their threads, descriptors and Redis connections go now,
+        run(d.close())              # not whenever the collector reaches them in a later test
 
 
 KINDS = ["metrics+redis+middleware", "redis", "faulty", "metrics+faulty"]

@@ -15,11 +15,11 @@ def create_driver(name: str, params: Any, *, fsync: bool = True, redirect: bool 
     puts the shared Redis cache in front of the driver."""
     driver = _create(name, params, fsync=fsync, redirect=redirect)
     if middleware:
-        from .middleware import wrap
+        from .wrappers.middleware import wrap
         driver = wrap(driver, middleware, redirect=redirect)
     if redis is None:
         return driver
-    from .rediscache import RedisCachedDriver
+    from .wrappers.rediscache import RedisCachedDriver
     addr = redis.addr or (redis.addrs[0] if redis.addrs else "")
     if not addr:
         raise ValueError("storage.cache.blobdescriptor: redis needs redis.addr")
@@ -34,28 +34,28 @@ def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDr
     if name == "faulty":            # tests and fault drills: faults injected around a real driver
         return _faulty(params, fsync=fsync, redirect=redirect)
     if name == "filesystem":
-        from .filesystem import DROPBEHIND, FilesystemDriver
+        from .backends.filesystem import DROPBEHIND, FilesystemDriver
         return FilesystemDriver(params.rootdirectory, maxthreads=getattr(params, "maxthreads", 16) or 16,
                                 fsync=fsync, dropbehind=getattr(params, "dropbehind", DROPBEHIND),
                                 directio=getattr(params, "directio", True))
     if name == "inmemory":
-        from .inmemory import InMemoryDriver
+        from .backends.inmemory import InMemoryDriver
         return InMemoryDriver()
     if name == "s3":
         try:
-            from .s3 import S3Driver
+            from .backends.s3 import S3Driver
         except ImportError as exc:      # aiobotocore is the optional extra fastreg[s3]
             raise ValueError(f"storage driver s3 needs aiobotocore: pip install 'fastreg[s3]' ({exc})") from None
         return S3Driver(params, redirect=redirect)
     if name == "azure":
         try:
-            from .azure import AzureDriver
+            from .backends.azure import AzureDriver
         except ImportError as exc:      # azure-storage-blob + aiohttp: the optional extra fastreg[azure]
             raise ValueError(f"storage driver azure needs azure-storage-blob: pip install 'fastreg[azure]' ({exc})"
                              ) from None
         return AzureDriver(params, redirect=redirect)
     if name == "gcs":
-        from .gcs import GcsDriver  # aiohttp; gcloud-aio-auth for tokens (fastreg[gcs])
+        from .backends.gcs import GcsDriver  # aiohttp; gcloud-aio-auth for tokens (fastreg[gcs])
         return GcsDriver(params, redirect=redirect)
     raise ValueError(f"storage driver {name!r} is not available in this build of fastreg")
 
@@ -68,7 +68,7 @@ def check_faulty(raw: Any) -> None:
 def _faulty_parts(raw: Any) -> tuple[str, Any, Any]:
     from types import SimpleNamespace
 
-    from .faulty import FaultyDriver
+    from .wrappers.faulty import FaultyDriver
     raw = dict(raw or {})
     unknown = set(raw) - {"driver", "parameters", "rules", "stale", "seed"}
     if unknown:
@@ -88,7 +88,7 @@ def _faulty_parts(raw: Any) -> tuple[str, Any, Any]:
 
 def _faulty(raw: Any, *, fsync: bool, redirect: bool) -> StorageDriver:
     """``storage.faulty: {driver, parameters, rules, stale, seed}`` (see ``faulty.py``)."""
-    from .faulty import FaultyDriver
+    from .wrappers.faulty import FaultyDriver
     inner_name, params, raw = _faulty_parts(raw)
     inner = _create(inner_name, params, fsync=fsync, redirect=redirect)
     return FaultyDriver.from_config(inner, raw)

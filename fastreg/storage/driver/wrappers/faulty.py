@@ -65,7 +65,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .base import (
+from ..base import (
     Chunk,
     DriverWrapper,
     FileInfo,

@@ -27,13 +27,14 @@ import logging
 import os
 import shutil
 import sys
+import time
 import uuid as _uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ... import _fsio_py, engines
-from .base import (
+from .... import _fsio_py, engines
+from ..base import (
     Busy,
     Capabilities,
     Chunk,
@@ -61,6 +62,14 @@ BATCH_CHUNKS = 256              # ... or of this many chunks (writev takes at mo
 WRITEBACK = 4 << 20             # a writer to be fsync'd starts writeback every this many bytes
 DROPBEHIND = 8 << 20            # default: files growing past this are written behind (below)
 TMP_PREFIX = ".fastreg-tmp-"
+# Small files read (tag and layer links: ~71 bytes) are kept per process and served again while a
+# stat(2) finds the same file unchanged (inode, size, mtime and ctime), in place of open, fstat,
+# read and close. A file changed within SETTLED_NS of its read is not kept: timestamps are coarse
+# (a clock tick), so two changes in one tick could look alike (git's "racily clean" rule); after
+# that, any change — a rename over it, a write in place, a delete and re-create — moves its ctime.
+SMALL_CACHED = 512
+SMALL_CACHE_ENTRIES = 4096      # oldest first out: at most ~3 MiB
+SETTLED_NS = 2_000_000_000
 _UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ESPIPE)    # a call this filesystem lacks
 FLAT_DELETE_MAX = 8             # a directory of at most this many files is deleted inline
 
@@ -124,9 +133,13 @@ class FilesystemDriver:
         self.dio.enabled = self.dio.enabled and directio and dropbehind > 0
         self.dropbehind = dropbehind if _sync_file_range is not None else 0
         self._pool = ThreadPoolExecutor(max_workers=max(2, maxthreads), thread_name_prefix="fastreg-fs")
+        self._small: dict[str, tuple[tuple[int, int, int, int, int], bytes]] = {}   # SMALL_CACHED
         os.makedirs(self.root, exist_ok=True)
 
     def _full(self, path: str) -> str:
+        # check_path's test, its common case first: no "." or ".." component without a "/."
+        if path[:1] == "/" and "/." not in path and "//" not in path and "\\" not in path and "\x00" not in path:
+            return self.root + path
         return self.root + check_path(path)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
@@ -135,13 +148,35 @@ class FilesystemDriver:
     # -- small objects ---------------------------------------------------------------------
     async def get_content(self, path: str) -> bytes:
         full = self._full(path)
+        small = self._small
+        hit = small.get(full)
         try:
-            with open(full, "rb", buffering=0) as f:    # noqa: ASYNC230 (a link or manifest: µs, less than a thread hop)
-                if os.fstat(f.fileno()).st_size > INLINE_MAX:
-                    return await self._run(f.read)  # type: ignore[no-any-return]
-                return f.read()
+            if hit is not None:
+                st = os.stat(full)
+                if hit[0] == (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+                    return hit[1]
+                del small[full]
+            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise _translate(exc, path) from None
+        try:
+            st = os.fstat(fd)       # before the read: a change after it makes the entry stale, never wrong
+            if st.st_size > INLINE_MAX:
+                # the thread closes it, after its read, even if this request is cancelled meanwhile
+                big, fd = fd, -1
+                return await self._run(_read_and_close, big, st.st_size)  # type: ignore[no-any-return]
+            data = _read_all(fd, st.st_size)    # a link or manifest: µs, less than a thread hop
+        except OSError as exc:
+            raise _translate(exc, path) from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if len(data) <= SMALL_CACHED and st.st_size == len(data) and time.time_ns() - SETTLED_NS > max(
+                st.st_mtime_ns, st.st_ctime_ns):
+            if len(small) >= SMALL_CACHE_ENTRIES:
+                del small[next(iter(small))]
+            small[full] = ((st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns), data)
+        return data
 
     def _put(self, full: str, data: bytes, durable: bool) -> None:
         """A temporary file (never another's: O_EXCL), written, fsynced, renamed over `full`,
@@ -153,8 +188,10 @@ class FilesystemDriver:
             fsio.put_file(tmp, target, data, durable, sync)
             return
         except FileNotFoundError as exc:
-            if exc.filename != tmp or os.path.isdir(d):     # not a missing directory
+            if exc.filename != tmp:     # not a missing directory
                 raise
+        # the directory was missing: make it (another request may have made it since: then
+        # nothing is created) and try once more
         created = _makedirs(d)
         fsio.put_file(tmp, target, data, durable, sync)
         if durable:
@@ -192,8 +229,10 @@ class FilesystemDriver:
             fsio.rename_sync(_enc(src), _enc(dst), sync)
             return
         except FileNotFoundError:
-            if not os.path.exists(src) or os.path.isdir(d):
+            if not os.path.exists(src):
                 raise
+        # the target's directory was missing: make it (another request, committing a blob of
+        # the same prefix, may have made it since: then nothing is created) and try once more
         created = _makedirs(d)
         fsio.rename_sync(_enc(src), _enc(dst), sync)
         if self.fsync:
@@ -521,6 +560,24 @@ class _FsWriter:
             os.unlink(self._full)
         except FileNotFoundError:
             pass
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """The whole file `fd` holds: `size` bytes by its fstat (more if it grew since)."""
+    data = os.read(fd, size + 1)
+    if len(data) <= size:       # a regular file reads short only at its end
+        return data
+    parts = [data]
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _read_and_close(fd: int, size: int) -> bytes:
+    try:
+        return _read_all(fd, size)
+    finally:
+        os.close(fd)
 
 
 _NOWAIT: int = getattr(os, "RWF_NOWAIT", 0) if hasattr(os, "preadv") else 0

@@ -39,12 +39,12 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .base import NO_CAPABILITIES, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
-from .params import Params
+from ..base import NO_CAPABILITIES, FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from ..params import Params
+from ..parts import PartWriter
 
 PIECE = ".fastreg-piece-"
 QUANTUM = 256 * 1024               # resumable chunks are multiples of this
-INLINE_MAX = 64 * 1024
 GCS_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, StorageError)
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -351,123 +351,65 @@ def _time(text: str | None) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
 
 
-class GcsWriter:
-    """Streams into one resumable upload; composes onto the object when appending to bytes."""
+class GcsWriter(PartWriter):
+    """The part-writer on one resumable upload; composes onto the object when appending to bytes."""
+
+    errors = GCS_ERRORS
+    hold_back = True                            # the final chunk must not be empty
 
     def __init__(self, driver: GcsDriver, path: str, key: str, generation: str | None, size: int) -> None:
-        self._d, self._path, self._key = driver, path, key
+        super().__init__(path, driver.chunksize, size)
+        self._d, self._key = driver, key
         self._generation = generation               # set: append onto this generation of key
         self._target = key if generation is None else f"{key}{PIECE}{uuid.uuid4().hex}"
-        self._size = size
         self._sent = 0                              # bytes of this writer already in the session
-        self._buf = bytearray()
         self._session_url: str | None = None
-        self._pending: asyncio.Task[None] | None = None
-        self._done = False
-        self._broken = False
 
-    @property
-    def size(self) -> int:
-        return self._size
+    def _error(self, exc: BaseException) -> StorageError:
+        return self._d._error(exc, self._path)
 
-    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        if self._done or self._broken:
-            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
-        if observe is not None:
-            if len(data) > INLINE_MAX:
-                await asyncio.get_running_loop().run_in_executor(None, observe, data)
-            else:
-                observe(data)
-        self._buf += data
-        self._size += len(data)
-        cs = self._d.chunksize
-        while len(self._buf) > cs:      # keep the last bytes: the final chunk must not be empty
-            chunk = bytes(self._buf[:cs])
-            del self._buf[:cs]
-            await self._drain()
-            self._pending = asyncio.ensure_future(self._send(chunk, final=False))
+    async def _upload_part(self, part: bytes) -> None:
+        await self._send(part, final=False)
 
     async def _send(self, chunk: bytes, *, final: bool) -> None:
         start = self._sent
         total = str(start + len(chunk)) if final else "*"
         rng = f"bytes {start}-{start + len(chunk) - 1}/{total}" if chunk else f"bytes */{total}"
-        try:
-            if self._session_url is None:
-                self._session_url = await self._d._start_resumable(self._target, self._path)
-            resp = await self._d._request("PUT", self._session_url, self._path, ok=(200, 201, 308),
-                                          data=io.BytesIO(chunk), headers={"Content-Range": rng})
-            resp.release()
-            if final != (resp.status != 308):
-                raise StorageError(self._path, f"resumable upload answered {resp.status} to {rng}")
-        except BaseException:
-            # This request's bytes cannot all arrive: close() abandons them, leaving the object
-            # as it was before the request (a consistent prefix the client resumes from).
-            self._broken = True
-            raise
+        if self._session_url is None:
+            self._session_url = await self._d._start_resumable(self._target, self._path)
+        resp = await self._d._request("PUT", self._session_url, self._path, ok=(200, 201, 308),
+                                      data=io.BytesIO(chunk), headers={"Content-Range": rng})
+        resp.release()
+        if final != (resp.status != 308):
+            raise StorageError(self._path, f"resumable upload answered {resp.status} to {rng}")
         self._sent += len(chunk)
 
-    async def _drain(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            try:
-                await pending
-            except BaseException as exc:
-                self._broken = True              # its bytes are gone: see close()
-                if isinstance(exc, GCS_ERRORS):
-                    raise self._d._error(exc, self._path) from None
-                raise
-
-    async def _finish(self) -> None:
-        if self._done:
-            raise StorageError(self._path, "writer closed")
-        self._done = True
+    async def _complete(self, tail: bytes) -> None:
         d = self._d
-        try:
-            await self._drain()
-            tail, self._buf = bytes(self._buf), bytearray()
-            if self._session_url is None:
-                if self._generation is not None and not tail:
-                    return                              # nothing to add
-                await d._upload_simple(self._target, tail, self._path)
-            else:
-                await self._send(tail, final=True)
-            if self._generation is not None:
-                # object + piece -> object, only if the object is still the one we appended to
-                body = {"sourceObjects": [{"name": self._key, "generation": self._generation},
-                                          {"name": self._target}],
-                        "destination": {"contentType": "application/octet-stream"}}
-                try:
-                    await d._json("POST", f"{d._obj_url(self._key)}/compose", self._path, json=body,
-                                  params={"ifGenerationMatch": self._generation})
-                finally:
-                    await d._delete_name(self._target)
-        except GCS_ERRORS as exc:
-            raise d._error(exc, self._path) from None
-
-    async def close(self) -> None:
-        if self._done:
-            return
-        if not self._broken:
+        if self._session_url is None:
+            if self._generation is not None and not tail:
+                return                              # nothing to add
+            await d._upload_simple(self._target, tail, self._path)
+        else:
+            # If the last chunk cannot arrive, close() abandons the session, leaving the object
+            # as it was before the request (a consistent prefix the client resumes from).
+            await self._guarded(self._send(tail, final=True))
+        if self._generation is not None:
+            # object + piece -> object, only if the object is still the one we appended to
+            body = {"sourceObjects": [{"name": self._key, "generation": self._generation},
+                                      {"name": self._target}],
+                    "destination": {"contentType": "application/octet-stream"}}
             try:
-                await self._finish()
-                return
-            except StorageError:
-                if not self._broken:
-                    raise
-        await self._abandon()
+                await d._json("POST", f"{d._obj_url(self._key)}/compose", self._path, json=body,
+                              params={"ifGenerationMatch": self._generation})
+            finally:
+                await d._delete_name(self._target)
 
-    async def commit(self) -> None:
-        if self._broken:
-            raise StorageError(self._path, "writer failed")
-        await self._finish()
+    async def _keep(self, tail: bytes) -> None:
+        await self._complete(tail)              # between requests the object holds every byte
 
     async def _abandon(self) -> None:
         """Drop this writer's session and piece; the object keeps its content from before."""
-        self._done = True
-        if self._pending is not None:
-            with contextlib.suppress(*GCS_ERRORS):
-                await self._pending
-            self._pending = None
         d = self._d
         with contextlib.suppress(*GCS_ERRORS):
             if self._session_url is not None:      # GCS answers 499 to a cancelled session
@@ -476,9 +418,6 @@ class GcsWriter:
             if self._target != self._key:
                 await d._delete_name(self._target)
 
-    async def cancel(self) -> None:
+    async def _discard(self) -> None:
         await self._abandon()
-        try:
-            await self._d._delete_name(self._key)
-        except GCS_ERRORS as exc:
-            raise self._d._error(exc, self._path) from None
+        await self._d._delete_name(self._key)

@@ -50,15 +50,15 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import lease
-from .base import Capabilities, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
-from .params import Params
+from .. import lease
+from ..base import Capabilities, FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from ..params import Params
+from ..parts import PartWriter
 
 SIDECAR = ".fastreg-append"
 MIN_PART = 5 << 20                 # AWS minimum size of every part but the last
 MAX_COPY_PART = 5 << 30            # AWS maximum size of CopyObject and of one UploadPartCopy
 MAX_PARTS = 10_000                 # AWS maximum number of parts of one multipart upload
-INLINE_MAX = 64 * 1024             # observe() below this size runs on the loop
 PRESIGN_SECONDS = 20 * 60          # as Distribution
 # What a request to the store can raise (translated to StorageError at the driver boundary).
 S3_ERRORS = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError, StorageError)
@@ -582,122 +582,67 @@ class S3Driver:
             await stack.aclose()
 
 
-class S3Writer:
-    """Buffers to ``chunksize`` and uploads full parts, one in flight while the next arrives."""
+class S3Writer(PartWriter):
+    """The part-writer on a multipart upload; between requests its state is the sidecar."""
+
+    errors = S3_ERRORS
 
     def __init__(self, driver: S3Driver, path: str, key: str, sess: _Session | None,
                  tail: bytes, *, had_sidecar: bool) -> None:
-        self._d, self._path, self._key = driver, path, key
+        super().__init__(path, driver.chunksize, (sess.parts_size if sess else 0) + len(tail), tail)
+        self._d, self._key = driver, key
         self._sess = sess
-        self._buf = bytearray(tail)
-        self._size = (sess.parts_size if sess else 0) + len(tail)
         self._had_sidecar = had_sidecar
-        self._pending: asyncio.Task[None] | None = None
-        self._done = False
-        self._broken = False
 
-    @property
-    def size(self) -> int:
-        return self._size
+    def _error(self, exc: BaseException) -> StorageError:
+        assert isinstance(exc, Exception)
+        return self._d._error(exc, self._path)
 
-    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        if self._done or self._broken:
-            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
-        if observe is not None:
-            if len(data) > INLINE_MAX:
-                await asyncio.get_running_loop().run_in_executor(None, observe, data)
-            else:
-                observe(data)
-        self._buf += data
-        self._size += len(data)
-        cs = self._d.chunksize
-        while len(self._buf) >= cs:
-            part = bytes(self._buf[:cs])
-            del self._buf[:cs]
-            await self._drain()
-            if self._sess is None:
-                try:
-                    s3 = await self._d._s3()
-                    mpu = await s3.create_multipart_upload(Bucket=self._d.bucket, Key=self._key,
-                                                           **self._d._put_args())
-                except S3_ERRORS as exc:
-                    self._broken = True          # `part` is gone: see close()
-                    raise self._d._error(exc, self._path) from None
-                self._sess = _Session(mpu["UploadId"])
-            n = (self._sess.parts[-1][0] + 1) if self._sess.parts else 1
-            if n >= MAX_PARTS:                   # the last number is kept for the tail
-                self._broken = True
-                raise StorageError(self._path, f"upload larger than {MAX_PARTS - 1} parts of {cs} bytes "
-                                               "(raise storage.s3.chunksize)")
-            self._pending = asyncio.ensure_future(self._upload(n, part))
+    async def _prepare_part(self) -> None:
+        if self._sess is None:
+            s3 = await self._d._s3()
+            mpu = await s3.create_multipart_upload(Bucket=self._d.bucket, Key=self._key, **self._d._put_args())
+            self._sess = _Session(mpu["UploadId"])
+        if self._next_number() >= MAX_PARTS:     # the last number is kept for the tail
+            raise StorageError(self._path, f"upload larger than {MAX_PARTS - 1} parts of {self._chunksize} "
+                                           "bytes (raise storage.s3.chunksize)")
 
-    async def _upload(self, n: int, part: bytes) -> None:
+    def _next_number(self) -> int:
+        assert self._sess is not None
+        return (self._sess.parts[-1][0] + 1) if self._sess.parts else 1
+
+    async def _upload_part(self, part: bytes) -> None:
         assert self._sess is not None
         s3 = await self._d._s3()
         parts = self._sess.parts
+        n = self._next_number()
         idx = len(parts)
         parts.append((n, "", len(part)))                      # reserve the number
-        try:
-            r = await s3.upload_part(Bucket=self._d.bucket, Key=self._key, UploadId=self._sess.upload_id,
-                                     PartNumber=n, Body=io.BytesIO(part), ContentLength=len(part))
-        except BaseException:
-            # This part's bytes are gone and later ones cannot follow them: close() leaves the
-            # object as the request found it (the client resumes from the offset it reports).
-            self._broken = True
-            raise
+        r = await s3.upload_part(Bucket=self._d.bucket, Key=self._key, UploadId=self._sess.upload_id,
+                                 PartNumber=n, Body=io.BytesIO(part), ContentLength=len(part))
         parts[idx] = (n, r["ETag"], len(part))
 
-    async def _drain(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            try:
-                await pending
-            except BaseException as exc:
-                self._broken = True              # its bytes are gone: see close()
-                if isinstance(exc, S3_ERRORS):
-                    raise self._d._error(exc, self._path) from None
-                raise
-
-    async def _save(self) -> None:
+    async def _save(self, tail: bytes = b"") -> None:
         """Persist the MPU state (sidecar), then make the object the zero-byte marker."""
         assert self._sess is not None
-        await self._d._put(self._key + SIDECAR, self._sess.encode(self._buf),
-                           meta={"fastreg-size": str(self._size)})
+        await self._d._put(self._key + SIDECAR, self._sess.encode(tail), meta={"fastreg-size": str(self._size)})
         if not self._had_sidecar:
             await self._d._put(self._key, b"")
             self._had_sidecar = True
 
-    async def close(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        try:
-            with contextlib.suppress(StorageError):
-                await self._drain()
-            if self._broken:
-                await self._abandon()
-                return
-            if self._sess is not None:
-                await self._save()
-            else:
-                await self._d._put(self._key, self._buf)
-        except S3_ERRORS as exc:
-            raise self._d._error(exc, self._path) from None
+    async def _keep(self, tail: bytes) -> None:
+        if self._sess is not None:
+            await self._save(tail)
+        else:
+            await self._d._put(self._key, tail)
 
-    async def commit(self) -> None:
-        if self._done or self._broken:
-            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
-        try:
-            await self._drain()
-            self._done = True
-            if self._sess is not None:
-                await self._d._complete(self._key, self._sess, self._buf)
-            else:
-                await self._d._put(self._key, self._buf)
-            if self._had_sidecar:
-                await self._d._delete_keys([self._key + SIDECAR])
-        except S3_ERRORS as exc:
-            raise self._d._error(exc, self._path) from None
+    async def _complete(self, tail: bytes) -> None:
+        if self._sess is not None:
+            await self._d._complete(self._key, self._sess, tail)
+        else:
+            await self._d._put(self._key, tail)
+        if self._had_sidecar:
+            await self._d._delete_keys([self._key + SIDECAR])
 
     async def _abandon(self) -> None:
         """Leave the object and its sidecar as this writer found them: the state saved by the
@@ -706,15 +651,7 @@ class S3Writer:
         if self._sess is not None and not self._had_sidecar:
             await self._d._s3_abort(self._key, self._sess.upload_id)
 
-    async def cancel(self) -> None:
-        self._done = True
-        if self._pending is not None:
-            with contextlib.suppress(*S3_ERRORS):
-                await self._pending
-            self._pending = None
+    async def _discard(self) -> None:
         key = self._key
-        try:
-            await self._d._abort_uploads(key, lambda k: k == key)
-            await self._d._delete_keys([key, key + SIDECAR])
-        except S3_ERRORS as exc:
-            raise self._d._error(exc, self._path) from None
+        await self._d._abort_uploads(key, lambda k: k == key)
+        await self._d._delete_keys([key, key + SIDECAR])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from .base import NO_CAPABILITIES, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
+from ..base import NO_CAPABILITIES, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
 
 
 class InMemoryDriver:

@@ -44,11 +44,11 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobSasPermissions, generate_blob_sas
 from azure.storage.blob.aio import BlobServiceClient
 
-from . import lease
-from .base import Capabilities, FileInfo, InvalidOffset, Observer, PathNotFound, StorageError, check_path
-from .params import Params
+from .. import lease
+from ..base import Capabilities, FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from ..params import Params
+from ..parts import PartWriter
 
-INLINE_MAX = 64 * 1024
 PRESIGN_SECONDS = 20 * 60
 SINGLE_PUT_MAX = 1 << 20
 COPY_TIMEOUT = 1800.0              # a server-side copy (move) that takes longer is an error
@@ -359,109 +359,43 @@ async def _discard(blob: Any) -> None:
         await blob.delete_blob()
 
 
-class AzureWriter:
-    """Stages blocks of ``chunksize``, one in flight; close/commit commit the whole list."""
+class AzureWriter(PartWriter):
+    """The part-writer on staged blocks; close and commit both commit the whole block list."""
+
+    errors = AZ_ERRORS
 
     def __init__(self, driver: AzureDriver, path: str, blob: Any, blocks: list[str], size: int) -> None:
-        self._d, self._path, self._blob = driver, path, blob
+        super().__init__(path, driver.chunksize, size)
+        self._d, self._blob = driver, blob
         self._blocks = blocks
-        self._size = size
-        self._buf = bytearray()
-        self._pending: asyncio.Task[None] | None = None
-        self._done = False
-        self._broken = False
 
-    @property
-    def size(self) -> int:
-        return self._size
+    def _error(self, exc: BaseException) -> StorageError:
+        return self._d._error(exc, self._path)
 
-    async def write(self, data: bytes | memoryview, observe: Observer | None = None) -> None:
-        if self._done or self._broken:
-            raise StorageError(self._path, "writer closed" if self._done else "writer failed")
-        if observe is not None:
-            if len(data) > INLINE_MAX:
-                await asyncio.get_running_loop().run_in_executor(None, observe, data)
-            else:
-                observe(data)
-        self._buf += data
-        self._size += len(data)
-        cs = self._d.chunksize
-        while len(self._buf) >= cs:
-            block = bytes(self._buf[:cs])
-            del self._buf[:cs]
-            await self._drain()
-            self._pending = asyncio.ensure_future(self._stage(block))
-
-    async def _stage(self, block: bytes) -> None:
+    async def _upload_part(self, part: bytes) -> None:
         bid = _block_id()
         self._blocks.append(bid)
-        try:
-            await self._blob.stage_block(bid, io.BytesIO(block), length=len(block))
-        except BaseException:
-            # This block's bytes are gone and later ones cannot follow them: close() commits
-            # nothing, so the blob stays as the request found it (its staged blocks are dropped
-            # by the next commit); the client resumes from the offset it reports.
-            self._broken = True
-            raise
-
-    async def _drain(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            try:
-                await pending
-            except BaseException as exc:
-                self._broken = True              # its bytes are gone: see close()
-                if isinstance(exc, AZ_ERRORS):
-                    raise self._d._error(exc, self._path) from None
-                raise
+        # If this fails, close() commits nothing, so the blob stays as the request found it (its
+        # staged blocks are dropped by the next commit); the client resumes from its offset.
+        await self._blob.stage_block(bid, io.BytesIO(part), length=len(part))
 
     async def _flush_tail(self) -> None:
+        """Stage what is buffered (less than a block) now."""
         await self._drain()
-        if self._buf:
-            block, self._buf = bytes(self._buf), bytearray()
-            await self._stage(block)
+        tail = self._take_tail()
+        if tail:
+            await self._guarded(self._upload_part(tail))
 
-    async def _finish(self) -> None:
-        if self._done:
-            raise StorageError(self._path, "writer closed")
-        try:
-            await self._flush_tail()
-            if self._broken:
-                raise StorageError(self._path, "writer failed")
-            self._done = True
-            await self._blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks])
-        except AZ_ERRORS as exc:
-            raise self._d._error(exc, self._path) from None
+    async def _complete(self, tail: bytes) -> None:
+        if tail:
+            await self._guarded(self._upload_part(tail))
+        await self._blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks])
 
-    async def close(self) -> None:
-        if self._done:
-            return
-        if not self._broken:
-            try:
-                await self._finish()
-                return
-            except StorageError:
-                if not self._broken:
-                    raise
-        self._done = True                        # broken: commit nothing (see _stage)
-        if self._pending is not None:
-            with contextlib.suppress(*AZ_ERRORS):
-                await self._pending
-            self._pending = None
+    async def _keep(self, tail: bytes) -> None:
+        await self._complete(tail)              # between requests the blob holds every byte
 
-    async def commit(self) -> None:
-        await self._finish()
-
-    async def cancel(self) -> None:
-        self._done = True
-        if self._pending is not None:
-            with contextlib.suppress(*AZ_ERRORS):
-                await self._pending
-            self._pending = None
-        try:
-            await _discard(self._blob)
-        except AZ_ERRORS as exc:
-            raise self._d._error(exc, self._path) from None
+    async def _discard(self) -> None:
+        await _discard(self._blob)
 
 
 __all__ = ["AzureDriver", "HttpResponseError"]

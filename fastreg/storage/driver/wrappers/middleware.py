@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ...durations import parse_duration
-from .base import DriverWrapper, StorageDriver, innermost
+from ....durations import parse_duration
+from ..base import DriverWrapper, StorageDriver, innermost
 
 log = logging.getLogger("fastreg.storage.middleware")
 

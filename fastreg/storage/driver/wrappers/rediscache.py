@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from .base import DriverWrapper, FileInfo, FileWriter, StorageDriver, WriterWrapper, check_path
+from ..base import DriverWrapper, FileInfo, FileWriter, StorageDriver, WriterWrapper, check_path
 
 log = logging.getLogger("fastreg.storage.cache")
 

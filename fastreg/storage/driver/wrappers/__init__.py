@@ -1,0 +1,1 @@
+"""Storage wrappers: drivers that wrap another driver (faults, middleware, the Redis cache)."""
