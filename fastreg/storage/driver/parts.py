@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 
 from .base import Observer, StorageError
@@ -36,7 +37,7 @@ from .base import Observer, StorageError
 INLINE_MAX = 64 * 1024             # observe() below this size runs on the loop
 
 
-class PartWriter:
+class PartWriter(ABC):
     """Buffers writes into parts of ``chunksize`` and uploads them with one in flight.
 
     An adapter sets ``errors`` (what its client raises) and implements ``_error`` (translate one
@@ -60,26 +61,31 @@ class PartWriter:
         self._broken = False
 
     # -- the store's part ------------------------------------------------------------------
+    @abstractmethod
     def _error(self, exc: BaseException) -> StorageError:
-        raise NotImplementedError
+        """(the store's own call)"""
 
-    async def _prepare_part(self) -> None:
+    async def _prepare_part(self) -> None:  # noqa: B027 (optional: nothing to do by default)
         """Before a part's upload starts (after the previous one finished)."""
 
+    @abstractmethod
     async def _upload_part(self, part: bytes) -> None:
-        raise NotImplementedError
+        """(the store's own call)"""
 
+    @abstractmethod
     async def _complete(self, tail: bytes) -> None:
-        raise NotImplementedError
+        """(the store's own call)"""
 
+    @abstractmethod
     async def _keep(self, tail: bytes) -> None:
-        raise NotImplementedError
+        """(the store's own call)"""
 
-    async def _abandon(self) -> None:
+    async def _abandon(self) -> None:  # noqa: B027 (optional: nothing to do by default)
         """Close of a broken writer: leave the object as this writer found it."""
 
+    @abstractmethod
     async def _discard(self) -> None:
-        raise NotImplementedError
+        """(the store's own call)"""
 
     # -- shared ----------------------------------------------------------------------------
     @property
