@@ -20,7 +20,7 @@ def _name(func: ast.expr) -> str:
 
 
 def count(path: Path) -> tuple[int, int]:
-    """(assert statements, assert-helper calls) in one file."""
+    """(assert statements, assertion-function calls) in one file."""
     tree = ast.parse(path.read_text(), str(path))
     asserts = helpers = 0
     for node in ast.walk(tree):
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
         row[1] += a
         row[2] += h
     for kind, (files, a, h) in totals.items():
-        print(f"{kind:13} {files:4} files  {a:5} assert statements  {h:5} assert-helper calls")
+        print(f"{kind:13} {files:4} files  {a:5} assert statements  {h:5} assertion-function calls")
     return 0
 
 

@@ -30,11 +30,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 
 from .base import Observer, StorageError
 
 INLINE_MAX = 64 * 1024             # observe() below this size runs on the loop
+
+
+async def rechunk(source: AsyncIterator[bytes], chunk_size: int) -> AsyncIterator[bytes]:
+    """The bytes of `source` again, in chunks of exactly `chunk_size` (the last one shorter): what a
+    store's download hands over in pieces of its own size becomes the reader's chunks."""
+    buf = bytearray()
+    async for chunk in source:
+        buf += chunk
+        while len(buf) >= chunk_size:
+            out = bytes(buf[:chunk_size])
+            del buf[:chunk_size]
+            yield out
+    if buf:
+        yield bytes(buf)
 
 
 class PartWriter(ABC):

@@ -47,7 +47,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from .. import lease
 from ..base import Capabilities, FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
 from ..params import Params
-from ..parts import PartWriter
+from ..parts import PartWriter, rechunk
 
 PRESIGN_SECONDS = 20 * 60
 SINGLE_PUT_MAX = 1 << 20
@@ -315,18 +315,11 @@ class AzureDriver:
                                                          max_concurrency=1)
         except AZ_ERRORS as exc:
             raise self._error(exc, path) from None
-        buf = bytearray()
         try:
-            async for chunk in stream.chunks():
-                buf += chunk
-                while len(buf) >= chunk_size:
-                    out = bytes(buf[:chunk_size])
-                    del buf[:chunk_size]
-                    yield out
+            async for out in rechunk(stream.chunks(), chunk_size):
+                yield out
         except AZ_ERRORS as exc:
             raise self._error(exc, path) from None
-        if buf:
-            yield bytes(buf)
 
     def local_path(self, path: str) -> str | None:
         return None

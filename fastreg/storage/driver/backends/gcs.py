@@ -41,7 +41,7 @@ import aiohttp
 
 from ..base import NO_CAPABILITIES, FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
 from ..params import Params
-from ..parts import PartWriter
+from ..parts import PartWriter, rechunk
 
 PIECE = ".fastreg-piece-"
 QUANTUM = 256 * 1024               # resumable chunks are multiples of this
@@ -314,18 +314,11 @@ class GcsDriver:
         except GCS_ERRORS as exc:
             raise self._error(exc, path) from None
         async with resp:
-            buf = bytearray()
             try:
-                async for chunk in resp.content.iter_chunked(chunk_size):
-                    buf += chunk
-                    while len(buf) >= chunk_size:
-                        out = bytes(buf[:chunk_size])
-                        del buf[:chunk_size]
-                        yield out
+                async for out in rechunk(resp.content.iter_chunked(chunk_size), chunk_size):
+                    yield out
             except GCS_ERRORS as exc:
                 raise self._error(exc, path) from None
-            if buf:
-                yield bytes(buf)
 
     def local_path(self, path: str) -> str | None:
         return None
