@@ -15,6 +15,9 @@ import pytest
 from tests.support.server import REPO_ROOT, TEST_SECRET, FastregServer, deep_merge, free_port, make_fastreg, wait_http
 from tests.support.server import checkout_pythonpath as _pythonpath
 
+# The object-store and Redis services: one instance each per session, whichever module asks.
+pytest_plugins = ["tests.storage.service_fixtures"]
+
 __all__ = ["REPO_ROOT", "TEST_SECRET", "FastregServer", "_pythonpath", "deep_merge", "free_port", "make_fastreg",
            "wait_http"]
 

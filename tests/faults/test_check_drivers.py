@@ -17,7 +17,7 @@ from fastreg.maintenance import check
 from fastreg.registry import Registry
 from fastreg.storage import layout
 from fastreg.storage.driver.base import StorageDriver
-from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server, rgw_server  # noqa: F401 (fixtures)
+from tests.storage.conftest import _backend
 from tests.support.direct_push import push_manifest
 from tests.support.registry_client import make_manifest
 

@@ -14,7 +14,7 @@ from fastreg.digest import parse_digest
 from fastreg.maintenance import gc
 from fastreg.registry import Registry
 from fastreg.storage.driver.base import StorageDriver
-from tests.storage.conftest import _backend, azurite, gcs_emulator, moto_server, rgw_server  # noqa: F401 (fixtures)
+from tests.storage.conftest import _backend
 from tests.support.direct_push import push_blob, push_manifest
 from tests.support.registry_client import make_index, make_layer, make_manifest
 

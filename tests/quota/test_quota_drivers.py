@@ -17,7 +17,7 @@ from fastreg.errors import RegistryError
 from fastreg.maintenance import gc
 from fastreg.retention.quota import TOTALS, Quotas, Usage, recompute, record_path
 from fastreg.storage.driver.base import StorageDriver, StorageError
-from tests.storage.conftest import _backend, moto_server  # noqa: F401 (fixture)
+from tests.storage.conftest import _backend
 from tests.support.direct_push import push_blob, push_manifest
 from tests.support.registry_client import make_layer, make_manifest
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.ops.conftest import tree
-from tests.storage.conftest import S3Backend, moto_server  # noqa: F401 (fixture)
+from tests.storage.conftest import S3Backend
 from tests.storage.services import Service
 from tests.support.registry_client import (
     assert_error,

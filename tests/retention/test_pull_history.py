@@ -13,7 +13,7 @@ from fastreg.retention import pulls
 from fastreg.retention.policy import Retention
 from fastreg.storage import walk
 from fastreg.storage.driver.base import StorageDriver
-from tests.storage.conftest import _backend, moto_server  # noqa: F401 (fixture)
+from tests.storage.conftest import _backend
 from tests.support.registry_client import make_layer
 
 from .common import config, push_ci, registry

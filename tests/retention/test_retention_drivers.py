@@ -14,7 +14,7 @@ import pytest
 from fastreg.maintenance import gc
 from fastreg.retention.policy import Retention
 from fastreg.storage.driver.base import StorageDriver
-from tests.storage.conftest import _backend, moto_server  # noqa: F401 (fixture)
+from tests.storage.conftest import _backend
 from tests.support.direct_push import push_manifest
 from tests.support.registry_client import make_index, make_layer, make_manifest
 

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from fastreg.storage.driver.base import StorageDriver
 
+from .service_fixtures import azure_container, s3_client
 from .services import (
     AZURE_ACCOUNT,
     AZURE_CONTAINER,
@@ -28,11 +29,6 @@ from .services import (
     S3_KEYS,
     S3_TEST_PART,
     Service,
-    start_azurite,
-    start_gcs,
-    start_moto,
-    start_redis,
-    start_rgw,
 )
 
 
@@ -184,13 +180,6 @@ class RgwBackend(S3Backend):
     keys = RGW_KEYS
 
 
-def s3_client(url: str, keys: dict[str, str] = S3_KEYS) -> Any:
-    from fastreg.storage.driver.backends.s3 import _session
-    return _session().create_client("s3", region_name="us-east-1", endpoint_url=url,
-                                       aws_access_key_id=keys["accesskey"],
-                                       aws_secret_access_key=keys["secretkey"])
-
-
 class AzureBackend(Backend):
     name = "azure"
 
@@ -240,84 +229,6 @@ class GcsBackend(Backend):
     async def orphans(self, root: str) -> list[str]:
         from fastreg.storage.driver.backends.gcs import PIECE
         return [n for n in await self.leftovers(root) if PIECE in n]
-
-
-def azure_container(url: str) -> Any:
-    from azure.storage.blob.aio import ContainerClient
-    return ContainerClient(f"{url}/{AZURE_ACCOUNT}", AZURE_CONTAINER,
-                           credential={"account_name": AZURE_ACCOUNT, "account_key": AZURE_KEY})
-
-
-# -- services (one per session) -------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_moto(tmp_path_factory.mktemp("moto"))
-
-    async def make_bucket() -> None:
-        async with s3_client(svc.url) as s3:
-            await s3.create_bucket(Bucket=S3_BUCKET)
-
-    try:
-        asyncio.run(make_bucket())
-        yield svc
-    finally:
-        svc.stop()
-
-
-@pytest.fixture(scope="session")
-def rgw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """One single-node Ceph cluster and its S3 gateway for the whole run (data in RAM)."""
-    cluster = start_rgw(tmp_path_factory.mktemp("rgw"))
-
-    async def make_bucket() -> None:
-        async with s3_client(cluster.gateway.url, RGW_KEYS) as s3:
-            await s3.create_bucket(Bucket=S3_BUCKET)
-
-    try:
-        asyncio.run(make_bucket())
-        yield cluster.gateway
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_azurite(tmp_path_factory.mktemp("azurite"))
-
-    async def make_container() -> None:
-        async with azure_container(svc.url) as cc:
-            await cc.create_container()
-
-    try:
-        asyncio.run(make_container())
-        yield svc
-    finally:
-        svc.stop()
-
-
-@pytest.fixture(scope="session")
-def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_gcs(tmp_path_factory.mktemp("gcs"))
-
-    async def make_bucket() -> None:
-        import aiohttp
-        async with aiohttp.ClientSession() as s, s.post(f"{svc.url}/storage/v1/b", params={"project": "test"},
-                                                        json={"name": GCS_BUCKET}) as r:
-            assert r.status == 200, await r.text()
-
-    try:
-        asyncio.run(make_bucket())
-        yield svc
-    finally:
-        svc.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_redis(tmp_path_factory.mktemp("redis"))
-    yield svc
-    svc.stop()
 
 
 def _backend(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Backend:
