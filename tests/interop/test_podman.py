@@ -11,7 +11,8 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,12 @@ PODMAN_TIMEOUT = 180.0
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """`podman(*args, server=...)`: podman with private vfs storage under a module tmp dir."""
+def podman() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """`podman(*args, server=...)`: podman with private vfs storage in a short /tmp directory
+    (podman refuses a runroot longer than 50 characters), removed afterwards."""
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed (apt-get install podman)")
-    base = tmp_path_factory.mktemp("podman")
+    base = Path(tempfile.mkdtemp(prefix="fr-pm-", dir="/tmp"))
     (base / "tmp").mkdir()
     glob = ["podman", "--storage-driver", "vfs", "--root", str(base / "root"), "--runroot",
             str(base / "runroot"), "--tmpdir", str(base / "tmp"), "--events-backend", "none",
@@ -42,7 +44,8 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., subprocess
     def call(*args: str, server: Any = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run([*glob, *args], timeout=PODMAN_TIMEOUT, server=server, check=check)
 
-    return call
+    yield call
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
