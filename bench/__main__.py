@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         runner = asyncio.run
     print(f"bench: servers {', '.join(LABELS[n] for n in servers)}", file=sys.stderr, flush=True)
-    result = runner(run_all(names, rounds, sizes, servers, out / "profiles" if a.profile else None))
+    try:
+        result = runner(run_all(names, rounds, sizes, servers, out / "profiles" if a.profile else None))
+    except asyncio.CancelledError:      # SIGTERM: the servers are stopped, the data removed
+        print("bench: stopped (SIGTERM)", file=sys.stderr)
+        return 143
     try:
         return _report(a, result, started, rounds, sizes, out, servers)
     finally:

@@ -185,6 +185,11 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
     runs: list[Run] = []
     ceilings: list[dict[str, float]] = []
     get_ceiling: GetCeiling | None = None
+    # SIGTERM (a `kill`, a CI timeout) cancels the run like Ctrl-C does, so the servers below are
+    # stopped and the data removed instead of left running.
+    me = asyncio.current_task()
+    if me is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
     try:
         progress(f"generating data ({sizes.large >> 20} MiB large blob) in {work}")
         fx = Fixtures(sizes)
