@@ -385,21 +385,16 @@ class Quotas:
         flight) are kept."""
         now = time.time() if now is None else now
         usage = Usage()
-        revisions = f"{layout.manifests_dir(name)}/revisions"
         linked: set[str] = set()
-        for alg in await walk.listing(self.driver, revisions):
-            for hex_ in await walk.listing(self.driver, f"{revisions}/{alg}"):
-                try:
-                    d = parse_digest(f"{alg}:{hex_}", allow_blake3=True)
-                except (InvalidDigest, UnsupportedDigest):
-                    continue
-                if not await walk.exists(self.driver, layout.revision_link(name, alg, hex_)):
-                    continue
-                items = await self._stored_items(d)
-                if items is None:
-                    continue
-                linked.add(str(d))
-                usage.add(str(d), items, (keep.manifests.get(str(d), now) if keep else now))
+        async for link in walk.links(self.driver, layout.revisions_dir(name)):
+            d = link.digest
+            if not await walk.exists(self.driver, link.path):
+                continue
+            items = await self._stored_items(d)
+            if items is None:
+                continue
+            linked.add(str(d))
+            usage.add(str(d), items, (keep.manifests.get(str(d), now) if keep else now))
         if keep is not None:
             for m, when in keep.manifests.items():
                 if m not in linked and now - when < PENDING:
