@@ -55,6 +55,7 @@ from typing import Any
 import orjson
 
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, new_hasher, parse_digest
+from ..manifest import stored_document
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 from . import check_leftovers as leftovers
@@ -124,11 +125,8 @@ class _Refs:
 
 def manifest_refs(body: bytes) -> _Refs | None:
     """What a manifest names; None if the bytes are not a manifest (a JSON object)."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict) or "schemaVersion" not in doc:
+    doc = stored_document(body)
+    if doc is None or "schemaVersion" not in doc:
         return None
     blobs: list[Digest] = []
     children: list[Digest] = []

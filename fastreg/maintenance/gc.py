@@ -110,6 +110,7 @@ from typing import Any, TextIO
 import orjson
 
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from ..manifest import stored_document
 from ..retention import pulls
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
@@ -219,11 +220,8 @@ def _parse(text: Any) -> Digest | None:
 def references(body: bytes) -> Refs | None:
     """What a stored manifest names (lenient: stored bytes were checked when pushed, or were
     written by another registry).  None if it is not a JSON object."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict):
+    doc = stored_document(body)
+    if doc is None:
         return None
     blobs: list[Digest] = []
     children: list[Digest] = []

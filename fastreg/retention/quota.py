@@ -64,6 +64,7 @@ import orjson
 from ..auth.access import _glob as compile_glob
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..errors import RegistryError
+from ..manifest import stored_document
 from ..storage import layout, walk
 from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError, exclusive_lock
 
@@ -206,11 +207,8 @@ def manifest_items(body: bytes, d: Digest) -> tuple[list[tuple[str, int]], list[
     blob it references with a size, and the digests of those without one (schema1's fsLayers,
     to be looked up).  Lenient: stored bytes were checked when pushed or come from another
     registry.  None if it is not a JSON object."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict):
+    doc = stored_document(body)
+    if doc is None:
         return None
     items: dict[str, int] = {str(d): len(body)}
     unsized: list[str] = []
