@@ -39,7 +39,6 @@ from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageErro
 
 log = logging.getLogger("fastreg.retention")
 
-ROOT = layout.PULL_HISTORY
 COMPACT_EVERY = 30              # flushes between two compactions of the repositories a worker wrote to
 MAX_PENDING = 200_000           # distinct (repository, tag or digest) entries held before an early flush
 MAX_FILE = 64 * 1024 * 1024     # a history file larger than this is not read (never written by fastreg)
