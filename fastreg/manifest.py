@@ -301,6 +301,17 @@ def sniff_media_type(body: bytes) -> str:
     return OCI_MANIFEST
 
 
+def stored_document(body: bytes) -> dict[str, Any] | None:
+    """Stored manifest bytes as the JSON object they hold, leniently, for the tools that read what
+    is stored (gc, check, quota): the bytes were checked when pushed, or were written by another
+    registry.  None if they do not hold a JSON object."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def referrer_descriptor(body: bytes, digest: Digest) -> dict[str, Any]:
     """The descriptor of a referrer for the referrers API (artifactType falls back to config's mediaType)."""
     doc = orjson.loads(body)

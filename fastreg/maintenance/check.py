@@ -55,6 +55,7 @@ from typing import Any
 import orjson
 
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, new_hasher, parse_digest
+from ..manifest import stored_document
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 from . import check_leftovers as leftovers
@@ -114,13 +115,6 @@ class Report:
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
-def _digest(alg: str, hex_: str) -> Digest | None:
-    try:
-        return parse_digest(f"{alg}:{hex_}", allow_blake3=True)
-    except (InvalidDigest, UnsupportedDigest):
-        return None
-
-
 @dataclass(frozen=True)
 class _Refs:
     blobs: tuple[Digest, ...]          # config and layers that must be stored here
@@ -131,11 +125,8 @@ class _Refs:
 
 def manifest_refs(body: bytes) -> _Refs | None:
     """What a manifest names; None if the bytes are not a manifest (a JSON object)."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict) or "schemaVersion" not in doc:
+    doc = stored_document(body)
+    if doc is None or "schemaVersion" not in doc:
         return None
     blobs: list[Digest] = []
     children: list[Digest] = []
@@ -208,18 +199,13 @@ class Checker:
 
     async def _stored_blobs(self) -> list[tuple[Digest, int]]:
         out: list[tuple[Digest, int]] = []
-        for alg in await self._list(layout.BLOBS):
-            for prefix in await self._list(f"{layout.BLOBS}/{alg}"):
-                for hex_ in await self._list(f"{layout.BLOBS}/{alg}/{prefix}"):
-                    d = _digest(alg, hex_)
-                    if d is None or hex_[:2] != prefix:
-                        continue            # not a blob of this layout: not ours to judge
-                    try:
-                        info = await self.driver.stat(layout.blob_data(alg, hex_))
-                    except PathNotFound:
-                        continue            # a directory without data: nothing stored, nothing named
-                    if not info.is_dir:
-                        out.append((d, info.size))
+        async for d in walk.blobs(self.driver):         # what is not a blob of this layout is not ours to judge
+            try:
+                info = await self.driver.stat(layout.blob_data(d.algorithm, d.hex))
+            except PathNotFound:
+                continue            # a directory without data: nothing stored, nothing named
+            if not info.is_dir:
+                out.append((d, info.size))
         return out
 
     async def _hash(self, d: Digest) -> str:
@@ -267,60 +253,56 @@ class Checker:
         p.detail += f"; moved to {dst}"
 
     # -- repositories ---------------------------------------------------------------------
-    async def _links(self, name: str, base: str, kind: str) -> dict[Digest, str]:
-        """``<base>/<alg>/<hex>/link`` whose content is its own digest → link path.  A link
+    async def _links(self, name: str, base: str, kind: str) -> dict[Digest, walk.Link]:
+        """The entries of the link directory `base` whose link contains their own digest.  A link
         naming something else is a problem (Distribution follows the content)."""
-        out: dict[Digest, str] = {}
-        for alg in await self._list(base):
-            for hex_ in await self._list(f"{base}/{alg}"):
-                d = _digest(alg, hex_)
-                if d is None:
-                    continue
-                path = f"{base}/{alg}/{hex_}/link"
-                try:
-                    text = (await self.driver.get_content(path)).decode("utf-8", "replace").strip()
-                except PathNotFound:
-                    continue                # an empty link directory names nothing
-                if text != str(d):
-                    p = self._problem("bad-link", path, f"{kind} link contains {text[:100]!r}",
-                                      repository=name, digest=str(d))
-                    await self._remove(p, path.rsplit("/", 1)[0])
-                    continue
-                out[d] = path
+        out: dict[Digest, walk.Link] = {}
+        async for link in walk.links(self.driver, base):
+            d = link.digest
+            try:
+                text = (await self.driver.get_content(link.path)).decode("utf-8", "replace").strip()
+            except PathNotFound:
+                continue                # an empty link directory names nothing
+            if text != str(d):
+                p = self._problem("bad-link", link.path, f"{kind} link contains {text[:100]!r}",
+                                  repository=name, digest=str(d))
+                await self._remove(p, link.dir)
+                continue
+            out[d] = link
         return out
 
     async def check_repository(self, name: str) -> None:
         self.report.repositories += 1
         layers = await self._links(name, layout.layers_dir(name), "layer")
-        for d, path in layers.items():
+        for d, link in layers.items():
             self.report.layer_links += 1
             if self.state(d) != OK:
-                p = self._problem("dangling-layer-link", path, f"names a {self.state(d)} blob",
+                p = self._problem("dangling-layer-link", link.path, f"names a {self.state(d)} blob",
                                   repository=name, digest=str(d))
-                await self._remove(p, path.rsplit("/", 1)[0])
+                await self._remove(p, link.dir)
         linked = {d for d in layers if self.state(d) == OK}
 
         revisions = await self._links(name, layout.revisions_dir(name), "revision")
         healthy: set[Digest] = set()
         bodies: dict[Digest, _Refs] = {}
-        for d, path in revisions.items():
+        for d, link in revisions.items():
             self.report.manifests += 1
             if self.state(d) != OK:
-                p = self._problem("dangling-revision", path, f"names a {self.state(d)} blob",
+                p = self._problem("dangling-revision", link.path, f"names a {self.state(d)} blob",
                                   repository=name, digest=str(d))
-                await self._remove(p, path.rsplit("/", 1)[0])
+                await self._remove(p, link.dir)
                 continue
             refs = manifest_refs(await self.driver.get_content(layout.blob_data(d.algorithm, d.hex)))
             if refs is None:
-                p = self._problem("invalid-manifest", path, "the revision's blob is not a manifest",
+                p = self._problem("invalid-manifest", link.path, "the revision's blob is not a manifest",
                                   repository=name, digest=str(d))
-                await self._remove(p, path.rsplit("/", 1)[0])
+                await self._remove(p, link.dir)
                 continue
             healthy.add(d)
             bodies[d] = refs
         await self._check_referrers(name, revisions, bodies)
         for d, refs in bodies.items():
-            path = revisions[d]
+            path = revisions[d].path
             for bad in refs.unparsed:
                 self._problem("missing-reference", path, f"names an invalid digest {bad[:100]!r}",
                               repository=name, digest=str(d))
@@ -348,7 +330,7 @@ class Checker:
             try:
                 text = (await self.driver.get_content(path)).decode("utf-8", "replace").strip()
             except PathNotFound:
-                p = self._problem("incomplete-tag", layout.tag_dir(name, tag), "tag without current/link",
+                p = self._problem("incomplete-tag", layout.tag_dir(name, tag), "tag without a current link",
                                   repository=name, tags=[tag])
                 await self._remove(p, layout.tag_dir(name, tag))
                 continue
@@ -369,45 +351,42 @@ class Checker:
             if p.repository == name and not p.tags and p.digest in tagged:
                 p.tags = sorted(tagged[p.digest])
 
-    async def _check_referrers(self, name: str, revisions: dict[Digest, str], bodies: dict[Digest, _Refs]) -> None:
+    async def _check_referrers(self, name: str, revisions: dict[Digest, walk.Link],
+                               bodies: dict[Digest, _Refs]) -> None:
         """Every entry ``_referrers/<subject>/<alg>/<hex>/link`` must name a healthy revision
         (a key of `bodies`) whose manifest has that subject; every such manifest needs its entry.
         The index only answers ``GET /v2/<name>/referrers/<subject>``: a wrong entry is removed
         and a missing one written, nothing is lost either way."""
-        base = layout.referrers_root(name)
         indexed: set[tuple[Digest, Digest]] = set()
-        for s_alg in await self._list(base):
-            for s_hex in await self._list(f"{base}/{s_alg}"):
-                s = _digest(s_alg, s_hex)
-                if s is None:
-                    continue                # not an entry of this layout: the index never reads it
-                for d, path in (await self._links(name, f"{base}/{s_alg}/{s_hex}", "referrer")).items():
-                    self.report.referrers += 1
-                    refs = bodies.get(d)
-                    if refs is None:
-                        if d not in revisions and await walk.exists(
-                                self.driver, layout.revision_link(name, d.algorithm, d.hex)):
-                            continue        # pushed since the revisions were listed: not judged
-                        why = "not a revision of the repository" if d not in revisions else "not a healthy manifest"
-                        p = self._problem("dangling-referrer", path, f"indexed as a referrer of {s}, names {d}, "
-                                          f"{why}", repository=name, digest=str(d))
-                        await self._remove(p, path.rsplit("/", 1)[0])
-                    elif refs.subject != s:
-                        has = f"subject is {refs.subject}" if refs.subject else "has no subject"
-                        p = self._problem("mismatched-referrer", path, f"indexed as a referrer of {s}, but "
-                                          f"the manifest {has}", repository=name, digest=str(d))
-                        await self._remove(p, path.rsplit("/", 1)[0])
-                    else:
-                        indexed.add((s, d))
+        # a subject that is not a digest is not an entry of this layout: the index never reads it
+        async for s, subject_dir in walk.referrer_subjects(self.driver, name):
+            for d, link in (await self._links(name, subject_dir, "referrer")).items():
+                self.report.referrers += 1
+                refs = bodies.get(d)
+                if refs is None:
+                    if d not in revisions and await walk.exists(
+                            self.driver, layout.revision_link(name, d.algorithm, d.hex)):
+                        continue        # pushed since the revisions were listed: not judged
+                    why = "not a revision of the repository" if d not in revisions else "not a healthy manifest"
+                    p = self._problem("dangling-referrer", link.path, f"indexed as a referrer of {s}, names {d}, "
+                                      f"{why}", repository=name, digest=str(d))
+                    await self._remove(p, link.dir)
+                elif refs.subject != s:
+                    has = f"subject is {refs.subject}" if refs.subject else "has no subject"
+                    p = self._problem("mismatched-referrer", link.path, f"indexed as a referrer of {s}, but "
+                                      f"the manifest {has}", repository=name, digest=str(d))
+                    await self._remove(p, link.dir)
+                else:
+                    indexed.add((s, d))
         for d, refs in bodies.items():
-            s = refs.subject
-            if s is None or (s, d) in indexed:
+            subject = refs.subject
+            if subject is None or (subject, d) in indexed:
                 continue
-            link = layout.referrer_link(name, s.algorithm, s.hex, d.algorithm, d.hex)
-            p = self._problem("missing-referrer", link, f"the manifest's subject is {s} but the referrers "
+            path = layout.referrer_link(name, subject.algorithm, subject.hex, d.algorithm, d.hex)
+            p = self._problem("missing-referrer", path, f"the manifest's subject is {subject} but the referrers "
                               "index does not list it", repository=name, digest=str(d))
             if self.repair:
-                await self.driver.put_content(link, str(d).encode())
+                await self.driver.put_content(path, str(d).encode())
                 p.repaired = "indexed"
 
     # -- what interrupted writes leave ----------------------------------------------------

@@ -17,14 +17,11 @@ than the grace period are ever called a problem or removed.
 """
 from __future__ import annotations
 
-import asyncio
-import os
 from dataclasses import dataclass, field
 
 from ..storage import layout, walk
-from ..storage.driver.backends.filesystem import TMP_PREFIX
 from ..storage.driver.base import PathNotFound, StorageDriver
-from .purge import parse_startedat, upload_dirs
+from .purge import parse_startedat
 
 GRACE = 3600.0          # default: leftovers last written less than an hour ago are left alone
 
@@ -59,15 +56,12 @@ class TempFile:
 
 @dataclass(frozen=True)
 class Session:
+    repository: str
     path: str                   # driver path of ``.../_uploads/<uuid>``
     size: int | None            # of ``data``; None: there is no data file
     startedat: str | None       # its text; None: there is no startedat file
     started: float | None       # parsed; None: missing or not a time
     last_write: float           # newest mtime of the session directory and anything in it
-
-    @property
-    def repository(self) -> str:
-        return layout.repository_of_upload_dir(self.path)
 
     @property
     def broken(self) -> str:
@@ -82,62 +76,30 @@ class Session:
         return ", ".join(why)
 
 
-def _walk_temporary(root: str) -> list[tuple[str, int, float]]:
-    found: list[tuple[str, int, float]] = []
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if not name.startswith(TMP_PREFIX):
-                continue
-            full = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(full)
-            except FileNotFoundError:
-                continue                    # renamed over its target meanwhile: a put that finished
-            found.append((os.path.relpath(full, root), st.st_size, st.st_mtime))
-    return found
-
-
 async def temporary_files(driver: StorageDriver) -> list[TempFile] | None:
     """Every temporary file under the registry root, sorted; None if the driver keeps no local
     files (it then writes no temporary files either)."""
-    root = driver.local_path(layout.ROOT)
-    if root is None:
-        return None
-    found = await asyncio.to_thread(_walk_temporary, root) if os.path.isdir(root) else []
-    return [TempFile(f"{layout.ROOT}/{rel.replace(os.sep, '/')}", size, mtime)
-            for rel, size, mtime in sorted(found)]
-
-
-async def _newest_mtime(driver: StorageDriver, path: str, depth: int = 3) -> float:
-    """The newest mtime of `path` and what is under it (a session holds data, startedat and
-    hashstates/<alg>/<offset>: three levels)."""
-    newest = 0.0
-    try:
-        info = await driver.stat(path)
-    except PathNotFound:
-        return newest
-    newest = info.mtime
-    if info.is_dir and depth > 0:
-        for child in await walk.listing(driver, path):
-            newest = max(newest, await _newest_mtime(driver, f"{path}/{child}", depth - 1))
-    return newest
+    found = await walk.temporary_files(driver)
+    return None if found is None else [TempFile(path, size, mtime) for path, size, mtime in found]
 
 
 async def upload_sessions(driver: StorageDriver) -> list[Session]:
     """Every upload session of every repository (those that vanish while being read — finished
     or cancelled meanwhile — are left out)."""
     out: list[Session] = []
-    for path in await upload_dirs(driver):
+    for up in await walk.uploads(driver):
         try:
-            size: int | None = (await driver.stat(f"{path}/data")).size
+            size: int | None = (await driver.stat(layout.upload_data(up.name, up.uuid))).size
         except PathNotFound:
             size = None
         try:
-            text: str | None = (await driver.get_content(f"{path}/startedat")).decode("utf-8", "replace")
+            text: str | None = (await driver.get_content(layout.upload_startedat(up.name, up.uuid))) \
+                .decode("utf-8", "replace")
         except PathNotFound:
             text = None
-        last = await _newest_mtime(driver, path)
-        if size is None and text is None and not await walk.exists(driver, path):
+        # a session holds data, startedat and hashstates/<alg>/<offset>: three levels
+        last = await walk.newest_mtime(driver, up.path, 3)
+        if size is None and text is None and not await walk.exists(driver, up.path):
             continue
-        out.append(Session(path, size, text, parse_startedat(text) if text is not None else None, last))
+        out.append(Session(up.name, up.path, size, text, parse_startedat(text) if text is not None else None, last))
     return out

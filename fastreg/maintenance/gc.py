@@ -35,7 +35,8 @@ manifest it tags again, an index naming an old child) must either succeed with e
 names still present, or fail — never succeed and then lose what it named.  The protocol is
 Dekker's: each side first *writes* its intent, then *reads* the other's.
 
-Storage (under ``_fastreg_gc/``, which Distribution never looks at)::
+Storage (under ``_fastreg_gc/``, which Distribution never looks at; ``storage/layout.py`` names
+the paths)::
 
     active                      the collection's heartbeat (rewritten every HEARTBEAT s)
     epoch                       rewritten by every collection when it ends (a fresh random value)
@@ -109,31 +110,24 @@ from typing import Any, TextIO
 import orjson
 
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
+from ..manifest import stored_document
 from ..retention import pulls
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 
-GC_ROOT = f"{layout.ROOT}/_fastreg_gc"
-ACTIVE = f"{GC_ROOT}/active"
-EPOCH = f"{GC_ROOT}/epoch"
+ACTIVE = layout.GC_ACTIVE
+EPOCH = layout.GC_EPOCH
 HEARTBEAT = 5.0        # seconds between rewrites of `active`
 STALE = 120.0          # an `active` older than this belongs to a dead collection
 CLOCK_SLACK = 2.0      # file mtimes come from a coarse clock (and maybe another host's)
 
 
 def tombstone_path(d: Digest) -> str:
-    return f"{GC_ROOT}/tombstones/{d.algorithm}/{d.hex}"
+    return layout.gc_tombstone(d.algorithm, d.hex)
 
 
 def veto_path(d: Digest) -> str:
-    return f"{GC_ROOT}/vetoes/{d.algorithm}/{d.hex}"
-
-
-def _digest(alg: str, hex_: str) -> Digest | None:
-    try:
-        return parse_digest(f"{alg}:{hex_}", allow_blake3=True)
-    except (InvalidDigest, UnsupportedDigest):
-        return None
+    return layout.gc_veto(d.algorithm, d.hex)
 
 
 async def _exists(driver: StorageDriver, path: str) -> bool:
@@ -226,11 +220,8 @@ def _parse(text: Any) -> Digest | None:
 def references(body: bytes) -> Refs | None:
     """What a stored manifest names (lenient: stored bytes were checked when pushed, or were
     written by another registry).  None if it is not a JSON object."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict):
+    doc = stored_document(body)
+    if doc is None:
         return None
     blobs: list[Digest] = []
     children: list[Digest] = []
@@ -376,17 +367,13 @@ class Collector:
         return await walk.repositories(self.driver)
 
     async def _links(self, base: str) -> dict[Digest, float]:
-        """``<base>/<alg>/<hex>/link`` → {digest: mtime}."""
+        """The link directory `base`: {digest: mtime of its link}."""
         out: dict[Digest, float] = {}
-        for alg in await self._list(base):
-            for hex_ in await self._list(f"{base}/{alg}"):
-                d = _digest(alg, hex_)
-                if d is None:
-                    continue
-                try:
-                    out[d] = (await self.driver.stat(f"{base}/{alg}/{hex_}/link")).mtime
-                except PathNotFound:
-                    continue
+        async for link in walk.links(self.driver, base):
+            try:
+                out[link.digest] = (await self.driver.stat(link.path)).mtime
+            except PathNotFound:
+                continue
         return out
 
     async def scan(self, name: str) -> RepoScan:
@@ -452,17 +439,12 @@ class Collector:
     async def blobs(self) -> dict[Digest, tuple[int, float]]:
         """Every blob under ``blobs/``: digest → (size, mtime)."""
         out: dict[Digest, tuple[int, float]] = {}
-        for alg in await self._list(layout.BLOBS):
-            for prefix in await self._list(f"{layout.BLOBS}/{alg}"):
-                for hex_ in await self._list(f"{layout.BLOBS}/{alg}/{prefix}"):
-                    d = _digest(alg, hex_)
-                    if d is None or d.hex[:2] != prefix:
-                        continue
-                    try:
-                        info = await self.driver.stat(layout.blob_data(alg, hex_))
-                    except PathNotFound:
-                        continue
-                    out[d] = (info.size, info.mtime)
+        async for d in walk.blobs(self.driver):
+            try:
+                info = await self.driver.stat(layout.blob_data(d.algorithm, d.hex))
+            except PathNotFound:
+                continue
+            out[d] = (info.size, info.mtime)
         return out
 
     def plan(self, m: Marking, blobs: dict[Digest, tuple[int, float]], report: Report | None) -> Plan:
@@ -502,9 +484,9 @@ class Collector:
         """Refuse to run beside a live collection; clear the leftovers of a dead one."""
         if await heartbeat_age(self.driver) < STALE:
             raise RuntimeError(f"another garbage collection is running (heartbeat at {ACTIVE})")
-        for sub in ("tombstones", "vetoes"):
+        for path in (layout.GC_TOMBSTONES, layout.GC_VETOES):
             try:
-                await self.driver.delete(f"{GC_ROOT}/{sub}")
+                await self.driver.delete(path)
             except PathNotFound:
                 pass
 
@@ -525,7 +507,7 @@ class Collector:
             pushed = "push time unknown"
         if name not in self._pulls:
             self._pulls[name] = (await pulls.read(self.driver, name)
-                                 if await walk.listing(self.driver, f"{pulls.ROOT}/{name}") else None)
+                                 if await walk.listing(self.driver, layout.pull_history_dir(name)) else None)
         seen = self._pulls[name]
         if seen is None:
             return f" ({pushed}; no pulls recorded)"
@@ -539,12 +521,11 @@ class Collector:
                 report.deleted_manifests += 1
                 self.out(f"deleted manifest {name}@{d}{history}")
             for tag in tags.get(name, ()):
-                await self._remove(f"{layout.tag_dir(name, tag)}/index/{d.algorithm}/{d.hex}")
+                await self._remove(layout.tag_index_entry_dir(name, tag, d.algorithm, d.hex))
             r = await self.refs(d)
             if r is not None and r.subject is not None:
                 s = r.subject
-                await self._remove(layout.referrer_link(name, s.algorithm, s.hex, d.algorithm, d.hex)
-                                   .rsplit("/", 1)[0])
+                await self._remove(layout.referrer_entry_dir(name, s.algorithm, s.hex, d.algorithm, d.hex))
         for name in p.links.get(d, ()):
             if await self._remove(layout.layer_dir(name, d.algorithm, d.hex)):
                 report.deleted_links += 1
@@ -611,8 +592,8 @@ class Collector:
             # the new epoch (or `active`), and checks again.  If the epoch cannot be written,
             # `active` stays: pushes keep checking again until a later collection clears it.
             await self.driver.put_content(EPOCH, f"{time.time_ns()}-{os.urandom(8).hex()}".encode())
-            await self._remove(f"{GC_ROOT}/tombstones")
-            await self._remove(f"{GC_ROOT}/vetoes")
+            await self._remove(layout.GC_TOMBSTONES)
+            await self._remove(layout.GC_VETOES)
             await self._remove(ACTIVE)
         self.progress.done()
         return report

@@ -5,6 +5,8 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import orjson
 
@@ -12,9 +14,11 @@ from ..config import Config, parse_duration
 from ..errors import RegistryError
 from ..retention import quota
 from ..server import storage_description
-from ..storage.driver.base import StorageError
+from ..storage.driver.base import StorageDriver, StorageError
 from ..storage.driver.factory import create_driver
 from . import gc
+
+T = TypeVar("T")
 
 
 def _grace(args: argparse.Namespace, default: float, command: str) -> float | None:
@@ -30,6 +34,33 @@ def _grace(args: argparse.Namespace, default: float, command: str) -> float | No
     return grace
 
 
+def _on_storage(cfg: Config, command: str, work: Callable[[StorageDriver], Awaitable[T]],
+                recount_dry_run: Callable[[T], bool | None]) -> tuple[T, quota.Recount | None] | None:
+    """Run `work` on a driver of the configured storage (closed after), then recount the
+    repositories' usage if quotas are configured: `recount_dry_run` of the result says whether
+    only to report it (True), to rewrite it (False) or not to recount at all (None).  The result
+    and the recount; None, said on stderr, if the storage fails."""
+
+    async def main() -> tuple[T, quota.Recount | None]:
+        driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
+                               fsync=getattr(cfg.fastreg, "fsync", True))
+        try:
+            result = await work(driver)
+            globs = quota.configured(cfg)
+            dry_run = recount_dry_run(result)
+            counted = (await quota.recompute(driver, globs, dry_run=dry_run)
+                       if globs is not None and dry_run is not None else None)
+            return result, counted
+        finally:
+            await driver.close()
+
+    try:
+        return asyncio.run(main())
+    except (RuntimeError, ValueError, StorageError, RegistryError) as exc:
+        print(f"fastreg {command}: {storage_description(cfg)}: {exc}", file=sys.stderr)
+        return None
+
+
 def run_gc(cfg: Config, args: argparse.Namespace) -> int:
     grace = _grace(args, cfg.fastreg.gc.graceperiod, "gc")
     if grace is None:
@@ -40,26 +71,16 @@ def run_gc(cfg: Config, args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, flush=True)
 
-    async def main() -> gc.Report:
-        driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
-                               fsync=getattr(cfg.fastreg, "fsync", True))
-        try:
-            report = await gc.collect(driver, options, progress=gc.Progress(sys.stderr, quiet=args.quiet), out=out)
-            globs = quota.configured(cfg)
-            if globs is not None and not report.aborted:        # usage recounted from what is left
-                recount.append(await quota.recompute(driver, globs, dry_run=args.dry_run))
-            return report
-        finally:
-            await driver.close()
+    async def collect(driver: StorageDriver) -> gc.Report:
+        return await gc.collect(driver, options, progress=gc.Progress(sys.stderr, quiet=args.quiet), out=out)
 
-    recount: list[quota.Recount] = []
-    try:
-        report = asyncio.run(main())
-    except (RuntimeError, ValueError, StorageError, RegistryError) as exc:
-        print(f"fastreg gc: {storage_description(cfg)}: {exc}", file=sys.stderr)
+    # usage is recounted from what is left (not after an aborted collection)
+    done = _on_storage(cfg, "gc", collect, lambda report: None if report.aborted else bool(args.dry_run))
+    if done is None:
         return 1
+    report, rc = done
     print(f"{storage_description(cfg)}: {gc.summary(report, args.dry_run)}", flush=True)
-    for rc in recount:
+    if rc is not None:
         print(f"{storage_description(cfg)}: {quota.summary(rc, args.dry_run)}", flush=True)
     return 1 if report.aborted else 0
 
@@ -117,30 +138,21 @@ def run_check(cfg: Config, args: argparse.Namespace) -> int:
             print(f"fastreg check: {refusal}", file=sys.stderr)
             return 2
 
-    async def main() -> check.Report:
-        driver = create_driver(cfg.storage.driver_name, getattr(cfg.storage, cfg.storage.driver_name, None),
-                               fsync=getattr(cfg.fastreg, "fsync", True))
-        try:
-            # progress only on a terminal: a log gets the problems and the summary
-            progress = gc.Progress(sys.stderr if sys.stderr.isatty() else None)
-            report = await check.check(driver, repair=args.repair, progress=progress, grace=grace,
-                                       upload_age=purging.age, purging=purging.enabled)
-            globs = quota.configured(cfg)
-            if globs is not None:           # usage recounted: reported, rewritten with --repair
-                recount.append(await quota.recompute(driver, globs, dry_run=not args.repair))
-            return report
-        finally:
-            await driver.close()
+    async def scrub(driver: StorageDriver) -> check.Report:
+        # progress only on a terminal: a log gets the problems and the summary
+        progress = gc.Progress(sys.stderr if sys.stderr.isatty() else None)
+        return await check.check(driver, repair=args.repair, progress=progress, grace=grace,
+                                 upload_age=purging.age, purging=purging.enabled)
 
-    recount: list[quota.Recount] = []
-    try:
-        report = asyncio.run(main())
-    except (RuntimeError, ValueError, StorageError, RegistryError) as exc:
-        print(f"fastreg check: {storage_description(cfg)}: {exc}", file=sys.stderr)
-        return 2
+    try:        # usage recounted: reported, rewritten with --repair
+        done = _on_storage(cfg, "check", scrub, lambda _report: not args.repair)
     finally:
         if lock is not None:
             os.close(lock)
+    if done is None:
+        return 2
+    report, rc = done
+    recount = [rc] if rc is not None else []
     if args.json:
         doc = orjson.loads(report.as_json())
         for rc in recount:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ..durations import format_duration
 from ..errors import RegistryError
 from ..retention import quota
-from ..storage import layout
+from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 
 if TYPE_CHECKING:
@@ -70,50 +70,27 @@ class PurgeReport:
     purged: list[str] = field(default_factory=list)
 
 
-async def _list(driver: StorageDriver, path: str) -> list[str]:
-    try:
-        return sorted(await driver.list(path))
-    except PathNotFound:
-        return []
-
-
-async def upload_dirs(driver: StorageDriver) -> list[str]:
-    """Every ``.../_uploads/<uuid>`` directory under ``repositories/``."""
-    found: list[str] = []
-
-    async def walk(path: str) -> None:
-        children = await _list(driver, path)
-        if layout.UPLOADS in children:
-            uploads = f"{path}/{layout.UPLOADS}"
-            found.extend(f"{uploads}/{u}" for u in await _list(driver, uploads))
-        for child in children:
-            if not child.startswith(("_", ".")):
-                await walk(f"{path}/{child}")
-
-    await walk(layout.REPOS)
-    return found
-
-
 async def purge_uploads(driver: StorageDriver, age: float, *, dry_run: bool = False,
                         now: float | None = None) -> PurgeReport:
     """Remove upload sessions started more than `age` seconds ago."""
     cutoff = (time.time() if now is None else now) - age
     report = PurgeReport()
-    for path in await upload_dirs(driver):
+    for up in await walk.uploads(driver):
         report.sessions += 1
         try:
-            started = parse_startedat((await driver.get_content(f"{path}/startedat")).decode("utf-8", "replace"))
+            started = parse_startedat((await driver.get_content(layout.upload_startedat(up.name, up.uuid)))
+                                      .decode("utf-8", "replace"))
         except PathNotFound:
             started = None
-            if not await _list(driver, path):         # a dead request's lock and nothing else
+            if not await walk.listing(driver, up.path):     # a dead request's lock and nothing else
                 started = cutoff - 1
         if started is None or started >= cutoff:
             continue
-        report.purged.append(path)
+        report.purged.append(up.path)
         if dry_run:
             continue
         try:
-            await driver.delete(path)
+            await driver.delete(up.path)
         except PathNotFound:
             pass                          # finished or purged by someone else meanwhile
     return report

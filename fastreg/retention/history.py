@@ -68,14 +68,9 @@ async def revision_pushed(driver: StorageDriver, name: str, d: Digest) -> float 
 
 async def revisions(driver: StorageDriver, name: str) -> dict[Digest, float]:
     """Every manifest revision of `name` → its last push."""
-    base = f"{layout.repo(name)}/_manifests/revisions"
     out: dict[Digest, float] = {}
-    for alg in await walk.listing(driver, base):
-        for hex_ in await walk.listing(driver, f"{base}/{alg}"):
-            d = _digest(f"{alg}:{hex_}")
-            if d is None:
-                continue
-            t = await revision_pushed(driver, name, d)
-            if t is not None:
-                out[d] = t
+    async for link in walk.links(driver, layout.revisions_dir(name)):
+        t = await revision_pushed(driver, name, link.digest)
+        if t is not None:
+            out[link.digest] = t
     return out

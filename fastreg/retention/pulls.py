@@ -39,7 +39,6 @@ from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageErro
 
 log = logging.getLogger("fastreg.retention")
 
-ROOT = f"{layout.ROOT}/_fastreg_history/pulls"
 COMPACT_EVERY = 30              # flushes between two compactions of the repositories a worker wrote to
 MAX_PENDING = 200_000           # distinct (repository, tag or digest) entries held before an early flush
 MAX_FILE = 64 * 1024 * 1024     # a history file larger than this is not read (never written by fastreg)
@@ -48,11 +47,11 @@ Entry = list[float]             # [last pull (seconds since the epoch), count]
 
 
 def writer_dir(name: str) -> str:
-    return f"{ROOT}/{name}/_w"
+    return layout.pull_writers_dir(name)
 
 
 def base_path(name: str) -> str:
-    return f"{ROOT}/{name}/_base.json"
+    return layout.pull_base(name)
 
 
 @dataclass

@@ -64,6 +64,7 @@ import orjson
 from ..auth.access import _glob as compile_glob
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..errors import RegistryError
+from ..manifest import stored_document
 from ..storage import layout, walk
 from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError, exclusive_lock
 
@@ -206,11 +207,8 @@ def manifest_items(body: bytes, d: Digest) -> tuple[list[tuple[str, int]], list[
     blob it references with a size, and the digests of those without one (schema1's fsLayers,
     to be looked up).  Lenient: stored bytes were checked when pushed or come from another
     registry.  None if it is not a JSON object."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict):
+    doc = stored_document(body)
+    if doc is None:
         return None
     items: dict[str, int] = {str(d): len(body)}
     unsized: list[str] = []
@@ -385,21 +383,16 @@ class Quotas:
         flight) are kept."""
         now = time.time() if now is None else now
         usage = Usage()
-        revisions = f"{layout.manifests_dir(name)}/revisions"
         linked: set[str] = set()
-        for alg in await walk.listing(self.driver, revisions):
-            for hex_ in await walk.listing(self.driver, f"{revisions}/{alg}"):
-                try:
-                    d = parse_digest(f"{alg}:{hex_}", allow_blake3=True)
-                except (InvalidDigest, UnsupportedDigest):
-                    continue
-                if not await walk.exists(self.driver, layout.revision_link(name, alg, hex_)):
-                    continue
-                items = await self._stored_items(d)
-                if items is None:
-                    continue
-                linked.add(str(d))
-                usage.add(str(d), items, (keep.manifests.get(str(d), now) if keep else now))
+        async for link in walk.links(self.driver, layout.revisions_dir(name)):
+            d = link.digest
+            if not await walk.exists(self.driver, link.path):
+                continue
+            items = await self._stored_items(d)
+            if items is None:
+                continue
+            linked.add(str(d))
+            usage.add(str(d), items, (keep.manifests.get(str(d), now) if keep else now))
         if keep is not None:
             for m, when in keep.manifests.items():
                 if m not in linked and now - when < PENDING:

@@ -17,6 +17,14 @@ fastreg as it is, and the other way round::
                                                             by Distribution; rebuilt by gc)
       fastreg/catalog-generation                            changes whenever fastreg creates a
                                                             repository (catalog cache validator)
+      _fastreg_gc/active, epoch                             online gc's heartbeat and end marker
+      _fastreg_gc/tombstones/<alg>/<hex>                    about to be deleted by gc
+      _fastreg_gc/vetoes/<alg>/<hex>                        a push needs it (maintenance/gc.py)
+      _fastreg_quarantine/<time>/blobs/...                  blobs `fastreg check --repair` moved
+      _fastreg_history/pulls/<name>/_base.json, _w/...      pull history (retention/pulls.py)
+
+Everything that names one of these paths calls a function here; ``walk.py`` lists them (every
+blob, every link of a link directory, every upload session, ...).
 
 Driver paths are absolute, '/'-separated and never contain '..': the names, tags and
 digests that go into them are validated before any path is built (see ``reference.py``).
@@ -87,16 +95,16 @@ def tag_index_link(name: str, tag: str, alg: str, hex_: str) -> str:
     return f"{REPOS}/{name}/_manifests/tags/{tag}/index/{alg}/{hex_}/link"
 
 
+def tag_index_entry_dir(name: str, tag: str, alg: str, hex_: str) -> str:
+    """One digest's entry in a tag's history (removing it removes the entry)."""
+    return f"{REPOS}/{name}/_manifests/tags/{tag}/index/{alg}/{hex_}"
+
+
 def uploads_dir(name: str) -> str:
     return f"{REPOS}/{name}/_uploads"
 
 
 UPLOADS = "_uploads"     # a repository's upload sessions: <repository>/_uploads/<uuid>
-
-
-def repository_of_upload_dir(path: str) -> str:
-    """The repository name of an upload session directory ``.../<name>/_uploads/<uuid>``."""
-    return path[len(REPOS) + 1:path.rindex(f"/{UPLOADS}/")]
 
 
 def upload_dir(name: str, uuid: str) -> str:
@@ -137,3 +145,52 @@ def referrers_dir(name: str, alg: str, subject_hex: str) -> str:
 
 def referrer_link(name: str, s_alg: str, s_hex: str, alg: str, hex_: str) -> str:
     return f"{REPOS}/{name}/_referrers/{s_alg}/{s_hex}/{alg}/{hex_}/link"
+
+
+def referrer_entry_dir(name: str, s_alg: str, s_hex: str, alg: str, hex_: str) -> str:
+    """A referrer's entry in its subject's index (removing it removes the entry)."""
+    return f"{REPOS}/{name}/_referrers/{s_alg}/{s_hex}/{alg}/{hex_}"
+
+
+def link_entry_dir(base: str, alg: str, hex_: str) -> str:
+    """An entry ``<alg>/<hex>`` of a link directory (``layers_dir``, ``revisions_dir``,
+    ``referrers_dir``): what removing the entry deletes."""
+    return f"{base}/{alg}/{hex_}"
+
+
+def entry_link(entry_dir: str) -> str:
+    """The ``link`` file of a link directory's entry."""
+    return f"{entry_dir}/link"
+
+
+# fastreg gc's own state (maintenance/gc.py), beside blobs/ (Distribution ignores it)
+GC_ROOT = f"{ROOT}/_fastreg_gc"
+GC_ACTIVE = f"{GC_ROOT}/active"
+GC_EPOCH = f"{GC_ROOT}/epoch"
+GC_TOMBSTONES = f"{GC_ROOT}/tombstones"
+GC_VETOES = f"{GC_ROOT}/vetoes"
+
+
+def gc_tombstone(alg: str, hex_: str) -> str:
+    return f"{GC_TOMBSTONES}/{alg}/{hex_}"
+
+
+def gc_veto(alg: str, hex_: str) -> str:
+    return f"{GC_VETOES}/{alg}/{hex_}"
+
+
+# the pull history (retention/pulls.py): every worker appends to its own files under _w/,
+# compacted into _base.json
+PULL_HISTORY = f"{ROOT}/_fastreg_history/pulls"
+
+
+def pull_history_dir(name: str) -> str:
+    return f"{PULL_HISTORY}/{name}"
+
+
+def pull_writers_dir(name: str) -> str:
+    return f"{PULL_HISTORY}/{name}/_w"
+
+
+def pull_base(name: str) -> str:
+    return f"{PULL_HISTORY}/{name}/_base.json"

@@ -19,6 +19,7 @@ from fastreg.digest import Digest
 from fastreg.errors import RegistryError
 from fastreg.maintenance import gc
 from fastreg.registry import Registry
+from fastreg.storage import layout
 from fastreg.storage.driver.backends.filesystem import FilesystemDriver
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -131,7 +132,7 @@ def test_push_after_the_second_mark_vetoes_the_deletion(world: World) -> None:
         assert await world.exists(orphan) and not await world.exists(garbage)
         assert report.rescued == 1
         assert (await world.reg.manifests.get(REPO, "v1")).body == body
-        assert not (world.root / gc.GC_ROOT.lstrip("/") / "tombstones").exists()
+        assert not (world.root / layout.GC_TOMBSTONES.lstrip("/")).exists()
     asyncio.run(main())
 
 
@@ -191,7 +192,7 @@ def test_a_dead_collection_does_not_block_pushes(world: World) -> None:
         # The next collection clears the leftovers and runs.
         report = await world.collect(lambda _p: asyncio.sleep(0))
         assert report.deleted_blobs == 1 and await world.exists(orphan)
-        assert not (world.root / gc.GC_ROOT.lstrip("/") / "tombstones").exists()
+        assert not (world.root / layout.GC_TOMBSTONES.lstrip("/")).exists()
     asyncio.run(main())
 
 
