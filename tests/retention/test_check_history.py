@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from fastreg.storage import layout
 from tests.support.registry_client import make_manifest, push_manifest
@@ -65,6 +66,13 @@ def test_check_reports_push_and_pull_history(fastreg_factory: Any) -> None:
     assert int(started) - 1 <= last_pull.timestamp() <= time.time(), app
     assert lines["repository ci/quiet"] == (f"repository ci/quiet: 1 tags, 1 manifests; last push "
                                             f"{utc(PUSHED['x'])} (tag v1); no pulls recorded")
+    # the same storage checked with a configuration that has pull history off: what was recorded stays
+    cfg = yaml.safe_load(srv.config_path.read_text())
+    cfg["fastreg"]["history"]["pulls"] = False
+    off = srv.config_path.with_name("off.yml")
+    off.write_text(yaml.safe_dump(cfg))
+    p = fastreg("check", "--config", str(off))
+    assert app.replace(" recorded", " recorded (pull history now off)") in p.stdout.splitlines(), p.stdout
     doc = json.loads(fastreg("check", "--json", "--config", str(srv.config_path)).stdout)
     (row,) = [h for h in doc["history"] if h["repository"] == "ci/app"]
     assert (row["tags"], row["manifests"], row["last_push"], row["last_push_tag"], row["last_push_digest"],
