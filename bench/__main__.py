@@ -18,7 +18,9 @@ Variants of fastreg run beside it, in the same alternation, each with its ratio 
 (VARIANT / fastreg) in the table and the chart: `fastreg+pulls` (fastreg.history.pulls: true; the
 named configs are bench/servers.py's VARIANTS), `fastreg@REF` (the commit REF of this checkout,
 exported and built in the run's temporary directory, removed at the end), or both
-(`fastreg@REF+pulls`). Examples:
+(`fastreg@REF+pulls`). Without Cython, fastreg@REF runs this checkout's built extensions where
+REF's .pyx files are identical, else stops; `--ref-engines checkout` runs them anyway (said in the
+results). Examples:
 
   python -m bench --servers fastreg,fastreg@main               # this checkout against main
   python -m bench --servers fastreg,fastreg+pulls --scenarios pull-manifest,head-blob
@@ -44,6 +46,7 @@ from .servers import (
     DISTRIBUTION3_ENV,
     DISTRIBUTION_BIN,
     FASTREG,
+    FastregAt,
     distribution3_binary,
     distribution_available,
     is_fastreg,
@@ -66,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                         "all (default fastreg,distribution; 'fastreg' alone for profiling); and variants of "
                         "fastreg: fastreg+pulls (pull history on), fastreg@REF (git commit REF, built in a "
                         "temporary tree), fastreg@REF+pulls")
+    p.add_argument("--ref-engines", choices=["auto", "build", "checkout"], default="auto",
+                   help="compiled extensions of fastreg@REF: auto (built with Cython; without Cython, this "
+                        "checkout's built ones where REF's .pyx files are identical), build (built or stop), "
+                        "checkout (this checkout's built ones even where REF's .pyx differ: said in the results)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy record every fastreg worker during each run (SVGs in the results directory; "
                         "skews fastreg's numbers)")
@@ -89,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: missing {', '.join(missing)} (apt-get install wrk apache2-utils docker-registry)",
               file=sys.stderr)
         return 2
+    FastregAt.engines = a.ref_engines
     sizes = QUICK if a.quick else Sizes()
     if a.seconds:
         sizes = Sizes(**{**sizes.__dict__, "seconds": a.seconds})
@@ -172,6 +180,7 @@ def _report(a: argparse.Namespace, result: dict, started: dt.datetime, rounds: i
         "servers": servers, "reference": ref,
         "versions": {n: version(b) for n, b in binaries.items() if n in servers and b},
         "commits": result.get("commits") or {},
+        "notes": result.get("notes") or [],
         "reference_note": None if ref != DIST2 else FALLBACK,
         "loadavg_end": os.getloadavg(),
     }
@@ -180,12 +189,17 @@ def _report(a: argparse.Namespace, result: dict, started: dt.datetime, rounds: i
     tbl = report.table(summary)
     ceil = report.ceilings(result)
     note = f"**{meta['reference_note']}**\n\n" if meta["reference_note"] else ""
+    alone = "fastreg and its variants" if len(servers) > 1 else "fastreg alone"
+    notes = "".join(f"**{x}**\n\n" for x in meta["notes"])
     (out / "results.md").write_text(f"{meta['date']}, {rounds} round(s){' (quick)' if a.quick else ''}, "
-                                    f"{', '.join(meta['versions'].values()) or 'fastreg alone'}"
-                                    f"{''.join(f', {n} = {c}' for n, c in meta['commits'].items())}\n\n{note}{tbl}\n"
+                                    f"{', '.join(meta['versions'].values()) or alone}"
+                                    f"{''.join(f', {n} = {c}' for n, c in meta['commits'].items())}\n\n"
+                                    f"{notes}{note}{tbl}\n"
                                     f"\n{ceil}")
     report.chart(summary, out / "chart.png", report.title(meta, ref))
     print(tbl)
+    for x in meta["notes"]:
+        print(f"\n{x}")
     if meta["reference_note"]:
         print(f"\n{meta['reference_note']}")
     if ceil:

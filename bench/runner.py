@@ -260,6 +260,7 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
     return {"workdir": str(work), "runs": [asdict(r) for r in runs], "ceilings": ceilings,
             "servers": [s.name for s in servers],
             "commits": {s.name: s.commit for s in servers if s.commit},
+            "notes": [s.note for s in servers if s.note],
             "scenarios": {sc.name: {"unit": sc.unit, "target": sc.target, "what": sc.what, "rate": sc.rate,
                                     "ceiling": sc.ceiling, "ceiling_target": sc.ceiling_target,
                                     "p99_target": sc.p99_target, "rss_target": sc.rss_target}

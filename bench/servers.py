@@ -138,6 +138,7 @@ class Server(ABC):
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     commit: str = ""                    # the git commit it runs, when not this checkout's (fastreg@REF)
+    note: str = ""                      # anything the results must say about it
 
     @property
     def url(self) -> str:
@@ -266,6 +267,11 @@ def resolve_ref(ref: str) -> str | None:
 class FastregAt(Fastreg):
     """fastreg as of git commit `ref`, from a tree exported into the run's directory."""
 
+    # how its compiled extensions are had: "auto" (built with Cython; without it, this checkout's
+    # where REF's .pyx files are identical), "build" (built, or the run stops), "checkout" (this
+    # checkout's built ones whatever REF's .pyx say: --ref-engines checkout)
+    engines = "auto"
+
     def __init__(self, name: str, workdir: Path, ref: str) -> None:
         super().__init__(name, workdir)
         self.ref = ref
@@ -288,22 +294,42 @@ class FastregAt(Fastreg):
         self._build()
         self._check_imports()
 
+    def _differing_pyx(self) -> list[str]:
+        """REF's .pyx files that are not byte-identical to this checkout's (or that it lacks built)."""
+        out = []
+        for p in sorted((self.tree / "fastreg").glob("*.pyx")):
+            mine = REPO_ROOT / "fastreg" / p.name
+            if not (mine.exists() and mine.read_bytes() == p.read_bytes()):
+                out.append(p.name)
+        return out
+
+    def _reuse_checkout_engines(self, why: str) -> None:
+        for p in sorted((self.tree / "fastreg").glob("*.pyx")):
+            built = sorted((REPO_ROOT / "fastreg").glob(f"{p.stem}.*.so"))
+            if not built:
+                raise RuntimeError(f"{self.name}: this checkout has no built {p.stem} to reuse "
+                                   "(python3 setup.py build_ext --inplace here first)")
+            for so in built:
+                shutil.copy2(so, self.tree / "fastreg" / so.name)
+        self.note = f"{self.name} runs this checkout's built extensions ({why})"
+        _say(f"{self.name}: {self.note[len(self.name) + 1:]}")
+
     def _build(self) -> None:
-        pyx = sorted((self.tree / "fastreg").glob("*.pyx"))
+        differ = self._differing_pyx()
+        if self.engines == "checkout":
+            self._reuse_checkout_engines("--ref-engines checkout; its .pyx files that differ from this "
+                                         f"checkout's: {', '.join(differ) or 'none'}")
+            return
         if importlib.util.find_spec("Cython") is None:
-            mine = [REPO_ROOT / "fastreg" / p.name for p in pyx]
-            built = [sorted((REPO_ROOT / "fastreg").glob(f"{p.stem}.*.so")) for p in pyx]
-            if all(m.exists() and m.read_bytes() == p.read_bytes() for m, p in zip(mine, pyx, strict=True)) \
-                    and all(built):
-                for files in built:
-                    for so in files:
-                        shutil.copy2(so, self.tree / "fastreg" / so.name)
-                _say(f"{self.name}: Cython is not installed, so its extensions cannot be built; its .pyx files "
-                     f"are identical to this checkout's: using this checkout's built extensions")
+            if self.engines == "auto" and not differ:
+                self._reuse_checkout_engines("Cython is not installed, and its .pyx files are identical")
                 return
-            raise RuntimeError(f"{self.name}: Cython is not installed, so its compiled extensions cannot be built, "
-                               f"and its .pyx files differ from this checkout's (or this checkout has none built): "
-                               f"install Cython (pip install cython) and run again")
+            raise RuntimeError(f"{self.name}: Cython is not installed, so its compiled extensions cannot be built"
+                               + (f", and its {', '.join(differ)} differ from this checkout's" if differ else "")
+                               + ": install Cython, or run with --ref-engines checkout to run this checkout's "
+                               "built extensions with it (git diff " + self.commit[:12] + " -- fastreg/*.pyx "
+                               "shows what that changes)")
+        pyx = sorted((self.tree / "fastreg").glob("*.pyx"))
         _say(f"{self.name}: building its compiled extensions in {self.tree} (python3 setup.py build_ext --inplace)")
         env = {**os.environ, "FASTREG_REQUIRE_EXTENSIONS": "1"}
         env.pop("FASTREG_NO_EXTENSIONS", None)
@@ -324,12 +350,12 @@ class FastregAt(Fastreg):
     def _check_imports(self) -> None:
         """The server must run this tree's fastreg and engines, never the checkout's (an editable
         install finds modules the tree lacks in the checkout)."""
-        code = ("import fastreg, fastreg._digest, fastreg._fsio\n"
-                "print(fastreg.__file__); print(fastreg._digest.__file__); print(fastreg._fsio.__file__)")
+        mods = ["fastreg", *(f"fastreg.{p.stem}" for p in sorted((self.tree / "fastreg").glob("*.pyx")))]
+        code = f"import importlib\nfor m in {mods!r}: print(importlib.import_module(m).__file__)"
         got = subprocess.run([sys.executable, "-c", code], env=self.environment(), cwd=self.tree.parent,
                              capture_output=True, text=True, check=False)
         paths = got.stdout.split()
-        if got.returncode != 0 or len(paths) != 3 or not all(Path(p).is_relative_to(self.tree) for p in paths):
+        if got.returncode != 0 or len(paths) != len(mods) or not all(Path(p).is_relative_to(self.tree) for p in paths):
             raise RuntimeError(f"{self.name}: fastreg and its engines do not import from {self.tree}: "
                                f"{paths or got.stderr.strip()[-500:]}")
 
