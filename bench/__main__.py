@@ -13,6 +13,17 @@ $BENCH_DISTRIBUTION3, else ../shared/tools/distribution-3.1.1/registry beside th
 checkout, else /work/shared/tools/distribution-3.1.1/registry; Debian's `docker-registry`
 (Distribution 2.8.2, Go 1.19). `--servers` takes fastreg, 3.1.1, 2.8.2, distribution (3.1.1 when
 found, else 2.8.2, said loudly) or all.
+
+Variants of fastreg run beside it, in the same alternation, each with its ratio to plain fastreg
+(VARIANT / fastreg) in the table and the chart: `fastreg+pulls` (fastreg.history.pulls: true; the
+named configs are bench/servers.py's VARIANTS), `fastreg@REF` (the commit REF of this checkout,
+exported and built in the run's temporary directory, removed at the end), or both
+(`fastreg@REF+pulls`). Without Cython, fastreg@REF runs this checkout's built extensions where
+REF's .pyx files are identical, else stops; `--ref-engines checkout` runs them anyway (said in the
+results). Examples:
+
+  python -m bench --servers fastreg,fastreg@main               # this checkout against main
+  python -m bench --servers fastreg,fastreg+pulls --scenarios pull-manifest,head-blob
 """
 from __future__ import annotations
 
@@ -35,9 +46,12 @@ from .servers import (
     DISTRIBUTION3_ENV,
     DISTRIBUTION_BIN,
     FASTREG,
-    LABELS,
+    FastregAt,
     distribution3_binary,
     distribution_available,
+    is_fastreg,
+    parse_variant,
+    resolve_ref,
     version,
 )
 
@@ -52,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default="", help="comma-separated subset of: " + ",".join(s.name for s in ALL))
     p.add_argument("--servers", default="fastreg,distribution",
                    help="comma-separated: fastreg, 3.1.1, 2.8.2, distribution (3.1.1 if found, else 2.8.2) or "
-                        "all (default fastreg,distribution; 'fastreg' alone for profiling)")
+                        "all (default fastreg,distribution; 'fastreg' alone for profiling); and variants of "
+                        "fastreg: fastreg+pulls (pull history on), fastreg@REF (git commit REF, built in a "
+                        "temporary tree), fastreg@REF+pulls")
+    p.add_argument("--ref-engines", choices=["auto", "build", "checkout"], default="auto",
+                   help="compiled extensions of fastreg@REF: auto (built with Cython; without Cython, this "
+                        "checkout's built ones where REF's .pyx files are identical), build (built or stop), "
+                        "checkout (this checkout's built ones even where REF's .pyx differ: said in the results)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy record every fastreg worker during each run (SVGs in the results directory; "
                         "skews fastreg's numbers)")
@@ -76,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: missing {', '.join(missing)} (apt-get install wrk apache2-utils docker-registry)",
               file=sys.stderr)
         return 2
+    FastregAt.engines = a.ref_engines
     sizes = QUICK if a.quick else Sizes()
     if a.seconds:
         sizes = Sizes(**{**sizes.__dict__, "seconds": a.seconds})
@@ -89,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    print(f"bench: servers {', '.join(LABELS[n] for n in servers)}", file=sys.stderr, flush=True)
+    print(f"bench: servers {', '.join(report.label(n) for n in servers)}", file=sys.stderr, flush=True)
     try:
         result = runner(run_all(names, rounds, sizes, servers, out / "profiles" if a.profile else None))
     except asyncio.CancelledError:      # SIGTERM: the servers are stopped, the data removed
@@ -108,13 +129,25 @@ FALLBACK = (f"Distribution 3.1.1 NOT FOUND (${DISTRIBUTION3_ENV}, ../shared/tool
             f"(Go 1.19) instead; its ratios are not the reference's")
 
 
-def pick_servers(spec: str) -> list[str]:
-    """Server names for `--servers`, fastreg first, then 3.1.1, then 2.8.2."""
+def pick_servers(spec: str, variants: bool = True) -> list[str]:
+    """Server names for `--servers`: fastreg first, then its variants (in the order given), then
+    3.1.1, then 2.8.2."""
     have3 = distribution3_binary() is not None
     chosen: set[str] = set()
-    for word in (w.strip().lower() for w in spec.split(",")):
+    fastregs: list[str] = []
+    for word in (w.strip() for w in spec.split(",")):
         if not word:
             continue
+        if is_fastreg(word) and word != FASTREG:
+            if not variants:
+                raise ValueError(f"{word!r}: variants of fastreg are measured by `python -m bench` only")
+            ref, _ = parse_variant(word)        # ValueError naming what is wrong
+            if ref is not None and resolve_ref(ref) is None:
+                raise ValueError(f"{word!r}: {ref!r} is not a commit of this checkout")
+            if word not in fastregs:
+                fastregs.append(word)
+            continue
+        word = word.lower()
         if word == "fastreg":
             chosen.add(FASTREG)
         elif word in ("3.1.1", "3", DIST3, "distribution3"):
@@ -133,9 +166,11 @@ def pick_servers(spec: str) -> list[str]:
                 print(f"bench: {FALLBACK}", file=sys.stderr, flush=True)
         else:
             raise ValueError(f"unknown server {word!r} (fastreg, 3.1.1, 2.8.2, distribution, all)")
-    if not chosen:
+    if not chosen and not fastregs:
         raise ValueError("no server chosen")
-    return [n for n in (FASTREG, DIST3, DIST2) if n in chosen]
+    if fastregs and FASTREG not in chosen:
+        raise ValueError(f"{', '.join(fastregs)}: a variant is measured against plain fastreg: add fastreg")
+    return [n for n in (FASTREG,) if n in chosen] + fastregs + [n for n in (DIST3, DIST2) if n in chosen]
 
 
 def _report(a: argparse.Namespace, result: dict, started: dt.datetime, rounds: int, sizes: Sizes,
@@ -148,6 +183,8 @@ def _report(a: argparse.Namespace, result: dict, started: dt.datetime, rounds: i
         "sizes": sizes.__dict__, "cpus": os.cpu_count(), "python": platform.python_version(),
         "servers": servers, "reference": ref,
         "versions": {n: version(b) for n, b in binaries.items() if n in servers and b},
+        "commits": result.get("commits") or {},
+        "notes": result.get("notes") or [],
         "reference_note": None if ref != DIST2 else FALLBACK,
         "loadavg_end": os.getloadavg(),
     }
@@ -156,11 +193,17 @@ def _report(a: argparse.Namespace, result: dict, started: dt.datetime, rounds: i
     tbl = report.table(summary)
     ceil = report.ceilings(result)
     note = f"**{meta['reference_note']}**\n\n" if meta["reference_note"] else ""
+    alone = "fastreg and its variants" if len(servers) > 1 else "fastreg alone"
+    notes = "".join(f"**{x}**\n\n" for x in meta["notes"])
     (out / "results.md").write_text(f"{meta['date']}, {rounds} round(s){' (quick)' if a.quick else ''}, "
-                                    f"{', '.join(meta['versions'].values()) or 'fastreg alone'}\n\n{note}{tbl}\n"
+                                    f"{', '.join(meta['versions'].values()) or alone}"
+                                    f"{''.join(f', {n} = {c}' for n, c in meta['commits'].items())}\n\n"
+                                    f"{notes}{note}{tbl}\n"
                                     f"\n{ceil}")
     report.chart(summary, out / "chart.png", report.title(meta, ref))
     print(tbl)
+    for x in meta["notes"]:
+        print(f"\n{x}")
     if meta["reference_note"]:
         print(f"\n{meta['reference_note']}")
     if ceil:

@@ -1,14 +1,17 @@
 """Summaries (medians, min–max, per-round ratios and fractions of ceiling), the text table, JSON
 and the PNG chart. fastreg and the reference (Distribution 3.1.1; Debian's 2.8.2 when 3.1.1 did
-not run) come first everywhere."""
+not run) come first everywhere.  Variants of fastreg (``fastreg+pulls``, ``fastreg@REF``, see
+bench/servers.py) each get their columns and their ratio to plain fastreg (VARIANT / fastreg,
+per round), and markers in the chart."""
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 from typing import Any
 
-from .servers import DIST2, DIST3, FASTREG, LABELS
+from .servers import DIST2, DIST3, FASTREG, LABELS, is_fastreg
 
+VARIANT_COLORS = ["tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 CEILING_NAMES = {"get_rps": "GET ceiling (bare ASGI app)", "head_rps": "HEAD ceiling (bare ASGI app)",
                  "recv_sha256_MBps": "receive + SHA-256 ceiling"}
 
@@ -18,14 +21,23 @@ def _stats(xs: list[float]) -> dict[str, float] | None:
 
 
 def server_names(result: dict[str, Any]) -> list[str]:
+    """fastreg, its variants (in the order they were given), 3.1.1, 2.8.2, anything else."""
     names = result.get("servers") or sorted({r["server"] for r in result["runs"]})
-    order = [FASTREG, DIST3, DIST2]
-    return sorted(names, key=lambda n: order.index(n) if n in order else len(order))
+
+    def rank(n: str) -> int:
+        return 0 if n == FASTREG else 1 if is_fastreg(n) else 2 if n == DIST3 else 3 if n == DIST2 else 4
+    return sorted(names, key=rank)
+
+
+def variants(result: dict[str, Any]) -> list[str]:
+    """The variants of fastreg that ran (fastreg+pulls, fastreg@REF, ...)."""
+    return [n for n in server_names(result) if is_fastreg(n) and n != FASTREG]
 
 
 def reference(result: dict[str, Any]) -> str | None:
-    """The server fastreg is measured against: 3.1.1, else 2.8.2 (else an older run's name)."""
-    others = [n for n in server_names(result) if n != FASTREG]
+    """The server fastreg is measured against: 3.1.1, else 2.8.2 (else an older run's name); None
+    when only fastreg and its variants ran."""
+    others = [n for n in server_names(result) if not is_fastreg(n)]
     return others[0] if others else None
 
 
@@ -75,8 +87,14 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             row["servers"][srv] = s
         row["ratios"] = {}
         for other in names:
-            if other != FASTREG:
+            if not is_fastreg(other):
                 row["ratios"][other] = _stats(_per_round_ratio(mine, FASTREG, other)[0])
+        row["variants"] = {}
+        for v in names:
+            if is_fastreg(v) and v != FASTREG:       # VARIANT / fastreg, per round
+                vr, vp99, veff = _per_round_ratio(mine, v, FASTREG)
+                row["variants"][v] = {"ratio": _stats(vr), "p99_ratio": _stats(vp99),
+                                      "cpu_efficiency_ratio": _stats(veff)}
         ratios, p99r, eff = _per_round_ratio(mine, FASTREG, ref) if ref else ([], [], [])
         row["ratio"] = _stats(ratios)
         row["p99_ratio"] = _stats(p99r)
@@ -86,10 +104,12 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             row["ceiling_ratio"] = _ceiling_over(result, name, ref)
         f = row["servers"].get(FASTREG, {})
         checks: dict[str, bool | None] = {
-            "ratio": None if row["target"] is None else bool(row["ratio"] and row["ratio"]["median"] >= row["target"]),
+            # against the reference: not judged when only fastreg (and its variants) ran
+            "ratio": None if row["target"] is None or ref is None else
+            bool(row["ratio"] and row["ratio"]["median"] >= row["target"]),
             "ceiling": None if row["ceiling_target"] is None else
             bool(row["ceiling_fraction"] and row["ceiling_fraction"]["median"] >= row["ceiling_target"]),
-            "p99": None if row["p99_target"] is None else
+            "p99": None if row["p99_target"] is None or ref is None else
             bool(row["p99_ratio"] and row["p99_ratio"]["median"] <= row["p99_target"]),
             "rss": None if row["rss_target"] is None else
             bool(f.get("peak_rss_mib") and f["peak_rss_mib"] <= row["rss_target"]),
@@ -175,11 +195,11 @@ def _x(s: dict[str, float] | None, pct: bool = False) -> str:
 def _targets(r: dict[str, Any], ref: str | None) -> str:
     short = "3.1.1" if ref == DIST3 else "2.8.2" if ref == DIST2 else "ref"
     parts = []
-    if r["target"] is not None:
+    if r["target"] is not None and ref:
         parts.append(f"≥ {r['target']:g}× {short}")
     if r["ceiling_target"] is not None:
         parts.append(f"≥ {r['ceiling_target']:.0%} of ceiling")
-    if r["p99_target"] is not None:
+    if r["p99_target"] is not None and ref:
         parts.append(f"p99 ≤ {r['p99_target']:.2g}× {short}")
     if r["rss_target"] is not None:
         parts.append(f"RSS ≤ {r['rss_target']:g} MiB")
@@ -187,19 +207,28 @@ def _targets(r: dict[str, Any], ref: str | None) -> str:
 
 
 def table(summary: dict[str, Any]) -> str:
-    """fastreg and the reference first; the other Distribution after."""
+    """fastreg and the reference first; fastreg's variants (each with VARIANT / fastreg) and the
+    other Distribution after."""
     first = next(iter(summary.values()), None)
     if first is None:
         return ""
     ref = first["reference"]
-    others = [n for n in first["servers"] if n not in (FASTREG, ref)]
+    vs = list(first.get("variants") or {})
+    others = [n for n in first["servers"] if not is_fastreg(n) and n != ref]
     rl = label(ref)
-    head = (f"| scenario | unit | fastreg median (min–max) | {rl} median (min–max) "
-            f"| fastreg / {rl} (per-round min–max) "
-            f"| fraction of ceiling | p99 ms fastreg / {rl} | target | met "
+    rss_who = " / ".join(label(n) for n in [FASTREG, *vs, *([ref] if ref else [])])
+    head = ("| scenario | unit | fastreg median (min–max) "
+            + (f"| {rl} median (min–max) | fastreg / {rl} (per-round min–max) " if ref else "")
+            + "| fraction of ceiling "
+            + (f"| p99 ms fastreg / {rl} " if ref else "")
+            + "| target | met "
+            + "".join(f"| {label(v)} median (min–max) | {label(v)} / fastreg (per-round min–max) "
+                      f"| p99 ms {label(v)} / fastreg " for v in vs)
             + "".join(f"| {label(o)} median | fastreg / {label(o)} " for o in others)
-            + f"| peak RSS/worker MiB fastreg / {rl} | per server CPU-s ratio "
-            f"| CPU cores client, server, others: fastreg / {rl} | bound fastreg / {rl} |")
+            + f"| peak RSS/worker MiB {rss_who} "
+            + (f"| per server CPU-s ratio | CPU cores client, server, others: fastreg / {rl} "
+               f"| bound fastreg / {rl} |" if ref else
+               "| CPU cores client, server, others: fastreg | bound fastreg |"))
     ncol = head.count("|") - 1
     lines = [head, "|" + "---|" * ncol]
     for name, r in summary.items():
@@ -207,24 +236,35 @@ def table(summary: dict[str, Any]) -> str:
         digits = 1 if f.get("value") and f["value"]["median"] < 100 else 0
         fl, dl = f.get("latency_ms", {}), d.get("latency_ms", {})
         p99 = f"{fl['p99']:.1f} / {dl['p99']:.1f}" if "p99" in fl and "p99" in dl else "—"
-        rss = " / ".join(f"{s['peak_rss_mib']:.0f}" if s.get("peak_rss_mib") else "—" for s in (f, d))
+        who = [f, *(r["servers"].get(v, {}) for v in vs), *([d] if ref else [])]
+        rss = " / ".join(f"{s['peak_rss_mib']:.0f}" if s.get("peak_rss_mib") else "—" for s in who)
         cpu = " / ".join(f"{s['client_cores']:.2f}, {s['server_cores']:.2f}, {s['other_cores']:.2f}"
-                         if s.get("server_cores") is not None else "—" for s in (f, d))
-        bound = f"{f.get('bound') or '—'} / {d.get('bound') or '—'}"
+                         if s.get("server_cores") is not None else "—" for s in ((f, d) if ref else (f,)))
+        bound = f"{f.get('bound') or '—'} / {d.get('bound') or '—'}" if ref else f"{f.get('bound') or '—'}"
         fails = sum(s["failed_runs"] for s in r["servers"].values())
         missed = [k for k, v in r["checks"].items() if v is False]
         met = "yes" if r["met"] else "**no**" + (f" ({', '.join(missed)})" if missed else "")
+        var = ""
+        for v in vs:
+            vs_, vr = r["servers"].get(v, {}), (r.get("variants") or {}).get(v, {})
+            vl = vs_.get("latency_ms", {})
+            vp99 = f"{vl['p99']:.1f} / {fl['p99']:.1f}" if "p99" in vl and "p99" in fl else "—"
+            var += f"| {_fmt(vs_.get('value'), digits)} | {_x(vr.get('ratio'))} | {vp99} "
         extra = "".join(f"| {_fmt(r['servers'][o]['value'], digits)} | {_x(r['ratios'].get(o))} " for o in others)
         lines.append(f"| {name}{' ⚠ ' + str(fails) + ' failed runs' if fails else ''} | {r['unit']} "
-                     f"| {_fmt(f.get('value'), digits)} | {_fmt(d.get('value'), digits)} | {_x(r['ratio'])} "
-                     f"| {_x(r['ceiling_fraction'], pct=True)} | {p99} | {_targets(r, ref)} | {met} {extra}"
-                     f"| {rss} | {_x(r['cpu_efficiency_ratio'])} | {cpu} | {bound} |")
+                     f"| {_fmt(f.get('value'), digits)} "
+                     + (f"| {_fmt(d.get('value'), digits)} | {_x(r['ratio'])} " if ref else "")
+                     + f"| {_x(r['ceiling_fraction'], pct=True)} "
+                     + (f"| {p99} " if ref else "")
+                     + f"| {_targets(r, ref)} | {met} {var}{extra}| {rss} "
+                     + (f"| {_x(r['cpu_efficiency_ratio'])} | {cpu} | {bound} |" if ref else f"| {cpu} | {bound} |"))
     return "\n".join(lines)
 
 
 def chart(summary: dict[str, Any], path: Path, title: str) -> None:
-    """Three panels: fastreg / reference per scenario (the other Distribution as hollow markers),
-    fastreg's fraction of its ceiling, and p50/p99 latency of fastreg and the reference."""
+    """Three panels: fastreg / reference per scenario (the other Distribution as hollow markers,
+    each variant of fastreg as VARIANT / fastreg markers), fastreg's fraction of its ceiling, and
+    p50/p99 latency of fastreg, its variants and the reference."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -240,23 +280,35 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
     lo = [m - summary[n]["ratio"]["min"] if summary[n]["ratio"] else 0 for n, m in zip(names, med, strict=False)]
     hi = [summary[n]["ratio"]["max"] - m if summary[n]["ratio"] else 0 for n, m in zip(names, med, strict=False)]
     colors = ["tab:green" if summary[n]["met"] else "tab:red" for n in names]
-    ax1.bar(xs, med, yerr=[lo, hi], color=colors, capsize=3,
-            label=f"fastreg / {rl} (median, min–max; green: every target met)")
-    eff = [summary[n].get("cpu_efficiency_ratio") for n in names]
-    ax1.scatter([x for x, e in zip(xs, eff, strict=False) if e], [e["median"] for e in eff if e], marker="D", s=30,
-                color="navy", zorder=4, label="same, per server CPU-second")
+    vs = list(summary[names[0]].get("variants") or {})
+    if ref:
+        ax1.bar(xs, med, yerr=[lo, hi], color=colors, capsize=3,
+                label=f"fastreg / {rl} (median, min–max; green: every target met)")
+        eff = [summary[n].get("cpu_efficiency_ratio") for n in names]
+        ax1.scatter([x for x, e in zip(xs, eff, strict=False) if e], [e["median"] for e in eff if e], marker="D",
+                    s=30, color="navy", zorder=4, label="same, per server CPU-second")
+    for i, v in enumerate(vs):
+        got = [(x, summary[n]["variants"][v]["ratio"]) for x, n in zip(xs, names, strict=False)
+               if (summary[n].get("variants") or {}).get(v, {}).get("ratio")]
+        dx = 0.12 * (i + 1) if ref else 0.12 * (i - (len(vs) - 1) / 2)      # beside the bars, if any
+        ax1.errorbar([x + dx for x, _ in got], [g["median"] for _, g in got],
+                     yerr=[[g["median"] - g["min"] for _, g in got], [g["max"] - g["median"] for _, g in got]],
+                     fmt="^", ms=7, capsize=2, color=VARIANT_COLORS[i % len(VARIANT_COLORS)], zorder=5,
+                     label=f"{label(v)} / fastreg (median, min–max)")
     for other in [o for o in summary[names[0]]["ratios"] if o != ref]:
         pts = [(x, summary[n]["ratios"][other]["median"]) for x, n in zip(xs, names, strict=False)
                if summary[n]["ratios"].get(other)]
         ax1.scatter([x for x, _ in pts], [v for _, v in pts], marker="o", s=40, facecolors="none",
                     edgecolors="grey", zorder=4, label=f"fastreg / {label(other)}")
-    tg = [(x, summary[n]["target"]) for x, n in zip(xs, names, strict=False) if summary[n]["target"] is not None]
-    ax1.scatter([x for x, _ in tg], [t for _, t in tg], marker="_", s=600, color="black", zorder=3, label="target")
+    if ref:
+        tg = [(x, summary[n]["target"]) for x, n in zip(xs, names, strict=False) if summary[n]["target"] is not None]
+        ax1.scatter([x for x, _ in tg], [t for _, t in tg], marker="_", s=600, color="black", zorder=3,
+                    label="target")
     ax1.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax1.set_yscale("log")
     ax1.set_xticks(xs, names, rotation=40, ha="right")
     ax1.set_ylabel("ratio (log)")
-    ax1.set_title(f"fastreg / {rl}")
+    ax1.set_title(" · ".join(([f"fastreg / {rl}"] if ref else []) + (["variants / fastreg"] if vs else [])))
     ax1.legend(fontsize=7)
 
     cn = [n for n in names if summary[n].get("ceiling_fraction")]
@@ -273,13 +325,16 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
     ax2.set_title("fastreg / its ceiling")
     ax2.legend(fontsize=7)
 
-    rate = [n for n in names if summary[n]["servers"].get(FASTREG, {}).get("latency_ms")
-            and ref and summary[n]["servers"].get(ref, {}).get("latency_ms")]
-    width = 0.2
-    for i, (srv, pct) in enumerate([(s, p) for s in (FASTREG, ref) for p in ("p50", "p99")]):
+    shown = [FASTREG, *vs, *([ref] if ref else [])]
+    rate = [n for n in names if all(summary[n]["servers"].get(s, {}).get("latency_ms") for s in shown)]
+    bars = [(s, p) for s in shown for p in ("p50", "p99")]
+    width = 0.8 / len(bars)
+    color = {FASTREG: "tab:blue", **({ref: "tab:orange"} if ref else {}),
+             **{v: VARIANT_COLORS[i % len(VARIANT_COLORS)] for i, v in enumerate(vs)}}
+    for i, (srv, pct) in enumerate(bars):
         vals = [summary[n]["servers"][srv]["latency_ms"].get(pct, 0) for n in rate]
-        ax3.bar([x + (i - 1.5) * width for x in range(len(rate))], vals, width, label=f"{label(srv)} {pct}",
-                color=("tab:blue" if srv == FASTREG else "tab:orange"), alpha=0.5 + 0.4 * (pct == "p99"))
+        ax3.bar([x + (i - (len(bars) - 1) / 2) * width for x in range(len(rate))], vals, width,
+                label=f"{label(srv)} {pct}", color=color[srv], alpha=0.5 + 0.4 * (pct == "p99"))
     ax3.set_yscale("log")
     ax3.set_xticks(range(len(rate)), rate, rotation=40, ha="right")
     ax3.set_ylabel("latency ms (log)")
@@ -292,7 +347,8 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
 
 
 def title(meta: dict[str, Any], ref: str | None) -> str:
-    return (f"fastreg vs {label(ref)} — {meta['date']}, {meta['rounds']} round(s)"
+    against = [n for n in meta.get("servers") or [] if n != FASTREG and is_fastreg(n)] + ([ref] if ref else [])
+    return (f"fastreg vs {', '.join(label(n) for n in against) or '—'} — {meta['date']}, {meta['rounds']} round(s)"
             f"{' quick' if meta.get('quick') else ''}")
 
 

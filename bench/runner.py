@@ -19,7 +19,16 @@ from typing import Any
 from . import registry as reg
 from .ceiling import GetCeiling, capture, receive_ceilings
 from .scenarios import BY_NAME, Fixtures, HeadBlob, PullManifest, Scenario, Sizes
-from .servers import CLK_TCK, FASTREG, Server, cpu_seconds, make_server, peak_rss_mib, reset_peak_rss
+from .servers import (
+    CLK_TCK,
+    FASTREG,
+    Server,
+    cpu_seconds,
+    is_fastreg,
+    make_server,
+    peak_rss_mib,
+    reset_peak_rss,
+)
 
 NCPU = os.cpu_count() or 1
 
@@ -129,8 +138,9 @@ async def measure(sc: Scenario, srv: Server, rnd: int, data: Any, profile_dir: P
     tag = f"r{rnd}"
     await sc.prepare(srv.url, rnd, data)
     reset_peak_rss(srv.pids())
-    profilers = (start_profilers(srv, profile_dir, f"{sc.name}-r{rnd}")
-                 if profile_dir is not None and srv.name == "fastreg" else [])
+    label = f"{sc.name}-r{rnd}" if srv.name == FASTREG else f"{srv.name.replace('/', '_')}-{sc.name}-r{rnd}"
+    profilers = (start_profilers(srv, profile_dir, label)
+                 if profile_dir is not None and is_fastreg(srv.name) else [])
     if profilers:
         await asyncio.sleep(1.0)   # let py-spy attach before the load starts
     c0, s0, m0, w0 = client_cpu(), srv.cpu(), machine_busy(), time.perf_counter()
@@ -178,8 +188,8 @@ def measure_get_ceiling(ceiling: GetCeiling, fx: Fixtures, sizes: Sizes) -> dict
 
 async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
                   profile_dir: Path | None = None) -> dict[str, Any]:
-    """Every scenario against every server of `only` (fastreg first, then the reference), in
-    alternation, round after round, with the per-round ceilings."""
+    """Every scenario against every server of `only` (fastreg first, then its variants, then the
+    reference), in alternation, round after round, with the per-round ceilings."""
     work = Path(tempfile.mkdtemp(prefix="fastreg-bench-"))
     servers: list[Server] = [make_server(n, work) for n in only]
     runs: list[Run] = []
@@ -196,6 +206,7 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
         scenarios = [BY_NAME[n](fx) for n in names]
         for srv in servers:
             srv.workdir.mkdir(parents=True)
+            srv.prepare()
             srv.start()
             progress(f"started {srv.name} on {srv.url} (pids {srv.pids()})")
         for srv in servers:
@@ -247,11 +258,14 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
     finally:
         for srv in servers:
             srv.stop()
+            srv.release()
         if get_ceiling is not None:
             get_ceiling.stop()
     # The data directories (GBs after the push scenarios) are removed by the caller, after the report.
     return {"workdir": str(work), "runs": [asdict(r) for r in runs], "ceilings": ceilings,
             "servers": [s.name for s in servers],
+            "commits": {s.name: s.commit for s in servers if s.commit},
+            "notes": [s.note for s in servers if s.note],
             "scenarios": {sc.name: {"unit": sc.unit, "target": sc.target, "what": sc.what, "rate": sc.rate,
                                     "ceiling": sc.ceiling, "ceiling_target": sc.ceiling_target,
                                     "p99_target": sc.p99_target, "rss_target": sc.rss_target}

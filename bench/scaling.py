@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args(argv)
     try:
-        names = pick_servers(a.servers)
+        names = pick_servers(a.servers, variants=False)
     except ValueError as exc:
         print(f"bench.scaling: {exc}", file=sys.stderr)
         return 2

@@ -8,9 +8,22 @@ enabled, warn-level logs,
 no access log, Debian's default in-memory blob descriptor cache); fastreg ignores the keys it does
 not use. CPU time is summed over each server's whole process tree (granian runs one process per
 worker) from /proc/<pid>/stat utime+stime.
+
+Variants of fastreg, measured beside it in the same run (``--servers fastreg,fastreg+pulls``):
+
+* ``fastreg+NAME`` — fastreg with the config of ``VARIANTS[NAME]`` merged into the shared one
+  (``fastreg+pulls``: ``fastreg.history.pulls: true``); several join: ``fastreg+a+b``.
+* ``fastreg@REF`` — fastreg as of the git commit REF (a tag, branch or hash of this checkout),
+  exported with ``git archive`` into the run's temporary directory, its compiled extensions built
+  there (``python3 setup.py build_ext --inplace``, with FASTREG_REQUIRE_EXTENSIONS=1), started with
+  PYTHONPATH at that tree and checked to import fastreg and both engines from it; the tree is
+  removed with the run.  Without Cython no build is possible: REF's ``.pyx`` files must then be
+  byte-identical to this checkout's, whose built extensions are copied (said on stderr), else the
+  run stops.  ``fastreg@REF+pulls`` combines both.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -21,6 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +137,8 @@ class Server(ABC):
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    commit: str = ""                    # the git commit it runs, when not this checkout's (fastreg@REF)
+    note: str = ""                      # anything the results must say about it
 
     @property
     def url(self) -> str:
@@ -139,10 +155,19 @@ class Server(ABC):
     def environment(self) -> dict[str, str]:
         return dict(os.environ)
 
+    def config(self) -> dict[str, Any]:
+        return registry_config(self.root, self.port)
+
+    def prepare(self) -> None:  # noqa: B027 -- a hook: most servers need nothing
+        """Anything to do once before the first start (fastreg@REF builds its tree)."""
+
+    def release(self) -> None:  # noqa: B027 -- a hook: most servers need nothing
+        """Undo `prepare` (called once, after the last stop)."""
+
     def start(self, timeout: float = 30.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         cfg = self.workdir / "config.yml"
-        cfg.write_text(yaml.safe_dump(registry_config(self.root, self.port)))
+        cfg.write_text(yaml.safe_dump(self.config()))
         with open(self.workdir / "server.log", "ab") as log:
             self.proc = subprocess.Popen(self.command(cfg), stdout=log, stderr=subprocess.STDOUT,
                                          cwd=self.workdir, env=self.environment(), start_new_session=True)
@@ -197,15 +222,145 @@ class Server(ABC):
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in, mappings recursively."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merged(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+# fastreg+NAME: the config NAME adds to fastreg's (and what it measures, for --help and the docs)
+VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
+    "pulls": ({"fastreg": {"history": {"pulls": True}}}, "pull history recorded (fastreg.history.pulls: true)"),
+}
+
+
 class Fastreg(Server):
+    tree: Path = REPO_ROOT                      # where fastreg is imported from
+    overrides: dict[str, Any] | None = None     # a variant's config
+
     def command(self, config: Path) -> list[str]:
         return [sys.executable, "-m", "fastreg", "serve", "--config", str(config)]
+
+    def config(self) -> dict[str, Any]:
+        return merged(super().config(), self.overrides or {})
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         rest = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = f"{REPO_ROOT}{os.pathsep}{rest}" if rest else str(REPO_ROOT)
+        env["PYTHONPATH"] = f"{self.tree}{os.pathsep}{rest}" if rest else str(self.tree)
         return env
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def resolve_ref(ref: str) -> str | None:
+    """The commit `ref` names in this checkout, or None."""
+    got = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                         capture_output=True, text=True, check=False)
+    return got.stdout.strip() if got.returncode == 0 else None
+
+
+class FastregAt(Fastreg):
+    """fastreg as of git commit `ref`, from a tree exported into the run's directory."""
+
+    # how its compiled extensions are had: "auto" (built with Cython; without it, this checkout's
+    # where REF's .pyx files are identical), "build" (built, or the run stops), "checkout" (this
+    # checkout's built ones whatever REF's .pyx say: --ref-engines checkout)
+    engines = "auto"
+
+    def __init__(self, name: str, workdir: Path, ref: str) -> None:
+        super().__init__(name, workdir)
+        self.ref = ref
+        self.tree = workdir.parent / f"src-{workdir.name}"
+
+    def prepare(self) -> None:
+        git = ["git", "-C", str(REPO_ROOT)]
+        commit = resolve_ref(self.ref)
+        if commit is None:
+            raise RuntimeError(f"{self.name}: {self.ref!r} is not a commit of {REPO_ROOT}")
+        self.commit = commit
+        self.tree.mkdir(parents=True)
+        _say(f"{self.name}: exporting {self.commit[:12]} into {self.tree} (git archive)")
+        archive = subprocess.Popen([*git, "archive", "--format=tar", self.commit], stdout=subprocess.PIPE)
+        untar = subprocess.run(["tar", "-x", "-C", str(self.tree)], stdin=archive.stdout, check=False)
+        assert archive.stdout is not None
+        archive.stdout.close()
+        if archive.wait() != 0 or untar.returncode != 0:
+            raise RuntimeError(f"{self.name}: exporting {self.commit} failed")
+        self._build()
+        self._check_imports()
+
+    def _differing_pyx(self) -> list[str]:
+        """REF's .pyx files that are not byte-identical to this checkout's (or that it lacks built)."""
+        out = []
+        for p in sorted((self.tree / "fastreg").glob("*.pyx")):
+            mine = REPO_ROOT / "fastreg" / p.name
+            if not (mine.exists() and mine.read_bytes() == p.read_bytes()):
+                out.append(p.name)
+        return out
+
+    def _reuse_checkout_engines(self, why: str) -> None:
+        for p in sorted((self.tree / "fastreg").glob("*.pyx")):
+            built = sorted((REPO_ROOT / "fastreg").glob(f"{p.stem}.*.so"))
+            if not built:
+                raise RuntimeError(f"{self.name}: this checkout has no built {p.stem} to reuse "
+                                   "(python3 setup.py build_ext --inplace here first)")
+            for so in built:
+                shutil.copy2(so, self.tree / "fastreg" / so.name)
+        self.note = f"{self.name} runs this checkout's built extensions ({why})"
+        _say(f"{self.name}: {self.note[len(self.name) + 1:]}")
+
+    def _build(self) -> None:
+        differ = self._differing_pyx()
+        if self.engines == "checkout":
+            self._reuse_checkout_engines("--ref-engines checkout; its .pyx files that differ from this "
+                                         f"checkout's: {', '.join(differ) or 'none'}")
+            return
+        if importlib.util.find_spec("Cython") is None:
+            if self.engines == "auto" and not differ:
+                self._reuse_checkout_engines("Cython is not installed, and its .pyx files are identical")
+                return
+            raise RuntimeError(f"{self.name}: Cython is not installed, so its compiled extensions cannot be built"
+                               + (f", and its {', '.join(differ)} differ from this checkout's" if differ else "")
+                               + ": install Cython, or run with --ref-engines checkout to run this checkout's "
+                               "built extensions with it (git diff " + self.commit[:12] + " -- fastreg/*.pyx "
+                               "shows what that changes)")
+        pyx = sorted((self.tree / "fastreg").glob("*.pyx"))
+        _say(f"{self.name}: building its compiled extensions in {self.tree} (python3 setup.py build_ext --inplace)")
+        env = {**os.environ, "FASTREG_REQUIRE_EXTENSIONS": "1"}
+        env.pop("FASTREG_NO_EXTENSIONS", None)
+        proc = subprocess.Popen([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=self.tree, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for line in proc.stdout:
+            tail = (tail + [line.rstrip()])[-20:]
+            if line.startswith(("Compiling ", "building ", "copying ", "running ", "error", "ERROR")):
+                _say(f"  {self.name} build: {line.rstrip()[:160]}")
+        missing = [p.name for p in pyx if not list((self.tree / "fastreg").glob(f"{p.stem}.*.so"))]
+        if proc.wait() != 0 or missing:
+            raise RuntimeError(f"{self.name}: building its compiled extensions failed (exit {proc.returncode}"
+                               f"{', not built: ' + ', '.join(missing) if missing else ''}); the build's last "
+                               f"lines:\n" + "\n".join(tail))
+
+    def _check_imports(self) -> None:
+        """The server must run this tree's fastreg and engines, never the checkout's (an editable
+        install finds modules the tree lacks in the checkout)."""
+        mods = ["fastreg", *(f"fastreg.{p.stem}" for p in sorted((self.tree / "fastreg").glob("*.pyx")))]
+        code = f"import importlib\nfor m in {mods!r}: print(importlib.import_module(m).__file__)"
+        got = subprocess.run([sys.executable, "-c", code], env=self.environment(), cwd=self.tree.parent,
+                             capture_output=True, text=True, check=False)
+        paths = got.stdout.split()
+        if got.returncode != 0 or len(paths) != len(mods) or not all(Path(p).is_relative_to(self.tree) for p in paths):
+            raise RuntimeError(f"{self.name}: fastreg and its engines do not import from {self.tree}: "
+                               f"{paths or got.stderr.strip()[-500:]}")
+
+    def release(self) -> None:
+        shutil.rmtree(self.tree, ignore_errors=True)
 
 
 class Distribution(Server):
@@ -260,9 +415,34 @@ FASTREG, DIST3, DIST2 = "fastreg", "distribution-3.1.1", "distribution-2.8.2"
 LABELS = {FASTREG: "fastreg", DIST3: "Distribution 3.1.1", DIST2: "Distribution 2.8.2 (Debian)"}
 
 
+def is_fastreg(name: str) -> bool:
+    """fastreg or a variant of it (fastreg+pulls, fastreg@REF, ...)."""
+    return name == FASTREG or name.startswith((FASTREG + "+", FASTREG + "@"))
+
+
+def parse_variant(name: str) -> tuple[str | None, list[str]]:
+    """``fastreg[@REF][+V…]`` → (REF or None, [V…]); ValueError naming what is wrong."""
+    if not is_fastreg(name):
+        raise ValueError(f"not a fastreg variant: {name!r}")
+    head, *plus = name[len(FASTREG):].split("+")
+    ref = head[1:] if head.startswith("@") else None
+    if head and ref is None or ref == "":
+        raise ValueError(f"{name!r}: fastreg@REF needs a git ref")
+    unknown = [v for v in plus if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"{name!r}: unknown variant {', '.join(unknown)} (known: "
+                         + ", ".join(f"+{k} ({v[1]})" for k, v in VARIANTS.items()) + ")")
+    return ref, plus
+
+
 def make_server(name: str, work: Path) -> Server:
-    if name == FASTREG:
-        return Fastreg(name, work / name)
+    if is_fastreg(name):
+        ref, plus = parse_variant(name)
+        workdir = work / name.replace("/", "_")
+        srv = Fastreg(name, workdir) if ref is None else FastregAt(name, workdir, ref)
+        for v in plus:
+            srv.overrides = merged(srv.overrides or {}, VARIANTS[v][0])
+        return srv
     if name == DIST3:
         binary = distribution3_binary()
         if binary is None:

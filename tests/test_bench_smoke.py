@@ -207,3 +207,67 @@ def test_storm_compare_multiprocess(tmp_path: Path) -> None:
         assert r["server_cores"] > 0 and r["peak_rss_worker_mib"] > 0, r
     assert "client cores (busiest process)" in proc.stdout
     assert (tmp_path / "pull_storm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_variant_with_pull_history_beside_fastreg(tmp_path: Path) -> None:
+    """`--servers fastreg,fastreg+pulls`: both measured in alternation, the variant with pull history
+    on (it wrote pull records, plain fastreg none), its ratio to plain fastreg in the summary, the
+    table and the chart; no Distribution, so no target is judged against one."""
+    if MISSING:
+        pytest.skip(f"not installed: {', '.join(MISSING)} (.ci/run installs them)")
+    proc = run_bench(tmp_path / "out", "--servers", "fastreg,fastreg+pulls", "--scenarios", "pull-manifest,head-blob",
+                     env={**os.environ, "BENCH_KEEP_DATA": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    work = Path(doc["workdir"])
+    try:
+        assert doc["meta"]["servers"] == ["fastreg", "fastreg+pulls"] and doc["meta"]["reference"] is None
+        assert {(r["scenario"], r["server"]) for r in doc["runs"]} == {
+            (s, v) for s in ("pull-manifest", "head-blob") for v in ("fastreg", "fastreg+pulls")}
+        assert all(r["error"] is None and r["verified"] > 0 for r in doc["runs"])
+        history = "data/docker/registry/v2/_fastreg_history/pulls"
+        assert list((work / "fastreg+pulls" / history).rglob("*.json")) and not (work / "fastreg" / history).exists()
+        for name in ("pull-manifest", "head-blob"):
+            row = doc["summary"][name]
+            plain = row["servers"]["fastreg"]["value"]["median"]
+            plus = row["servers"]["fastreg+pulls"]["value"]["median"]
+            assert row["variants"]["fastreg+pulls"]["ratio"]["median"] == pytest.approx(plus / plain)
+            assert row["ratios"] == {} and row["checks"]["ratio"] is None and row["checks"]["p99"] is None
+        table = (tmp_path / "out" / "results.md").read_text()
+        header = next(line for line in table.splitlines() if line.startswith("| scenario |"))
+        assert "| fastreg+pulls median (min–max) | fastreg+pulls / fastreg (per-round min–max) |" in header
+        assert header.index("fastreg median") < header.index("fastreg+pulls median")
+        assert (tmp_path / "out" / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_fastreg_at_a_commit_beside_fastreg(tmp_path: Path) -> None:
+    """`fastreg@HEAD`: exported from git into the run's directory, its engines built (or, without
+    Cython, this checkout's built ones where its .pyx files are the same), started from that tree,
+    measured beside fastreg, the tree removed at the end; a ref that names no commit is refused
+    before anything starts."""
+    if MISSING:
+        pytest.skip(f"not installed: {', '.join(MISSING)} (.ci/run installs them)")
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    proc = run_bench(tmp_path / "out", "--servers", "fastreg,fastreg@HEAD", "--scenarios", "pull-manifest",
+                     env={**os.environ, "BENCH_KEEP_DATA": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert f"fastreg@HEAD: exporting {head[:12]}" in proc.stderr and "-> fastreg@HEAD" in proc.stderr
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    work = Path(doc["workdir"])
+    try:
+        assert doc["meta"]["servers"] == ["fastreg", "fastreg@HEAD"]
+        assert doc["meta"]["commits"] == {"fastreg@HEAD": head}
+        assert all(r["error"] is None and r["verified"] > 0 for r in doc["runs"])
+        assert doc["summary"]["pull-manifest"]["variants"]["fastreg@HEAD"]["ratio"]["median"] > 0
+        assert not (work / "src-fastreg@HEAD").exists()          # the exported tree is gone
+        assert (work / "fastreg@HEAD" / "server.log").exists()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    refused = run_bench(tmp_path / "refused", "--servers", "fastreg,fastreg@no-such-ref")
+    assert refused.returncode == 2 and "'no-such-ref' is not a commit of this checkout" in refused.stderr
+    assert not (tmp_path / "refused").exists()

@@ -41,6 +41,13 @@ could remove a link the push is about to make valid.  (One exception: a manifest
 whose revision link is written but not yet its referrers entry is reported ``missing-referrer``;
 the entry repair would write is the one the push writes.)
 
+History.  Each repository gets one line: its tags and manifests, its last push (the newest tag or
+revision link, ``fastreg.retention.history``) and its pull history (``fastreg.history.pulls``,
+``fastreg.retention.pulls``): the last pull and the pulls recorded, ``no pulls recorded``, or
+``pull history off``.  A problem that names a manifest of the repository carries that manifest's
+history, in the format of ``fastreg gc``'s lines.  (One more ``stat`` per tag and revision; the
+blobs' re-hashing costs far more.)
+
 Exit status (as fsck's): 0 nothing wrong; 1 damage found and all of it repaired; 4 damage left.
 Aged sessions and leftovers younger than the grace period are listed, not damage: they leave it 0.
 """
@@ -56,6 +63,7 @@ import orjson
 
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, new_hasher, parse_digest
 from ..manifest import stored_document
+from ..retention.history import ManifestHistory, recorded_pulls, utc
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 from . import check_leftovers as leftovers
@@ -75,6 +83,7 @@ class Problem:
     digest: str = ""
     tags: list[str] = field(default_factory=list)   # the repository's tags it concerns (a tag, or naming the digest)
     repaired: str = ""      # "quarantined", "removed", "relinked", or "" (left as it is)
+    history: ManifestHistory | None = None          # of the manifest `digest` names, if it is one here
 
     def names(self) -> str:
         """What the problem is about, as a user names it: ``repo:tag``, ``repo@digest``, a digest."""
@@ -83,6 +92,39 @@ class Problem:
         if self.repository and self.digest:
             return f"{self.repository}@{self.digest}"
         return self.repository or self.digest
+
+
+@dataclass
+class RepositoryHistory:
+    """One repository's line: its size and its push and pull history (times as ``utc`` prints them)."""
+    repository: str
+    tags: int = 0
+    manifests: int = 0
+    last_push: str | None = None        # the newest push: a tag's current link or a revision link
+    last_push_tag: str | None = None    # the tag that push wrote (None: a push by digest)
+    last_push_digest: str | None = None
+    pull_history: str = "on"            # "on", "off" (fastreg.history.pulls), or "unknown" (not said)
+    pulls_recorded: bool = False        # anything recorded for this repository
+    pulls: int = 0                      # manifest pulls recorded (GETs by tag or digest), summed
+    last_pull: str | None = None
+    last_pull_tag: str | None = None    # the tag pulled last (None: pulled by digest)
+    last_pull_digest: str | None = None
+
+    def line(self) -> str:
+        """``repository r: 3 tags, 4 manifests; last push …; last pull …, N pulls``."""
+        push = "no pushes" if self.last_push is None else f"last push {self.last_push} (" + (
+            f"tag {self.last_push_tag})" if self.last_push_tag is not None else f"by digest {self.last_push_digest})")
+        if not self.pulls_recorded:
+            pull = ("pull history off (fastreg.history.pulls)" if self.pull_history == "off"
+                    else "no pulls recorded")
+        elif self.last_pull is None:
+            pull = "never pulled"
+        else:
+            what = f"tag {self.last_pull_tag}" if self.last_pull_tag is not None else self.last_pull_digest
+            pull = f"last pull {self.last_pull} ({what}), {self.pulls} pulls recorded"
+            if self.pull_history == "off":
+                pull += " (pull history now off)"
+        return f"repository {self.repository}: {self.tags} tags, {self.manifests} manifests; {push}; {pull}"
 
 
 @dataclass
@@ -97,6 +139,7 @@ class Report:
     temporary_files: leftovers.TemporaryFiles = field(default_factory=leftovers.TemporaryFiles)
     uploads: leftovers.UploadSessions = field(default_factory=leftovers.UploadSessions)
     problems: list[Problem] = field(default_factory=list)
+    history: list[RepositoryHistory] = field(default_factory=list)      # one per repository
 
     @property
     def unrepaired(self) -> list[Problem]:
@@ -161,8 +204,10 @@ def manifest_refs(body: bytes) -> _Refs | None:
 class Checker:
     def __init__(self, driver: StorageDriver, *, repair: bool = False, progress: Progress | None = None,
                  now: Callable[[], float] = time.time, grace: float = leftovers.GRACE,
-                 upload_age: float = 168 * 3600.0, purging: bool = True) -> None:
+                 upload_age: float = 168 * 3600.0, purging: bool = True,
+                 pull_history: bool | None = None) -> None:
         self.driver = driver
+        self.pull_history = pull_history        # fastreg.history.pulls, when the caller knows it
         self.repair = repair
         self.progress = progress or Progress(None)
         self.report = Report()
@@ -273,6 +318,7 @@ class Checker:
 
     async def check_repository(self, name: str) -> None:
         self.report.repositories += 1
+        problems_before = len(self.report.problems)
         layers = await self._links(name, layout.layers_dir(name), "layer")
         for d, link in layers.items():
             self.report.layer_links += 1
@@ -285,8 +331,14 @@ class Checker:
         revisions = await self._links(name, layout.revisions_dir(name), "revision")
         healthy: set[Digest] = set()
         bodies: dict[Digest, _Refs] = {}
+        pushed: dict[Digest, float] = {}            # revision → its last push, before any repair
+        tag_pushed: dict[str, float] = {}           # tag → its last push
         for d, link in revisions.items():
             self.report.manifests += 1
+            try:
+                pushed[d] = (await self.driver.stat(link.path)).mtime
+            except PathNotFound:
+                pass
             if self.state(d) != OK:
                 p = self._problem("dangling-revision", link.path, f"names a {self.state(d)} blob",
                                   repository=name, digest=str(d))
@@ -324,10 +376,12 @@ class Checker:
 
         before = len(self.report.problems)
         tagged: dict[str, list[str]] = {}          # digest → the tags naming it
-        for tag in await self._list(layout.tags_dir(name)):
+        tags = await self._list(layout.tags_dir(name))
+        for tag in tags:
             self.report.tags += 1
             path = layout.tag_current_link(name, tag)
             try:
+                tag_pushed[tag] = (await self.driver.stat(path)).mtime
                 text = (await self.driver.get_content(path)).decode("utf-8", "replace").strip()
             except PathNotFound:
                 p = self._problem("incomplete-tag", layout.tag_dir(name, tag), "tag without a current link",
@@ -350,6 +404,37 @@ class Checker:
         for p in self.report.problems[:before]:
             if p.repository == name and not p.tags and p.digest in tagged:
                 p.tags = sorted(tagged[p.digest])
+        await self._history(name, len(tags), len(revisions), pushed, tag_pushed, tagged, problems_before)
+
+    async def _history(self, name: str, tags: int, manifests: int, pushed: dict[Digest, float],
+                       tag_pushed: dict[str, float], tagged: dict[str, list[str]], problems_before: int) -> None:
+        """The repository's history line, and the history of each manifest its problems name."""
+        seen = await recorded_pulls(self.driver, name)
+        h = RepositoryHistory(name, tags, manifests,
+                              pull_history={None: "unknown", True: "on", False: "off"}[self.pull_history],
+                              pulls_recorded=seen is not None)
+        newest_tag = max(tag_pushed.items(), key=lambda kv: (kv[1], kv[0]), default=None)
+        newest_rev = max(pushed.items(), key=lambda kv: (kv[1], str(kv[0])), default=None)
+        # a push writes the revision link, then the tag: the tag is at least as new as its revision
+        if newest_tag is not None and (newest_rev is None or newest_tag[1] >= newest_rev[1]):
+            h.last_push, h.last_push_tag = utc(newest_tag[1]), newest_tag[0]
+            h.last_push_digest = next((d for d, ts in tagged.items() if newest_tag[0] in ts), None)
+        elif newest_rev is not None:
+            h.last_push, h.last_push_digest = utc(newest_rev[1]), str(newest_rev[0])
+        if seen is not None:
+            h.pulls = int(sum(e[1] for e in seen.manifests.values()))
+            last_tag = max(seen.tags.items(), key=lambda kv: (kv[1][0], kv[0]), default=None)
+            last_manifest = max(seen.manifests.items(), key=lambda kv: (kv[1][0], kv[0]), default=None)
+            # a GET by tag records the tag and the manifest at the same time: name the tag
+            if last_tag is not None and (last_manifest is None or last_tag[1][0] >= last_manifest[1][0]):
+                h.last_pull, h.last_pull_tag = utc(last_tag[1][0]), last_tag[0]
+            elif last_manifest is not None:
+                h.last_pull, h.last_pull_digest = utc(last_manifest[1][0]), last_manifest[0]
+        self.report.history.append(h)
+        by_text = {str(d): t for d, t in pushed.items()}
+        for p in self.report.problems[problems_before:]:
+            if p.repository == name and p.digest in by_text:
+                p.history = ManifestHistory.of(by_text[p.digest], seen, p.digest)
 
     async def _check_referrers(self, name: str, revisions: dict[Digest, walk.Link],
                                bodies: dict[Digest, _Refs]) -> None:
@@ -493,6 +578,7 @@ def _human(n: int) -> str:
 
 
 async def check(driver: StorageDriver, *, repair: bool = False, progress: Progress | None = None,
-                grace: float = leftovers.GRACE, upload_age: float = 168 * 3600.0, purging: bool = True) -> Report:
+                grace: float = leftovers.GRACE, upload_age: float = 168 * 3600.0, purging: bool = True,
+                pull_history: bool | None = None) -> Report:
     return await Checker(driver, repair=repair, progress=progress, grace=grace, upload_age=upload_age,
-                         purging=purging).run()
+                         purging=purging, pull_history=pull_history).run()

@@ -104,14 +104,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
 
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..manifest import stored_document
-from ..retention import pulls
+from ..retention import history, pulls
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 
@@ -498,28 +497,17 @@ class Collector:
             return False
 
     async def _history(self, name: str, d: Digest) -> str:
-        """`` (last pushed …; last pulled …, N pulls)`` for a manifest's line: its push history
-        (the revision link's mtime) and pull history (fastreg.retention.pulls), as recorded."""
-        try:
-            info = await self.driver.stat(layout.revision_link(name, d.algorithm, d.hex))
-            pushed = "last pushed " + _utc(info.mtime)
-        except PathNotFound:
-            pushed = "push time unknown"
+        """`` (last pushed …; last pulled …, N pulls)`` for a manifest's line (fastreg.retention.history)."""
         if name not in self._pulls:
-            self._pulls[name] = (await pulls.read(self.driver, name)
-                                 if await walk.listing(self.driver, layout.pull_history_dir(name)) else None)
-        seen = self._pulls[name]
-        if seen is None:
-            return f" ({pushed}; no pulls recorded)"
-        entry = seen.manifests.get(str(d))
-        return f" ({pushed}; " + (f"last pulled {_utc(entry[0])}, {int(entry[1])} pulls)" if entry else "never pulled)")
+            self._pulls[name] = await history.recorded_pulls(self.driver, name)
+        return f" ({(await history.manifest_history(self.driver, name, d, self._pulls[name])).text()})"
 
     async def _delete_digest(self, d: Digest, p: Plan, report: Report, tags: dict[str, list[str]]) -> None:
         for name in p.revisions.get(d, ()):
-            history = await self._history(name, d)
+            seen = await self._history(name, d)
             if await self._remove(layout.revision_dir(name, d.algorithm, d.hex)):
                 report.deleted_manifests += 1
-                self.out(f"deleted manifest {name}@{d}{history}")
+                self.out(f"deleted manifest {name}@{d}{seen}")
             for tag in tags.get(name, ()):
                 await self._remove(layout.tag_index_entry_dir(name, tag, d.algorithm, d.hex))
             r = await self.refs(d)
@@ -649,10 +637,6 @@ def summary(report: Report, dry_run: bool) -> str:
     if report.aborted:
         text += f"; ABORTED: {report.aborted}"
     return text
-
-
-def _utc(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _human(n: int) -> str:

@@ -142,7 +142,8 @@ def run_check(cfg: Config, args: argparse.Namespace) -> int:
         # progress only on a terminal: a log gets the problems and the summary
         progress = gc.Progress(sys.stderr if sys.stderr.isatty() else None)
         return await check.check(driver, repair=args.repair, progress=progress, grace=grace,
-                                 upload_age=purging.age, purging=purging.enabled)
+                                 upload_age=purging.age, purging=purging.enabled,
+                                 pull_history=cfg.fastreg.history.pulls)
 
     try:        # usage recounted: reported, rewritten with --repair
         done = _on_storage(cfg, "check", scrub, lambda _report: not args.repair)
@@ -162,10 +163,13 @@ def run_check(cfg: Config, args: argparse.Namespace) -> int:
         print(orjson.dumps({"storage": storage_description(cfg), **doc}, option=orjson.OPT_INDENT_2).decode(),
               flush=True)
     else:
+        for h in report.history:
+            print(h.line(), flush=True)
         for p in report.problems:
             fixed = f" [{p.repaired}]" if p.repaired else ""
             names = p.names()
-            print(f"{p.kind}: {names + ': ' if names else ''}{p.detail}{fixed} ({p.path})", flush=True)
+            seen = f" ({p.history.text()})" if p.history is not None else ""
+            print(f"{p.kind}: {names + ': ' if names else ''}{p.detail}{seen}{fixed} ({p.path})", flush=True)
         for line in check.notes(report):
             print(line, flush=True)
         for rc in recount:

@@ -9,14 +9,19 @@ already present for data written by Distribution.  What it cannot tell: anything
 sub-second order on object stores whose timestamps have one-second resolution (S3) — a retention
 rule then keeps every tag tied with the last one it keeps.  A copy that does not keep
 modification times (``cp`` without ``-p``, a bucket copy) resets the history to the copy's time.
+
+``ManifestHistory`` is how the maintenance reports (``fastreg gc``'s lines, ``fastreg check``'s
+problems) show a manifest's push and pull history: one format, made here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver
+from . import pulls as pull_records
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +79,46 @@ async def revisions(driver: StorageDriver, name: str) -> dict[Digest, float]:
         if t is not None:
             out[link.digest] = t
     return out
+
+
+def utc(t: float) -> str:
+    """A time as the reports print it: ``2026-12-07T04:35:24Z``."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def recorded_pulls(driver: StorageDriver, name: str) -> pull_records.Pulls | None:
+    """The pull history recorded for `name`, or None when none was ever recorded for it (the pull
+    history is off, or was off while it was pulled)."""
+    if not await walk.listing(driver, layout.pull_history_dir(name)):
+        return None
+    return await pull_records.read(driver, name)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestHistory:
+    """A manifest's history as recorded: its last push, and its pulls where pulls are recorded."""
+    pushed: str | None          # the last push (the revision link's mtime, see ``utc``); None: unknown
+    pulled: str | None          # the last pull recorded; None: never pulled, or no pulls recorded
+    pulls: int | None           # the pulls recorded; None: no pull history for the repository
+
+    @classmethod
+    def of(cls, pushed: float | None, seen: pull_records.Pulls | None, d: Digest | str) -> ManifestHistory:
+        """From the revision link's mtime and the repository's ``recorded_pulls``."""
+        entry = None if seen is None else seen.manifests.get(str(d))
+        return cls(None if pushed is None else utc(pushed), None if entry is None else utc(entry[0]),
+                   None if seen is None else (0 if entry is None else int(entry[1])))
+
+    def text(self) -> str:
+        """``last pushed …; last pulled …, N pulls`` (or ``never pulled``, ``no pulls recorded``)."""
+        pushed = "push time unknown" if self.pushed is None else f"last pushed {self.pushed}"
+        if self.pulls is None:
+            return f"{pushed}; no pulls recorded"
+        if self.pulled is None:
+            return f"{pushed}; never pulled"
+        return f"{pushed}; last pulled {self.pulled}, {self.pulls} pulls"
+
+
+async def manifest_history(driver: StorageDriver, name: str, d: Digest,
+                           seen: pull_records.Pulls | None) -> ManifestHistory:
+    """`d`'s history in `name`, given the repository's ``recorded_pulls``."""
+    return ManifestHistory.of(await revision_pushed(driver, name, d), seen, d)
