@@ -54,6 +54,41 @@ def client(registry: FastregServer) -> Iterator[httpx.Client]:
         yield c
 
 
+# The parameter values that stand for a storage service (tests/storage/conftest.py `_backend`).
+_SERVICE_OF_BACKEND = {"s3": "moto_server", "rgw": "rgw_server", "azure": "azurite", "gcs": "gcs_emulator",
+                       "redis-cached": "redis_server"}
+_SERVICES = frozenset(_SERVICE_OF_BACKEND.values())
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    """The group of pytest-xdist workers (`--dist loadgroup`) a test runs in: the storage service it
+    uses, if any (so each Ceph cluster, moto, Azurite... starts in one worker only), else its file
+    (so a module's servers start once)."""
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    used = sorted(names & _SERVICES) or sorted(_SERVICE_OF_BACKEND[p] for p in params
+                                               if isinstance(p, str) and p in _SERVICE_OF_BACKEND)
+    return used[0] if used else item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)     # before xdist's own hook reads the marks into the test ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist: each test in its group (`xdist_group_of`), and the groups that take
+    minutes first (tests marked `long`, then those of a storage service), so that the longest
+    work starts at once beside the rest instead of running alone at the end."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("long") is not None:
+            return 0
+        return 1 if xdist_group_of(item) in _SERVICES else 2
+    items.sort(key=rank)        # stable: the order within each rank is kept
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """With CI_FORBID_SKIPS=1 (set by .ci/run, which installs every tool the tests need), a

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.e2e, pytest.mark.interop]
+pytestmark = [pytest.mark.e2e, pytest.mark.interop, pytest.mark.long]
 
 MISSING = [t for t in ("wrk", "ab") if shutil.which(t) is None]
 if not os.access("/usr/bin/docker-registry", os.X_OK):

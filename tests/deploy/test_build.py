@@ -26,7 +26,7 @@ import pytest
 
 from tests.support.server import REPO_ROOT, free_port, spawn, stop_group
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 WARNING = "fastreg's compiled engines could not be built"
 RUNTIME_WARNING = "fastreg's compiled engines are not installed"

@@ -12,7 +12,7 @@ import pytest
 
 from tests.deploy import container
 
-pytestmark = [pytest.mark.e2e, pytest.mark.interop]
+pytestmark = [pytest.mark.e2e, pytest.mark.interop, pytest.mark.long]
 
 
 def test_image_builds_runs_and_round_trips() -> None:
