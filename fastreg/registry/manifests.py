@@ -6,7 +6,7 @@ data under ``blobs/`` → revision link → referrers link → tag.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,7 +39,11 @@ class TagGuard(Protocol):
 
     async def check_delete_tag(self, tags: TagStore, name: str, tag: str) -> None: ...
 
-    async def check_delete_manifest(self, tags: TagStore, name: str, target: Digest) -> None: ...
+    async def check_delete_manifest(self, tags: TagStore, name: str, target: Digest,
+                                    read: Callable[[Digest], Awaitable[bytes]] | None = None) -> None: ...
+
+    async def check_delete_blob(self, tags: TagStore, name: str, target: Digest,
+                                read: Callable[[Digest], Awaitable[bytes]]) -> None: ...
 
 
 class QuotaGuard(Protocol):
@@ -290,7 +294,7 @@ class ManifestStore:
         if not await self._revision_exists(name, d):
             raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(d)})
         if self.immutable is not None:
-            await self.immutable.check_delete_manifest(self.tags, name, d)
+            await self.immutable.check_delete_manifest(self.tags, name, d, self._body)
         body: bytes | None = None
         try:
             body = (await self._content(d)).body
@@ -307,6 +311,16 @@ class ManifestStore:
                     name, parsed_subject.algorithm, parsed_subject.hex, d.algorithm, d.hex).rsplit("/", 1)[0])
             except PathNotFound:
                 pass
+
+    async def unlink_blob(self, name: str, d: Digest) -> None:
+        """A client's DELETE of a blob in `name`: refused (DENIED) when an image an immutable tag
+        names uses it; otherwise its layer link goes (gc frees the data)."""
+        if self.immutable is not None:
+            await self.immutable.check_delete_blob(self.tags, name, d, self._body)
+        await self.blobs.unlink(name, d)
+
+    async def _body(self, d: Digest) -> bytes:
+        return (await self._content(d)).body
 
     async def _tags_or_empty(self, name: str, d: Digest) -> list[str]:
         try:

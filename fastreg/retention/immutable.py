@@ -3,18 +3,24 @@
 An immutable tag cannot be moved to another manifest nor deleted, by a client or by a retention
 policy: the request is refused with the spec's ``DENIED`` (403) and a message naming the rule.
 Pushing the manifest it already names again is allowed (it changes nothing), and so is its first
-push.  Globs are the access policy's (``fastreg.auth.access``): ``*`` within a path component,
-``**`` across components, ``?`` one character other than ``/``; a tag has no ``/``, so in tag
-patterns ``*`` and ``**`` both match any run of characters.
+push.  What an immutable tag names is protected with it: a manifest an index it names lists (a
+``DELETE`` by digest of the child) and a blob of an image it names (a ``DELETE`` of the blob in
+that repository) are refused the same way, since either would break the tag's pulls.  Globs are
+the access policy's (``fastreg.auth.access``): ``*`` within a path component, ``**`` across
+components, ``?`` one character other than ``/``; a tag has no ``/``, so in tag patterns ``*`` and
+``**`` both match any run of characters.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..auth.access import _glob as compile_glob
+from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..errors import RegistryError
 
 if TYPE_CHECKING:
@@ -60,14 +66,16 @@ class Immutability:
                 return r
         return None
 
-    def refuse(self, action: str, name: str, tag: str, rule: ImmutabilityRule, detail: str = "") -> RegistryError:
-        """DENIED for `action` ("move" or "delete") of an immutable tag; counted."""
+    def refuse(self, action: str, name: str, tag: str, rule: ImmutabilityRule, detail: str = "",
+                 what: str = "") -> RegistryError:
+        """DENIED for `action` ("move" or "delete") of an immutable tag (or of `what`, something
+        it names); counted."""
         if self.on_refusal is not None:
             self.on_refusal(action)
-        what = f"tag {name}:{tag} is immutable ({rule})"
-        return RegistryError("DENIED", {"repository": name, "tag": tag, "rule": str(rule)},
-                             message=f"{what}: it cannot be {'moved' if action == 'move' else 'deleted'}"
-                                     f"{detail}")
+        message = (f"{what} is used by immutable tag {name}:{tag} ({rule}): it cannot be deleted{detail}" if what
+                   else f"tag {name}:{tag} is immutable ({rule}): it cannot be "
+                        f"{'moved' if action == 'move' else 'deleted'}{detail}")
+        return RegistryError("DENIED", {"repository": name, "tag": tag, "rule": str(rule)}, message=message)
 
     # -- the checks the manifest service makes (fastreg.registry.manifests) --------------------
     async def check_put(self, tags: Any, name: str, tag: str, target: Any) -> None:
@@ -88,11 +96,76 @@ class Immutability:
             await tags.resolve(name, tag)           # MANIFEST_UNKNOWN for a tag that does not exist
             raise self.refuse("delete", name, tag, rule)
 
-    async def check_delete_manifest(self, tags: Any, name: str, target: Any) -> None:
-        """A DELETE by digest removes the tags naming it: refused if one of them is immutable."""
+    async def check_delete_manifest(self, tags: Any, name: str, target: Any,
+                                    read: Callable[[Digest], Awaitable[bytes]] | None = None) -> None:
+        """A DELETE by digest removes the tags naming it: refused if one of them is immutable, or
+        if an immutable tag names an index that lists it (`read`: a manifest's stored bytes)."""
         if not any(r._repo.fullmatch(name) for r in self.rules):
             return
         for tag in await tags.pointing_at(name, target):
             rule = self.rule(name, tag)
             if rule is not None:
                 raise self.refuse("delete", name, tag, rule, f" (it names {target})")
+        if read is not None:
+            await self._check_reached(tags, read, name, target, blobs=False)
+
+    async def check_delete_blob(self, tags: Any, name: str, target: Digest,
+                                read: Callable[[Digest], Awaitable[bytes]]) -> None:
+        """A DELETE of a blob of `name`: refused if an image an immutable tag names uses it."""
+        if any(r._repo.fullmatch(name) for r in self.rules):
+            await self._check_reached(tags, read, name, target, blobs=True)
+
+    async def _check_reached(self, tags: Any, read: Callable[[Digest], Awaitable[bytes]], name: str,
+                             target: Digest, *, blobs: bool) -> None:
+        """Refuse if a manifest an immutable tag of `name` names reaches `target`: through an
+        index's children (any depth), and, if `blobs`, an image's config and layers."""
+        try:
+            all_tags = await tags.all(name)
+        except RegistryError:
+            return                                  # no such repository: nothing is protected
+        want = str(target)
+        for tag in all_tags:
+            rule = self.rule(name, tag)
+            if rule is None:
+                continue
+            try:
+                top = await tags.resolve(name, tag)
+            except RegistryError:
+                continue                            # deleted meanwhile
+            seen: set[str] = set()
+            todo = [top]
+            while todo:
+                d = todo.pop()
+                if str(d) in seen:
+                    continue
+                seen.add(str(d))
+                try:
+                    doc = orjson.loads(await read(d))
+                except (RegistryError, orjson.JSONDecodeError):
+                    continue                        # unreadable: it reaches nothing we can tell
+                for child, is_blob in _references(doc):
+                    if child == want and (blobs or not is_blob):
+                        via = "" if d == top else f", through {d}"
+                        raise self.refuse("delete", name, tag, rule, f" (the tag names {top}{via})",
+                                          what=f"{'blob' if is_blob else 'manifest'} {want}")
+                    if not is_blob:
+                        try:
+                            todo.append(parse_digest(child, allow_blake3=True))
+                        except (InvalidDigest, UnsupportedDigest):
+                            pass
+
+
+def _references(doc: Any) -> list[tuple[str, bool]]:
+    """(digest, is a blob) of what a stored manifest names: an index's children, an image's config
+    and layers (foreign layers, stored elsewhere, are not blobs of the repository)."""
+    out: list[tuple[str, bool]] = []
+    if not isinstance(doc, dict):
+        return out
+    for key, is_blob in (("manifests", False), ("layers", True)):
+        if isinstance(doc.get(key), list):
+            out += [(desc["digest"], is_blob) for desc in doc[key]
+                    if isinstance(desc, dict) and isinstance(desc.get("digest"), str) and not desc.get("urls")]
+    config = doc.get("config")
+    if isinstance(config, dict) and isinstance(config.get("digest"), str):
+        out.append((config["digest"], True))
+    return out
