@@ -5,13 +5,21 @@ every stored file as it was.
 * An immutable tag protects what it names, not only its name: a DELETE by digest of a manifest an
   immutable index lists, and a DELETE of a blob an immutable image uses, would each break the
   tag's pulls while the tag itself stays; both are refused as a delete of the tag is.
+* A glob or tag pattern that can never match (a regular expression, a `/` in a tag pattern, an
+  upper-case repository glob) is refused at startup: silently matching nothing would make an
+  immutability rule protect nothing and a keep rule keep nothing.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import yaml
 
 from tests.ops.conftest import tree
 from tests.support.registry_client import (
@@ -22,7 +30,7 @@ from tests.support.registry_client import (
     make_manifest,
     push_manifest,
 )
-from tests.support.server import free_port
+from tests.support.server import REPO_ROOT, free_port
 from tests.test_metrics import debug_config, scrape, value
 
 RULES = {"immutability": {"rules": [{"repository": "prod/**", "tags": ["v*"]}]}}
@@ -75,3 +83,33 @@ def test_immutable_tag_protects_its_index_children_and_blobs(fastreg_factory: An
         assert c.delete(f"/v2/dev/app/manifests/{amd.digest}").status_code == 202
     samples = scrape(f"http://127.0.0.1:{dport}/metrics")
     assert value(samples, "fastreg_immutability_refusals_total", action="delete") == len(refusals)
+
+
+def run_retention(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fastreg", "retention", "--config", str(config), "--dry-run"],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+
+
+@pytest.mark.parametrize(("fastreg", "line"), [
+    ({"immutability": {"rules": [{"repository": "prod/**", "tags": ["^v[0-9]+$"]}]}},
+     "fastreg.immutability.rules.0.tags: '^v[0-9]+$' can never match a tag"),
+    ({"immutability": {"rules": [{"repository": "prod/**", "tags": ["release/*"]}]}},
+     "fastreg.immutability.rules.0.tags: 'release/*' can never match a tag"),
+    ({"immutability": {"rules": [{"repository": "Prod/**", "tags": ["v*"]}]}},
+     "fastreg.immutability.rules.0.repository: 'Prod/**' can never match a repository name"),
+    ({"retention": {"policies": [{"repository": "ci/*", "keep": {"tags": ["v.*", "(latest|stable)"]}}]}},
+     "fastreg.retention.policies.0.keep.tags: '(latest|stable)' can never match a tag"),
+    ({"retention": {"policies": [{"repository": "ci/[a-z]+", "keep": {"lastpushed": 3}}]}},
+     "fastreg.retention.policies.0.repository: 'ci/[a-z]+' can never match a repository name"),
+    ({"quota": {"rules": [{"repository": "team a/**", "limit": "1GB"}]}},
+     "fastreg.quota.rules.0.repository: 'team a/**' can never match a repository name"),
+])
+def test_a_pattern_that_can_never_match_is_refused(tmp_path: Path, fastreg: dict[str, Any], line: str) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump({"version": "0.1", "storage": {"inmemory": {}}, "fastreg": fastreg}))
+    r = run_retention(path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [f"fastreg: configuration error: {line} (a glob: "
+                                             + ("A-Z a-z 0-9 _ . -" if "a tag" in line else "a-z 0-9 . _ - /")
+                                             + ", with * ** ?; not a regular expression)"], r.stderr
