@@ -62,6 +62,11 @@ class QuotaGuard(Protocol):
         """After a DELETE by digest removed the revision."""
         ...
 
+    async def relinked(self, name: str, manifest: Digest, size: int, blobs: Sequence[tuple[Digest, int]]) -> None:
+        """After a PUT that admit found counted already linked it: it must still count (a delete
+        racing the push may have uncounted it)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StoredManifest:
@@ -192,15 +197,17 @@ class ManifestStore:
         since = await self.guard.epoch()                # online gc, step P0 (fastreg.maintenance.gc)
         await self._check_references(name, parsed, local)
         reservation = None
+        counted = [(b.digest, b.size) for b in parsed.blobs if not b.foreign]
         if self.quota is not None and local:            # counted before anything is written
-            reservation = await self.quota.admit(name, d, len(body),
-                                                 [(b.digest, b.size) for b in parsed.blobs if not b.foreign])
+            reservation = await self.quota.admit(name, d, len(body), counted)
         try:
             await self._write(name, ref, d, body, parsed, since, local)
         except BaseException:
             if reservation is not None and self.quota is not None:
                 await self.quota.cancel(reservation)
             raise
+        if reservation is None and self.quota is not None and local:   # counted already: still?
+            await self.quota.relinked(name, d, len(body), counted)
         return d, parsed
 
     async def _write(self, name: str, ref: Digest | str, d: Digest, body: bytes, parsed: mf.ParsedManifest,
