@@ -5,6 +5,8 @@ every stored file as it was.
 * An immutable tag protects what it names, not only its name: a DELETE by digest of a manifest an
   immutable index lists, and a DELETE of a blob an immutable image uses, would each break the
   tag's pulls while the tag itself stays; both are refused as a delete of the tag is.
+* The history and usage endpoints under token auth: no token, or a token for another repository,
+  gets the 401 challenge and nothing of the repository.
 * A glob or tag pattern that can never match (a regular expression, a `/` in a tag pattern, an
   upper-case repository glob) is refused at startup: silently matching nothing would make an
   immutability rule protect nothing and a keep rule keep nothing.
@@ -21,7 +23,12 @@ import httpx
 import pytest
 import yaml
 
+from fastreg.auth.htpasswd import add_user
+from tests.auth.conftest import PKI, test_pki  # noqa: F401 (fixture)
+from tests.auth.test_basic_e2e import PASSWORDS
+from tests.auth.test_tokenservice_e2e import bearer, get_token, token_config
 from tests.ops.conftest import tree
+from tests.quota.common import cost
 from tests.support.registry_client import (
     assert_error,
     assert_pulls,
@@ -113,3 +120,44 @@ def test_a_pattern_that_can_never_match_is_refused(tmp_path: Path, fastreg: dict
     assert r.stderr.strip().splitlines() == [f"fastreg: configuration error: {line} (a glob: "
                                              + ("A-Z a-z 0-9 _ . -" if "a tag" in line else "a-z 0-9 . _ - /")
                                              + ", with * ** ?; not a regular expression)"], r.stderr
+
+
+def test_history_and_usage_need_a_token_for_that_repository(fastreg_factory: Any, test_pki: PKI,  # noqa: F811
+                                                            tmp_path: Path) -> None:
+    """Under token auth (the built-in token service, the access policy of tests/auth), the two
+    endpoints answer only a token holding pull on that very repository: none, or one for another
+    repository, gets the spec's 401 challenge naming the scope, and no byte of the repository."""
+    users = tmp_path / "htpasswd"
+    for user, pw in PASSWORDS.items():
+        add_user(users, user, pw, cost=5)
+    cfg = token_config(test_pki, users)
+    cfg["fastreg"]["quota"] = {"limit": "1GB"}
+    srv = fastreg_factory(cfg)
+    m = make_manifest()
+    with httpx.Client(verify=test_pki.ssl_context(), timeout=30) as c:
+        def token(user: str, *scopes: str) -> dict[str, str]:
+            r = get_token(c, srv, *scopes, user=user)
+            assert r.status_code == 200, r.text
+            return bearer(r.json()["token"])
+
+        admin = token("alice", "repository:private/app:pull,push", "repository:team/app:pull,push")
+        c.headers.update(admin)
+        c.base_url = httpx.URL(srv.url)
+        push_manifest(c, "private/app", m, "v1")
+        push_manifest(c, "team/app", m, "v1")
+        del c.headers["authorization"]
+        bob_team = token("bob", "repository:team/app:pull")
+        bob_private = token("bob", "repository:private/app:pull")      # the policy grants bob nothing there
+        for endpoint in ("history", "usage"):
+            path = f"/v2/_fastreg/{endpoint}/private/app"
+            for headers, error in (({}, None), (bob_team, "insufficient_scope"), (bob_private, "insufficient_scope")):
+                r = c.get(path, headers=headers)
+                assert_error(r, 401, "UNAUTHORIZED")
+                challenge = r.headers["www-authenticate"]
+                assert 'scope="repository:private/app:pull"' in challenge, challenge
+                assert (f'error="{error}"' in challenge) if error else "error=" not in challenge
+                assert m.digest not in r.text and "bytes" not in r.json()
+            assert c.get(f"/v2/_fastreg/{endpoint}/team/app", headers=bob_team).status_code == 200
+            assert c.get(path, headers=admin).status_code == 200
+        assert c.get("/v2/_fastreg/history/private/app", headers=admin).json()["tags"][0]["digest"] == m.digest
+        assert c.get("/v2/_fastreg/usage/private/app", headers=admin).json()["bytes"] == cost(m)
