@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from tests.ops.conftest import tree
 from tests.support.registry_client import (
     assert_error,
     make_layer,
@@ -71,3 +72,28 @@ def test_a_delete_racing_a_push_of_the_same_manifest_keeps_the_count(fastreg_fac
         assert r.json()["errors"][0]["detail"]["usage"] == cost(m)
         assert c.get("/v2/race/app/manifests/other").status_code == 404
         assert c.get("/v2/race/app/tags/list").json()["tags"] == ["kept"]
+
+
+def test_a_mounted_blob_counts_at_the_manifest_put(fastreg_factory: Any) -> None:
+    """A cross-repository mount of a blob larger than the quota stores nothing new and is accepted
+    (as documented); the manifest referencing it is what counts, and is refused: DENIED with the
+    blob's bytes, nothing stored changed, the usage unchanged."""
+    big = make_layer(8000)
+    m = make_manifest(layers=[big])
+    srv = fastreg_factory({"fastreg": {"quota": {"rules": [{"repository": "team/**", "limit": 5000}]}}})
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        push_manifest(c, "free/app", m, "v1")                   # no quota there
+        small = make_manifest()
+        push_manifest(c, "team/app", small, "small")
+        r = c.post(f"/v2/team/app/blobs/uploads/?mount={big.digest}&from=free/app")
+        assert r.status_code == 201 and c.head(f"/v2/team/app/blobs/{big.digest}").status_code == 200
+        r = c.post(f"/v2/team/app/blobs/uploads/?mount={m.blobs[0].digest}&from=free/app")
+        assert r.status_code == 201
+        before = tree(srv.root)
+        r = put_manifest(c, "team/app", "v1", m)
+        assert_error(r, 403, "DENIED")
+        assert r.json()["errors"][0]["detail"] == {"repository": "team/app", "quota": "fastreg.quota.rules.0",
+                                                   "usage": cost(small), "adding": cost(m), "limit": 5000}
+        assert tree(srv.root) == before
+        assert c.get("/v2/team/app/manifests/v1").status_code == 404
+        assert c.get("/v2/_fastreg/usage/team/app").json()["bytes"] == cost(small)
