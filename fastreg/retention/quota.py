@@ -54,10 +54,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,13 +66,13 @@ from ..auth.access import _glob as compile_glob
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..errors import RegistryError
 from ..storage import layout, walk
-from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError, exclusive_lock
+from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
+from .lock import StorageLock
 
 log = logging.getLogger("fastreg")
 
 ROOT = f"{layout.ROOT}/_fastreg_quota"
 LOCK = f"{ROOT}/lock"
-ANCHOR = f"{LOCK}/anchor"           # what the lock directory holds (object stores lock a non-empty path)
 TOTALS = f"{ROOT}/totals.json"
 RECORDS = f"{ROOT}/repositories"
 RECORD = "_usage.json"              # no repository name component starts with "_"
@@ -262,8 +261,8 @@ class Quotas:
         self.limits = tuple(limits)
         self.on_refusal = on_refusal            # metrics: a refusal ("manifest" or "blob")
         self.on_totals = on_totals              # metrics: the totals after a change
-        self._local = asyncio.Lock()            # this process's reservations, one at a time
-        self._anchored = False
+        self._lock = StorageLock(driver, LOCK, wait=LOCK_WAIT, what="storage quota",
+                                 busy="storage quota accounting busy, retry")
 
     @classmethod
     def from_config(cls, cfg: Any, driver: StorageDriver) -> Quotas | None:
@@ -278,32 +277,10 @@ class Quotas:
         return [lim for lim in self.limits if lim.applies(name)]
 
     # -- the lock -------------------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def locked(self) -> AsyncIterator[None]:
+    def locked(self) -> contextlib.AbstractAsyncContextManager[None]:
         """The reservation lock: this process's, then the storage's (``exclusive``) where the
         driver has one; a holder elsewhere is waited for (bounded: then 503)."""
-        async with self._local, contextlib.AsyncExitStack() as stack:
-            if self.driver.capabilities.exclusive:
-                deadline = time.monotonic() + LOCK_WAIT
-                delay = 0.002
-                while True:
-                    try:
-                        if not self._anchored:
-                            if not await walk.exists(self.driver, ANCHOR):
-                                await self.driver.put_content(ANCHOR, b"fastreg quota lock\n")
-                            self._anchored = True
-                        await stack.enter_async_context(exclusive_lock(self.driver, LOCK))
-                        break
-                    except PathNotFound:
-                        self._anchored = False          # removed by hand: written again
-                    except Busy:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RegistryError("UNAVAILABLE", "the storage quota lock is held elsewhere", status=503,
-                                            message="storage quota accounting busy, retry")
-                    await asyncio.sleep(random.uniform(delay / 2, delay))
-                    delay = min(delay * 2, 0.2)
-            yield
+        return self._lock.held()
 
     # -- reading and writing the records (under the lock) -------------------------------------
     async def _read(self, path: str) -> bytes | None:
