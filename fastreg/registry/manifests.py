@@ -5,6 +5,7 @@ data under ``blobs/`` → revision link → referrers link → tag.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,10 @@ SERVABLE_TYPES = mf.MANIFEST_TYPES | frozenset({"application/vnd.docker.distribu
 class TagGuard(Protocol):
     """Asked before a tag is moved or deleted (fastreg.immutability: fastreg.retention.immutable)."""
 
-    async def check_put(self, tags: TagStore, name: str, tag: str, target: Digest) -> None: ...
+    def put_guard(self, tags: TagStore, name: str, tag: str, target: Digest
+                  ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Entered before a PUT of `tag` writes anything (refuses a move), left once it is written."""
+        ...
 
     async def check_delete_tag(self, tags: TagStore, name: str, tag: str) -> None: ...
 
@@ -192,8 +196,14 @@ class ManifestStore:
             d = digest_bytes(body, "sha256")
         parsed = mf.parse(body, content_type, allow_blake3=self.allow_blake3)
         self.class_policy.check(parsed)
+        guard: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
         if self.immutable is not None and isinstance(ref, str):
-            await self.immutable.check_put(self.tags, name, ref, d)
+            guard = self.immutable.put_guard(self.tags, name, ref, d)
+        async with guard:
+            return await self._put_checked(name, ref, d, body, parsed, local)
+
+    async def _put_checked(self, name: str, ref: Digest | str, d: Digest, body: bytes, parsed: mf.ParsedManifest,
+                           local: bool) -> tuple[Digest, mf.ParsedManifest]:
         since = await self.guard.epoch()                # online gc, step P0 (fastreg.maintenance.gc)
         await self._check_references(name, parsed, local)
         reservation = None

@@ -3,7 +3,8 @@
 An immutable tag cannot be moved to another manifest nor deleted, by a client or by a retention
 policy: the request is refused with the spec's ``DENIED`` (403) and a message naming the rule.
 Pushing the manifest it already names again is allowed (it changes nothing), and so is its first
-push.  What an immutable tag names is protected with it: a manifest an index it names lists (a
+push; first pushes of immutable tags take a storage-wide lock, so that of two racing for one tag
+the later is refused as a move.  What an immutable tag names is protected with it: a manifest an index it names lists (a
 ``DELETE`` by digest of the child) and a blob of an image it names (a ``DELETE`` of the blob in
 that repository) are refused the same way, since either would break the tag's pulls.  Globs are
 the access policy's (``fastreg.auth.access``): ``*`` within a path component, ``**`` across
@@ -12,8 +13,9 @@ components, ``?`` one character other than ``/``; a tag has no ``/``, so in tag 
 """
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +24,14 @@ import orjson
 from ..auth.access import _glob as compile_glob
 from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..errors import RegistryError
+from ..storage import layout
+from .lock import StorageLock
 
 if TYPE_CHECKING:
     from ..config import Config
+
+LOCK = f"{layout.ROOT}/_fastreg_immutability/lock"     # first pushes of immutable tags, one at a time
+LOCK_WAIT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,7 @@ class Immutability:
                                             tuple(compile_glob(t) for t in tags))
                            for i, (repo, tags) in enumerate(rules))
         self.on_refusal = on_refusal
+        self._locks: dict[int, StorageLock] = {}         # by driver
 
     @classmethod
     def from_config(cls, cfg: Config) -> Immutability | None:
@@ -78,17 +86,34 @@ class Immutability:
         return RegistryError("DENIED", {"repository": name, "tag": tag, "rule": str(rule)}, message=message)
 
     # -- the checks the manifest service makes (fastreg.registry.manifests) --------------------
-    async def check_put(self, tags: Any, name: str, tag: str, target: Any) -> None:
-        """Before a PUT of `tag` to manifest `target` writes anything: refuse a move."""
+    @contextlib.asynccontextmanager
+    async def put_guard(self, tags: Any, name: str, tag: str, target: Any) -> AsyncIterator[None]:
+        """Around a PUT of `tag` to manifest `target`, before it writes anything: refuse a move.
+        The first push of an immutable tag runs under a storage-wide lock (every worker, and every
+        replica where the driver has ``exclusive``) and looks at the tag again once it holds it:
+        of two first pushes racing, the later one finds the earlier's tag and is refused as a move
+        (or accepted, if it pushes the same manifest) instead of silently replacing it."""
         rule = self.rule(name, tag)
-        if rule is None:
+        if rule is None or await self._exists(tags, name, tag, target, rule):
+            yield
             return
+        lock = self._locks.get(id(tags.driver))
+        if lock is None:
+            lock = self._locks[id(tags.driver)] = StorageLock(
+                tags.driver, LOCK, wait=LOCK_WAIT, what="immutable tag", busy="immutable tag push busy, retry")
+        async with lock.held():
+            await self._exists(tags, name, tag, target, rule)
+            yield
+
+    async def _exists(self, tags: Any, name: str, tag: str, target: Any, rule: ImmutabilityRule) -> bool:
+        """Whether immutable `tag` exists (naming `target`: else DENIED, a move)."""
         try:
             current = await tags.resolve(name, tag)
         except RegistryError:
-            return                                  # its first push
+            return False                            # its first push
         if current != target:
             raise self.refuse("move", name, tag, rule, f" from {current} to {target}")
+        return True
 
     async def check_delete_tag(self, tags: Any, name: str, tag: str) -> None:
         rule = self.rule(name, tag)

@@ -5,6 +5,7 @@ every stored file as it was.
 * An immutable tag protects what it names, not only its name: a DELETE by digest of a manifest an
   immutable index lists, and a DELETE of a blob an immutable image uses, would each break the
   tag's pulls while the tag itself stays; both are refused as a delete of the tag is.
+* Two first pushes of one immutable tag racing on two workers: one is accepted, the other refused.
 * The history and usage endpoints under token auth: no token, or a token for another repository,
   gets the 401 challenge and nothing of the repository.
 * A glob or tag pattern that can never match (a regular expression, a `/` in a tag pattern, an
@@ -13,6 +14,7 @@ every stored file as it was.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -161,3 +163,41 @@ def test_history_and_usage_need_a_token_for_that_repository(fastreg_factory: Any
             assert c.get(path, headers=admin).status_code == 200
         assert c.get("/v2/_fastreg/history/private/app", headers=admin).json()["tags"][0]["digest"] == m.digest
         assert c.get("/v2/_fastreg/usage/private/app", headers=admin).json()["bytes"] == cost(m)
+
+
+def test_racing_first_pushes_of_an_immutable_tag_admit_one(fastreg_factory: Any) -> None:
+    """Two first pushes of one immutable tag, of two manifests, at once on a 2-worker server (they
+    used to both answer 201 and the later silently replaced the earlier): exactly one is accepted,
+    the other refused as a move (403 DENIED), and the tag names the accepted one, its history
+    holding nothing of the refused one.  Two first pushes of the same manifest are both accepted."""
+    srv = fastreg_factory(debug_config(free_port(), fastreg=RULES), workers=2)
+    a, b = make_manifest(), make_manifest()
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        for m in (a, b):
+            push_manifest(c, "prod/app", m)                     # blobs and manifests, untagged
+
+    async def rounds() -> list[tuple[int, int, str]]:
+        out = []
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30,
+                                     limits=httpx.Limits(max_keepalive_connections=0)) as ac:
+            async def put(tag: str, m: Any) -> httpx.Response:
+                return await ac.put(f"/v2/prod/app/manifests/{tag}", content=m.body,
+                                    headers={"Content-Type": m.media_type})
+
+            for i in range(30):
+                ra, rb = await asyncio.gather(put(f"v{i}", a), put(f"v{i}", b))
+                if 403 in (ra.status_code, rb.status_code):
+                    refused = ra if ra.status_code == 403 else rb
+                    assert_error(refused, 403, "DENIED")        # type: ignore[arg-type]
+                    assert "cannot be moved" in refused.json()["errors"][0]["message"]
+                named = (await ac.head(f"/v2/prod/app/manifests/v{i}")).headers["docker-content-digest"]
+                out.append((ra.status_code, rb.status_code, named))
+                same = await asyncio.gather(put(f"s{i}", a), put(f"s{i}", a))
+                assert [r.status_code for r in same] == [201, 201]
+        return out
+
+    for i, (sa, sb, named) in enumerate(asyncio.run(rounds())):
+        assert sorted((sa, sb)) == [201, 403], (i, sa, sb)
+        assert named == (a.digest if sa == 201 else b.digest)
+        index = srv.root / f"docker/registry/v2/repositories/prod/app/_manifests/tags/v{i}/index/sha256"
+        assert sorted(p.name for p in index.iterdir()) == [named.split(":")[1]]
