@@ -41,6 +41,10 @@ class TagGuard(Protocol):
         """Entered before a PUT of `tag` writes anything (refuses a move), left once it is written."""
         ...
 
+    def delete_guard(self, tags: TagStore, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Entered before a DELETE by digest (or of a blob) checks anything, left once it removed all."""
+        ...
+
     async def check_delete_tag(self, tags: TagStore, name: str, tag: str) -> None: ...
 
     async def check_delete_manifest(self, tags: TagStore, name: str, target: Digest,
@@ -307,11 +311,18 @@ class ManifestStore:
                 await self.immutable.check_delete_tag(self.tags, name, ref)
             await self.tags.untag(name, ref)
             return
-        d = ref
+        if self.immutable is None:
+            await self._delete_digest(name, ref)
+            return
+        async with self.immutable.delete_guard(self.tags, name):
+            if not await self._revision_exists(name, ref):
+                raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(ref)})
+            await self.immutable.check_delete_manifest(self.tags, name, ref, self._body)
+            await self._delete_digest(name, ref)
+
+    async def _delete_digest(self, name: str, d: Digest) -> None:
         if not await self._revision_exists(name, d):
             raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(d)})
-        if self.immutable is not None:
-            await self.immutable.check_delete_manifest(self.tags, name, d, self._body)
         body: bytes | None = None
         try:
             body = (await self._content(d)).body
@@ -332,9 +343,12 @@ class ManifestStore:
     async def unlink_blob(self, name: str, d: Digest) -> None:
         """A client's DELETE of a blob in `name`: refused (DENIED) when an image an immutable tag
         names uses it; otherwise its layer link goes (gc frees the data)."""
-        if self.immutable is not None:
+        if self.immutable is None:
+            await self.blobs.unlink(name, d)
+            return
+        async with self.immutable.delete_guard(self.tags, name):
             await self.immutable.check_delete_blob(self.tags, name, d, self._body)
-        await self.blobs.unlink(name, d)
+            await self.blobs.unlink(name, d)
 
     async def _body(self, d: Digest) -> bytes:
         return (await self._content(d)).body

@@ -97,13 +97,28 @@ class Immutability:
         if rule is None or await self._exists(tags, name, tag, target, rule):
             yield
             return
-        lock = self._locks.get(id(tags.driver))
-        if lock is None:
-            lock = self._locks[id(tags.driver)] = StorageLock(
-                tags.driver, LOCK, wait=LOCK_WAIT, what="immutable tag", busy="immutable tag push busy, retry")
-        async with lock.held():
+        async with self._lock(tags.driver).held():
             await self._exists(tags, name, tag, target, rule)
             yield
+
+    @contextlib.asynccontextmanager
+    async def delete_guard(self, tags: Any, name: str) -> AsyncIterator[None]:
+        """Around a DELETE by digest or of a blob in `name`, from its check to its last removal:
+        in a repository a rule covers, the lock first pushes hold, so that an immutable tag
+        pushed for the first time cannot appear between the check and the removal (and be
+        removed with it, or left naming what was removed)."""
+        if not any(r._repo.fullmatch(name) for r in self.rules):
+            yield
+            return
+        async with self._lock(tags.driver).held():
+            yield
+
+    def _lock(self, driver: Any) -> StorageLock:
+        lock = self._locks.get(id(driver))
+        if lock is None:
+            lock = self._locks[id(driver)] = StorageLock(
+                driver, LOCK, wait=LOCK_WAIT, what="immutable tag", busy="immutable tag push busy, retry")
+        return lock
 
     async def _exists(self, tags: Any, name: str, tag: str, target: Any, rule: ImmutabilityRule) -> bool:
         """Whether immutable `tag` exists (naming `target`: else DENIED, a move)."""

@@ -5,7 +5,8 @@ every stored file as it was.
 * An immutable tag protects what it names, not only its name: a DELETE by digest of a manifest an
   immutable index lists, and a DELETE of a blob an immutable image uses, would each break the
   tag's pulls while the tag itself stays; both are refused as a delete of the tag is.
-* Two first pushes of one immutable tag racing on two workers: one is accepted, the other refused.
+* Two first pushes of one immutable tag racing on two workers: one is accepted, the other refused;
+  and a first push landing between a delete's check and its removal is not undone by the delete.
 * The history and usage endpoints under token auth: no token, or a token for another repository,
   gets the 401 challenge and nothing of the repository.
 * A glob or tag pattern that can never match (a regular expression, a `/` in a tag pattern, an
@@ -26,11 +27,16 @@ import pytest
 import yaml
 
 from fastreg.auth.htpasswd import add_user
+from fastreg.digest import parse_digest
+from fastreg.errors import RegistryError
 from tests.auth.conftest import PKI, test_pki  # noqa: F401 (fixture)
 from tests.auth.test_basic_e2e import PASSWORDS
 from tests.auth.test_tokenservice_e2e import bearer, get_token, token_config
 from tests.ops.conftest import tree
 from tests.quota.common import cost
+from tests.retention.common import config as common_config
+from tests.retention.common import registry as common_registry
+from tests.support.direct_push import push_manifest as direct_push
 from tests.support.registry_client import (
     assert_error,
     assert_pulls,
@@ -201,3 +207,50 @@ def test_racing_first_pushes_of_an_immutable_tag_admit_one(fastreg_factory: Any)
         assert named == (a.digest if sa == 201 else b.digest)
         index = srv.root / f"docker/registry/v2/repositories/prod/app/_manifests/tags/v{i}/index/sha256"
         assert sorted(p.name for p in index.iterdir()) == [named.split(":")[1]]
+
+
+@pytest.mark.parametrize("target", ["manifest", "blob"])
+def test_a_first_push_landing_inside_a_delete_is_not_undone(tmp_path: Path, target: str) -> None:
+    """A DELETE by digest (or of a blob) checks that no immutable tag names what it removes, then
+    removes it.  A first push of an immutable tag naming it that lands between the two (put here
+    at that exact point: in the delete's own first listing of the tags, through the same services a
+    client's PUT uses) used to be undone by the delete: the tag removed with the manifest, or left
+    naming an image whose layer was unlinked, after its push had succeeded.  The delete now holds
+    the lock first pushes take, so the push runs after it and the tag stays whole."""
+    from fastreg.storage.driver.backends.filesystem import FilesystemDriver
+    cfg = common_config(tmp_path, RULES)
+
+    async def main() -> None:
+        reg = common_registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        m = make_manifest()
+        await direct_push(reg, "prod/app", m)                        # untagged
+        real = reg.tags.all
+        pushes: list[asyncio.Task[None]] = []
+
+        async def all_tags(name: str) -> list[str]:
+            found = await real(name)
+            if not pushes:                                          # the delete's check, once
+                pushes.append(asyncio.ensure_future(direct_push(reg, "prod/app", m, "v1")))
+                await asyncio.sleep(0.2)                            # time for the push to run, if it can
+            return found
+
+        reg.tags.all = all_tags                                     # type: ignore[method-assign]
+        if target == "manifest":
+            await reg.manifests.delete("prod/app", m.digest)
+        else:
+            await reg.manifests.unlink_blob("prod/app", parse_digest(m.blobs[1].digest))
+        if target == "manifest":
+            await pushes[0]                                         # the push succeeded, after the delete
+            assert await reg.tags.resolve("prod/app", "v1") == parse_digest(m.digest)
+            assert (await reg.manifests.get("prod/app", "v1")).body == m.body
+        else:
+            # the push ran after the unlink: refused, its layer gone, and no tag names the image
+            with pytest.raises(RegistryError, match="MANIFEST_BLOB_UNKNOWN"):
+                await pushes[0]
+            assert await reg.tags.all("prod/app") == []
+        # either way: an immutable tag that exists names an image whose blobs are all here
+        for tag in await reg.tags.all("prod/app"):
+            for blob in m.blobs:
+                assert await reg.blobs.is_linked("prod/app", parse_digest(blob.digest)), tag
+
+    asyncio.run(main())
