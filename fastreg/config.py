@@ -47,7 +47,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -1075,6 +1075,22 @@ def _check(cfg: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
                                    loglevel="", fastreg=fr)
 
 
+_NAME_GLOB = re.compile(r"[a-z0-9._/*?-]+")
+_TAG_GLOB = re.compile(r"[A-Za-z0-9_.*?-]+")
+
+
+def _check_globs(where: str, patterns: Iterable[str], tags: bool) -> None:
+    """A repository glob or tag pattern with a character no name (no tag) has can never match:
+    refused, so that a regular expression (``^v[0-9]+$``) or a typo does not silently make a rule
+    match nothing (an immutability rule protecting nothing, a keep rule keeping nothing)."""
+    for p in patterns:
+        if p and not (_TAG_GLOB if tags else _NAME_GLOB).fullmatch(p):
+            what = "tag" if tags else "repository name"
+            allowed = "A-Z a-z 0-9 _ . -" if tags else "a-z 0-9 . _ - /"
+            raise ConfigError(f"{where}: {p!r} can never match a {what} (a glob: {allowed}, with * ** ?; "
+                              "not a regular expression)")
+
+
 def _check_retention(fr: Fastreg) -> None:
     """fastreg.retention and fastreg.immutability: one line naming the key that is wrong."""
     if fr.retention.interval < 0:
@@ -1098,12 +1114,16 @@ def _check_retention(fr: Fastreg) -> None:
                               "(fastreg.history.pulls: true)")
         if any(not t for t in k.tags):
             raise ConfigError(f"{where}.keep.tags: an empty tag pattern")
+        _check_globs(f"{where}.repository", [p.repository], tags=False)
+        _check_globs(f"{where}.keep.tags", k.tags, tags=True)
     for i, r in enumerate(fr.immutability.rules):
         where = f"fastreg.immutability.rules.{i}"
         if not r.repository:
             raise ConfigError(f"{where}.repository: a rule needs a repository glob (\"**\" for every repository)")
         if not r.tags or any(not t for t in r.tags):
             raise ConfigError(f"{where}.tags: a rule needs at least one tag pattern, none empty")
+        _check_globs(f"{where}.repository", [r.repository], tags=False)
+        _check_globs(f"{where}.tags", r.tags, tags=True)
     if fr.quota.limit < 0:
         raise ConfigError("fastreg.quota.limit: must not be negative (0: no limit)")
     seen: set[str] = set()
@@ -1111,6 +1131,7 @@ def _check_retention(fr: Fastreg) -> None:
         where = f"fastreg.quota.rules.{i}"
         if not q.repository:
             raise ConfigError(f"{where}.repository: a quota needs a repository glob (\"team-a/**\")")
+        _check_globs(f"{where}.repository", [q.repository], tags=False)
         if q.limit <= 0:
             raise ConfigError(f"{where}.limit: a quota needs a positive limit (bytes, or 500MB, 10GiB)")
         if q.repository in seen:

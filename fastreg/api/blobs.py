@@ -80,6 +80,6 @@ async def delete(req: Request, ctx: Context) -> Response:
         raise RegistryError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
     ctx.check_writable()
     d = ctx.digest(req.params["digest"])
-    await reg.blobs.unlink(req.params["name"], d)
+    await reg.manifests.unlink_blob(req.params["name"], d)
     await ctx.emit("delete", req, Target(req.params["name"], str(d), "", 0))
     return Response(202, [(b"docker-content-digest", str(d).encode()), (b"content-length", b"0")])

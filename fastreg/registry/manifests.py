@@ -5,8 +5,9 @@ data under ``blobs/`` → revision link → referrers link → tag.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,11 +36,22 @@ SERVABLE_TYPES = mf.MANIFEST_TYPES | frozenset({"application/vnd.docker.distribu
 class TagGuard(Protocol):
     """Asked before a tag is moved or deleted (fastreg.immutability: fastreg.retention.immutable)."""
 
-    async def check_put(self, tags: TagStore, name: str, tag: str, target: Digest) -> None: ...
+    def put_guard(self, tags: TagStore, name: str, tag: str, target: Digest
+                  ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Entered before a PUT of `tag` writes anything (refuses a move), left once it is written."""
+        ...
+
+    def delete_guard(self, tags: TagStore, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Entered before a DELETE by digest (or of a blob) checks anything, left once it removed all."""
+        ...
 
     async def check_delete_tag(self, tags: TagStore, name: str, tag: str) -> None: ...
 
-    async def check_delete_manifest(self, tags: TagStore, name: str, target: Digest) -> None: ...
+    async def check_delete_manifest(self, tags: TagStore, name: str, target: Digest,
+                                    read: Callable[[Digest], Awaitable[bytes]] | None = None) -> None: ...
+
+    async def check_delete_blob(self, tags: TagStore, name: str, target: Digest,
+                                read: Callable[[Digest], Awaitable[bytes]]) -> None: ...
 
 
 class QuotaGuard(Protocol):
@@ -56,6 +68,11 @@ class QuotaGuard(Protocol):
 
     async def released(self, name: str, manifest: Digest, body: bytes | None) -> None:
         """After a DELETE by digest removed the revision."""
+        ...
+
+    async def relinked(self, name: str, manifest: Digest, size: int, blobs: Sequence[tuple[Digest, int]]) -> None:
+        """After a PUT that admit found counted already linked it: it must still count (a delete
+        racing the push may have uncounted it)."""
         ...
 
 
@@ -183,20 +200,28 @@ class ManifestStore:
             d = digest_bytes(body, "sha256")
         parsed = mf.parse(body, content_type, allow_blake3=self.allow_blake3)
         self.class_policy.check(parsed)
+        guard: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
         if self.immutable is not None and isinstance(ref, str):
-            await self.immutable.check_put(self.tags, name, ref, d)
+            guard = self.immutable.put_guard(self.tags, name, ref, d)
+        async with guard:
+            return await self._put_checked(name, ref, d, body, parsed, local)
+
+    async def _put_checked(self, name: str, ref: Digest | str, d: Digest, body: bytes, parsed: mf.ParsedManifest,
+                           local: bool) -> tuple[Digest, mf.ParsedManifest]:
         since = await self.guard.epoch()                # online gc, step P0 (fastreg.maintenance.gc)
         await self._check_references(name, parsed, local)
         reservation = None
+        counted = [(b.digest, b.size) for b in parsed.blobs if not b.foreign]
         if self.quota is not None and local:            # counted before anything is written
-            reservation = await self.quota.admit(name, d, len(body),
-                                                 [(b.digest, b.size) for b in parsed.blobs if not b.foreign])
+            reservation = await self.quota.admit(name, d, len(body), counted)
         try:
             await self._write(name, ref, d, body, parsed, since, local)
         except BaseException:
             if reservation is not None and self.quota is not None:
                 await self.quota.cancel(reservation)
             raise
+        if reservation is None and self.quota is not None and local:   # counted already: still?
+            await self.quota.relinked(name, d, len(body), counted)
         return d, parsed
 
     async def _write(self, name: str, ref: Digest | str, d: Digest, body: bytes, parsed: mf.ParsedManifest,
@@ -286,11 +311,18 @@ class ManifestStore:
                 await self.immutable.check_delete_tag(self.tags, name, ref)
             await self.tags.untag(name, ref)
             return
-        d = ref
+        if self.immutable is None:
+            await self._delete_digest(name, ref)
+            return
+        async with self.immutable.delete_guard(self.tags, name):
+            if not await self._revision_exists(name, ref):
+                raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(ref)})
+            await self.immutable.check_delete_manifest(self.tags, name, ref, self._body)
+            await self._delete_digest(name, ref)
+
+    async def _delete_digest(self, name: str, d: Digest) -> None:
         if not await self._revision_exists(name, d):
             raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(d)})
-        if self.immutable is not None:
-            await self.immutable.check_delete_manifest(self.tags, name, d)
         body: bytes | None = None
         try:
             body = (await self._content(d)).body
@@ -307,6 +339,19 @@ class ManifestStore:
                     name, parsed_subject.algorithm, parsed_subject.hex, d.algorithm, d.hex).rsplit("/", 1)[0])
             except PathNotFound:
                 pass
+
+    async def unlink_blob(self, name: str, d: Digest) -> None:
+        """A client's DELETE of a blob in `name`: refused (DENIED) when an image an immutable tag
+        names uses it; otherwise its layer link goes (gc frees the data)."""
+        if self.immutable is None:
+            await self.blobs.unlink(name, d)
+            return
+        async with self.immutable.delete_guard(self.tags, name):
+            await self.immutable.check_delete_blob(self.tags, name, d, self._body)
+            await self.blobs.unlink(name, d)
+
+    async def _body(self, d: Digest) -> bytes:
+        return (await self._content(d)).body
 
     async def _tags_or_empty(self, name: str, d: Digest) -> list[str]:
         try:

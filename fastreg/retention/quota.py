@@ -23,7 +23,9 @@ A push never walks the repository: a manifest ``PUT`` reads the repository's rec
 totals, adds the manifest's blobs (a blob's bytes count when its reference count goes from 0 to 1),
 checks every limit that applies and writes both back — **before anything of the push is written**
 (``admit``); a push that fails afterwards gives its reservation back (``cancel``).  A ``DELETE``
-by digest takes them away after the revision is gone (``released``).  A ``_usage.json`` missing
+by digest takes them away after the revision is gone (``released``), unless a push of the same
+manifest linked it again meanwhile; a push that found its manifest counted already checks, once it
+linked it, that it still counts (``relinked``): of the two racing, one always sees the other.  A ``_usage.json`` missing
 for a repository is rebuilt from its manifests; a glob missing from the totals (a rule added) is
 summed from the records; ``totals.json`` missing (quotas just turned on) is rebuilt from every
 repository, once, by the first push that needs it.
@@ -52,10 +54,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,13 +67,13 @@ from ..digest import Digest, InvalidDigest, UnsupportedDigest, parse_digest
 from ..errors import RegistryError
 from ..manifest import stored_document
 from ..storage import layout, walk
-from ..storage.driver.base import Busy, PathNotFound, StorageDriver, StorageError, exclusive_lock
+from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
+from .lock import StorageLock
 
 log = logging.getLogger("fastreg")
 
 ROOT = f"{layout.ROOT}/_fastreg_quota"
 LOCK = f"{ROOT}/lock"
-ANCHOR = f"{LOCK}/anchor"           # what the lock directory holds (object stores lock a non-empty path)
 TOTALS = f"{ROOT}/totals.json"
 RECORDS = f"{ROOT}/repositories"
 RECORD = "_usage.json"              # no repository name component starts with "_"
@@ -258,8 +259,8 @@ class Quotas:
         self.limits = tuple(limits)
         self.on_refusal = on_refusal            # metrics: a refusal ("manifest" or "blob")
         self.on_totals = on_totals              # metrics: the totals after a change
-        self._local = asyncio.Lock()            # this process's reservations, one at a time
-        self._anchored = False
+        self._lock = StorageLock(driver, LOCK, wait=LOCK_WAIT, what="storage quota",
+                                 busy="storage quota accounting busy, retry")
 
     @classmethod
     def from_config(cls, cfg: Any, driver: StorageDriver) -> Quotas | None:
@@ -274,32 +275,10 @@ class Quotas:
         return [lim for lim in self.limits if lim.applies(name)]
 
     # -- the lock -------------------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def locked(self) -> AsyncIterator[None]:
+    def locked(self) -> contextlib.AbstractAsyncContextManager[None]:
         """The reservation lock: this process's, then the storage's (``exclusive``) where the
         driver has one; a holder elsewhere is waited for (bounded: then 503)."""
-        async with self._local, contextlib.AsyncExitStack() as stack:
-            if self.driver.capabilities.exclusive:
-                deadline = time.monotonic() + LOCK_WAIT
-                delay = 0.002
-                while True:
-                    try:
-                        if not self._anchored:
-                            if not await walk.exists(self.driver, ANCHOR):
-                                await self.driver.put_content(ANCHOR, b"fastreg quota lock\n")
-                            self._anchored = True
-                        await stack.enter_async_context(exclusive_lock(self.driver, LOCK))
-                        break
-                    except PathNotFound:
-                        self._anchored = False          # removed by hand: written again
-                    except Busy:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RegistryError("UNAVAILABLE", "the storage quota lock is held elsewhere", status=503,
-                                            message="storage quota accounting busy, retry")
-                    await asyncio.sleep(random.uniform(delay / 2, delay))
-                    delay = min(delay * 2, 0.2)
-            yield
+        return self._lock.held()
 
     # -- reading and writing the records (under the lock) -------------------------------------
     async def _read(self, path: str) -> bytes | None:
@@ -491,12 +470,39 @@ class Quotas:
             self._told(totals)
 
     async def released(self, name: str, manifest: Digest, body: bytes | None) -> None:
-        """After a DELETE by digest removed the revision: uncount it (`body`: its bytes, if read)."""
+        """After a DELETE by digest removed the revision: uncount it (`body`: its bytes, if read),
+        unless a push of the same manifest linked it again meanwhile (it stays, and counts)."""
         parsed = manifest_items(body, manifest) if body is not None else None
         items = parsed[0] if parsed is not None else None
-        totals = await self._uncount(name, str(manifest), items)
+        totals = await self._uncount(name, str(manifest), items, unless_linked=True)
         if totals is not None:
             self._told(totals)
+
+    async def relinked(self, name: str, manifest: Digest, size: int, blobs: Sequence[tuple[Digest, int]]) -> None:
+        """After a PUT that ``admit`` found counted already wrote its revision link: make sure it
+        still counts.  A DELETE by digest of the same manifest racing it may have removed the
+        revision and uncounted it before this push linked it again: then it is counted again here
+        (without a limit check: it was within its quota when first counted, and it is stored now).
+        Without this the manifest would be stored but uncounted, and the quota overshot by it.
+        Either this runs after that delete's uncount and sees the link, or before it and the
+        uncount sees the link (``released``): one of the two always does."""
+        key = str(manifest)
+        # Under the lock, not before it: a delete's uncount runs under it between its check of
+        # the link and its write of the record, and a read outside it could see the record as it
+        # was before that write.
+        items = tuple({key: size, **{str(d): s for d, s in blobs if d != manifest}}.items())
+        async with self.locked():
+            if not await walk.exists(self.driver, layout.revision_link(name, manifest.algorithm, manifest.hex)):
+                return                                  # deleted again after this push: uncounted rightly
+            totals = await self.totals()
+            usage = await self.record(name, totals)
+            if key in usage.manifests:
+                return
+            log.info("storage quota: %s@%s was uncounted by a delete racing its push: counted again", name, key)
+            totals.apply(name, usage.add(key, items, time.time()))
+            await self._write(name, None, totals)
+            await self._write(name, usage, None)
+        self._told(totals)
 
     async def _uncount(self, name: str, manifest: str, items: list[tuple[str, int]] | None,
                        unless_linked: bool = False) -> Totals | None:

@@ -91,6 +91,9 @@ def _tmp_name(d: str) -> str:
     return f"{d}/{TMP_PREFIX}{_tmp_id}-{next(_tmp_seq)}"
 
 
+PUT_ATTEMPTS = 4        # writes of a small file into a directory a concurrent delete removes
+
+
 def _makedirs(d: str) -> list[str]:
     """``os.makedirs(d, exist_ok=True)``; returns the directories it created, outermost first."""
     created: list[str] = []
@@ -100,6 +103,33 @@ def _makedirs(d: str) -> list[str]:
         missing = os.path.dirname(missing)
     os.makedirs(d, exist_ok=True)
     return created[::-1]
+
+
+def _rmtree(full: str) -> None:
+    """``shutil.rmtree``, with a write racing it (a manifest pushed again while it is deleted):
+    an entry gone before it is removed is fine, and a file added before the directory is removed
+    is removed with it (a bounded number of times).  `full` missing at the start raises."""
+    def gone_ok(_fn: object, path: str, exc: BaseException) -> None:
+        if not (isinstance(exc, FileNotFoundError) and path != full):
+            raise exc
+
+    def gone_ok_info(fn: object, path: str, info: tuple[type[BaseException], BaseException, object]) -> None:
+        gone_ok(fn, path, info[1])
+
+    for attempt in range(PUT_ATTEMPTS):
+        try:
+            if sys.version_info >= (3, 12):
+                shutil.rmtree(full, onexc=gone_ok)
+            else:
+                shutil.rmtree(full, onerror=gone_ok_info)
+            return
+        except FileNotFoundError:
+            if attempt == 0:
+                raise
+            return                          # removed by another delete meanwhile
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY or attempt == PUT_ATTEMPTS - 1:
+                raise
 
 
 def _sync_parents(created: list[str], synced: str) -> None:
@@ -184,17 +214,19 @@ class FilesystemDriver:
         gone if it fails.  A missing directory is created first (and its parents fsynced)."""
         d = os.path.dirname(full)
         tmp, target, sync = _enc(_tmp_name(d)), _enc(full), _enc(d) if durable else None
-        try:
-            fsio.put_file(tmp, target, data, durable, sync)
-            return
-        except FileNotFoundError as exc:
-            if exc.filename != tmp:     # not a missing directory
-                raise
-        # the directory was missing: make it (another request may have made it since: then
-        # nothing is created) and try once more
-        created = _makedirs(d)
-        fsio.put_file(tmp, target, data, durable, sync)
-        if durable:
+        created: list[str] = []
+        for attempt in range(PUT_ATTEMPTS):
+            try:
+                fsio.put_file(tmp, target, data, durable, sync)
+                break
+            except FileNotFoundError as exc:
+                # the directory was missing, or a delete of it (a manifest deleted while it is
+                # pushed again) removed it while this wrote: make it (another request may have
+                # made it since: then nothing is created) and try again, a bounded number of times
+                if exc.filename not in (tmp, target, sync) or attempt == PUT_ATTEMPTS - 1:
+                    raise
+            created += _makedirs(d)
+        if durable and created:
             _sync_parents(created, d)
 
     async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
@@ -252,11 +284,11 @@ class FilesystemDriver:
         try:
             os.unlink(full)
         except IsADirectoryError:
-            shutil.rmtree(full)
+            _rmtree(full)
         except PermissionError:  # unlink of a directory on some systems
             if not os.path.isdir(full):
                 raise
-            shutil.rmtree(full)
+            _rmtree(full)
 
     @staticmethod
     def _delete_flat(full: str) -> bool:
