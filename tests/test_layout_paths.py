@@ -10,7 +10,10 @@ Checked on the code itself (docstrings, which explain the layout, are left out):
   layout path);
 * no f-string starts a path on a value of its own: ``f"{base}/{alg}"`` (only a URL may);
 * no path is cut back at its last ``/`` (``path.rsplit("/", 1)[0]``: the entry directory of a
-  link is ``walk.Link.dir``)."""
+  link is ``walk.Link.dir``).
+
+And the configuration travels typed: no parameter ``cfg`` or ``config`` in ``fastreg/`` is
+annotated ``Any`` (it is ``Config`` or one of its sections)."""
 from __future__ import annotations
 
 import ast
@@ -113,3 +116,27 @@ def test_the_checks_see_a_path_spelt_out(tmp_path: Path) -> None:
         "/_layers/x", "/_fastreg_gc", "/index/"]
     assert [line for line, _ in _path_joins(bad)] == [2, 3, 4, 5]
     assert [text for _, text in _cut_at_slash(bad)] == ["path.rsplit('/', 1)"]
+
+
+def _untyped_config_parameters(path: Path) -> list[str]:
+    """Parameters named ``cfg`` or ``config`` annotated ``Any`` (the config is typed: ``Config``)."""
+    tree = ast.parse(path.read_text())
+    return [f"{path.name}:{a.lineno}: {a.arg}" for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)
+            if a.arg in ("cfg", "config") and isinstance(a.annotation, ast.Name | ast.Constant)
+            and getattr(a.annotation, "id", getattr(a.annotation, "value", None)) == "Any"]
+
+
+def test_the_config_is_passed_typed() -> None:
+    files = sorted((REPO_ROOT / "fastreg").rglob("*.py"))
+    assert len(files) > 50
+    found = [hit for f in files for hit in _untyped_config_parameters(f)]
+    assert found == [], "configuration parameters typed Any:\n" + "\n".join(found)
+
+
+def test_the_config_check_sees_any(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from typing import Any\ndef f(cfg: Any) -> None: ...\n"
+                   "async def g(x: int, config: 'Any') -> None: ...\n")
+    assert _untyped_config_parameters(bad) == ["bad.py:2: cfg", "bad.py:3: config"]

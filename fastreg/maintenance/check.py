@@ -205,8 +205,11 @@ class Checker:
     def __init__(self, driver: StorageDriver, *, repair: bool = False, progress: Progress | None = None,
                  now: Callable[[], float] = time.time, grace: float = leftovers.GRACE,
                  upload_age: float = 168 * 3600.0, purging: bool = True,
-                 pull_history: bool | None = None) -> None:
+                 pull_history: bool | None = None, cached: Callable[[str], bool] | None = None) -> None:
         self.driver = driver
+        # the repositories a pull-through cache fills: their blobs and child manifests are fetched
+        # when first pulled, so one not stored yet is no damage (fastreg.proxy.cache.cached_repositories)
+        self.cached = cached
         self.pull_history = pull_history        # fastreg.history.pulls, when the caller knows it
         self.repair = repair
         self.progress = progress or Progress(None)
@@ -353,12 +356,15 @@ class Checker:
             healthy.add(d)
             bodies[d] = refs
         await self._check_referrers(name, revisions, bodies)
+        on_demand = self.cached is not None and self.cached(name)
         for d, refs in bodies.items():
             path = revisions[d].path
             for bad in refs.unparsed:
                 self._problem("missing-reference", path, f"names an invalid digest {bad[:100]!r}",
                               repository=name, digest=str(d))
             for b in refs.blobs:
+                if on_demand and self.state(b) == MISSING:
+                    continue                # not pulled through the cache yet
                 if self.state(b) != OK:
                     self._problem("missing-reference", path, f"names {b}, a {self.state(b)} blob",
                                   repository=name, digest=str(d))
@@ -370,6 +376,8 @@ class Checker:
                         linked.add(b)
                         p.repaired = "relinked"
             for c in refs.children:
+                if on_demand and c not in revisions:
+                    continue                # not pulled through the cache yet
                 if c not in healthy:
                     self._problem("missing-reference", path, f"names manifest {c}, not a healthy revision "
                                   "of the repository", repository=name, digest=str(d))
@@ -579,6 +587,6 @@ def _human(n: int) -> str:
 
 async def check(driver: StorageDriver, *, repair: bool = False, progress: Progress | None = None,
                 grace: float = leftovers.GRACE, upload_age: float = 168 * 3600.0, purging: bool = True,
-                pull_history: bool | None = None) -> Report:
+                pull_history: bool | None = None, cached: Callable[[str], bool] | None = None) -> Report:
     return await Checker(driver, repair=repair, progress=progress, grace=grace, upload_age=upload_age,
-                         purging=purging, pull_history=pull_history).run()
+                         purging=purging, pull_history=pull_history, cached=cached).run()

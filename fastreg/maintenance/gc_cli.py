@@ -12,6 +12,7 @@ import orjson
 
 from ..config import Config, parse_duration
 from ..errors import RegistryError
+from ..proxy.cache import cached_repositories
 from ..retention import quota
 from ..server import storage_description
 from ..storage.driver.base import StorageDriver, StorageError
@@ -143,7 +144,7 @@ def run_check(cfg: Config, args: argparse.Namespace) -> int:
         progress = gc.Progress(sys.stderr if sys.stderr.isatty() else None)
         return await check.check(driver, repair=args.repair, progress=progress, grace=grace,
                                  upload_age=purging.age, purging=purging.enabled,
-                                 pull_history=cfg.fastreg.history.pulls)
+                                 pull_history=cfg.fastreg.history.pulls, cached=cached_repositories(cfg))
 
     try:        # usage recounted: reported, rewritten with --repair
         done = _on_storage(cfg, "check", scrub, lambda _report: not args.repair)

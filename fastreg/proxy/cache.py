@@ -31,6 +31,17 @@ WRITES = {("upload_start", "POST"), ("upload", "GET"), ("upload", "PATCH"), ("up
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
+def cached_repositories(cfg: Config) -> Callable[[str], bool] | None:
+    """Which repositories the pull-through cache fills (as ``Proxy.route`` routes them), for the
+    tools that read the storage (``fastreg check``); None when no upstream is configured."""
+    if cfg.proxy.remoteurl:
+        return lambda name: True
+    prefixes = frozenset(cfg.fastreg.proxy.upstreams)
+    if not prefixes:
+        return None
+    return lambda name: "/" in name and name.partition("/")[0] in prefixes
+
+
 class Proxy:
     def __init__(self, registry: Registry, upstreams: dict[str, Upstream], *, storage: str = "",
                  peer_url: str = "", metrics: Any = None) -> None:

@@ -58,7 +58,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -69,6 +69,9 @@ from ..manifest import stored_document
 from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 from .lock import StorageLock
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("fastreg")
 
@@ -263,7 +266,7 @@ class Quotas:
                                  busy="storage quota accounting busy, retry")
 
     @classmethod
-    def from_config(cls, cfg: Any, driver: StorageDriver) -> Quotas | None:
+    def from_config(cls, cfg: Config, driver: StorageDriver) -> Quotas | None:
         """From the whole config; None when no quota is configured."""
         q = cfg.fastreg.quota
         limits = [Limit(r.repository, r.limit, f"fastreg.quota.rules.{i}") for i, r in enumerate(q.rules)]
@@ -631,7 +634,7 @@ async def recompute(driver: StorageDriver, globs: Iterable[str] = (), *, dry_run
     return out
 
 
-def configured(cfg: Any) -> list[str] | None:
+def configured(cfg: Config) -> list[str] | None:
     """The globs of the configured rules, or None when no quota is configured."""
     q = cfg.fastreg.quota
     return [r.repository for r in q.rules] if (q.limit or q.rules) else None

@@ -38,14 +38,6 @@ def server(tmp: Path, storage: dict[str, Any] | None = None, start: bool = True)
     return srv
 
 
-
-
-
-
-
-
-
-
 def assert_5xx_json(r: httpx.Response, *statuses: int) -> dict[str, Any]:
     """A server error in the OCI envelope (never a traceback, never an empty body)."""
     assert r.status_code in (statuses or (500, 503, 507)), (r.status_code, r.text)
@@ -58,12 +50,14 @@ def assert_5xx_json(r: httpx.Response, *statuses: int) -> dict[str, Any]:
     return err  # type: ignore[no-any-return]
 
 
-def run_check(root: Path, tmp: Path, *args: str, storage: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def run_check(root: Path, tmp: Path, *args: str, storage: dict[str, Any] | None = None,
+              config: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
     """`fastreg check --json` on a plain filesystem config for `root` (plus `storage` keys, e.g.
-    ``maintenance``): (exit status, report)."""
+    ``maintenance``, and other top-level `config` sections, e.g. ``proxy``): (exit status, report)."""
     cfg = tmp / "check.yml"
     cfg.write_text(yaml.safe_dump({"version": "0.1", "log": {"level": "error"},
-                                   "storage": {"filesystem": {"rootdirectory": str(root)}, **(storage or {})}}))
+                                   "storage": {"filesystem": {"rootdirectory": str(root)}, **(storage or {})},
+                                   **(config or {})}))
     p = subprocess.run([sys.executable, "-m", "fastreg", "check", "--config", str(cfg), "--json", *args],
                        check=False, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": checkout_pythonpath()})
@@ -79,4 +73,3 @@ def stored_files(root: Path) -> dict[str, bytes]:
             p = Path(dirpath) / f
             out[str(p.relative_to(root))] = p.read_bytes()
     return out
-
