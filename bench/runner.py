@@ -23,6 +23,7 @@ from .servers import (
     CLK_TCK,
     FASTREG,
     Server,
+    checkout_commit,
     cpu_seconds,
     is_fastreg,
     make_server,
@@ -262,9 +263,12 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
         if get_ceiling is not None:
             get_ceiling.stop()
     # The data directories (GBs after the push scenarios) are removed by the caller, after the report.
+    here = checkout_commit()
     return {"workdir": str(work), "runs": [asdict(r) for r in runs], "ceilings": ceilings,
             "servers": [s.name for s in servers],
-            "commits": {s.name: s.commit for s in servers if s.commit},
+            # fastreg@REF runs REF; fastreg and its config variants this checkout
+            "commits": {s.name: s.commit or here for s in servers
+                        if s.commit or (is_fastreg(s.name) and here)},
             "notes": [s.note for s in servers if s.note],
             "scenarios": {sc.name: {"unit": sc.unit, "target": sc.target, "what": sc.what, "rate": sc.rate,
                                     "ceiling": sc.ceiling, "ceiling_target": sc.ceiling_target,

@@ -264,6 +264,16 @@ def resolve_ref(ref: str) -> str | None:
     return got.stdout.strip() if got.returncode == 0 else None
 
 
+def checkout_commit() -> str:
+    """This checkout's commit, with `+changes` when tracked files differ from it ("" outside git)."""
+    head = resolve_ref("HEAD")
+    if head is None:
+        return ""
+    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return head + ("+changes" if dirty else "")
+
+
 class FastregAt(Fastreg):
     """fastreg as of git commit `ref`, from a tree exported into the run's directory."""
 
