@@ -30,7 +30,7 @@ from .lock import StorageLock
 if TYPE_CHECKING:
     from ..config import Config
 
-LOCK = f"{layout.ROOT}/_fastreg_immutability/lock"     # first pushes of immutable tags, one at a time
+LOCK = layout.IMMUTABILITY_LOCK         # first pushes of immutable tags, one at a time
 LOCK_WAIT = 30.0
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 
 from ..errors import RegistryError
-from ..storage import walk
+from ..storage import layout, walk
 from ..storage.driver.base import Busy, PathNotFound, StorageDriver, exclusive_lock
 
 
@@ -23,7 +23,7 @@ class StorageLock:
     def __init__(self, driver: StorageDriver, path: str, *, wait: float, what: str, busy: str) -> None:
         self.driver = driver
         self.path = path
-        self.anchor = f"{path}/anchor"
+        self.anchor = layout.lock_anchor(path)
         self.wait = wait
         self.what = what                    # "storage quota": the anchor's text, the 503's detail
         self.busy = busy                    # the 503's message

@@ -103,7 +103,7 @@ async def read(driver: StorageDriver, name: str) -> Pulls:
     out.add(base)
     for f in await walk.listing(driver, writer_dir(name)):
         if f.endswith(".json") and f not in merged:
-            out.add(await _read(driver, f"{writer_dir(name)}/{f}"))
+            out.add(await _read(driver, layout.pull_writer_file(name, f)))
     return out
 
 
@@ -120,14 +120,14 @@ async def compact(driver: StorageDriver, name: str) -> int:
             files = [f for f in await walk.listing(driver, writer_dir(name)) if f.endswith(".json")]
             fresh = [f for f in files if f not in merged]
             for f in fresh:
-                total.add(await _read(driver, f"{writer_dir(name)}/{f}"))
+                total.add(await _read(driver, layout.pull_writer_file(name, f)))
             if not fresh and not merged:
                 return 0
             doc = {**total.doc(), "merged": sorted(merged | set(fresh))}
             await driver.put_content(base_path(name), orjson.dumps(doc))
             for f in sorted(merged | set(fresh)):
                 with contextlib.suppress(PathNotFound):
-                    await driver.delete(f"{writer_dir(name)}/{f}")
+                    await driver.delete(layout.pull_writer_file(name, f))
             await driver.put_content(base_path(name), orjson.dumps({**total.doc(), "merged": []}))
             return len(fresh)
     except (Busy, PathNotFound):
@@ -188,7 +188,7 @@ class PullRecorder:
         pending, self._pending, self._entries = self._pending, {}, 0
         for name, (tags, manifests) in pending.items():
             self._seq += 1
-            path = f"{writer_dir(name)}/{self.writer}-{self._seq:012d}.json"
+            path = layout.pull_writer_file(name, f"{self.writer}-{self._seq:012d}.json")
             try:
                 await self.driver.put_content(path, orjson.dumps({"t": tags, "m": manifests}))
                 self._touched.add(name)

@@ -75,11 +75,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fastreg")
 
-ROOT = f"{layout.ROOT}/_fastreg_quota"
-LOCK = f"{ROOT}/lock"
-TOTALS = f"{ROOT}/totals.json"
-RECORDS = f"{ROOT}/repositories"
-RECORD = "_usage.json"              # no repository name component starts with "_"
+LOCK = layout.QUOTA_LOCK
+TOTALS = layout.QUOTA_TOTALS
 MAX_RECORD = 64 * 1024 * 1024       # a record read into memory is bounded
 MAX_MANIFEST = 16 * 1024 * 1024     # a manifest read by a recompute is bounded
 PENDING = 3600.0                    # a counted manifest without its revision link is kept this long
@@ -87,7 +84,7 @@ LOCK_WAIT = 30.0                    # a reservation waits this long for the lock
 
 
 def record_path(name: str) -> str:
-    return f"{RECORDS}/{name}/{RECORD}"
+    return layout.quota_record(name)
 
 
 def prefix_of(name: str) -> str:
@@ -334,19 +331,13 @@ class Quotas:
     async def _records(self) -> list[tuple[str, Usage]]:
         out: list[tuple[str, Usage]] = []
 
-        async def walk_dir(path: str, prefix: str) -> None:
-            for child in await walk.listing(self.driver, path):
-                if child == RECORD and prefix:
-                    data = await self._read(f"{path}/{child}")
-                    if data is not None:
-                        try:
-                            out.append((prefix, Usage.loads(data)))
-                        except (ValueError, TypeError, IndexError, orjson.JSONDecodeError):
-                            out.append((prefix, await self.count(prefix)))
-                elif not child.startswith(("_", ".")):
-                    await walk_dir(f"{path}/{child}", f"{prefix}/{child}" if prefix else child)
-
-        await walk_dir(RECORDS, "")
+        for name in await walk.named(self.driver, layout.QUOTA_RECORDS, layout.QUOTA_RECORD):
+            data = await self._read(record_path(name))
+            if data is not None:
+                try:
+                    out.append((name, Usage.loads(data)))
+                except (ValueError, TypeError, IndexError, orjson.JSONDecodeError):
+                    out.append((name, await self.count(name)))
         return out
 
     async def _rebuild_all(self) -> Totals:
@@ -621,7 +612,7 @@ async def recompute(driver: StorageDriver, globs: Iterable[str] = (), *, dry_run
                 continue
             if not new.manifests and not await walk.exists(driver, layout.repo(name)):
                 with contextlib.suppress(PathNotFound):
-                    await driver.delete(f"{RECORDS}/{name}/{RECORD}")
+                    await driver.delete(record_path(name))
             elif old is None or old.dumps() != new.dumps():
                 await driver.put_content(record_path(name), new.dumps())
     if not dry_run:

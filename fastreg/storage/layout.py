@@ -194,3 +194,30 @@ def pull_writers_dir(name: str) -> str:
 
 def pull_base(name: str) -> str:
     return f"{PULL_HISTORY}/{name}/_base.json"
+
+
+def pull_writer_file(name: str, file: str) -> str:
+    """One writer's file ``file`` in ``pull_writers_dir(name)``."""
+    return f"{PULL_HISTORY}/{name}/_w/{file}"
+
+
+# storage quotas (retention/quota.py): a usage record per repository, the registry's totals, and
+# the lock their updates take
+QUOTA_ROOT = f"{ROOT}/_fastreg_quota"
+QUOTA_LOCK = f"{QUOTA_ROOT}/lock"
+QUOTA_TOTALS = f"{QUOTA_ROOT}/totals.json"
+QUOTA_RECORDS = f"{QUOTA_ROOT}/repositories"
+QUOTA_RECORD = "_usage.json"        # no repository name component starts with "_"
+
+
+def quota_record(name: str) -> str:
+    return f"{QUOTA_RECORDS}/{name}/{QUOTA_RECORD}"
+
+
+# immutable tags (retention/immutable.py): first pushes of immutable tags take this lock
+IMMUTABILITY_LOCK = f"{ROOT}/_fastreg_immutability/lock"
+
+
+def lock_anchor(lock: str) -> str:
+    """The file a storage-wide lock directory keeps (retention/lock.py)."""
+    return f"{lock}/anchor"

@@ -32,6 +32,22 @@ async def exists(driver: StorageDriver, path: str) -> bool:
         return False
 
 
+async def named(driver: StorageDriver, root: str, filename: str) -> list[str]:
+    """The names (``a/b/c``) under `root` whose directory holds `filename`, sorted; components
+    starting with ``_`` or ``.`` are not walked into (the quota's usage records)."""
+    found: list[str] = []
+
+    async def walk(path: str, prefix: str) -> None:
+        for child in await listing(driver, path):
+            if child == filename and prefix:
+                found.append(prefix)
+            elif not child.startswith(("_", ".")):
+                await walk(f"{path}/{child}", f"{prefix}/{child}" if prefix else child)
+
+    await walk(root, "")
+    return sorted(found)
+
+
 async def repositories(driver: StorageDriver) -> list[str]:
     """Every repository name: each directory under ``repositories/`` holding ``_manifests`` or
     ``_layers``, sorted (nested names are walked through their path components)."""

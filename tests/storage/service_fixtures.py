@@ -9,7 +9,8 @@ Each service starts on first use only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -44,6 +45,17 @@ def azure_container(url: str) -> Any:
                            credential={"account_name": AZURE_ACCOUNT, "account_key": AZURE_KEY})
 
 
+@contextlib.contextmanager
+def _ready(stop: Callable[[], None], setup: Callable[[], Awaitable[None]]) -> Iterator[None]:
+    """A started service made ready by `setup` (its bucket or container), stopped afterwards
+    (also when `setup` fails)."""
+    try:
+        asyncio.run(setup())
+        yield
+    finally:
+        stop()
+
+
 # -- services (one per session) -------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -54,11 +66,8 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         async with s3_client(svc.url) as s3:
             await s3.create_bucket(Bucket=S3_BUCKET)
 
-    try:
-        asyncio.run(make_bucket())
+    with _ready(svc.stop, make_bucket):
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -70,11 +79,8 @@ def rgw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         async with s3_client(cluster.gateway.url, RGW_KEYS) as s3:
             await s3.create_bucket(Bucket=S3_BUCKET)
 
-    try:
-        asyncio.run(make_bucket())
+    with _ready(cluster.stop, make_bucket):
         yield cluster.gateway
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -85,11 +91,8 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         async with azure_container(svc.url) as cc:
             await cc.create_container()
 
-    try:
-        asyncio.run(make_container())
+    with _ready(svc.stop, make_container):
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -102,11 +105,8 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                                                         json={"name": GCS_BUCKET}) as r:
             assert r.status == 200, await r.text()
 
-    try:
-        asyncio.run(make_bucket())
+    with _ready(svc.stop, make_bucket):
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="session")
