@@ -20,6 +20,7 @@ BROUGHT_IN = (
     "tests/README.md",
     "bench/RESULTS.md",
     "bench/results-latest.png",
+    "bench/scaling-latest.png",
     "loadtests/README.md",
     "loadtests/results/*.png",
     "examples/config.yml",
