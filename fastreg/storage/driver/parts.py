@@ -1,4 +1,5 @@
-"""The part-writer the object stores share (S3, Azure and GCS writers are adapters of it).
+"""What the object stores share: the keys of paths under a root (``ObjectKeys``), and the
+part-writer (S3, Azure and GCS writers are adapters of it).
 
 An object store takes a large object as *parts*: S3 multipart-upload parts, Azure staged
 blocks, GCS resumable-upload chunks.  ``PartWriter`` does what is the same for all three:
@@ -32,7 +33,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable
 
-from .base import Observer, StorageError
+from .base import Observer, StorageError, check_path
 
 INLINE_MAX = 64 * 1024             # observe() below this size runs on the loop
 
@@ -49,6 +50,26 @@ async def rechunk(source: AsyncIterator[bytes], chunk_size: int) -> AsyncIterato
             yield out
     if buf:
         yield bytes(buf)
+
+
+class ObjectKeys:
+    """Storage paths as object keys: ``/a/b`` is ``<root>/a/b`` (``a/b`` without a root); a
+    directory is every key under ``<key>/``.  A driver sets ``root`` (no leading or trailing
+    ``/``)."""
+
+    root: str
+
+    def key(self, path: str) -> str:
+        check_path(path)
+        return f"{self.root}{path}" if self.root else path[1:]
+
+    def _file_key(self, path: str) -> str:
+        """The key of an object at `path`; empty for the root, which is only a directory."""
+        return self.key(path).rstrip("/")
+
+    def _dir_prefix(self, path: str) -> str:
+        k = self._file_key(path)
+        return k + "/" if k else ""
 
 
 class PartWriter(ABC):

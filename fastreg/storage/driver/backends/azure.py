@@ -45,9 +45,9 @@ from azure.storage.blob import BlobBlock, BlobSasPermissions, generate_blob_sas
 from azure.storage.blob.aio import BlobServiceClient
 
 from .. import lease
-from ..base import Capabilities, FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from ..base import Capabilities, FileInfo, InvalidOffset, PathNotFound, StorageError
 from ..params import Params
-from ..parts import PartWriter, rechunk
+from ..parts import ObjectKeys, PartWriter, rechunk
 
 PRESIGN_SECONDS = 20 * 60
 SINGLE_PUT_MAX = 1 << 20
@@ -59,7 +59,7 @@ def _block_id() -> str:
     return base64.b64encode(uuid.uuid4().hex.encode()).decode()     # always 44 characters
 
 
-class AzureDriver:
+class AzureDriver(ObjectKeys):
     name = "azure"
     capabilities = Capabilities(exclusive=True)      # the lease object (lease.py)
 
@@ -87,17 +87,6 @@ class AzureDriver:
                                           initial_backoff=1, increment_base=2)
             self._cc = self._svc.get_container_client(self.container)
         return self._cc
-
-    def key(self, path: str) -> str:
-        check_path(path)
-        return f"{self.root}{path}" if self.root else path[1:]
-
-    def _file_key(self, path: str) -> str:
-        return self.key(path).rstrip("/")
-
-    def _dir_prefix(self, path: str) -> str:
-        k = self._file_key(path)
-        return k + "/" if k else ""
 
     def _blob(self, key: str) -> Any:
         return self._c().get_blob_client(key)

@@ -39,9 +39,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..base import NO_CAPABILITIES, FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from ..base import NO_CAPABILITIES, FileInfo, InvalidOffset, PathNotFound, StorageError
 from ..params import Params
-from ..parts import PartWriter, rechunk
+from ..parts import ObjectKeys, PartWriter, rechunk
 
 PIECE = ".fastreg-piece-"
 QUANTUM = 256 * 1024               # resumable chunks are multiples of this
@@ -56,7 +56,7 @@ class GcsHTTPError(StorageError):
         super().__init__(path, f"HTTP {status}: {detail[:300]}")
 
 
-class GcsDriver:
+class GcsDriver(ObjectKeys):
     name = "gcs"
     capabilities = NO_CAPABILITIES                   # no exclusive() yet: see the module doc
 
@@ -102,17 +102,6 @@ class GcsDriver:
         if self._token is None:
             return {}
         return {"Authorization": f"Bearer {await self._token.get()}"}
-
-    def key(self, path: str) -> str:
-        check_path(path)
-        return f"{self.root}{path}" if self.root else path[1:]
-
-    def _file_key(self, path: str) -> str:
-        return self.key(path).rstrip("/")
-
-    def _dir_prefix(self, path: str) -> str:
-        k = self._file_key(path)
-        return k + "/" if k else ""
 
     def _obj_url(self, name: str) -> str:
         return f"{self.api}/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}"

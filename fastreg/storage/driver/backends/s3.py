@@ -51,9 +51,9 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import lease
-from ..base import Capabilities, FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from ..base import Capabilities, FileInfo, InvalidOffset, PathNotFound, StorageError
 from ..params import Params
-from ..parts import PartWriter
+from ..parts import ObjectKeys, PartWriter
 
 SIDECAR = ".fastreg-append"
 MIN_PART = 5 << 20                 # AWS minimum size of every part but the last
@@ -112,7 +112,7 @@ class _Session:
         return _Session(d["uploadid"], [(int(n), str(e), int(s)) for n, e, s in d["parts"]]), tail
 
 
-class S3Driver:
+class S3Driver(ObjectKeys):
     name = "s3"
     capabilities = Capabilities(exclusive=True)      # the lease object (lease.py)
 
@@ -172,18 +172,6 @@ class S3Driver:
                     aws_session_token=self.session_token, verify=not self.skipverify, config=cfg))
                 self._stack = stack
         return self._client
-
-    def key(self, path: str) -> str:
-        check_path(path)
-        return f"{self.root}{path}" if self.root else path[1:]
-
-    def _dir_prefix(self, path: str) -> str:
-        k = self.key(path).rstrip("/")
-        return k + "/" if k else ""
-
-    def _file_key(self, path: str) -> str:
-        """The key of an object at `path`; empty for the root, which is only a directory."""
-        return self.key(path).rstrip("/")
 
     def _put_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {"StorageClass": self.storage_class, "ACL": self.object_acl}
