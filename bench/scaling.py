@@ -3,7 +3,10 @@
 Each row against Distribution 3.1.1 (else Debian's 2.8.2, said loudly) in the same run, servers
 alternated round by round:
 
-- tags-list: GET /tags/list of one repository with 1k / 10k / 100k tags (the whole list);
+- tags-list: GET /tags/list of one repository with 1k / 10k / 100k tags (the whole list: fastreg
+  pages /tags/list at `fastreg.tags.maxentries`, 10,000 by default, so its servers here are given
+  a page as large as the row's list and every answer is checked to be the whole list, with no
+  `Link` to a next page);
 - catalog: GET /v2/_catalog?n=100, the first page and the last page (`last=`), over 1k / 10k /
   100k repositories (Distribution 3 refuses n above 1000);
 - gc: `fastreg gc` and `registry garbage-collect` wall time over 10k / 100k blobs (10 % garbage),
@@ -46,14 +49,17 @@ from .servers import (
     DIST3,
     FASTREG,
     REPO_ROOT,
+    Fastreg,
     Server,
     distribution3_binary,
     make_server,
+    merged,
     registry_config,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROWTH_LIMIT = 1.5
+TAGS_PAGE = 10000           # fastreg.tags.maxentries' default
 
 
 class TagsAt(RateScenario):
@@ -70,8 +76,9 @@ class TagsAt(RateScenario):
     async def check(self, c: Conn) -> None:
         r = expect(await c.request("GET", self.path()), 200, what="tags list")
         got = orjson.loads(r.body)["tags"]
-        if len(got) != self.n:
-            raise HTTPError(f"tags list: {len(got)} tags, expected {self.n}")
+        if len(got) != self.n or r.headers.get("link"):
+            raise HTTPError(f"tags list: {len(got)} tags (Link: {r.headers.get('link')!r}), "
+                            f"expected the whole list of {self.n} in one answer")
 
 
 def repo_names(n: int) -> list[str]:
@@ -108,9 +115,12 @@ class CIPushAt(CIPush):
         self.concurrency, self.name = concurrency, f"ci-push@c{concurrency}"
 
 
-def _start_on(name: str, work: Path, root: Path | None) -> Server:
-    """A server whose data directory is `root` (shared, read-only use) or its own."""
+def _start_on(name: str, work: Path, root: Path | None, fastreg: dict[str, Any] | None = None) -> Server:
+    """A server whose data directory is `root` (shared, read-only use) or its own; `fastreg`:
+    settings merged into a fastreg server's `fastreg:` section."""
     srv = make_server(name, work)
+    if fastreg and isinstance(srv, Fastreg):
+        srv.overrides = merged(srv.overrides or {}, {"fastreg": fastreg})
     srv.workdir.mkdir(parents=True)
     if root is not None:
         (srv.workdir / "data").symlink_to(root)
@@ -132,7 +142,9 @@ async def rate_rows(kind: str, sizes_: list[int], names: list[str], rounds: int,
             layout.repositories(root, repo_names(n))
             scs = [CatalogAt(fx, n, last=False), CatalogAt(fx, n, last=True)]
         progress(f"{kind} @ {n:,}: layout written in {time.perf_counter() - t:.1f}s (untimed)")
-        servers = [_start_on(s, work / f"{kind}-{n}-srv", root) for s in names]
+        # the tags row measures whole lists: a fastreg page as large as the list
+        own = {"tags": {"maxentries": max(n, TAGS_PAGE)}} if kind == "tags" else None
+        servers = [_start_on(s, work / f"{kind}-{n}-srv", root, own) for s in names]
         try:
             for rnd in range(1, rounds + 1):
                 k = (rnd - 1) % len(servers)
