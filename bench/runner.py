@@ -78,6 +78,49 @@ def write_ceiling(directory: Path, size: int) -> float:
     return max(1, size >> 20) * (1 << 20) / dt / 1e6
 
 
+def settle(seconds: float) -> None:
+    """Flush the page cache to disk and wait `seconds`, so no server pays for another's deletes.
+
+    ext4 without a journal (this machine's root filesystem, and a common VM image) skips, when it
+    allocates an inode, every inode freed in the last 5 s — in the last 5 minutes while the inode
+    table's block is not yet written back — looking each one up in the buffer cache.  The data one
+    server's run deleted (an upload session, a removed directory) makes the next run's creates
+    slower for minutes: up to a third of the machine's CPU went to that scan in a small-push run.
+    A sync writes the inode tables back; 5 s later none of it is recent.  Journaled filesystems
+    skip nothing, and lose only the wait."""
+    if seconds > 0:
+        os.sync()
+        time.sleep(seconds)
+
+
+def filesystem(path: Path) -> dict[str, Any]:
+    """The filesystem `path` is on: type, device and mount point from /proc/mounts, and for ext4
+    whether it has a journal (a jbd2 entry for its device)."""
+    best: tuple[str, str, str, str] = ("", "", "", "")
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return {}
+    real = os.path.realpath(path)
+    for line in mounts:
+        dev, mnt, fstype, opts = (line.split() + ["", "", "", ""])[:4]
+        mnt = mnt.replace("\\040", " ")
+        if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[1]):
+            best = (dev, mnt, fstype, opts)
+    dev, mnt, fstype, opts = best
+    out: dict[str, Any] = {"device": dev, "mount": mnt, "type": fstype}
+    if fstype == "ext4":
+        out["journal"] = Path(f"/proc/fs/jbd2/{os.path.basename(dev)}-8").exists()
+    return out
+
+
+def describe_fs(fs: dict[str, Any]) -> str:
+    if not fs:
+        return "unknown filesystem"
+    kind = fs["type"] + ({True: " with a journal", False: " without a journal"}.get(fs.get("journal"), ""))
+    return f"{kind} ({fs['device']} on {fs['mount']})"
+
+
 def sha256_ceiling(data: bytes) -> float:
     t = time.perf_counter()
     hashlib.sha256(data).digest()
@@ -138,6 +181,8 @@ def stop_profilers(procs: list[subprocess.Popen[bytes]]) -> None:
 async def measure(sc: Scenario, srv: Server, rnd: int, data: Any, profile_dir: Path | None = None) -> Run:
     tag = f"r{rnd}"
     await sc.prepare(srv.url, rnd, data)
+    if sc.creates:
+        await asyncio.to_thread(settle, sc.sizes.settle)
     reset_peak_rss(srv.pids())
     label = f"{sc.name}-r{rnd}" if srv.name == FASTREG else f"{srv.name.replace('/', '_')}-{sc.name}-r{rnd}"
     profilers = (start_profilers(srv, profile_dir, label)
@@ -202,7 +247,9 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
     if me is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
     try:
-        progress(f"generating data ({sizes.large >> 20} MiB large blob) in {work}")
+        fs = filesystem(work)
+        progress(f"generating data ({sizes.large >> 20} MiB large blob) in {work}, on {describe_fs(fs)}"
+                 + (f"; each push run starts after a sync and {sizes.settle:g} s" if sizes.settle else ""))
         fx = Fixtures(sizes)
         scenarios = [BY_NAME[n](fx) for n in names]
         for srv in servers:
@@ -264,7 +311,8 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
             get_ceiling.stop()
     # The data directories (GBs after the push scenarios) are removed by the caller, after the report.
     here = checkout_commit()
-    return {"workdir": str(work), "runs": [asdict(r) for r in runs], "ceilings": ceilings,
+    return {"workdir": str(work), "filesystem": filesystem(work), "settle_s": sizes.settle,
+            "runs": [asdict(r) for r in runs], "ceilings": ceilings,
             "servers": [s.name for s in servers],
             # fastreg@REF runs REF; fastreg and its config variants this checkout
             "commits": {s.name: s.commit or here for s in servers

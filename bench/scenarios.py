@@ -40,10 +40,14 @@ class Sizes:
     seconds: float = 5.0            # duration of each rate run (wrk/ab)
     pulls_per_client: int = 3       # pull-large: whole-blob GETs per client
     range_size: int = 1 * MiB
+    # before each timed run of a scenario that creates files: sync, then wait this long (see
+    # bench/runner.py's settle: what one server deleted must not slow the next one's creates)
+    settle: float = 5.5
 
 
 QUICK = Sizes(large=8 * MiB, chunk=1 * MiB, small_count=100, ci_images=8, ci_unique=16 << 10,
-              ci_shared=64 << 10, tags=50, repos=50, seconds=1.0, pulls_per_client=2, range_size=256 << 10)
+              ci_shared=64 << 10, tags=50, repos=50, seconds=1.0, pulls_per_client=2, range_size=256 << 10,
+              settle=0.0)
 
 
 @dataclass
@@ -155,6 +159,7 @@ class Scenario(ABC):
     what = ""
     fixtures: tuple[str, ...] = ()
     rate = False                # request-rate scenario (latency percentiles charted)
+    creates = False             # creates files on the server: settled before (runner.settle)
 
     def __init__(self, fx: Fixtures) -> None:
         self.fx = fx
@@ -183,6 +188,7 @@ class PushLarge(Scenario):
     name, unit = "push-large", "MB/s"
     ceiling, ceiling_target, rss_target = "recv_sha256_MBps", 0.90, 100.0
     what = "monolithic upload (POST + PUT ?digest=) of the large blob"
+    creates = True
 
     def round_data(self, rnd: int) -> Any:
         return None
@@ -227,6 +233,7 @@ class PushChunked(PushLarge):
 class PushSmall(Scenario):
     name, unit, target = "push-small", "blobs/s", 3.0
     what = "distinct 4 KiB blobs (POST + PUT ?digest= each), concurrency 32"
+    creates = True
 
     def round_data(self, rnd: int) -> Any:
         return [Blob.of(os.urandom(self.sizes.small_size)) for _ in range(self.sizes.small_count)]
@@ -258,6 +265,7 @@ class CIImage:
 class CIPush(Scenario):
     name, unit, target = "ci-push", "images/s", 3.0
     what = "images × 5 layers (3 shared base layers mounted), HEAD before upload, concurrency 8"
+    creates = True
     concurrency = 8
 
     def round_data(self, rnd: int) -> Any:

@@ -233,6 +233,8 @@ def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 # fastreg+NAME: the config NAME adds to fastreg's (and what it measures, for --help and the docs)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "pulls": ({"fastreg": {"history": {"pulls": True}}}, "pull history recorded (fastreg.history.pulls: true)"),
+    "nofsync": ({"fastreg": {"fsync": False}}, "no fsync (fastreg.fsync: false, as Distribution): the bound on "
+                "what fewer fsyncs can give"),
 }
 
 
