@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 from . import report, tools
-from .runner import describe_fs, run_all
+from .runner import run_all
 from .scenarios import ALL, QUICK, Sizes
 from .servers import (
     DIST2,
@@ -192,17 +192,7 @@ def _report(a: argparse.Namespace, result: dict, started: dt.datetime, rounds: i
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     tbl = report.table(summary)
     ceil = report.ceilings(result)
-    note = f"**{meta['reference_note']}**\n\n" if meta["reference_note"] else ""
-    alone = "fastreg and its variants" if len(servers) > 1 else "fastreg alone"
-    notes = "".join(f"**{x}**\n\n" for x in meta["notes"])
-    (out / "results.md").write_text(f"{meta['date']}, {rounds} round(s){' (quick)' if a.quick else ''}, "
-                                    f"{', '.join(meta['versions'].values()) or alone}"
-                                    f"{''.join(f', {n} = {c}' for n, c in meta['commits'].items())}; "
-                                    f"data on {describe_fs(result.get('filesystem') or {})}"
-                                    + (f", each push run after a sync and {result['settle_s']:g} s"
-                                       if result.get("settle_s") else "") + "\n\n"
-                                    f"{notes}{note}{tbl}\n"
-                                    f"\n{ceil}")
+    (out / "results.md").write_text(report.results_md(doc))
     report.chart(summary, out / "chart.png", report.title(meta, ref))
     print(tbl)
     for x in meta["notes"]:

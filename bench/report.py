@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .runner import describe_fs
 from .servers import DIST2, DIST3, FASTREG, LABELS, is_fastreg
 
 VARIANT_COLORS = ["tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
@@ -352,6 +353,23 @@ def title(meta: dict[str, Any], ref: str | None) -> str:
             f"{' quick' if meta.get('quick') else ''}")
 
 
+def results_md(doc: dict[str, Any]) -> str:
+    """results.md: what ran (versions, commits, the data's filesystem), the notes, the table and
+    the ceilings."""
+    meta = doc["meta"]
+    servers = meta.get("servers") or []
+    alone = "fastreg and its variants" if len(servers) > 1 else "fastreg alone"
+    fs = doc.get("filesystem")
+    where = (f"; data on {describe_fs(fs)}" if fs is not None else "") + (
+        f", each push run after a sync and {doc['settle_s']:g} s" if doc.get("settle_s") else "")
+    notes = "".join(f"**{x}**\n\n" for x in meta.get("notes") or [])
+    ref_note = f"**{meta['reference_note']}**\n\n" if meta.get("reference_note") else ""
+    return (f"{meta['date']}, {meta['rounds']} round(s){' (quick)' if meta.get('quick') else ''}, "
+            f"{', '.join((meta.get('versions') or {}).values()) or alone}"
+            f"{''.join(f', {n} = {c}' for n, c in (meta.get('commits') or {}).items())}{where}\n\n"
+            f"{notes}{ref_note}{table(doc['summary'])}\n\n{ceilings(doc)}")
+
+
 def main() -> None:
     """Re-render results.md and chart.png from a results.json: `python -m bench.report DIR/results.json`."""
     import json
@@ -363,7 +381,7 @@ def main() -> None:
     src.write_text(json.dumps(doc, indent=1))
     meta = doc["meta"]
     tbl = table(summary)
-    (src.parent / "results.md").write_text(f"{meta['date']}, {meta['rounds']} round(s)\n\n{tbl}\n\n{ceilings(doc)}")
+    (src.parent / "results.md").write_text(results_md(doc))
     chart(summary, src.parent / "chart.png", title(meta, reference(doc)))
     print(tbl)
 
