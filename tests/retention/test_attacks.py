@@ -11,7 +11,8 @@ every stored file as it was.
   gets the 401 challenge and nothing of the repository.
 * A glob or tag pattern that can never match (a regular expression, a `/` in a tag pattern, an
   upper-case repository glob) is refused at startup: silently matching nothing would make an
-  immutability rule protect nothing and a keep rule keep nothing.
+  immutability rule protect nothing and a keep rule keep nothing.  So is a single string where a
+  list of patterns (or of rules) is expected.
 """
 from __future__ import annotations
 
@@ -128,6 +129,41 @@ def test_a_pattern_that_can_never_match_is_refused(tmp_path: Path, fastreg: dict
     assert r.stderr.strip().splitlines() == [f"fastreg: configuration error: {line} (a glob: "
                                              + ("A-Z a-z 0-9 _ . -" if "a tag" in line else "a-z 0-9 . _ - /")
                                              + ", with * ** ?; not a regular expression)"], r.stderr
+
+
+@pytest.mark.parametrize(("fastreg", "line"), [
+    ({"retention": {"policies": [{"repository": "ci/**", "keep": {"tags": "v*"}}]}},
+     "fastreg.retention.policies.0.keep.tags: expected a list of patterns, got 'v*' "
+     "(a single pattern is a list of one: ['v*'])"),
+    ({"immutability": {"rules": [{"repository": "prod/**", "tags": "stable"}]}},
+     "fastreg.immutability.rules.0.tags: expected a list of patterns, got 'stable' "
+     "(a single pattern is a list of one: ['stable'])"),
+    ({"immutability": {"rules": [{"repository": "prod/**", "tags": 1}]}},
+     "fastreg.immutability.rules.0.tags: expected a list of patterns, got 1"),
+    ({"retention": {"policies": "ci/**"}}, "fastreg.retention.policies: expected a list, got 'ci/**'"),
+    ({"immutability": {"rules": "prod/**"}}, "fastreg.immutability.rules: expected a list, got 'prod/**'"),
+    ({"quota": {"rules": "team/**"}}, "fastreg.quota.rules: expected a list, got 'team/**'"),
+])
+def test_a_string_where_a_list_is_expected_is_refused(tmp_path: Path, fastreg: dict[str, Any], line: str) -> None:
+    """``tags: v*`` is not read as ``[v*]``: a pattern list is written as a list."""
+    data = tmp_path / "data"
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump({"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(data)}},
+                                    "fastreg": fastreg}))
+    r = run_retention(path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [f"fastreg: configuration error: {line}"], r.stderr
+    assert not data.exists()                                    # nothing stored
+
+
+def test_a_list_of_patterns_still_loads(tmp_path: Path) -> None:
+    cfg = common_config(tmp_path, {
+        "retention": {"policies": [{"repository": "ci/**", "keep": {"tags": ["v*"]}}]},
+        "immutability": {"rules": [{"repository": "prod/**", "tags": ["v*", "stable"]}]},
+        "quota": {"rules": [{"repository": "team/**", "limit": "1GB"}]}})
+    assert cfg.fastreg.retention.policies[0].keep.tags == ["v*"]
+    assert cfg.fastreg.immutability.rules[0].tags == ["v*", "stable"]
+    assert cfg.fastreg.quota.rules[0].repository == "team/**"
 
 
 def test_history_and_usage_need_a_token_for_that_repository(fastreg_factory: Any, test_pki: PKI,  # noqa: F811
