@@ -128,6 +128,15 @@ class _SizeMarker:
 
 
 ByteSize = Annotated[int, _SizeMarker]
+
+
+class _PatternsMarker:
+    """Annotated metadata: a list of patterns (globs) that must be written as a list.  Elsewhere a
+    single string stands for a one-element list (as environment values need); here a string is
+    refused, so that ``tags: v*`` is not read as something else than meant."""
+
+
+Patterns = Annotated[list[str], _PatternsMarker]
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
                "t": 1000**4, "tb": 1000**4, "p": 1000**5, "pb": 1000**5, "kib": 1024, "mib": 1024**2,
                "gib": 1024**3, "tib": 1024**4, "pib": 1024**5}
@@ -668,7 +677,7 @@ class RetentionKeep(_S, frozen=True):
     pushedwithin: Duration = 0.0         # tags pushed less than this long ago
     lastpulled: int = 0                  # the N most recently pulled tags (needs fastreg.history.pulls)
     pulledwithin: Duration = 0.0         # tags pulled less than this long ago (needs fastreg.history.pulls)
-    tags: list[str] = msgspec.field(default_factory=list)    # tag globs always kept: latest, v*
+    tags: Patterns = msgspec.field(default_factory=list)     # tag globs always kept: latest, v*
 
 
 class RetentionPolicy(_S, frozen=True):
@@ -685,7 +694,7 @@ class RetentionOptions(_S, frozen=True):
 
 class ImmutabilityRule(_S, frozen=True):
     repository: str = ""                 # glob, as in the access policy
-    tags: list[str] = msgspec.field(default_factory=list)    # tag globs that can be neither moved nor deleted
+    tags: Patterns = msgspec.field(default_factory=list)     # tag globs that can be neither moved nor deleted
 
 
 class ImmutabilityOptions(_S, frozen=True):
@@ -786,6 +795,10 @@ def _is_size(tp: Any) -> bool:
     return typing.get_origin(tp) is Annotated and _SizeMarker in typing.get_args(tp)[1:]
 
 
+def _is_patterns(tp: Any) -> bool:
+    return typing.get_origin(tp) is Annotated and _PatternsMarker in typing.get_args(tp)[1:]
+
+
 def _is_stringish(tp: Any) -> bool:
     if tp is str:
         return True
@@ -825,6 +838,11 @@ class _Walk:
                 return v if isinstance(v, int) else parse_size(v)
             except ValueError as exc:
                 raise ConfigError(f"{_dotted(path)}: {exc}") from None
+        if _is_patterns(tp):
+            if not isinstance(v, list):
+                one = f" (a single pattern is a list of one: [{v!r}])" if isinstance(v, str) else ""
+                raise ConfigError(f"{_dotted(path)}: expected a list of patterns, got {v!r}{one}")
+            tp = typing.get_args(tp)[0]
         if _is_struct(tp):
             return self.struct(v, tp, path)
         origin = typing.get_origin(tp)

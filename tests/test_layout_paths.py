@@ -1,4 +1,5 @@
-"""Only the storage modules spell out where things live: the pull-through cache, the
+"""Only the storage modules spell out where things live: the registry's services (blobs,
+uploads, manifests, tags, catalog, the pull-through cache's leases), the pull-through cache, the
 maintenance tools (gc, check, purge) and the retention features (history, quotas, immutability)
 build every storage path through ``fastreg.storage.layout``
 and walk the tree through ``fastreg.storage.walk``, so the layout's rules live in one place.
@@ -28,7 +29,7 @@ FRAGMENTS = ("/_layers", "/_manifests", "/_uploads", "/_referrers", "/docker/reg
              "/current/link", "/link", "/data", "/startedat", "/hashstates", "/index/",
              "_fastreg_gc", "_fastreg_quarantine", "_fastreg_history", "_fastreg_quota", "_fastreg_proxy",
              "/tombstones", "/vetoes", "/active", "/epoch")
-PACKAGES = ("fastreg/proxy", "fastreg/maintenance", "fastreg/retention")
+PACKAGES = ("fastreg/registry", "fastreg/proxy", "fastreg/maintenance", "fastreg/retention")
 URL_MARK = "/v2/"            # f"{remote}/v2/{repo}/...": a URL on the network, not a storage path
 
 

@@ -29,7 +29,7 @@ def _time(t: float) -> str:
 async def get(req: Request, ctx: Context) -> Response:
     reg = ctx.registry
     name = req.params["name"]
-    tags = await reg.tags.all(name)                 # NAME_UNKNOWN for a repository that does not exist
+    tags = await reg.tags.all(name)                 # NAME_UNKNOWN for a repository without tags, as /tags/list
     n = page_size(req, max(reg.limits.tags_max, 1), strict=False)
     page, more = paginate(tags, n, req.query.get("last"))
     pulled = (await pulls.read(reg.driver, name)).tags if ctx.pulls is not None and page else None

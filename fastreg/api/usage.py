@@ -19,7 +19,7 @@ from .http import Request, Response
 
 async def get(req: Request, ctx: Context) -> Response:
     name = req.params["name"]
-    await ctx.registry.tags.all(name)               # NAME_UNKNOWN for a repository that does not exist
+    await ctx.registry.known(name)                  # NAME_UNKNOWN for a repository that does not exist
     if ctx.quotas is None:
         return json_listing(req, {"name": name, "bytes": None, "quotas": []})
     doc = await ctx.quotas.usage(name)

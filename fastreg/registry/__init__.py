@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import RegistryError
 from ..manifest import ANY_CLASS, DISTRIBUTION_URL_POLICY, EVERY_CHILD, ClassPolicy, IndexPolicy, URLPolicy
+from ..storage import layout, walk
 from ..storage.driver.base import StorageDriver
 from .blobs import BlobStore
 from .catalog import Catalog
@@ -48,6 +50,12 @@ class Registry:
                                        descriptor_cache_bytes=limits.referrer_cache,
                                        referrers_page=limits.referrers_page, url_policy=url_policy,
                                        index_policy=index_policy, class_policy=class_policy)
+
+    async def known(self, name: str) -> None:
+        """NAME_UNKNOWN unless `name` has a repository directory: anything was pushed to it (a blob,
+        an upload, a manifest), tagged or not."""
+        if not await walk.exists(self.driver, layout.repo(name)):
+            raise RegistryError("NAME_UNKNOWN", {"name": name})
 
     async def close(self) -> None:
         await self.driver.close()

@@ -84,7 +84,8 @@ class BlobStore:
         then the layer link.  A crash at any point leaves the blob absent or whole."""
         stored = await self.stat_data(d)
         if stored is None or stored.size != size:
-            tmp = layout.upload_data(name, f"verified-{d.hex[:16]}-{uuid.uuid4().hex}")
+            session = f"verified-{d.hex[:16]}-{uuid.uuid4().hex}"
+            tmp = layout.upload_data(name, session)
             w = await self.driver.writer(tmp)
             try:
                 pos = 0
@@ -104,7 +105,7 @@ class BlobStore:
                     await self.driver.move(tmp, self.data_path(d))
             finally:
                 try:
-                    await self.driver.delete(tmp.rsplit("/", 1)[0])
+                    await self.driver.delete(layout.upload_dir(name, session))
                 except PathNotFound:
                     pass
         await self.link(name, d)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from ..storage import layout
+from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver
 
 NAME_COST = 64      # bytes a listed name costs besides its characters (str header, list slot)
@@ -42,9 +42,7 @@ class Catalog:
         now = time.monotonic()
         if self._repos is not None and generation == self._generation and now - self._built < self.ttl:
             return self._repos
-        found: list[str] = []
-        await self._walk(layout.REPOS, "", found)
-        found.sort()
+        found = await walk.named(self.driver, layout.REPOS, "_manifests")
         if sum(map(len, found)) + NAME_COST * len(found) <= self.max_bytes:
             self._repos, self._generation, self._built = found, generation, now
         else:
@@ -61,15 +59,3 @@ class Catalog:
             return await self.driver.get_content(layout.CATALOG_GENERATION)
         except PathNotFound:
             return b""
-
-    async def _walk(self, path: str, prefix: str, found: list[str]) -> None:
-        try:
-            children = await self.driver.list(path)
-        except PathNotFound:
-            return
-        if "_manifests" in children:
-            found.append(prefix)
-        for child in sorted(children):
-            if child.startswith(("_", ".")):
-                continue
-            await self._walk(f"{path}/{child}", f"{prefix}/{child}" if prefix else child, found)

@@ -335,8 +335,8 @@ class ManifestStore:
             await self.quota.released(name, d, body)
         if parsed_subject is not None:
             try:
-                await self.driver.delete(layout.referrer_link(
-                    name, parsed_subject.algorithm, parsed_subject.hex, d.algorithm, d.hex).rsplit("/", 1)[0])
+                await self.driver.delete(layout.referrer_entry_dir(
+                    name, parsed_subject.algorithm, parsed_subject.hex, d.algorithm, d.hex))
             except PathNotFound:
                 pass
 
@@ -368,34 +368,20 @@ class ManifestStore:
         used = 0
         last: Digest | None = None
         start = (after.algorithm, after.hex) if after is not None else None
-        try:
-            algs = await self.driver.list(base)
-        except PathNotFound:
-            return ReferrersPage(out, None)
-        for alg in sorted(algs):
-            if start is not None and alg < start[0]:
+        async for link in walk.links(self.driver, base):
+            d = link.digest
+            if start is not None and (d.algorithm, d.hex) <= start:
                 continue
-            try:
-                hexes = await self.driver.list(f"{base}/{alg}")
-            except PathNotFound:
+            if not await self._revision_exists(name, d):
                 continue
-            for hex_ in sorted(hexes):
-                if start is not None and (alg, hex_) <= start:
-                    continue
-                try:
-                    d = parse_digest(f"{alg}:{hex_}", allow_blake3=True)
-                except (InvalidDigest, UnsupportedDigest):
-                    continue
-                if not await self._revision_exists(name, d):
-                    continue
-                entry = await self._descriptor(d)
-                if entry is None or (artifact_type is not None and entry[0] != artifact_type):
-                    continue
-                if out and used + len(entry[1]) > self.referrers_page:
-                    return ReferrersPage(out, last)
-                out.append(entry[1])
-                used += len(entry[1]) + 1
-                last = d
+            entry = await self._descriptor(d)
+            if entry is None or (artifact_type is not None and entry[0] != artifact_type):
+                continue
+            if out and used + len(entry[1]) > self.referrers_page:
+                return ReferrersPage(out, last)
+            out.append(entry[1])
+            used += len(entry[1]) + 1
+            last = d
         return ReferrersPage(out, None)
 
     async def _descriptor(self, d: Digest) -> tuple[str | None, bytes] | None:

@@ -111,7 +111,12 @@ class TagStore:
             raise RegistryError("MANIFEST_UNKNOWN", {"tag": tag}) from None
 
     async def all(self, name: str) -> list[str]:
-        """Every tag of `name`, sorted; NAME_UNKNOWN if the repository does not exist.
+        """Every tag of `name`, sorted; NAME_UNKNOWN if `name` has no tags directory: a repository
+        that does not exist, or one that holds only blobs, upload sessions or untagged manifests
+        (Distribution's tag store answers ErrRepositoryUnknown there).  A repository whose every
+        tag was deleted keeps its empty tags directory on a filesystem: an empty list, as
+        Distribution answers.  An object store keeps no empty directories: there the tags
+        directory goes with the last tag and the repository is unknown again.
 
         The list may be shared with other callers: do not modify it."""
         path = layout.tags_dir(name)
@@ -124,18 +129,15 @@ class TagStore:
                     return cached[1]
             names = await self.driver.list(path)
         except PathNotFound:
-            try:
-                await self.driver.stat(layout.repo(name))
-            except PathNotFound:
-                raise RegistryError("NAME_UNKNOWN", {"name": name}) from None
-            return []
+            raise RegistryError("NAME_UNKNOWN", {"name": name}) from None
         names.sort()
         if mtime is not None and time.time() - mtime > self.SETTLE:
             self._lists.put(name, (mtime, names), sum(map(len, names)) + self.TAG_COST * len(names))
         return names
 
     async def pointing_at(self, name: str, d: Digest) -> list[str]:
-        """The tags of `name` whose current link names `d` (Distribution's tag Lookup)."""
+        """The tags of `name` whose current link names `d` (Distribution's tag Lookup): none in a
+        repository without tags."""
         text = str(d)
 
         async def names_d(tag: str) -> bool:
@@ -144,7 +146,10 @@ class TagStore:
             except PathNotFound:
                 return False
 
-        tags = await self.all(name)
+        try:
+            tags = await self.all(name)
+        except RegistryError:
+            return []
         found = await bounded(tags, names_d, self.concurrency)
         return [tag for tag, hit in zip(tags, found, strict=True) if hit]
 

@@ -371,7 +371,7 @@ class UploadStore:
         updir = layout.upload_dir(st.name, st.uuid)
         for leaf in await self.driver.list(updir):
             if leaf != "data":
-                await self.driver.delete(f"{updir}/{leaf}")
+                await self.driver.delete(layout.upload_entry(st.name, st.uuid, leaf))
         try:
             await self.driver.move(updir, layout.blob_dir(digest.algorithm, digest.hex))
         except StorageError as exc:

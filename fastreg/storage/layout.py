@@ -22,6 +22,8 @@ fastreg as it is, and the other way round::
       _fastreg_gc/vetoes/<alg>/<hex>                        a push needs it (maintenance/gc.py)
       _fastreg_quarantine/<time>/blobs/...                  blobs `fastreg check --repair` moved
       _fastreg_history/pulls/<name>/_base.json, _w/...      pull history (retention/pulls.py)
+      _fastreg_proxy/fetching/<alg>/<hex>/<replica id>      pull-through cache leases: which
+                                                            replica fetches a blob (registry/leases.py)
 
 Everything that names one of these paths calls a function here; ``walk.py`` lists them (every
 blob, every link of a link directory, every upload session, ...).
@@ -117,6 +119,11 @@ def upload_data(name: str, uuid: str) -> str:
 
 def upload_startedat(name: str, uuid: str) -> str:
     return f"{REPOS}/{name}/_uploads/{uuid}/startedat"
+
+
+def upload_entry(name: str, uuid: str, leaf: str) -> str:
+    """One entry of an upload session's directory (``data``, ``startedat``, ``hashstates``)."""
+    return f"{REPOS}/{name}/_uploads/{uuid}/{leaf}"
 
 
 def upload_hashstate(name: str, uuid: str, alg: str, offset: int) -> str:
@@ -216,6 +223,21 @@ def quota_record(name: str) -> str:
 
 # immutable tags (retention/immutable.py): first pushes of immutable tags take this lock
 IMMUTABILITY_LOCK = f"{ROOT}/_fastreg_immutability/lock"
+
+
+# the pull-through cache's leases (registry/leases.py): one per replica fetching a blob, not
+# durable; gc and check do not look there
+PROXY_FETCHING = f"{ROOT}/_fastreg_proxy/fetching"
+
+
+def lease_dir(alg: str, hex_: str) -> str:
+    """The leases on one blob: a file per replica fetching it."""
+    return f"{PROXY_FETCHING}/{alg}/{hex_}"
+
+
+def lease(alg: str, hex_: str, holder: str) -> str:
+    """Replica `holder`'s lease on one blob."""
+    return f"{PROXY_FETCHING}/{alg}/{hex_}/{holder}"
 
 
 def lock_anchor(lock: str) -> str:

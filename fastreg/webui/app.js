@@ -388,12 +388,20 @@
     await step();
   }
 
+  // A tag list of a repository without tags: 404 NAME_UNKNOWN, as for one that does not exist
+  // (Distribution answers the same).
+  const noTags = (e) => e instanceof ApiError && e.status === 404 && e.code === "NAME_UNKNOWN";
+
   // One bounded request per repository shown: up to TAG_COUNT_CAP tags (fewer when the
-  // registry's own page maximum is lower); a next page means "at least that many".
+  // registry's own page maximum is lower); a next page means "at least that many".  The catalog
+  // listed it, so an unknown name here is a repository without tags.
   async function tagCount(name, span) {
-    const { res, doc } = await apiJSON(`/v2/${name}/tags/list?n=${TAG_COUNT_CAP}`);
+    let res = null, doc = {};
+    try {
+      ({ res, doc } = await apiJSON(`/v2/${name}/tags/list?n=${TAG_COUNT_CAP}`));
+    } catch (e) { if (!noTags(e)) throw e; }
     const n = (doc.tags || []).length;
-    const more = nextLast(res) !== null;
+    const more = res !== null && nextLast(res) !== null;
     span.setAttribute("data-count", String(n));
     if (more) span.setAttribute("data-more", "true");
     span.textContent = `${n}${more ? "+" : ""} tag${n === 1 && !more ? "" : "s"}`;
@@ -413,13 +421,20 @@
       more.hidden = true;
       const qs = new URLSearchParams({ n: String(PAGE) });
       if (last !== null) qs.set("last", last);
-      const { res, doc } = await apiJSON(`/v2/${repo}/tags/list?` + qs);
+      let res = null, doc = {};
+      try {
+        ({ res, doc } = await apiJSON(`/v2/${repo}/tags/list?` + qs));
+      } catch (e) {
+        // no tags: a repository still, if its usage is known (pushed to, but never tagged)
+        if (!noTags(e) || last !== null) throw e;
+        try { await apiJSON(`/v2/_fastreg/usage/${repo}`); } catch (e2) { throw e; }
+      }
       // digests and push times (fastreg's history endpoint; absent for a pull-through cache's
       // upstream tags: the listing stands without them)
       const hist = {};
       try {
-        const h = await apiJSON(`/v2/_fastreg/history/${repo}?` + qs);
-        for (const t of h.doc.tags || []) hist[t.tag] = t;
+        const h = res === null ? null : await apiJSON(`/v2/_fastreg/history/${repo}?` + qs);
+        for (const t of h ? h.doc.tags || [] : []) hist[t.tag] = t;
       } catch (e) { if (e instanceof LoginNeeded) throw e; }
       const sizeCells = new Map();        // digest → the size cells of the tags naming it
       for (const tag of doc.tags || []) {
@@ -437,7 +452,7 @@
             text: t.pushed ? t.pushed.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "" })));
         shown += 1;
       }
-      last = nextLast(res);
+      last = res === null ? null : nextLast(res);
       status.textContent = shown ? `${shown} tag${shown === 1 ? "" : "s"} shown.` : "No tags.";
       more.hidden = last === null;
       return sizeCells;

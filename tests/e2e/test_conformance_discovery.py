@@ -29,6 +29,7 @@ from tests.support.registry_client import (
     make_manifest,
     push_blob,
     push_manifest,
+    start_upload,
     unique_repo,
 )
 
@@ -196,6 +197,58 @@ def test_list_tags_invalid_n(client: httpx.Client, disc: Discovery) -> None:
 def test_list_tags_unknown_repository(client: httpx.Client) -> None:
     resp = client.get(f"/v2/{unique_repo('nobody')}/tags/list")
     assert_error(resp, 404, "NAME_UNKNOWN")
+
+
+# A repository without tags is unknown to the tag list, as Distribution's tag store answers: one
+# holding only blobs, only an upload session or only manifests pushed by digest.  Each is checked
+# to be left as it was (its blob, upload or manifest still there).  (Distribution 3.1.1 answers
+# 200 with "tags": null when `last` is given, even for a repository that never existed: its
+# filesystem walk skips a missing directory there; fastreg answers NAME_UNKNOWN either way.)
+def _no_tags(client: httpx.Client, repo: str) -> None:
+    for params in ({}, {"n": 2}):
+        resp = client.get(f"/v2/{repo}/tags/list", params=params)
+        assert_error(resp, 404, "NAME_UNKNOWN")
+        assert resp.json()["errors"][0]["detail"] == {"name": repo}
+
+
+def test_list_tags_of_a_repository_with_only_blobs(client: httpx.Client) -> None:
+    repo, layer = unique_repo("blobs-only"), make_layer(64)
+    push_blob(client, repo, layer)
+    _no_tags(client, repo)
+    assert client.get(f"/v2/{repo}/blobs/{layer.digest}").content == layer.data
+
+
+def test_list_tags_of_a_repository_with_only_an_upload(client: httpx.Client) -> None:
+    repo = unique_repo("upload-only")
+    location = start_upload(client, repo).headers["Location"]
+    _no_tags(client, repo)
+    assert client.get(location).status_code == 204
+
+
+def test_list_tags_of_a_repository_with_only_untagged_manifests(client: httpx.Client) -> None:
+    repo, m = unique_repo("untagged"), make_manifest()
+    push_manifest(client, repo, m)
+    push_manifest(client, repo, make_index([m]))
+    _no_tags(client, repo)
+    assert client.get(f"/v2/{repo}/manifests/{m.digest}", headers={"Accept": OCI_MANIFEST}).content == m.body
+
+
+def test_list_tags_after_every_tag_was_deleted_is_empty(client: httpx.Client) -> None:
+    """The tags directory stays (as with Distribution on a filesystem): an empty list, not 404,
+    whether the tags went one by one or with the manifest they named."""
+    by_tag, by_digest = unique_repo("untagged-by-tag"), unique_repo("untagged-by-digest")
+    m, other = make_manifest(), make_manifest()
+    for tag in ("v1", "v2"):
+        push_manifest(client, by_tag, m, tag)
+    push_manifest(client, by_digest, other, "v1")
+    for tag in ("v1", "v2"):
+        assert client.delete(f"/v2/{by_tag}/manifests/{tag}").status_code == 202
+    assert client.delete(f"/v2/{by_digest}/manifests/{other.digest}").status_code == 202
+    for repo in (by_tag, by_digest):
+        for params in ({}, {"n": 2}, {"last": "a"}):
+            resp = client.get(f"/v2/{repo}/tags/list", params=params)
+            assert _tags(resp, repo) == []
+            assert "Link" not in resp.headers
 
 
 # -- referrers --------------------------------------------------------------------------------

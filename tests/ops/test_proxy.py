@@ -278,3 +278,27 @@ def test_ranges_and_heads_of_content_the_cache_does_not_hold(
         assert c.get(f"/v2/{repo}/blobs/{cfg.digest}").content == cfg.data
         assert c.get(f"/v2/{repo}/blobs/{big.digest}").content == big.data    # stored: served locally
         assert _upstream_gets(upstream, repo, "blobs", big.digest) == 1
+
+
+def test_tag_list_served_locally_when_upstream_is_down(
+        upstream: DistributionServer, fastreg_factory: Callable[..., Any]) -> None:
+    """Upstream's answer while it answers; then the cache's own list: the tags it pulled, and
+    NAME_UNKNOWN (as for any repository without tags) where it pulled only by digest."""
+    tagged, by_digest = make_manifest(), make_manifest()
+    with httpx.Client(base_url=upstream.url, timeout=60.0) as up:
+        push_manifest(up, "lib/tagged", tagged, "v1")
+        push_manifest(up, "lib/tagged", tagged, "v2")
+        push_manifest(up, "lib/digest", by_digest, "v1")
+    srv = fastreg_factory({"proxy": {"remoteurl": upstream.url}})
+    with httpx.Client(base_url=srv.url, timeout=30.0, headers={"Accept": ACCEPT}) as c:
+        assert c.get("/v2/lib/tagged/manifests/v1").content == tagged.body
+        assert c.get(f"/v2/lib/digest/manifests/{by_digest.digest}").content == by_digest.body
+        for repo in ("lib/tagged", "lib/digest"):           # forwarded
+            assert c.get(f"/v2/{repo}/tags/list").json()["tags"] == (["v1", "v2"] if repo == "lib/tagged" else ["v1"])
+        assert_error(c.get("/v2/lib/nothing/tags/list"), 404, "NAME_UNKNOWN")
+        upstream.stop()
+        assert c.get("/v2/lib/tagged/tags/list").json() == {"name": "lib/tagged", "tags": ["v1"]}
+        r = c.get("/v2/lib/digest/tags/list")
+        assert_error(r, 404, "NAME_UNKNOWN")
+        assert r.json()["errors"][0]["detail"] == {"name": "lib/digest"}
+        assert c.get(f"/v2/lib/digest/manifests/{by_digest.digest}").content == by_digest.body

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import yaml
 
-from fastreg.registry import leases
+from fastreg.storage import layout
 from tests.interop.conftest import DistributionServer
 from tests.support.registry_client import make_config, make_layer, make_manifest, push_manifest
 from tests.support.server import FastregServer, free_port, make_fastreg
@@ -68,7 +68,7 @@ def test_a_storm_on_two_replicas_makes_one_upstream_fetch_per_blob(
     print(f"\nupstream GETs per blob: {[_upstream_gets(upstream, repo, 'blobs', b.digest) for b in image.blobs]}; "
           f"blobs streamed replica-to-replica: {peer_fetches}")
     # no lease is left behind
-    assert not list((replicas[0].root / leases.ROOT.lstrip("/")).rglob("*/*/*"))
+    assert not list((replicas[0].root / layout.PROXY_FETCHING.lstrip("/")).rglob("*/*/*"))
 
     upstream.stop()
     replicas[0].stop()
@@ -85,7 +85,7 @@ def test_an_unreachable_winner_is_bypassed(replicas: list[FastregServer], upstre
         push_manifest(c, repo, image, "v1")
     layer = image.blobs[1]
     alg, hex_ = layer.digest.split(":")
-    lease = replicas[0].root / leases.ROOT.lstrip("/") / alg / hex_ / "0000dead"
+    lease = replicas[0].root / layout.lease(alg, hex_, "0000dead").lstrip("/")
     lease.parent.mkdir(parents=True)
     dead = f"http://127.0.0.1:{free_port()}"
     lease.write_bytes(orjson.dumps({"peer": dead, "since": time.time() - 5, "time": time.time()}))

@@ -71,6 +71,11 @@ def test_refusal_over_http_then_accepted_after_delete_and_gc(fastreg_factory: An
             push_blob(c, "team/app", blob)
         push_manifest(c, "team/app", b, "v2")
         assert c.get("/v2/_fastreg/usage/team/app").json()["bytes"] == cost(b)
+        # a repository without tags is unknown to its tag list, not to its usage
+        push_manifest(c, "other/untagged", make_manifest(layers=[]))
+        assert_error(c.get("/v2/other/untagged/tags/list"), 404, "NAME_UNKNOWN")
+        r = c.get("/v2/_fastreg/usage/other/untagged")
+        assert r.status_code == 200 and r.json()["name"] == "other/untagged", r.text
     samples = scrape(f"http://127.0.0.1:{dport}/metrics")
     assert value(samples, "fastreg_quota_refusals_total", at="manifest") == 1
     assert value(samples, "fastreg_quota_usage_bytes", scope="team/**") == cost(b)

@@ -93,8 +93,9 @@ def test_a_storage_error_is_raised_as_it_is() -> None:
             await tags.pointing_at("repo", d1)
         await asyncio.sleep(0.01)
         assert driver.in_flight == 0            # the other lookups were cancelled or finished
-        with pytest.raises(RegistryError):      # an unknown repository is still NAME_UNKNOWN
-            await tags.pointing_at("nope", d1)
+        with pytest.raises(RegistryError, match="NAME_UNKNOWN"):
+            await tags.all("nope")
+        assert await tags.pointing_at("nope", d1) == []     # no tags: none names d1 (Distribution's Lookup)
 
     asyncio.run(go())
 

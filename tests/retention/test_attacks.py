@@ -11,7 +11,8 @@ every stored file as it was.
   gets the 401 challenge and nothing of the repository.
 * A glob or tag pattern that can never match (a regular expression, a `/` in a tag pattern, an
   upper-case repository glob) is refused at startup: silently matching nothing would make an
-  immutability rule protect nothing and a keep rule keep nothing.
+  immutability rule protect nothing and a keep rule keep nothing.  So is a single string where a
+  list of patterns (or of rules) is expected.
 """
 from __future__ import annotations
 
@@ -130,6 +131,41 @@ def test_a_pattern_that_can_never_match_is_refused(tmp_path: Path, fastreg: dict
                                              + ", with * ** ?; not a regular expression)"], r.stderr
 
 
+@pytest.mark.parametrize(("fastreg", "line"), [
+    ({"retention": {"policies": [{"repository": "ci/**", "keep": {"tags": "v*"}}]}},
+     "fastreg.retention.policies.0.keep.tags: expected a list of patterns, got 'v*' "
+     "(a single pattern is a list of one: ['v*'])"),
+    ({"immutability": {"rules": [{"repository": "prod/**", "tags": "stable"}]}},
+     "fastreg.immutability.rules.0.tags: expected a list of patterns, got 'stable' "
+     "(a single pattern is a list of one: ['stable'])"),
+    ({"immutability": {"rules": [{"repository": "prod/**", "tags": 1}]}},
+     "fastreg.immutability.rules.0.tags: expected a list of patterns, got 1"),
+    ({"retention": {"policies": "ci/**"}}, "fastreg.retention.policies: expected a list, got 'ci/**'"),
+    ({"immutability": {"rules": "prod/**"}}, "fastreg.immutability.rules: expected a list, got 'prod/**'"),
+    ({"quota": {"rules": "team/**"}}, "fastreg.quota.rules: expected a list, got 'team/**'"),
+])
+def test_a_string_where_a_list_is_expected_is_refused(tmp_path: Path, fastreg: dict[str, Any], line: str) -> None:
+    """``tags: v*`` is not read as ``[v*]``: a pattern list is written as a list."""
+    data = tmp_path / "data"
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump({"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(data)}},
+                                    "fastreg": fastreg}))
+    r = run_retention(path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [f"fastreg: configuration error: {line}"], r.stderr
+    assert not data.exists()                                    # nothing stored
+
+
+def test_a_list_of_patterns_still_loads(tmp_path: Path) -> None:
+    cfg = common_config(tmp_path, {
+        "retention": {"policies": [{"repository": "ci/**", "keep": {"tags": ["v*"]}}]},
+        "immutability": {"rules": [{"repository": "prod/**", "tags": ["v*", "stable"]}]},
+        "quota": {"rules": [{"repository": "team/**", "limit": "1GB"}]}})
+    assert cfg.fastreg.retention.policies[0].keep.tags == ["v*"]
+    assert cfg.fastreg.immutability.rules[0].tags == ["v*", "stable"]
+    assert cfg.fastreg.quota.rules[0].repository == "team/**"
+
+
 def test_history_and_usage_need_a_token_for_that_repository(fastreg_factory: Any, test_pki: PKI,  # noqa: F811
                                                             tmp_path: Path) -> None:
     """Under token auth (the built-in token service, the access policy of tests/auth), the two
@@ -228,11 +264,12 @@ def test_a_first_push_landing_inside_a_delete_is_not_undone(tmp_path: Path, targ
         pushes: list[asyncio.Task[None]] = []
 
         async def all_tags(name: str) -> list[str]:
-            found = await real(name)
-            if not pushes:                                          # the delete's check, once
-                pushes.append(asyncio.ensure_future(direct_push(reg, "prod/app", m, "v1")))
-                await asyncio.sleep(0.2)                            # time for the push to run, if it can
-            return found
+            try:
+                return await real(name)                             # NAME_UNKNOWN: no tags yet
+            finally:
+                if not pushes:                                      # the delete's check, once
+                    pushes.append(asyncio.ensure_future(direct_push(reg, "prod/app", m, "v1")))
+                    await asyncio.sleep(0.2)                        # time for the push to run, if it can
 
         reg.tags.all = all_tags                                     # type: ignore[method-assign]
         if target == "manifest":
@@ -247,8 +284,10 @@ def test_a_first_push_landing_inside_a_delete_is_not_undone(tmp_path: Path, targ
             # the push ran after the unlink: refused, its layer gone, and no tag names the image
             with pytest.raises(RegistryError, match="MANIFEST_BLOB_UNKNOWN"):
                 await pushes[0]
-            assert await reg.tags.all("prod/app") == []
-        # either way: an immutable tag that exists names an image whose blobs are all here
+            with pytest.raises(RegistryError, match="NAME_UNKNOWN"):     # no tag at all
+                await reg.tags.all("prod/app")
+            return
+        # an immutable tag that exists names an image whose blobs are all here
         for tag in await reg.tags.all("prod/app"):
             for blob in m.blobs:
                 assert await reg.blobs.is_linked("prod/app", parse_digest(blob.digest)), tag

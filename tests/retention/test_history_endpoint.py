@@ -50,6 +50,11 @@ def test_history_lists_push_times_with_access_checks(fastreg_factory: Any, tmp_p
         assert [t["tag"] for t in r.json()["tags"]] == ["two"] and "link" not in r.headers
         r = c.get("/v2/_fastreg/history/team/nothing")
         assert r.status_code == 404 and r.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+        # a repository without tags (a manifest pushed by digest only) is unknown, as to /tags/list
+        push_manifest(c, "team/untagged", make_manifest())
+        for path in ("/v2/_fastreg/history/team/untagged", "/v2/team/untagged/tags/list"):
+            r = c.get(path)
+            assert r.status_code == 404 and r.json()["errors"][0]["code"] == "NAME_UNKNOWN", path
     with httpx.Client(base_url=srv.url, timeout=30, auth=("bob", "bob-pw")) as c:
         r = c.get("/v2/_fastreg/history/team/app")
         assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED"

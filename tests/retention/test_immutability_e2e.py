@@ -44,6 +44,10 @@ def test_immutable_tag_refuses_move_and_delete(fastreg_factory: Any, tmp_path: P
         push_manifest(c, "dev/app", a, "v1")
         push_manifest(c, "dev/app", b, "v1")
         assert c.delete("/v2/dev/app/manifests/v1").status_code == 202
+        # a repository the rules cover that has no tags: its manifests delete by digest
+        push_manifest(c, "prod/loose", b)
+        assert c.delete(f"/v2/prod/loose/manifests/{b.digest}").status_code == 202
+        assert_error(c.get(f"/v2/prod/loose/manifests/{b.digest}"), 404, "MANIFEST_UNKNOWN")
     samples = scrape(f"http://127.0.0.1:{dport}/metrics")
     assert value(samples, "fastreg_immutability_refusals_total", action="move") == 1
     assert value(samples, "fastreg_immutability_refusals_total", action="delete") == 2

@@ -123,3 +123,29 @@ def test_tag_pushed_during_the_run_is_kept(tmp_path: Path) -> None:
         with pytest.raises(Exception, match="MANIFEST_UNKNOWN"):
             await reg.manifests.get(REPO, ci["ci-02"].digest)
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "inmemory"])
+def test_a_repository_without_tags_loses_its_untagged_manifests(
+        request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    """A repository that never had a tag has no tag list (NAME_UNKNOWN): its untagged manifests
+    are still found, checked for tags pushed meanwhile (none) and deleted."""
+    backend = _backend(request, kind, tmp_path)
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(backend.make(f"ret-{uuid.uuid4().hex[:8]}"), cfg)
+        loose = [make_manifest(layers=[make_layer(100)]) for _ in range(2)]
+        for m in loose:
+            await push_manifest(reg, REPO, m)
+        with pytest.raises(Exception, match="NAME_UNKNOWN"):
+            await reg.tags.all(REPO)
+        report = await Retention(cfg, reg).run()
+        (outcome,) = report.repositories
+        assert outcome.error == ""
+        assert sorted((d.kind, d.name, d.delete) for d in outcome.decisions) == sorted(
+            ("manifest", m.digest, True) for m in loose)
+        for m in loose:
+            with pytest.raises(Exception, match="MANIFEST_UNKNOWN"):
+                await reg.manifests.get(REPO, m.digest)
+    asyncio.run(main())

@@ -292,6 +292,13 @@ def test_tag_counts(browser: Any, open_registry: Any) -> None:
         "demo/many": "55 tags", "demo/three": "3 tags", "demo/untagged": "0 tags"}
     with httpx.Client(base_url=srv.url) as c:           # the cap is the page's, not the registry's
         assert len(c.get("/v2/demo/lots/tags/list").json()["tags"]) == MORE_THAN_CAP
+        assert c.get("/v2/demo/untagged/tags/list").status_code == 404          # NAME_UNKNOWN
+    # a repository without tags: its page says so; a name nothing was pushed to is an error
+    go(browser, "#/r/demo%2Funtagged")
+    assert texts(browser, "#tags-status") == ["No tags."] and not css(browser, "#error")
+    assert texts(browser, "#repo-name") == ["demo/untagged"]
+    go(browser, "#/r/demo%2Fnothing")
+    assert css(browser, "#error") and not css(browser, "#tags-status")
     no_console_errors(browser)
 
 
