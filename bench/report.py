@@ -158,6 +158,8 @@ def ceilings(result: dict[str, Any]) -> str:
     if any("recv_MBps" in c for c in ceil):
         lines[0] += (f"; granian ASGI receive {col('recv_MBps')}; receive + SHA-256 (bench/ceiling.py) "
                      f"{col('recv_sha256_MBps')}")
+    if any(c.get("disk_MBps") for c in ceil):
+        lines[0] += f"; disk (direct I/O + fsync) {col('disk_MBps')}"
     if any("get_rps" in c for c in ceil):
         lines.append(f"Per-round GET ceiling (bare ASGI app under granian, fastreg's settings, the same "
                      f"headers and body as fastreg's manifest answer; wrk, 64 connections): "
@@ -170,6 +172,10 @@ def ceilings(result: dict[str, Any]) -> str:
         if st is not None:
             lines.append(f"{name}: fastreg reaches {st['median']:.0%} ({st['min']:.0%}–{st['max']:.0%}) of the "
                          f"{CEILING_NAMES.get(key or '', key)} of the same round")
+        disk = _ceiling_fraction(result, name, "disk_MBps") if key == "recv_sha256_MBps" else None
+        if disk is not None:
+            lines.append(f"{name}: fastreg stores at {disk['median']:.0%} ({disk['min']:.0%}–{disk['max']:.0%}) "
+                         f"of what the disk takes (direct I/O + fsync) in the same round")
         if key == "recv_sha256_MBps" and ref:
             over = _ceiling_over(result, name, ref)
             if over is not None:

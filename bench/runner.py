@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import mmap
 import os
 import resource
 import shutil
@@ -76,6 +77,33 @@ def write_ceiling(directory: Path, size: int) -> float:
     dt = time.perf_counter() - t
     path.unlink()
     return max(1, size >> 20) * (1 << 20) / dt / 1e6
+
+
+def disk_ceiling(directory: Path, size: int) -> float:
+    """MB/s of writing `size` bytes to a new file in `directory` past the page cache (O_DIRECT,
+    4 MiB writes) and fsyncing it: what the disk under the data takes, the bound of any upload
+    that stores what it receives.  0 where the filesystem refuses O_DIRECT."""
+    block = 4 << 20
+    path = directory / "disk-ceiling.tmp"
+    buf = mmap.mmap(-1, block)                  # page-aligned, as O_DIRECT wants
+    buf.write(os.urandom(block))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_DIRECT", 0), 0o600)
+    except OSError:
+        return 0.0
+    try:
+        n = max(1, size // block)
+        t = time.perf_counter()
+        try:
+            for _ in range(n):
+                os.write(fd, buf)
+            os.fsync(fd)
+        except OSError:
+            return 0.0
+        return n * block / (time.perf_counter() - t) / 1e6
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
 
 
 def settle(seconds: float) -> None:
@@ -272,6 +300,7 @@ async def run_all(names: list[str], rounds: int, sizes: Sizes, only: list[str],
                     "sha256_MBps": sha256_ceiling(fx.large.data), "loadavg_1m": os.getloadavg()[0]}
             if {"push-large", "push-chunked"} & set(names):     # what granian itself lets through
                 ceil.update(receive_ceilings(fx.large.data))
+                ceil["disk_MBps"] = disk_ceiling(work, sizes.large)     # what the disk takes
             if get_ceiling is not None:
                 ceil.update(measure_get_ceiling(get_ceiling, fx, sizes))
             ceilings.append(ceil)
