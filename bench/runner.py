@@ -90,6 +90,7 @@ def disk_ceiling(directory: Path, size: int) -> float:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_DIRECT", 0), 0o600)
     except OSError:
+        buf.close()
         return 0.0
     try:
         n = max(1, size // block)
@@ -103,6 +104,7 @@ def disk_ceiling(directory: Path, size: int) -> float:
         return n * block / (time.perf_counter() - t) / 1e6
     finally:
         os.close(fd)
+        buf.close()
         path.unlink(missing_ok=True)
 
 
