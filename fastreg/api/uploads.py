@@ -47,9 +47,13 @@ async def start(req: Request, ctx: Context) -> Response:
     digest = q.get("digest")
     if digest is not None:
         d = ctx.digest(digest)
+        whole = await reg.uploads.put_whole(name, d, req.body())
+        if isinstance(whole, int):              # stored with no session (small, on object stores)
+            await ctx.emit("push", req, Target(name, str(d), "application/octet-stream", whole))
+            return _blob_created(req, ctx, name, str(d))
         st = await reg.uploads.start(name)
         try:
-            size = await reg.uploads.commit(st, d, req.body())
+            size = await reg.uploads.commit(st, d, whole)
         except BodyInterrupted as exc:
             await reg.uploads.cancel(name, st.uuid)
             raise RegistryError("SIZE_INVALID", str(exc)) from None
@@ -94,20 +98,19 @@ def _check_content_range(req: Request, offset: int) -> None:
                             message="Content-Range does not match Content-Length")
 
 
-async def _resume_for_write(req: Request, ctx: Context) -> UploadState:
+def _for_write(req: Request, ctx: Context) -> UploadState:
+    """The session's state as the request's token carries it (checked before storage is touched);
+    the upload store checks it against what is stored, under the session's writer lock, after
+    the request's Content-Range (`_check_content_range`)."""
     ctx.check_writable()
     p = req.params
-    uploads = ctx.registry.uploads
-    uploads.verify(p["name"], p["uuid"], req.query.get("_state"))     # before storage is touched
-    size = await uploads.stored_size(p["name"], p["uuid"])
-    _check_content_range(req, size)
-    return await uploads.resume(p["name"], p["uuid"], req.query.get("_state"), check_offset=True, size=size)
+    return ctx.registry.uploads.verify(p["name"], p["uuid"], req.query.get("_state"))
 
 
 async def patch(req: Request, ctx: Context) -> Response:
-    st = await _resume_for_write(req, ctx)
+    st = _for_write(req, ctx)
     try:
-        st = await ctx.registry.uploads.append(st, req.body())
+        st = await ctx.registry.uploads.append(st, req.body(), lambda size: _check_content_range(req, size))
     except BodyInterrupted as exc:
         raise RegistryError("SIZE_INVALID", str(exc)) from None
     return _session_response(202, req, ctx, st)
@@ -118,9 +121,9 @@ async def put(req: Request, ctx: Context) -> Response:
     if not digest:
         raise RegistryError("DIGEST_INVALID", "the digest query parameter is required")
     d = ctx.digest(digest)
-    st = await _resume_for_write(req, ctx)
+    st = _for_write(req, ctx)
     try:
-        size = await ctx.registry.uploads.commit(st, d, req.body())
+        size = await ctx.registry.uploads.commit(st, d, req.body(), lambda size: _check_content_range(req, size))
     except BodyInterrupted as exc:
         raise RegistryError("SIZE_INVALID", str(exc)) from None
     await ctx.emit("push", req, Target(st.name, str(d), "application/octet-stream", size))
@@ -132,6 +135,5 @@ async def cancel(req: Request, ctx: Context) -> Response:
     p = req.params
     uploads = ctx.registry.uploads
     uploads.verify(p["name"], p["uuid"], req.query.get("_state"))
-    await uploads.stored_size(p["name"], p["uuid"])
-    await uploads.cancel(p["name"], p["uuid"])
+    await uploads.cancel(p["name"], p["uuid"])          # (BLOB_UPLOAD_UNKNOWN if there is no session)
     return Response(204, [(b"content-length", b"0")])

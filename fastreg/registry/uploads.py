@@ -17,7 +17,11 @@ matches is flushed to stable storage and *then* renamed into ``blobs/`` (on the 
 the session's directory itself, emptied of all but ``data``, becomes the blob's: see
 ``_into_blobs``), so nothing unverified or half-written is ever visible.  Two sessions
 committing the same blob both succeed: the second finds the data present and drops its own
-copy.
+copy.  On stores that cannot rename a directory (object stores: a move is a copy and a delete)
+a session still empty whose commit brings a small whole body (``WHOLE_BODY_MAX``: a monolithic
+``PUT ?digest=`` or ``POST ?digest=``) is verified in memory and stored as the blob's data in one
+write, then linked: the same order — nothing unverified is ever visible, the link comes last —
+without writing the bytes into the session first and then copying them into ``blobs/``.
 
 One writer per session: two requests writing one session at once (a client retrying a PATCH
 while the first still streams, two clients sharing a Location) would both write from the same
@@ -29,7 +33,8 @@ request that gets it afterwards finds no ``_uploads/<uuid>/data`` and answers 40
 Azure a lease object in the session, created only if absent: every replica on every host) and
 an in-process one — from the size check to the end, commit and move included; a second writer
 is refused at once with 416 and the session's Range.  Drivers without ``exclusive`` (GCS) get
-the in-process lock only.
+the in-process lock only.  The session's stored size is read once, under the lock (a request
+that is refused reads it then, for the Range it answers with).
 
 State machine (rows: request; each checks the token — ``_state`` is required — then that the
 session exists):
@@ -51,7 +56,7 @@ import logging
 import time
 import uuid as uuidlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,6 +90,14 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# A session still empty whose commit brings a whole body up to this size: see the module doc.
+WHOLE_BODY_MAX = 1 << 20
+HASH_INLINE_MAX = 64 * 1024             # hashed on the loop below this size, in a worker above
+
+# A request's own check of the stored size, under the writer lock (raises to refuse).
+SizeCheck = Callable[[int], None]
 
 
 class BlobQuota(Protocol):
@@ -136,26 +149,42 @@ class UploadStore:
 
     # -- one writer per session (see the module docstring) -----------------------------------
     @contextlib.asynccontextmanager
-    async def _writer_lock(self, st: UploadState) -> AsyncIterator[None]:
+    async def _writer_lock(self, st: UploadState, *, check_exists: bool = True) -> AsyncIterator[None]:
+        """`check_exists=False`: the block looks at the session itself (`_check_stored`), which
+        saves the lock its own look on object stores."""
         key = (st.name, st.uuid)
         if key in self._writing:
-            raise _busy(st)
+            raise await self._busy_now(st)
         self._writing.add(key)
         try:
-            lock: Any = (exclusive_lock(self.driver, layout.upload_dir(st.name, st.uuid))
+            lock: Any = (exclusive_lock(self.driver, layout.upload_dir(st.name, st.uuid), check_exists=check_exists)
                          if self.driver.capabilities.exclusive else contextlib.nullcontext())
             try:
                 await lock.__aenter__()
             except Busy:
-                raise _busy(st) from None
+                raise await self._busy_now(st) from None
             except PathNotFound:
                 raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": st.uuid}) from None
             try:
                 yield
-            finally:
+            except _SessionGone as exc:     # the lock is told: it leaves no object behind
+                await lock.__aexit__(type(exc), exc, exc.__traceback__)
+                raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": st.uuid}) from None
+            except BaseException:
+                await lock.__aexit__(None, None, None)
+                raise
+            else:
                 await lock.__aexit__(None, None, None)
         finally:
             self._writing.discard(key)
+
+    async def _busy_now(self, st: UploadState) -> UploadBusy:
+        """The refusal of a second writer, with the Range of what the session holds now."""
+        try:
+            size = (await self.driver.stat(layout.upload_data(st.name, st.uuid))).size
+        except StorageError:
+            size = st.offset
+        return _busy(UploadState(st.name, st.uuid, size, st.started))
 
     # -- sessions --------------------------------------------------------------------------
     async def start(self, name: str) -> UploadState:
@@ -267,24 +296,36 @@ class UploadStore:
                 await self.driver.put_content(
                     layout.upload_hashstate(st.name, st.uuid, "sha256", size), state, durable=False)
 
-    async def append(self, st: UploadState, body: AsyncIterator[bytes]) -> UploadState:
-        async with self._writer_lock(st):
-            await self._check_stored(st)
+    async def append(self, st: UploadState, body: AsyncIterator[bytes],
+                     check: SizeCheck | None = None) -> UploadState:
+        """Append `body` to the session at `st` (a state its token carries: see `_check_stored`)."""
+        async with self._writer_lock(st, check_exists=False):
+            await self._check_stored(st, check)
             h = await self._sha256_at(st.name, st.uuid, st.offset)
             w = await self.driver.writer(layout.upload_data(st.name, st.uuid), append=True)
             return await self._receive(st, w, body, h)
 
-    async def _check_stored(self, st: UploadState) -> None:
-        """Under the writer lock: the session still holds exactly the bytes the request expects."""
-        size = await self.stored_size(st.name, st.uuid)
+    async def _check_stored(self, st: UploadState, check: SizeCheck | None) -> None:
+        """Under the writer lock: the session holds exactly the `st.offset` bytes the request
+        expects (its token's offset), after `check` (the request's own checks of the stored size,
+        e.g. its Content-Range) has seen the size."""
+        data = layout.upload_data(st.name, st.uuid)
+        try:
+            size = (await self.driver.stat(data)).size
+        except PathNotFound:
+            raise _SessionGone(data) from None
+        if check is not None:
+            check(size)
         if size != st.offset:
-            raise _busy(UploadState(st.name, st.uuid, size, st.started))
+            raise RegistryError("BLOB_UPLOAD_INVALID",
+                                f"upload resumed at offset {st.offset} but {size} bytes are stored")
 
-    async def commit(self, st: UploadState, digest: Digest, body: AsyncIterator[bytes] | None) -> int:
+    async def commit(self, st: UploadState, digest: Digest, body: AsyncIterator[bytes] | None,
+                     check: SizeCheck | None = None) -> int:
         """Finish the session as blob `digest`; returns the blob's size (under the writer lock,
         moving the data into ``blobs/`` included)."""
-        async with self._writer_lock(st):
-            await self._check_stored(st)
+        async with self._writer_lock(st, check_exists=False):
+            await self._check_stored(st, check)
             return await self._commit(st, digest, body)
 
     async def _commit(self, st: UploadState, digest: Digest, body: AsyncIterator[bytes] | None) -> int:
@@ -296,6 +337,11 @@ class UploadStore:
         nothing (the crash tests and ``fastreg check`` hold it to that). Drivers whose
         writers cannot `flush` (wait for the bytes in flight, hence the hash) commit first,
         then check."""
+        if body is not None and st.offset == 0 and not self.driver.capabilities.directory_renames:
+            head, rest = await _take(body, WHOLE_BODY_MAX)
+            if rest is None:
+                return await self._commit_whole(st, digest, head)
+            body = _replay(head, rest)          # larger: through the session's data as always
         if digest.algorithm == "sha256":
             h = await self._sha256_at(st.name, st.uuid, st.offset)
         elif st.offset == 0:
@@ -354,6 +400,54 @@ class UploadStore:
                 log.warning("could not remove the finished upload %s of %s: %s", st.uuid, st.name, exc)
         return st.offset
 
+    async def put_whole(self, name: str, digest: Digest, body: AsyncIterator[bytes]) -> int | AsyncIterator[bytes]:
+        """``POST ?digest=``, before a session is started: on stores that cannot rename a directory,
+        a small whole body is verified and stored as blob `digest` of `name` with no session at
+        all (nobody else knows of one yet): its size.  Otherwise — a larger or interrupted body,
+        or the filesystem — the body again, for a session's commit."""
+        if self.driver.capabilities.directory_renames:
+            return body
+        head, rest = await _take(body, WHOLE_BODY_MAX)
+        if rest is not None:
+            return _replay(head, rest)
+        return await self._store_whole(name, digest, b"".join(head))
+
+    async def _store_whole(self, name: str, digest: Digest, data: bytes) -> int:
+        """Verify `data` against `digest`, store it as the blob's data in one atomic write, then
+        link it into `name`: the order of `_commit`, without a session's copy."""
+        h = new_hasher(digest.algorithm)
+        if len(data) > HASH_INLINE_MAX:
+            await asyncio.get_running_loop().run_in_executor(None, h.update, data)
+        else:
+            h.update(data)
+        if h.hexdigest() != digest.hex:
+            raise RegistryError("DIGEST_INVALID", {"digest": str(digest),
+                                                   "detail": "content does not match digest"})
+        if self.quota is not None:      # before the blob is stored
+            await self.quota.check_blob(name, digest, len(data))
+        # Written even if the blob is stored already: the same verified bytes, replaced atomically,
+        # cost one request where asking first costs one (stored) or two (a file or a directory?).
+        await self.driver.put_content(self.blobs.data_path(digest), data)
+        await self.blobs.link(name, digest)                     # only once the data is in place
+        return len(data)
+
+    async def _commit_whole(self, st: UploadState, digest: Digest, chunks: list[bytes]) -> int:
+        """Commit an empty session with its whole (small) body in hand (`_store_whole`); the
+        session is removed, also when the digest or the quota refuses the blob."""
+        self._hashers.pop((st.name, st.uuid), None)
+        try:
+            size = await self._store_whole(st.name, digest, b"".join(chunks))
+        except RegistryError:           # the digest or the quota: nothing was stored
+            await self._delete_session(st.name, st.uuid)
+            raise
+        try:
+            await self.driver.delete(layout.upload_dir(st.name, st.uuid))
+        except PathNotFound:
+            pass
+        except StorageError as exc:     # the blob is committed; upload purging removes the rest
+            log.warning("could not remove the finished upload %s of %s: %s", st.uuid, st.name, exc)
+        return size
+
     async def _into_blobs(self, st: UploadState, digest: Digest, replace: bool = False) -> bool:
         """Make the session's (verified, durable) data blob `digest`; True if that took the
         session's directory along (nothing is left to clean up).  `replace`: a damaged copy is
@@ -397,8 +491,43 @@ async def _flushed(w: Any) -> bool:
     return True
 
 
+class _SessionGone(PathNotFound):
+    """Under the writer lock: the session's data is not there (BLOB_UPLOAD_UNKNOWN)."""
+
+
 def _busy(st: UploadState) -> UploadBusy:
     return UploadBusy(st.uuid, st.offset)
+
+
+async def _take(body: AsyncIterator[bytes], limit: int) -> tuple[list[bytes], AsyncIterator[bytes] | None]:
+    """The first chunks of `body`, until more than `limit` bytes: (chunks, None) if that is the
+    whole body, else (chunks, what follows) — a body interrupted meanwhile raises again after
+    the chunks that arrived, so a caller replaying them keeps those bytes as it always would."""
+    chunks: list[bytes] = []
+    seen = 0
+    it = body.__aiter__()
+    while seen <= limit:
+        try:
+            chunk = await it.__anext__()
+        except StopAsyncIteration:
+            return chunks, None
+        except BodyInterrupted as exc:
+            return chunks, _raising(exc)
+        chunks.append(chunk)
+        seen += len(chunk)
+    return chunks, it
+
+
+async def _raising(exc: BaseException) -> AsyncIterator[bytes]:
+    raise exc
+    yield b""           # (an async generator)
+
+
+async def _replay(chunks: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
 
 
 class _NullHasher:

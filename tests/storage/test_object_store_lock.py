@@ -137,6 +137,58 @@ def test_deleting_the_session_under_the_lock(pair: tuple[Any, Any], store: Backe
     run(scenario())
 
 
+def test_a_holder_that_deleted_the_session_releases_nothing(pair: tuple[Any, Any], store: Backend, root: str,
+                                                              run: Callable[[Any], Any]) -> None:
+    """The holder deleted the session, lock included, and before it leaves the block another
+    request makes the session again and locks it: leaving sends no release (nothing of the holder's
+    is left), so the new holder keeps its lock and no lost lock is reported."""
+    a, b = pair
+
+    async def scenario() -> None:
+        await a.put_content(f"{SESSION}/data", b"x")
+        failures = dict(lease.failures)
+        inside, leave = asyncio.Event(), asyncio.Event()
+
+        async def second() -> None:
+            await b.put_content(f"{SESSION}/data", b"y")
+            async with b.exclusive(SESSION):
+                inside.set()
+                await leave.wait()
+
+        async with a.exclusive(SESSION):
+            await a.delete(SESSION)
+            task = asyncio.create_task(second())
+            await asyncio.wait_for(inside.wait(), 10)
+        assert not await _try(a, SESSION)            # b still holds it
+        leave.set()
+        await task
+        assert lease.failures == failures
+        assert await _free(a, store, root)
+        assert await a.list(SESSION) == ["data"]
+
+    run(scenario())
+
+
+def test_the_holder_may_look_for_the_path_itself(pair: tuple[Any, Any], store: Backend, root: str,
+                                                 run: Callable[[Any], Any]) -> None:
+    """``check_exists=False``: the lock does not look for the session; the holder does, and a
+    PathNotFound it raises inside the block leaves no lock behind.  Two at once: one wins."""
+    a, b = pair
+
+    async def scenario() -> None:
+        with pytest.raises(PathNotFound):
+            async with a.exclusive(SESSION, check_exists=False):
+                await a.stat(f"{SESSION}/data")
+        assert await store.leftovers(root) == []
+        await a.put_content(f"{SESSION}/data", b"x")
+        async with a.exclusive(SESSION, check_exists=False):
+            assert (await a.stat(f"{SESSION}/data")).size == 1
+            assert not await _try(b, SESSION)
+        assert await _free(a, store, root)
+
+    run(scenario())
+
+
 def test_purging_removes_a_lone_lock(pair: tuple[Any, Any], store: Backend, root: str,
                                      run: Callable[[Any], Any]) -> None:
     a, _ = pair

@@ -23,7 +23,10 @@ conformance suite in ``tests/storage``):
   host for the filesystem (``flock`` of it; nothing is created), on every host for S3 and Azure
   (a lease object ``<path>/.fastreg-lock`` the store creates only if absent, renewed while
   held, breakable once expired: ``lease.py``) — or raising ``Busy`` at once when someone else
-  holds it, ``PathNotFound`` when there is nothing at ``path``.  Upload sessions lock their
+  holds it, ``PathNotFound`` when there is nothing at ``path``.  ``check_exists=False`` leaves
+  that check to the caller, who looks, under the lock, at what it needs there (a request it
+  saves on object stores): a ``PathNotFound`` raised inside the block then means there was
+  nothing, and the lock leaves no object behind.  Upload sessions lock their
   directory with it so that two requests never write one session at the same time; drivers
   without it (GCS: see gcs.py) get an in-process lock only.
 * ``local_path`` returns an OS path when the object is a local file (for sendfile-style
@@ -184,9 +187,9 @@ class DriverWrapper:
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return await self.inner.redirect_url(path, method)
 
-    def exclusive(self, path: str) -> contextlib.AbstractAsyncContextManager[None]:
+    def exclusive(self, path: str, *, check_exists: bool = True) -> contextlib.AbstractAsyncContextManager[None]:
         """Only when ``capabilities.exclusive``."""
-        return exclusive_lock(self.inner, path)
+        return exclusive_lock(self.inner, path, check_exists=check_exists)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -221,11 +224,12 @@ class WriterWrapper:
         await self.inner.close()
 
 
-def exclusive_lock(driver: StorageDriver, path: str) -> contextlib.AbstractAsyncContextManager[None]:
+def exclusive_lock(driver: StorageDriver, path: str, *,
+                   check_exists: bool = True) -> contextlib.AbstractAsyncContextManager[None]:
     """``driver.exclusive(path)``, for a driver whose capabilities include it."""
     if not driver.capabilities.exclusive:
         raise TypeError(f"the {driver.name} driver has no exclusive(path)")
-    return driver.exclusive(path)  # type: ignore[attr-defined,no-any-return]
+    return driver.exclusive(path, check_exists=check_exists)  # type: ignore[attr-defined,no-any-return]
 
 
 def innermost(driver: StorageDriver) -> StorageDriver:

@@ -9,7 +9,8 @@ writes* atomically, and that is enough for a lease:
   ``If-None-Match: *``, GCS ``ifGenerationMatch=0``.  Of two requests at once the store lets
   exactly one create it; the other gets ``Busy`` at once.  Then, holding it, check that something
   besides the lock is at ``path`` (a session deleted meanwhile): if not, remove the lock and
-  raise ``PathNotFound``.
+  raise ``PathNotFound``.  (With ``check_exists=False`` the holder looks itself, at what it needs,
+  and raises ``PathNotFound`` from inside the block if that is not there: the same ending.)
 * **Lease**: the lock's body names its owner (random) and the lease in seconds.  While the
   lock is held a task rewrites it every ``lease / 4`` seconds, conditionally on the version it
   wrote last (ETag, generation), so the store's Last-Modified stays recent.
@@ -22,7 +23,9 @@ writes* atomically, and that is enough for a lease:
   that ignores the condition of a delete (Ceph RGW 16.2 deletes anyway), a holder that was
   thought dead would delete its successor's lock; there the lock is released by a conditional
   *overwrite* to a released state instead (which the next holder replaces at once, and which
-  goes with the session).
+  goes with the session).  A holder that deleted the whole session, lock included (an upload's
+  commit), has nothing to release: the driver's ``delete`` tells the lease (``deleted``), and
+  the release's two requests (refused, then read back as gone) are not sent.
 
 A holder that cannot reach the store for longer than its lease can lose the lock while it
 still runs (no lease can prevent that); its renewal then fails and says so in the log.
@@ -200,25 +203,52 @@ def _parse(body: bytes) -> tuple[str, float, bool]:
         return "", LEASE_SECONDS, False
 
 
+def _held(store: Any) -> dict[str, _Holder]:
+    """The locks this process holds on `store`, by key."""
+    held: dict[str, _Holder] | None = getattr(store, "_lease_held", None)
+    if held is None:
+        held = store._lease_held = {}
+    return held
+
+
+def deleted(store: Any, keys: list[str]) -> None:
+    """The driver deleted the lock objects `keys` (with their session, everything else first): a
+    lock among them that this process holds has nothing left to release."""
+    held = _held(store)
+    for key in keys:
+        h = held.get(key)
+        if h is not None:
+            h.version = ""
+
+
 @contextlib.asynccontextmanager
-async def hold(store: LeaseStore, path: str, key: str) -> AsyncIterator[None]:
+async def hold(store: LeaseStore, path: str, key: str, *, check_exists: bool = True) -> AsyncIterator[None]:
     cond = await conditions(store)
     h = _Holder(secrets.token_hex(12), float(store.lease_seconds))
     h.version = await _acquire(store, path, key, h, cond)
+    held = _held(store)
+    held[key] = h
     renew: asyncio.Task[None] | None = None
     empty = False
     try:
-        if not await store._lease_occupied(path):
+        if check_exists and not await store._lease_occupied(path):
             empty = True
             raise PathNotFound(path)
         renew = asyncio.create_task(_renew(store, path, key, h, cond))
-        yield
+        try:
+            yield
+        except PathNotFound:
+            if not check_exists:          # the holder looked and found nothing at `path`
+                empty = True
+            raise
     finally:
         if renew is not None:
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
-        if h.version:
+        if held.get(key) is h:
+            del held[key]
+        if h.version:             # (none when the holder deleted the session, lock included)
             await _release(store, path, key, h, cond, empty)
 
 

@@ -194,12 +194,13 @@ class AzureDriver(ObjectKeys):
             locks = [n for n in doomed if n.endswith("/" + lease.LOCK)]       # last: see lease.py
             await asyncio.gather(*(one(n) for n in doomed if not n.endswith("/" + lease.LOCK)))
             await asyncio.gather(*(one(n) for n in locks))
+            lease.deleted(self, locks)
         except AZ_ERRORS as exc:
             raise self._error(exc, path) from None
 
     # -- exclusive (lease.py) ----------------------------------------------------------------
-    def exclusive(self, path: str) -> contextlib.AbstractAsyncContextManager[None]:
-        return lease.hold(self, path, f"{self._dir_prefix(path)}{lease.LOCK}")
+    def exclusive(self, path: str, *, check_exists: bool = True) -> contextlib.AbstractAsyncContextManager[None]:
+        return lease.hold(self, path, f"{self._dir_prefix(path)}{lease.LOCK}", check_exists=check_exists)
 
     async def lock_conditions(self) -> lease.Conditions:
         """What the container honours of conditional writes (probed once, logged)."""

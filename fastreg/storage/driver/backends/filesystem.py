@@ -395,10 +395,11 @@ class FilesystemDriver:
         return _FsWriter(self, path, full, fd, size)
 
     @contextlib.asynccontextmanager
-    async def exclusive(self, path: str) -> AsyncIterator[None]:
+    async def exclusive(self, path: str, *, check_exists: bool = True) -> AsyncIterator[None]:
         """flock(LOCK_EX | LOCK_NB) on the existing file or directory `path` (see the driver
         contract in base.py).  Nothing is created; the lock belongs to the inode and follows it
-        through a rename; closing (or the process dying) releases it."""
+        through a rename; closing (or the process dying) releases it.  (`path` must exist to be
+        locked: `check_exists` changes nothing here.)"""
         full = self._full(path)
         try:
             fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)

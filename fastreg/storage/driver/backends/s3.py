@@ -409,12 +409,13 @@ class S3Driver(ObjectKeys):
             await self._delete_keys([k for k in doomed if not k.endswith("/" + lease.LOCK)])
             if locks:
                 await self._delete_keys(locks)
+                lease.deleted(self, locks)
         except S3_ERRORS as exc:
             raise self._error(exc, path) from None
 
     # -- exclusive (lease.py) ----------------------------------------------------------------
-    def exclusive(self, path: str) -> contextlib.AbstractAsyncContextManager[None]:
-        return lease.hold(self, path, f"{self._dir_prefix(path)}{lease.LOCK}")
+    def exclusive(self, path: str, *, check_exists: bool = True) -> contextlib.AbstractAsyncContextManager[None]:
+        return lease.hold(self, path, f"{self._dir_prefix(path)}{lease.LOCK}", check_exists=check_exists)
 
     async def lock_conditions(self) -> lease.Conditions:
         """What the bucket honours of conditional writes (probed once, logged)."""
