@@ -27,7 +27,6 @@ import logging
 import os
 import shutil
 import sys
-import threading
 import time
 import uuid as _uuid
 from collections.abc import AsyncIterator
@@ -133,64 +132,12 @@ def _rmtree(full: str) -> None:
                 raise
 
 
-class SharedDirSync:
-    """fsyncs of a directory shared by the threads that need one at the same time.
-
-    Concurrent pushes into one repository each create a directory in the same parent (a layer
-    link's ``_layers/sha256/<digest>/``, a blob's ``blobs/sha256/<xx>/``) and each must fsync
-    that parent before it answers.  A caller's change is covered by any fsync of the directory
-    that *starts* after the change: so a caller that finds one running waits for it to end and
-    then joins the next, which the first of the waiters runs for all of them.  Every caller
-    returns only after an fsync that started after its call — or with the error of one that
-    did (a failed fsync counts for no one: the next waiter runs its own)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        # directory -> [fsyncs started, fsyncs done, callers in sync()]; one runs iff started > done
-        self._dirs: dict[str, list[int]] = {}
-
-    def sync(self, d: str) -> None:
-        cond = self._cond
-        with cond:
-            st = self._dirs.get(d)
-            if st is None:
-                st = self._dirs[d] = [0, 0, 0]
-            need = st[0] + 1            # the first fsync that starts from now on
-            st[2] += 1
-            try:
-                while st[1] < need:
-                    if st[0] > st[1]:   # one is running (it may have started before our change)
-                        cond.wait()
-                        continue
-                    st[0] += 1
-                    mine, ok = st[0], False
-                    cond.release()
-                    try:
-                        fsio.sync_dirs([_enc(d)])
-                        ok = True
-                    finally:
-                        cond.acquire()
-                        if ok:
-                            st[1] = mine
-                        else:
-                            st[0] = st[1]
-                        cond.notify_all()
-            finally:
-                st[2] -= 1
-                if st[2] == 0 and st[0] == st[1]:
-                    del self._dirs[d]
-
-
-_parent_syncs = SharedDirSync()
-
-
 def _sync_parents(created: list[str], synced: str) -> None:
-    """fsync the parent of each directory in `created` (their new entries), but `synced`; an
-    fsync of the same parent by another thread at the same time is shared (SharedDirSync)."""
+    """fsync the parent of each directory in `created` (their new entries), but `synced`."""
     parents = dict.fromkeys(os.path.dirname(c) for c in created)
     parents.pop(synced, None)
-    for d in parents:
-        _parent_syncs.sync(d)
+    if parents:
+        fsio.sync_dirs([_enc(d) for d in parents])
 
 
 def _translate(exc: OSError, path: str) -> StorageError:
