@@ -333,7 +333,7 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     kinds = list(summary)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(max(4.2 * len(kinds), 8.0), 4.6), squeeze=False)
     colors = {FASTREG: "tab:blue", DIST3: "tab:orange", DIST2: "tab:grey"}
     for ax, kind in zip(axes[0], kinds, strict=False):
         k = summary[kind]

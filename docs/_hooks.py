@@ -21,6 +21,7 @@ BROUGHT_IN = (
     "bench/RESULTS.md",
     "bench/results-latest.png",
     "bench/scaling-latest.png",
+    "bench/scaling-tags-latest.png",
     "loadtests/README.md",
     "loadtests/results/*.png",
     "examples/config.yml",
