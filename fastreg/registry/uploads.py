@@ -392,12 +392,7 @@ class UploadStore:
             if not done:
                 await w.close()
         if not moved:
-            try:
-                await self.driver.delete(layout.upload_dir(st.name, st.uuid))
-            except PathNotFound:
-                pass
-            except StorageError as exc:     # the blob is committed; upload purging removes the rest
-                log.warning("could not remove the finished upload %s of %s: %s", st.uuid, st.name, exc)
+            await self._drop_finished(st)
         return st.offset
 
     async def put_whole(self, name: str, digest: Digest, body: AsyncIterator[bytes]) -> int | AsyncIterator[bytes]:
@@ -440,13 +435,17 @@ class UploadStore:
         except RegistryError:           # the digest or the quota: nothing was stored
             await self._delete_session(st.name, st.uuid)
             raise
+        await self._drop_finished(st)
+        return size
+
+    async def _drop_finished(self, st: UploadState) -> None:
+        """Remove the session of a committed blob; a failure only leaves it to upload purging."""
         try:
             await self.driver.delete(layout.upload_dir(st.name, st.uuid))
         except PathNotFound:
             pass
         except StorageError as exc:     # the blob is committed; upload purging removes the rest
             log.warning("could not remove the finished upload %s of %s: %s", st.uuid, st.name, exc)
-        return size
 
     async def _into_blobs(self, st: UploadState, digest: Digest, replace: bool = False) -> bool:
         """Make the session's (verified, durable) data blob `digest`; True if that took the
