@@ -92,6 +92,8 @@ class App:
         registry.manifests.immutable = Immutability.from_config(cfg)
         if registry.manifests.immutable is not None and metrics is not None:
             registry.manifests.immutable.on_refusal = metrics.immutable_refused
+        from .retention.policy import delete_intents
+        registry.manifests.deletes = delete_intents(cfg, driver)
         from .retention.quota import Quotas
         quotas = Quotas.from_config(cfg, driver)
         if quotas is not None:

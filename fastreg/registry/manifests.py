@@ -22,6 +22,7 @@ from ..storage import layout, walk
 from ..storage.driver.base import PathNotFound, StorageDriver
 from .blobs import BlobStore
 from .catalog import Catalog
+from .deletes import DeleteIntents
 from .lru import ByteLRU
 from .tags import TagStore
 
@@ -115,6 +116,7 @@ class ManifestStore:
         self.guard = ReferenceGuard(driver)     # online garbage collection (see fastreg.maintenance.gc)
         self.immutable: TagGuard | None = None       # fastreg.immutability (fastreg.retention.immutable)
         self.quota: QuotaGuard | None = None         # fastreg.quota (fastreg.retention.quota)
+        self.deletes: DeleteIntents | None = None    # fastreg.retention: deletes racing a push (deletes.py)
 
     def parse_reference(self, reference: str) -> Digest | str:
         if is_digest_reference(reference):
@@ -215,17 +217,19 @@ class ManifestStore:
         if self.quota is not None and local:            # counted before anything is written
             reservation = await self.quota.admit(name, d, len(body), counted)
         try:
-            await self._write(name, ref, d, body, parsed, since, local)
+            restored = await self._write(name, ref, d, body, parsed, since, local)
         except BaseException:
             if reservation is not None and self.quota is not None:
                 await self.quota.cancel(reservation)
             raise
-        if reservation is None and self.quota is not None and local:   # counted already: still?
+        if (reservation is None or restored) and self.quota is not None and local:   # counted: still?
             await self.quota.relinked(name, d, len(body), counted)
         return d, parsed
 
     async def _write(self, name: str, ref: Digest | str, d: Digest, body: bytes, parsed: mf.ParsedManifest,
-                     since: bytes, local: bool) -> None:
+                     since: bytes, local: bool) -> bool:
+        """Store and link; True if a retention delete racing it removed the revision and it was
+        written back (the quota must count it again)."""
         stored = await self.blobs.stat_data(d)
         if stored is None or stored.size != len(body):      # absent, or a damaged copy: (re)write
             await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
@@ -244,22 +248,28 @@ class ManifestStore:
             except RegistryError:
                 previous = None
             await self.tags.tag(name, ref, d, new=previous is None)
-        await self._confirm(name, ref, d, parsed, previous, since, local)
+        restored = await self._confirm(name, ref, d, parsed, previous, since, local)
         self._cache.put((d.algorithm, d.hex), StoredManifest(d, body, parsed.media_type), len(body))
+        return restored
 
     async def _confirm(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest,
-                       previous: Digest | None, since: bytes, local: bool = True) -> None:
-        """Every link is written: tell a running garbage collection what this manifest names
-        (fastreg.maintenance.gc, step P2); if one runs or ran since `since`, check it all survived (P3)."""
+                       previous: Digest | None, since: bytes, local: bool = True) -> bool:
+        """Every link is written: write back what a retention delete racing this PUT removed
+        (registry/deletes.py); tell a running garbage collection what this manifest names
+        (fastreg.maintenance.gc, step P2); if one runs or ran since `since`, check it all survived (P3).
+        True if the revision was written back."""
         named = [d, *(b.digest for b in parsed.blobs if not b.foreign), *(c.digest for c in parsed.manifests)] \
             if local else [d]
         try:
+            restored = False
+            if self.deletes is not None and self.deletes.covers(name):
+                restored = await self._relink_after_deletes(name, ref, d, parsed)
             if not await self.guard.confirm(named, since):
-                return
+                return restored
             self._cache.pop((d.algorithm, d.hex))
             if await self.blobs.stat_data(d) is not None and await self._revision_exists(name, d):
                 await self._check_references(name, parsed, local)
-                return
+                return restored
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": [str(d)]})
         except (RegistryError, GuardTimeout) as exc:
             if isinstance(ref, str):        # put the tag back as it was
@@ -274,6 +284,38 @@ class ManifestStore:
                 raise RegistryError("UNAVAILABLE", str(exc), status=503,
                                     message="garbage collection in progress, retry") from None
             raise
+
+    async def _relink_after_deletes(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest
+                                    ) -> bool:
+        """Wait while a retention run deletes the tag or a manifest this PUT just linked, then write
+        back every link a delete removed: the children's revisions, the manifest's (and its referrer
+        entry), the tag (unless another push moved it meanwhile).  True if the revision was written back."""
+        assert self.deletes is not None
+        tag = ref if isinstance(ref, str) else None
+        await self.deletes.settle(name, tag, [d, *(c.digest for c in parsed.manifests)])
+        for desc in parsed.manifests:
+            c = desc.digest
+            if await self._revision_exists(name, c):
+                continue
+            if await self.blobs.stat_data(c) is not None:
+                await self.driver.put_content(layout.revision_link(name, c.algorithm, c.hex), str(c).encode())
+            elif self.index_policy.must_exist(desc):
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": [str(c)]})
+        restored = not await self._revision_exists(name, d)
+        if restored:
+            log.warning("manifest %s@%s: deleted by retention while it was pushed; linked again", name, d)
+            await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())
+            if parsed.subject is not None:
+                s = parsed.subject.digest
+                await self.driver.put_content(layout.referrer_link(name, s.algorithm, s.hex, d.algorithm, d.hex),
+                                              str(d).encode())
+        if tag is not None:
+            try:
+                await self.tags.resolve(name, tag)          # here, or moved by another push: left as it is
+            except RegistryError:
+                log.warning("tag %s:%s: deleted by retention while it was pushed; tagged again", name, tag)
+                await self.tags.tag(name, tag, d, new=True)
+        return restored
 
     async def _check_references(self, name: str, parsed: mf.ParsedManifest, local: bool = True) -> None:
         """URLs of foreign layers against the URL policy; and, if `local`, every blob and child

@@ -20,8 +20,9 @@ Online and safe: the run deletes through the manifest service, exactly as a clie
 (so immutability is enforced again, webhook ``delete`` events are sent, and the online garbage
 collection later sweeps the blobs only the deleted manifests used).  Just before deleting a tag
 it reads the tag again: a tag pushed (moved, or pushed again) since the run looked at it is
-kept; likewise a manifest pushed again or tagged since is kept.  What remains is the instant
-between that re-read and the delete, the same window a client's DELETE racing a push has.
+kept; likewise a manifest pushed again or tagged since is kept.  A push landing between that
+re-read and the delete is not lost: the run holds an intent on what it deletes while it re-reads
+and deletes, and a PUT waits for it and writes back what was removed (``registry/deletes.py``).
 """
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ from ..digest import Digest
 from ..errors import RegistryError
 from ..hooks import RequestState, Target
 from ..maintenance.gc import references
+from ..registry.deletes import DeleteIntents
 from ..storage import layout, walk
-from ..storage.driver.base import PathNotFound, StorageError
+from ..storage.driver.base import PathNotFound, StorageDriver, StorageError
 from . import history, pulls
 from .immutable import Immutability
 
@@ -89,6 +91,15 @@ def compile_policies(cfg: Config) -> list[CompiledPolicy]:
                            p.keep.lastpulled, p.keep.pulledwithin, tuple((t, compile_glob(t)) for t in p.keep.tags),
                            p.untagged)
             for i, p in enumerate(cfg.fastreg.retention.policies)]
+
+
+def delete_intents(cfg: Config, driver: StorageDriver) -> DeleteIntents | None:
+    """What the manifest PUT checks after linking (``registry/deletes.py``): in the repositories a
+    policy matches, a retention run may be deleting what the PUT links.  None without policies."""
+    patterns = [p.pattern for p in compile_policies(cfg)]
+    if not patterns:
+        return None
+    return DeleteIntents(driver, lambda name: any(p.fullmatch(name) for p in patterns))
 
 
 @dataclass
@@ -186,6 +197,7 @@ class Retention:
         self.registry = registry
         self.driver = registry.driver
         self.immutable: Immutability | None = registry.manifests.immutable
+        self.intents = DeleteIntents(self.driver)       # a push racing a delete waits, then restores
         self.emit = emit
         self.deleted = deleted            # metric: (kind, count)
         self.now = now
@@ -279,15 +291,17 @@ class Retention:
                     dec.delete, dec.why = False, ["pulled during the run"]
                     kept_targets.add(tp.digest)
                     continue
-            again = await history.tag_push(self.driver, name, tp.tag)
-            if again is None:
-                dec.why.append("already gone")
-                continue
-            if again != tp:                 # pushed (moved or pushed again) since it was read
-                dec.delete, dec.why = False, ["pushed during the run"]
-                kept_targets.add(again.digest)
-                continue
-            await self._delete(name, tp.tag, dec)
+            async with self.intents.deleting_tag(name, tp.tag):
+                again = await history.tag_push(self.driver, name, tp.tag)
+                if again is None:
+                    dec.why.append("already gone")
+                    continue
+                if again != tp:             # pushed (moved or pushed again) since it was read
+                    dec.delete, dec.why = False, ["pushed during the run"]
+                    kept_targets.add(again.digest)
+                    continue
+                await self._delete(name, tp.tag, dec)
+            await self._announce(name, tp.tag, dec)
         if p.untagged is not None:
             if not dry_run:                 # tags pushed meanwhile count as well
                 kept_targets |= {t.digest for t in await history.tags(self.driver, name)}
@@ -305,7 +319,10 @@ class Retention:
             return
         dec.done = True
         log.info("retention: deleted %s %s:%s (%s)", dec.kind, name, reference, "; ".join(dec.why))
-        if self.emit is not None:
+
+    async def _announce(self, name: str, reference: str, dec: Decision) -> None:
+        """The webhook event of a deletion done (sent once its intent is released)."""
+        if dec.done and self.emit is not None:
             tag = reference if dec.kind == "tag" else None
             await self.emit("delete", _event_request(name, reference),
                             Target(name, "" if tag else reference, "", 0, tag))
@@ -347,10 +364,12 @@ class Retention:
             outcome.decisions.append(dec)
             if not dec.delete or dry_run:
                 continue
-            if await history.revision_pushed(self.driver, name, d) != pushed:
-                dec.delete, dec.why = False, ["pushed during the run"]
-                continue
-            if await self.registry.tags.pointing_at(name, d):
-                dec.delete, dec.why = False, ["tagged during the run"]
-                continue
-            await self._delete(name, str(d), dec)
+            async with self.intents.deleting_revision(name, d):
+                if await history.revision_pushed(self.driver, name, d) != pushed:
+                    dec.delete, dec.why = False, ["pushed during the run"]
+                    continue
+                if await self.registry.tags.pointing_at(name, d):
+                    dec.delete, dec.why = False, ["tagged during the run"]
+                    continue
+                await self._delete(name, str(d), dec)
+            await self._announce(name, str(d), dec)

@@ -24,6 +24,8 @@ fastreg as it is, and the other way round::
       _fastreg_history/pulls/<name>/_base.json, _w/...      pull history (retention/pulls.py)
       _fastreg_proxy/fetching/<alg>/<hex>/<replica id>      pull-through cache leases: which
                                                             replica fetches a blob (registry/leases.py)
+      _fastreg_deleting/<name>/_revisions/<alg>/<hex>       a retention run is deleting this
+      _fastreg_deleting/<name>/_tags/<tag>                  (registry/deletes.py)
 
 Everything that names one of these paths calls a function here; ``walk.py`` lists them (every
 blob, every link of a link directory, every upload session, ...).
@@ -243,3 +245,15 @@ def lease(alg: str, hex_: str, holder: str) -> str:
 def lock_anchor(lock: str) -> str:
     """The file a storage-wide lock directory keeps (retention/lock.py)."""
     return f"{lock}/anchor"
+
+
+# what a retention run is deleting right now (registry/deletes.py): a pushing PUT waits for it
+DELETE_INTENTS = f"{ROOT}/_fastreg_deleting"
+
+
+def delete_intent_revision(name: str, alg: str, hex_: str) -> str:
+    return f"{DELETE_INTENTS}/{name}/_revisions/{alg}/{hex_}"
+
+
+def delete_intent_tag(name: str, tag: str) -> str:
+    return f"{DELETE_INTENTS}/{name}/_tags/{tag}"

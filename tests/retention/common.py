@@ -10,6 +10,7 @@ import yaml
 from fastreg.config import Config, load_config
 from fastreg.registry import Registry
 from fastreg.retention.immutable import Immutability
+from fastreg.retention.policy import delete_intents
 from tests.support.direct_push import push_manifest
 from tests.support.registry_client import Blob, Manifest, make_layer, make_manifest
 
@@ -24,6 +25,7 @@ def config(tmp: Path, fastreg: dict[str, Any]) -> Config:
 def registry(driver: Any, cfg: Config) -> Registry:
     reg = Registry(driver, secret=b"k" * 32, delete_enabled=True)
     reg.manifests.immutable = Immutability.from_config(cfg)
+    reg.manifests.deletes = delete_intents(cfg, driver)
     return reg
 
 

@@ -92,10 +92,17 @@ def test_cli_dry_run_then_run_with_webhooks(fastreg_factory: Any, tmp_path: Path
 
 def test_schedule_applies_the_policies(fastreg_factory: Any, tmp_path: Path) -> None:
     dport = free_port()
-    srv = fastreg_factory(debug_config(dport, fastreg={"retention": {**POLICIES, "interval": "1s"}}),
-                          env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}, workers=2)
+    srv = fastreg_factory(debug_config(dport), env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}, workers=2)
     with httpx.Client(base_url=srv.url, timeout=30) as c:
         push_tags(c, "ci/app", ["a", "b", "c", "d"])
+    # then the schedule: the same data under a server whose configuration has it (pushes that race a
+    # run are tests/retention/test_delete_races.py's)
+    srv.stop()
+    cfg = yaml.safe_load(srv.config_path.read_text())
+    cfg["fastreg"]["retention"] = {**POLICIES, "interval": "1s"}
+    srv.config_path.write_text(yaml.safe_dump(cfg))
+    srv.start()
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
         deadline = time.monotonic() + 30
         while tag_list(c, "ci/app") != ["c", "d"] and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -1,0 +1,193 @@
+"""A retention run's deletes against pushes that land in the middle of them: an answered push is
+never lost.  Each race is forced at one point (a hook on the services the PUT and the run call),
+then the tag must resolve and the manifest, its children and its tag must all be there."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastreg.digest import parse_digest
+from fastreg.registry import Registry
+from fastreg.retention.policy import Retention
+from fastreg.storage import layout, walk
+from fastreg.storage.driver.backends.filesystem import FilesystemDriver
+from tests.support.direct_push import push_manifest
+from tests.support.registry_client import Manifest, make_index, make_layer, make_manifest
+
+from .common import config, registry
+
+REPO = "ci/app"
+POLICY = {"retention": {"policies": [{"repository": "ci/**", "keep": {"lastpushed": 1}, "untagged": "0s"}]}}
+
+
+def later() -> float:
+    """The run's clock, 10 s ahead: everything pushed so far is older than its `untagged` delay."""
+    return time.time() + 10
+
+
+async def assert_whole(reg: Registry, tag: str, m: Manifest) -> None:
+    assert (await reg.manifests.get(REPO, tag)).body == m.body
+    assert (await reg.manifests.get(REPO, m.digest)).body == m.body
+    for child in m.children:
+        assert (await reg.manifests.get(REPO, child.digest)).body == child.body
+    assert str(await reg.tags.resolve(REPO, tag)) == m.digest
+
+
+def hook_tag_write(reg: Registry, before: Callable[[], Awaitable[None]]) -> list[int]:
+    """Run `before` once, when a PUT is about to write its tag (its revision is written)."""
+    original = reg.tags.tag
+    calls: list[int] = []
+
+    async def tag(name: str, t: str, d: Any, *, new: bool = False) -> None:
+        if not calls:
+            calls.append(1)
+            await before()
+        await original(name, t, d, new=new)
+    reg.tags.tag = tag  # type: ignore[method-assign,assignment]
+    return calls
+
+
+def test_untagged_delete_between_the_revision_and_the_tag(tmp_path: Path) -> None:
+    """The run lists the manifest a PUT has linked but not tagged yet, and deletes it as untagged;
+    the PUT then writes the tag, finds the revision gone and links it again."""
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        await push_manifest(reg, REPO, make_manifest(layers=[make_layer(100)]), "old")
+        m = make_manifest(layers=[make_layer(200)])
+        reports = []
+
+        async def run() -> None:
+            reports.append(await Retention(cfg, reg, now=later).run())
+        calls = hook_tag_write(reg, run)
+        await push_manifest(reg, REPO, m, "new")
+        assert calls
+        deleted = {d.name for d in reports[0].repositories[0].decisions if d.done}
+        assert m.digest in deleted                     # the race did happen: the run deleted it
+        await assert_whole(reg, "new", m)
+        assert await reg.tags.all(REPO) == ["new", "old"]
+        assert not await walk.exists(reg.driver, layout.delete_intent_revision(
+            REPO, "sha256", m.digest.split(":")[1]))    # the intent is gone with the run
+    asyncio.run(main())
+
+
+def test_index_children_deleted_before_the_index_is_tagged(tmp_path: Path) -> None:
+    """A multi-platform push: the children are pushed by digest, then the index by tag.  A run
+    between the index's revision and its tag deletes the children (and the index) as untagged;
+    the PUT links all of them again."""
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        idx = make_index([make_manifest(layers=[make_layer(300)]), make_manifest(layers=[make_layer(301)])])
+
+        async def run() -> None:
+            await Retention(cfg, reg, now=later).run()
+        hook_tag_write(reg, run)
+        await push_manifest(reg, REPO, idx, "multi")
+        await assert_whole(reg, "multi", idx)
+    asyncio.run(main())
+
+
+def test_push_waits_for_the_delete_in_progress(tmp_path: Path) -> None:
+    """The run re-read the manifest (untagged) and holds its intent; the PUT tags it and reaches
+    its check while the delete (which removes the manifest and every tag naming it) is under way.
+    The PUT waits for the delete to end, then puts back the revision and the tag."""
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        await push_manifest(reg, REPO, make_manifest(layers=[make_layer(100)]), "old")
+        m = make_manifest(layers=[make_layer(200)])
+        await push_manifest(reg, REPO, m)                     # untagged, then tagged during the run
+        original = reg.manifests.delete
+        put: list[asyncio.Task[Any]] = []
+
+        async def delete(name: str, reference: str) -> None:
+            if reference == m.digest and not put:
+                put.append(asyncio.create_task(reg.manifests.put(REPO, "late", m.body, m.media_type)))
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:            # the PUT has tagged: it is at its check
+                    try:
+                        await reg.tags.resolve(REPO, "late")
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.005)
+                await asyncio.sleep(0.05)
+                assert not put[0].done()                      # it waits for this delete
+            await original(name, reference)
+        reg.manifests.delete = delete  # type: ignore[method-assign]
+        report = await Retention(cfg, reg, now=later).run()
+        assert put
+        assert str((await put[0])[0]) == m.digest
+        assert any(d.name == m.digest and d.done for d in report.repositories[0].decisions)
+        await assert_whole(reg, "late", m)
+    asyncio.run(main())
+
+
+def test_tag_pushed_again_while_the_run_deletes_it(tmp_path: Path) -> None:
+    """The run re-read tag `a` (unchanged) and holds its intent; a client pushes `a` again to the
+    same manifest during the delete: afterwards `a` is there."""
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        ma = make_manifest(layers=[make_layer(100)])
+        await push_manifest(reg, REPO, ma, "a")
+        await push_manifest(reg, REPO, make_manifest(layers=[make_layer(101)]), "b")
+        original = reg.manifests.delete
+        put: list[asyncio.Task[Any]] = []
+
+        async def delete(name: str, reference: str) -> None:
+            if reference == "a" and not put:
+                put.append(asyncio.create_task(reg.manifests.put(REPO, "a", ma.body, ma.media_type)))
+                await asyncio.sleep(0.1)
+                assert not put[0].done()                      # it waits for this delete
+            await original(name, reference)
+        reg.manifests.delete = delete  # type: ignore[method-assign]
+        await Retention(cfg, reg, now=later).run()
+        assert put
+        await put[0]
+        await assert_whole(reg, "a", ma)
+        assert parse_digest(ma.digest) == await reg.tags.resolve(REPO, "a")
+    asyncio.run(main())
+
+
+def test_a_dead_runs_intent_goes_stale(tmp_path: Path) -> None:
+    """An intent left by a run that died is not waited for once stale; a fresh one past the wait
+    answers 503 UNAVAILABLE and leaves the tag as it was."""
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        m = make_manifest(layers=[make_layer(100)])
+        d = parse_digest(m.digest)
+        path = layout.delete_intent_revision(REPO, d.algorithm, d.hex)
+        await reg.driver.put_content(path, repr(time.time() - 500).encode())
+        await push_manifest(reg, REPO, m, "t")                      # stale: no wait
+        await assert_whole(reg, "t", m)
+        assert reg.manifests.deletes is not None
+        reg.manifests.deletes.wait = 0.2
+        await reg.driver.put_content(path, repr(time.time()).encode())
+        m2 = make_manifest(layers=[make_layer(101)])
+        await push_manifest(reg, REPO, m2, "t2")                    # another manifest: no wait
+        try:
+            await reg.manifests.put(REPO, "t3", m.body, m.media_type)
+            raise AssertionError("no 503")
+        except Exception as exc:
+            assert getattr(exc, "status", None) == 503 and exc.code.value == "UNAVAILABLE"  # type: ignore[attr-defined]
+        assert await reg.tags.all(REPO) == ["t", "t2"]             # t3 not left behind
+    asyncio.run(main())
+
+
+def test_repositories_no_policy_matches_pay_nothing(tmp_path: Path) -> None:
+    """Only repositories a policy matches look for intents."""
+    cfg = config(tmp_path, POLICY)
+    reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+    assert reg.manifests.deletes is not None
+    assert reg.manifests.deletes.covers("ci/app") and not reg.manifests.deletes.covers("prod/app")
+    assert registry(FilesystemDriver(str(tmp_path / "d2")), config(tmp_path, {})).manifests.deletes is None
