@@ -13,7 +13,7 @@ from typing import Any
 
 from .api.base import Context
 from .api.errors import error_body, error_headers, status_of
-from .api.http import Receive, Request, Response, ResponseAborted, Scope, Send
+from .api.http import CONNECTION_CLOSE, Receive, Request, Response, ResponseAborted, Scope, Send, unread_body
 from .api.routes import match, refuse_malformed, routing_path
 from .config import Config, ConfigError
 from .errors import BodyInterrupted, RegistryError
@@ -256,8 +256,11 @@ class App:
                         body)
 
     async def send(self, scope: Scope, send: Send, resp: Response) -> int:
-        """Send the response; returns the body bytes sent (for metrics)."""
+        """Send the response; returns the body bytes sent (for metrics).  An answer given before
+        the request's body was read to its end (a refusal) closes the connection: `unread_body`."""
         headers = resp.headers + self.common
+        if unread_body(scope):
+            headers.append(CONNECTION_CLOSE)
         if scope["method"] == "HEAD":
             await send({"type": "http.response.start", "status": resp.status, "headers": headers})
             await send({"type": "http.response.body", "body": b""})

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 class RequestState:
     """What the layers learn about a request and hand on (kept in the ASGI scope under ``fastreg``):
     the route matched, the actor access control named, whether a cross-repository mount may
-    happen, the catalog filter of an access policy, the request id, the body bytes received."""
+    happen, the catalog filter of an access policy, the request id, the body bytes received and
+    whether the body was read to its end."""
 
     route: str = "none"
     actor: str | None = None
@@ -31,6 +32,7 @@ class RequestState:
     catalog_filter: Callable[[str], bool] | None = None   # the repositories the caller may see
     request_id: str | None = None
     bytes_in: int = 0
+    body_read: bool = False                  # the request body was read to its end (fastreg.api.http)
 
 
 def request_state(scope: dict[str, Any]) -> RequestState:

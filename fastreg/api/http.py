@@ -64,6 +64,7 @@ class Request:
         self._consumed = True
         expected = self.content_length()
         seen = 0
+        ended = False
         receive = self.receive
         timeout = self.body_timeout
         try:
@@ -85,9 +86,12 @@ class Request:
                         raise BodyInterrupted("body longer than Content-Length")
                     yield chunk
                 if not msg.get("more_body", False):
+                    ended = True
                     break
         finally:
-            request_state(self.scope).bytes_in = seen     # for metrics (App.http)
+            st = request_state(self.scope)
+            st.bytes_in = seen              # for metrics (App.http)
+            st.body_read = ended            # the connection stays usable (unread_body)
         if expected is not None and seen != expected:
             raise BodyInterrupted(f"body ended after {seen} of {expected} bytes")
 
@@ -110,6 +114,31 @@ class Request:
     @property
     def consumed(self) -> bool:
         return self._consumed
+
+
+CONNECTION_CLOSE = (b"connection", b"close")
+
+
+def unread_body(scope: Scope) -> bool:
+    """Whether an HTTP/1 request's body may have bytes the app did not read: a Content-Length
+    other than 0 or a chunked body, not read to its end (`Request.body`).  Its answer must carry
+    `Connection: close`: granian (hyper) does not wait for the rest of a body nobody reads; it
+    takes what has already arrived and closes the connection after the answer, and a client that
+    keeps connections alive would send its next request into the closed connection.  (HTTP/2
+    ends the stream alone, with no such header.)  Requests without a body cost a look at their
+    headers; a body read to its end, one attribute."""
+    st = scope.get("fastreg")
+    if st is not None and st.body_read:
+        return False
+    if scope.get("http_version") == "2":
+        return False
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for k, v in headers:
+        if k == b"content-length":
+            return v != b"0"
+        if k == b"transfer-encoding":
+            return True
+    return False
 
 
 class ResponseAborted(Exception):
