@@ -233,8 +233,10 @@ def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 # fastreg+NAME: the config NAME adds to fastreg's (and what it measures, for --help and the docs)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "pulls": ({"fastreg": {"history": {"pulls": True}}}, "pull history recorded (fastreg.history.pulls: true)"),
-    "nofsync": ({"fastreg": {"fsync": False}}, "no fsync (fastreg.fsync: false, as Distribution): the bound on "
-                "what fewer fsyncs can give"),
+    "nofsync": ({"fastreg": {"fsync": False}}, "no fsync (fastreg.fsync: false): the bound on what fewer "
+                "fsyncs can give"),
+    "groupsync": ({"storage": {"filesystem": {"groupsync": True}}}, "one syncfs shared by every waiting durable "
+                  "write instead of each one's fsyncs (storage.filesystem.groupsync: true): the same durability"),
 }
 
 

@@ -204,6 +204,9 @@ class Filesystem(_S, frozen=True):
     # behind: fastreg/storage/driver/backends/filesystem.py); 0 keeps every page cached
     dropbehind: int = 8 << 20
     directio: bool = True     # false: past dropbehind, write behind instead of O_DIRECT
+    # fastreg: durable writes wait for one syncfs(2) shared by every request waiting, instead of
+    # fsyncs of their own files (the same guarantees; for a filesystem holding little else; Linux)
+    groupsync: bool = False
 
 
 class InMemory(_S, frozen=True):

@@ -76,3 +76,121 @@ def test_no_fsync_when_disabled(tmp_path: Path, synced: list[str]) -> None:
         await d.close()
     asyncio.run(go())
     assert synced == []
+
+
+# -- storage.filesystem.groupsync: one shared syncfs instead of each request's fsyncs ----------
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch, synced: list[str]) -> list[dict[str, bytes | None]]:
+    """What was under the root at each syncfs (a file's bytes; None for a directory): the state
+    each sync made durable.  (`synced` records every fsync: none may happen in this mode.)"""
+    from fastreg.storage.driver.backends import groupsync
+    states: list[dict[str, bytes | None]] = []
+    real = groupsync._sync
+
+    def sync(fd: int) -> None:
+        root = os.readlink(f"/proc/self/fd/{fd}")
+        state: dict[str, bytes | None] = {}
+        for d, dirs, files in os.walk(root):
+            for n in dirs:
+                state[os.path.relpath(os.path.join(d, n), root)] = None
+            for n in files:
+                state[os.path.relpath(os.path.join(d, n), root)] = Path(d, n).read_bytes()
+        states.append(state)
+        real(fd)
+    monkeypatch.setattr(groupsync, "_sync", sync)
+    return states
+
+
+def temporary(state: dict[str, bytes | None], d: str) -> list[bytes | None]:
+    return [v for k, v in state.items() if os.path.dirname(k) == d and os.path.basename(k).startswith(".fastreg-tmp-")]
+
+
+def test_groupsync_makes_each_step_durable_in_order(tmp_path: Path, synced: list[str],
+                                                    syncs: list[dict[str, bytes | None]]) -> None:
+    """A durable put: the temporary file's bytes are synced before the rename, the rename (and
+    the directories made) before it returns.  A blob commit: the data is synced before the move,
+    the move before it returns.  No fsync of single files is left."""
+    d = FilesystemDriver(str(tmp_path / "root"), groupsync=True)
+    assert d.group is not None
+
+    async def go() -> None:
+        await d.put_content("/a/b/c/link", b"sha256:x")
+        assert len(syncs) == 2
+        assert temporary(syncs[0], "a/b/c") == [b"sha256:x"] and "a/b/c/link" not in syncs[0]
+        assert syncs[1]["a/b/c/link"] == b"sha256:x" and temporary(syncs[1], "a/b/c") == []
+        syncs.clear()
+        await d.put_content("/a/b/c/link", b"sha256:y")                   # replaced: old until renamed
+        assert syncs[0]["a/b/c/link"] == b"sha256:x" and temporary(syncs[0], "a/b/c") == [b"sha256:y"]
+        assert syncs[1]["a/b/c/link"] == b"sha256:y"
+        syncs.clear()
+        await d.put_content("/a/b/c/cache", b"state", durable=False)      # not durable: no sync
+        assert syncs == []
+        w = await d.writer("/up/data")
+        await w.write(b"blob")
+        await w.commit()
+        assert [s.get("up/data") for s in syncs] == [b"blob"]
+        syncs.clear()
+        await d.move("/up/data", "/blobs/sha256/ab/abcd/data")
+        assert len(syncs) == 1 and syncs[0]["blobs/sha256/ab/abcd/data"] == b"blob" and "up/data" not in syncs[0]
+        await d.close()
+    asyncio.run(go())
+    assert synced == []
+
+
+def test_groupsync_shares_one_sync_among_the_waiting(tmp_path: Path, synced: list[str],
+                                                     syncs: list[dict[str, bytes | None]]) -> None:
+    """64 concurrent durable puts (128 durable steps) take a handful of syncs: the running one,
+    then one for everyone who asked meanwhile."""
+    d = FilesystemDriver(str(tmp_path / "root"), groupsync=True)
+    assert d.group is not None
+
+    async def go() -> None:
+        await asyncio.gather(*(d.put_content(f"/r/{i:02d}/link", f"sha256:{i}".encode()) for i in range(64)))
+        await d.close()
+    asyncio.run(go())
+    assert d.group.waits == 128
+    assert d.group.syncs == len(syncs) <= 6
+    for i in range(64):
+        assert (tmp_path / f"root/r/{i:02d}/link").read_bytes() == f"sha256:{i}".encode()
+        assert all(s.get(f"r/{i:02d}/link") in (None, f"sha256:{i}".encode()) for s in syncs)
+    assert synced == []
+
+
+def test_groupsync_failure_reaches_the_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed syncfs (EIO: the writes may not be on disk) fails every step waiting for it;
+    the target of a put is left as it was."""
+    import errno
+
+    from fastreg.storage.driver.backends import groupsync
+    from fastreg.storage.driver.base import StorageError
+
+    def sync(fd: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+    d = FilesystemDriver(str(tmp_path / "root"), groupsync=True)
+
+    async def go() -> None:
+        monkeypatch.setattr(groupsync, "_sync", sync)
+        results = await asyncio.gather(*(d.put_content(f"/r/{i}/link", b"x") for i in range(4)),
+                                       return_exceptions=True)
+        assert all(isinstance(r, StorageError) and "I/O error" in str(r) for r in results)
+        assert not any((tmp_path / f"root/r/{i}/link").exists() for i in range(4))
+        assert not any(p.name.startswith(".fastreg-tmp-") for p in (tmp_path / "root").rglob("*"))
+        await d.close()
+    asyncio.run(go())
+
+
+def test_groupsync_from_the_configuration(tmp_path: Path) -> None:
+    from fastreg.config import load_config
+    from fastreg.storage.driver.factory import create_driver
+    path = tmp_path / "config.yml"
+    for on in (True, False):
+        path.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+                        f"    groupsync: {str(on).lower()}\n")
+        cfg = load_config(path)
+        drv = create_driver("filesystem", cfg.storage.filesystem)
+        assert (drv.group is not None) is on            # type: ignore[attr-defined]
+        asyncio.run(drv.close())
+    drv = create_driver("filesystem", cfg.storage.filesystem, fsync=False)     # fastreg.fsync: false wins
+    assert drv.group is None                             # type: ignore[attr-defined]
+    asyncio.run(drv.close())

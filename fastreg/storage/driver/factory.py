@@ -37,7 +37,8 @@ def _create(name: str, params: Any, *, fsync: bool, redirect: bool) -> StorageDr
         from .backends.filesystem import DROPBEHIND, FilesystemDriver
         return FilesystemDriver(params.rootdirectory, maxthreads=getattr(params, "maxthreads", 16) or 16,
                                 fsync=fsync, dropbehind=getattr(params, "dropbehind", DROPBEHIND),
-                                directio=getattr(params, "directio", True))
+                                directio=getattr(params, "directio", True),
+                                groupsync=getattr(params, "groupsync", False))
     if name == "inmemory":
         from .backends.inmemory import InMemoryDriver
         return InMemoryDriver()

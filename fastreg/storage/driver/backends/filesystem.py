@@ -47,6 +47,8 @@ from ..base import (
     check_path,
 )
 from .directio import DirectIO, DirectStream, Saturated, Unsupported, align_up
+from .groupsync import AVAILABLE as GROUPSYNC_AVAILABLE
+from .groupsync import GroupSync
 
 log = logging.getLogger("fastreg.storage.filesystem")
 
@@ -132,6 +134,29 @@ def _rmtree(full: str) -> None:
                 raise
 
 
+def _write_new(tmp: str, d: str, data: bytes) -> None:
+    """Create `tmp` (it must not exist; its directory `d` is made if missing) holding `data`."""
+    fd = -1
+    for attempt in range(PUT_ATTEMPTS):
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            break
+        except FileNotFoundError:
+            if attempt == PUT_ATTEMPTS - 1:
+                raise
+        _makedirs(d)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+
+
 def _sync_parents(created: list[str], synced: str) -> None:
     """fsync the parent of each directory in `created` (their new entries), but `synced`."""
     parents = dict.fromkeys(os.path.dirname(c) for c in created)
@@ -155,7 +180,7 @@ class FilesystemDriver:
     capabilities = Capabilities(exclusive=True, directory_renames=True, directory_mtimes=True)
 
     def __init__(self, rootdirectory: str, *, maxthreads: int = 16, fsync: bool = True,
-                 dropbehind: int = DROPBEHIND, directio: bool = True) -> None:
+                 dropbehind: int = DROPBEHIND, directio: bool = True, groupsync: bool = False) -> None:
         self.root = os.path.abspath(rootdirectory)
         self.fsync = fsync
         self.bypass_from = dropbehind       # files past this bypass the page cache: direct I/O,
@@ -165,6 +190,14 @@ class FilesystemDriver:
         self._pool = ThreadPoolExecutor(max_workers=max(2, maxthreads), thread_name_prefix="fastreg-fs")
         self._small: dict[str, tuple[tuple[int, int, int, int, int], bytes]] = {}   # SMALL_CACHED
         os.makedirs(self.root, exist_ok=True)
+        # groupsync: every durable step waits for one shared syncfs instead of its own fsyncs
+        self.group: GroupSync | None = None
+        if fsync and groupsync:
+            if GROUPSYNC_AVAILABLE:
+                self.group = GroupSync(self.root, self._pool)
+            else:
+                log.warning("storage.filesystem.groupsync: syncfs(2) is not available here; "
+                            "each durable write fsyncs its own files")
 
     def _full(self, path: str) -> str:
         # check_path's test, its common case first: no "." or ".." component without a "/."
@@ -232,6 +265,12 @@ class FilesystemDriver:
     async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
         full = self._full(path)
         durable = durable and self.fsync
+        if durable and self.group is not None:
+            try:
+                await self._put_grouped(full, data)
+            except OSError as exc:
+                raise _translate(exc, path) from None
+            return
         try:
             if len(data) <= INLINE_MAX and not durable:
                 self._put(full, data, False)
@@ -239,6 +278,33 @@ class FilesystemDriver:
                 await self._run(self._put, full, data, durable)
         except OSError as exc:
             raise _translate(exc, path) from None
+
+    async def _put_grouped(self, full: str, data: bytes) -> None:
+        """`_put` with its fsyncs replaced by shared barriers (groupsync): the temporary file's
+        bytes are on disk before the rename, the rename (and any directory made) before this
+        returns."""
+        assert self.group is not None
+        d = os.path.dirname(full)
+        for attempt in range(PUT_ATTEMPTS):
+            tmp = _tmp_name(d)
+            if len(data) <= INLINE_MAX:
+                _write_new(tmp, d, data)
+            else:
+                await self._run(_write_new, tmp, d, data)
+            try:
+                await self.group.barrier()
+                os.rename(tmp, full)
+                break
+            except FileNotFoundError:
+                # a delete of the directory (a manifest deleted while it is pushed again) took
+                # the temporary file with it: again, a bounded number of times (as `_put`)
+                if attempt == PUT_ATTEMPTS - 1:
+                    raise
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        await self.group.barrier()
 
     async def stat(self, path: str) -> FileInfo:
         try:
@@ -254,9 +320,10 @@ class FilesystemDriver:
         except OSError as exc:
             raise _translate(exc, path) from None
 
-    def _move(self, src: str, dst: str) -> None:
+    def _move(self, src: str, dst: str, fsync: bool = True) -> None:
         d = os.path.dirname(dst)
-        sync = _enc(d) if self.fsync else None
+        fsync = fsync and self.fsync
+        sync = _enc(d) if fsync else None
         try:
             fsio.rename_sync(_enc(src), _enc(dst), sync)
             return
@@ -267,13 +334,16 @@ class FilesystemDriver:
         # the same prefix, may have made it since: then nothing is created) and try once more
         created = _makedirs(d)
         fsio.rename_sync(_enc(src), _enc(dst), sync)
-        if self.fsync:
+        if fsync:
             _sync_parents(created, d)
 
     async def move(self, src: str, dst: str) -> None:
         fsrc, fdst = self._full(src), self._full(dst)
         try:
-            if self.fsync:      # directory fsyncs wait for the disk: off the event loop
+            if self.group is not None:
+                self._move(fsrc, fdst, fsync=False)     # (a rename: µs) then the shared sync
+                await self.group.barrier()
+            elif self.fsync:      # directory fsyncs wait for the disk: off the event loop
                 await self._run(self._move, fsrc, fdst)
             else:
                 self._move(fsrc, fdst)
@@ -399,6 +469,8 @@ class FilesystemDriver:
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
         self.dio.shutdown()
+        if self.group is not None:
+            self.group.close()
 
 
 class _FsWriter:
@@ -555,14 +627,18 @@ class _FsWriter:
         await self.flush()
         drop = 0 < self._driver.dropbehind < self._size
         if self._fd is not None and (self._driver.fsync or drop):
+            group = self._driver.group
             try:
-                await self._driver._run(self._sync, self._fd, drop)
+                if group is not None:       # the shared sync instead of this file's fsync
+                    await group.barrier()
+                if group is None or drop:
+                    await self._driver._run(self._sync, self._fd, drop, group is None)
             except OSError as exc:
                 raise _translate(exc, self._path) from None
         await self.close()
 
-    def _sync(self, fd: int, drop: bool) -> None:
-        if self._driver.fsync:
+    def _sync(self, fd: int, drop: bool, fsync: bool) -> None:
+        if fsync and self._driver.fsync:
             os.fsync(fd)
         if drop:    # write-behind: after the fsync every page is clean and goes; without it, the
             try:    # clean ones go, the rest start writeback
