@@ -17,7 +17,8 @@ command:
 
 Either the deleter's re-read comes after the PUT's link (and keeps it), or the PUT's check of the
 intent comes after the intent was written: it waits for the delete to end, and restores.  Only
-repositories a retention policy matches pay for the check (two lookups per manifest PUT).
+repositories a retention policy matches pay for the check: four lookups per manifest PUT (the
+intents on the manifest and the tag, the revision, the tag), two more per child of an index.
 
 An intent left by a deleter that died is stale after ``STALE`` seconds and no longer waited for.
 """
