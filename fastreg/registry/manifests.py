@@ -230,10 +230,16 @@ class ManifestStore:
                      since: bytes, local: bool) -> bool:
         """Store and link; True if a retention delete racing it removed the revision and it was
         written back (the quota must count it again)."""
-        stored = await self.blobs.stat_data(d)
-        if stored is None or stored.size != len(body):      # absent, or a damaged copy: (re)write
+        if self.driver.capabilities.directory_renames:      # the filesystem: a stat costs µs
+            stored = await self.blobs.stat_data(d)
+            rewrite = stored is None or stored.size != len(body)    # absent, or a damaged copy
+        else:       # object stores: the same verified bytes replaced atomically cost one request,
+            rewrite = True      # where asking first costs a HEAD and, when absent, a listing
+        if rewrite:
             await self.driver.put_content(layout.blob_data(d.algorithm, d.hex), body)
-        new_repository = not await self._exists(layout.manifests_dir(name))
+        # (a listing: one request on object stores, where a stat of a directory costs two; an
+        # empty directory counts as new, which only renews the catalog's validator)
+        new_repository = not await walk.listing(self.driver, layout.manifests_dir(name))
         await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())
         if new_repository:
             await self.catalog.created(name)
