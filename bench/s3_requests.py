@@ -86,9 +86,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 # -- the driver ------------------------------------------------------------------------------
 
-def make_driver(endpoint: str, root: str) -> Any:
-    from fastreg.storage.driver.backends.s3 import S3Driver
-    return S3Driver({"bucket": BUCKET, "region": "us-east-1", "regionendpoint": endpoint, "secure": False,
+def make_driver(endpoint: str, root: str, module: Any = None) -> Any:
+    """The driver of fastreg's s3 module, or of `module` (another version of it: bench/s3_ab.py)."""
+    if module is None:
+        from fastreg.storage.driver.backends import s3 as module
+    return module.S3Driver({"bucket": BUCKET, "region": "us-east-1", "regionendpoint": endpoint, "secure": False,
                      "forcepathstyle": True, "rootdirectory": f"/{root}", **KEYS})
 
 
@@ -149,11 +151,12 @@ async def count_requests(endpoint: str, ops: list[str]) -> dict[str, int]:
     return out
 
 
-async def time_op(d: Any, op: str, n: int, deadline: float) -> tuple[int, float, float]:
-    """(calls made, CPU seconds, wall seconds) of up to n calls of op, stopping at deadline."""
+async def time_op(d: Any, op: str, n: int, deadline: float, first: int = 0) -> tuple[int, float, float]:
+    """(calls made, CPU seconds, wall seconds) of up to n calls of op (numbered from `first`: the
+    objects deleted), stopping at deadline."""
     done = 0
     c0, w0 = time.process_time(), time.perf_counter()
-    for i in range(n):
+    for i in range(first, first + n):
         await op_call(d, op, i)
         done += 1
         if time.monotonic() > deadline:
