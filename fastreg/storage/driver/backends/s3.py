@@ -42,10 +42,12 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+import botocore.utils
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
@@ -67,11 +69,30 @@ S3_ERRORS = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutEr
 _SESSION: Any = None
 
 
+def _timestamp(value: str) -> datetime:
+    """A timestamp of a response: the two forms S3 sends (ISO 8601 in XML bodies, RFC 7231 dates
+    in headers) parsed directly, anything else by botocore's parser (dateutil, ~15 times slower)."""
+    try:
+        if value[:4].isdigit():
+            t = datetime.fromisoformat(value)                # 2026-12-07T14:52:58.000Z
+        elif value.endswith(" GMT"):
+            t = parsedate_to_datetime(value)                 # Mon, 07 Dec 2026 14:52:58 GMT
+        else:
+            t = None
+        if t is not None and t.tzinfo is not None:
+            return t
+    except (ValueError, TypeError, IndexError):
+        pass
+    parsed: datetime = botocore.utils.parse_timestamp(value)
+    return parsed
+
+
 def _session() -> Any:
     """One botocore session per process: it caches the (large) service models across clients."""
     global _SESSION
     if _SESSION is None:
         _SESSION = get_session()
+        _SESSION.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
     return _SESSION
 
 
