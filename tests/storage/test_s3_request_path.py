@@ -1,6 +1,7 @@
 """What the S3 driver's client does on every request, against moto: the CPU of small operations is
 mostly botocore's request path, so the driver configures away what it does not need and the tests
-pin it — timestamps parsed without dateutil (``python -m bench.s3_requests`` measures the CPU)."""
+pin it — timestamps parsed without dateutil, a fixed User-Agent, no optional checksums, no
+client-side parameter validation (``python -m bench.s3_requests`` measures the CPU)."""
 from __future__ import annotations
 
 import time
@@ -11,6 +12,7 @@ from typing import Any
 import botocore.utils
 import dateutil.parser
 import pytest
+from botocore.validate import ParamValidationDecorator
 
 from fastreg.storage.driver.backends import s3 as s3mod
 
@@ -75,3 +77,26 @@ def test_response_timestamps_are_parsed_without_dateutil(driver: tuple[Any, Sent
     assert calls == []
     assert names == ["b", "c"]
     assert abs(fmtime - time.time()) < 300 and abs(cmtime - time.time()) < 300
+
+
+def test_requests_carry_a_fixed_user_agent_and_no_optional_checksums(driver: tuple[Any, Sent],
+                                                                     run: Callable[[Any], Any]) -> None:
+    d, sent = driver
+
+    async def calls() -> Any:
+        await d.put_content("/a/b", b"data")
+        assert await d.get_content("/a/b") == b"data"
+        await d.stat("/a/b")
+        await d.delete("/a/b")
+        return await d._s3()
+
+    client = run(calls())
+    ops = [op for op, _ in sent]
+    assert ops[:3] == ["PutObject", "GetObject", "HeadObject"] and "DeleteObjects" in ops, ops
+    for op, headers in sent:
+        assert headers["user-agent"].startswith(s3mod.USER_AGENT + " "), (op, headers["user-agent"])
+        assert headers["user-agent"].startswith("fastreg/") and "ua/" not in headers["user-agent"]
+        assert "x-amz-checksum-mode" not in headers, op                 # no response checksums asked
+        if op != "DeleteObjects":                                      # the one that requires one
+            assert not [h for h in headers if h.startswith(("x-amz-checksum-", "x-amz-sdk-checksum"))], (op, headers)
+    assert not isinstance(client._serializer, ParamValidationDecorator)     # no client-side validation
