@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import botocore.handlers
 import botocore.utils
 import dateutil.parser
 import pytest
@@ -100,3 +101,26 @@ def test_requests_carry_a_fixed_user_agent_and_no_optional_checksums(driver: tup
         if op != "DeleteObjects":                                      # the one that requires one
             assert not [h for h in headers if h.startswith(("x-amz-checksum-", "x-amz-sdk-checksum"))], (op, headers)
     assert not isinstance(client._serializer, ParamValidationDecorator)     # no client-side validation
+
+
+def test_handlers_the_calls_do_not_need_are_off_for_the_driver_only(driver: tuple[Any, Sent],
+                                                                    run: Callable[[Any], Any]) -> None:
+    d, sent = driver
+
+    async def calls() -> tuple[Any, list[Any], list[Any]]:
+        await d.put_content("/a/b", b"data")
+        assert await d.get_content("/a/b") == b"data"
+        client = await d._s3()
+        mine = client.meta.events._emitter._handlers.prefix_search("before-parameter-build.s3.GetObject")
+        async with s3mod._session().create_client("s3", region_name="us-east-1") as other:
+            theirs = other.meta.events._emitter._handlers.prefix_search("before-parameter-build.s3.GetObject")
+        return client, mine, theirs
+
+    _, mine, theirs = run(calls())
+    unneeded = {botocore.handlers.sse_md5, botocore.handlers.validate_bucket_name,
+                botocore.handlers.generate_idempotent_uuid}
+    assert unneeded <= set(theirs)                      # the session's other clients keep them
+    assert not unneeded & set(mine)
+    assert botocore.handlers.remove_bucket_from_url_paths_from_model in mine      # what is needed stays
+    for op, headers in sent:
+        assert "amz-sdk-invocation-id" not in headers and "amz-sdk-request" not in headers, (op, headers)
