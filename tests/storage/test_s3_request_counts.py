@@ -1,7 +1,8 @@
 """How many S3 requests the registry's common operations cost, against moto, pinned.
 
-Each S3 request costs a worker about 1.5 ms of CPU in aiobotocore, and on a real store a round
-trip: on small pushes and manifest pulls the request count *is* the cost.  The registry runs
+Each S3 request costs a worker CPU in aiobotocore (0.6–0.9 ms on small objects, see
+``python -m bench.s3_requests``), and on a real store a round trip: on small pushes and manifest
+pulls the request count *is* the cost.  The registry runs
 in-process on moto with an event hook on its S3 client counting every HTTP request it sends, by
 operation; the counts per operation of these are pinned (at most), so a change that adds a
 request shows here:
