@@ -135,7 +135,9 @@ def test_webhook_failure_metrics(fastreg_factory: Any, tmp_path: Path) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         s = scrape(url)
-        if value(s, "registry_notifications_retries_total", endpoint="down") >= 2:
+        # the gauge is refreshed at each failure: the events recorded after one count at the next
+        if value(s, "registry_notifications_retries_total", endpoint="down") >= 2 and \
+                value(s, "registry_notifications_pending", endpoint="down") == 3:
             break
         time.sleep(0.1)
     assert total(s, "registry_notifications_errors_total", endpoint="down") >= 3
