@@ -292,6 +292,10 @@ class ManifestStore:
         entry), the tag (unless another push moved it meanwhile).  True if the revision was written back."""
         assert self.deletes is not None
         tag = ref if isinstance(ref, str) else None
+        for desc in parsed.manifests:   # pushed again: a run that takes a child's intent after this
+            c = desc.digest             # check of it reads the new push time and keeps the child
+            if await self._revision_exists(name, c):
+                await self.driver.put_content(layout.revision_link(name, c.algorithm, c.hex), str(c).encode())
         await self.deletes.settle(name, tag, [d, *(c.digest for c in parsed.manifests)])
         for desc in parsed.manifests:
             c = desc.digest

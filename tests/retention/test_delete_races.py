@@ -191,3 +191,47 @@ def test_repositories_no_policy_matches_pay_nothing(tmp_path: Path) -> None:
     assert reg.manifests.deletes is not None
     assert reg.manifests.deletes.covers("ci/app") and not reg.manifests.deletes.covers("prod/app")
     assert registry(FilesystemDriver(str(tmp_path / "d2")), config(tmp_path, {})).manifests.deletes is None
+
+
+def test_index_pushed_before_its_old_childs_intent(tmp_path: Path) -> None:
+    """A child pushed long ago, untagged: the run decides to delete it; an index naming it is
+    pushed (and answered) before the run takes the child's intent.  The run's re-read under the
+    intent must see the push: the child stays, the index is whole."""
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        await push_manifest(reg, REPO, make_manifest(layers=[make_layer(100)]), "old")
+        child = make_manifest(layers=[make_layer(300)])
+        await push_manifest(reg, REPO, child)                 # by digest: untagged
+        idx = make_index([child])
+        time.sleep(0.02)                                      # (a later modification time)
+        run = Retention(cfg, reg, now=later)
+        original = run.intents.deleting_revision
+        pushed: list[int] = []
+
+        def deleting_revision(name: str, d: Any) -> Any:
+            if str(d) == child.digest and not pushed:
+                pushed.append(1)
+                put = reg.manifests.put(REPO, "multi", idx.body, idx.media_type)     # the index alone
+                return _after(put, original(name, d))
+            return original(name, d)
+        run.intents.deleting_revision = deleting_revision  # type: ignore[method-assign]
+        await run.run()
+        assert pushed
+        await assert_whole(reg, "multi", idx)
+    asyncio.run(main())
+
+
+class _after:
+    """An async context manager that first awaits `first`, then enters `cm`."""
+
+    def __init__(self, first: Awaitable[Any], cm: Any) -> None:
+        self.first, self.cm = first, cm
+
+    async def __aenter__(self) -> None:
+        await self.first
+        await self.cm.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self.cm.__aexit__(*exc)
