@@ -350,7 +350,9 @@ class ManifestStore:
         if missing:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": missing})
 
-    async def delete(self, name: str, reference: str) -> None:
+    async def delete(self, name: str, reference: str, *, guarded: bool = False) -> None:
+        """`guarded`: the caller holds the immutability ``delete_guard`` of `name` already (a
+        retention run takes it before its delete intent, the order a PUT takes them in)."""
         ref = self.parse_reference(reference)
         if isinstance(ref, str):
             if self.immutable is not None:
@@ -360,7 +362,9 @@ class ManifestStore:
         if self.immutable is None:
             await self._delete_digest(name, ref)
             return
-        async with self.immutable.delete_guard(self.tags, name):
+        guard: contextlib.AbstractAsyncContextManager[None] = \
+            contextlib.nullcontext() if guarded else self.immutable.delete_guard(self.tags, name)
+        async with guard:
             if not await self._revision_exists(name, ref):
                 raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(ref)})
             await self.immutable.check_delete_manifest(self.tags, name, ref, self._body)

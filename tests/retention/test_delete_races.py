@@ -107,7 +107,7 @@ def test_push_waits_for_the_delete_in_progress(tmp_path: Path) -> None:
         original = reg.manifests.delete
         put: list[asyncio.Task[Any]] = []
 
-        async def delete(name: str, reference: str) -> None:
+        async def delete(name: str, reference: str, **kw: Any) -> None:
             if reference == m.digest and not put:
                 put.append(asyncio.create_task(reg.manifests.put(REPO, "late", m.body, m.media_type)))
                 deadline = time.monotonic() + 10
@@ -119,7 +119,7 @@ def test_push_waits_for_the_delete_in_progress(tmp_path: Path) -> None:
                         await asyncio.sleep(0.005)
                 await asyncio.sleep(0.05)
                 assert not put[0].done()                      # it waits for this delete
-            await original(name, reference)
+            await original(name, reference, **kw)
         reg.manifests.delete = delete  # type: ignore[method-assign]
         report = await Retention(cfg, reg, now=later).run()
         assert put
@@ -142,12 +142,12 @@ def test_tag_pushed_again_while_the_run_deletes_it(tmp_path: Path) -> None:
         original = reg.manifests.delete
         put: list[asyncio.Task[Any]] = []
 
-        async def delete(name: str, reference: str) -> None:
+        async def delete(name: str, reference: str, **kw: Any) -> None:
             if reference == "a" and not put:
                 put.append(asyncio.create_task(reg.manifests.put(REPO, "a", ma.body, ma.media_type)))
                 await asyncio.sleep(0.1)
                 assert not put[0].done()                      # it waits for this delete
-            await original(name, reference)
+            await original(name, reference, **kw)
         reg.manifests.delete = delete  # type: ignore[method-assign]
         await Retention(cfg, reg, now=later).run()
         assert put
@@ -235,3 +235,39 @@ class _after:
 
     async def __aexit__(self, *exc: Any) -> Any:
         return await self.cm.__aexit__(*exc)
+
+
+def test_first_push_of_an_immutable_tag_during_the_delete(tmp_path: Path) -> None:
+    """The run re-read an untagged manifest and holds its intent; the first push of an immutable
+    tag naming it takes the immutability lock and waits for that intent; the run's delete by
+    digest needs the same lock.  Neither may wait for the other: the push is answered 201 (not
+    503 once it gave up waiting) and its manifest and tag are there."""
+    cfg = config(tmp_path, {**POLICY, "immutability": {"rules": [{"repository": "ci/**", "tags": ["v*"]}]}})
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        assert reg.manifests.deletes is not None
+        reg.manifests.deletes.wait = 2.0
+        await push_manifest(reg, REPO, make_manifest(layers=[make_layer(100)]), "old")
+        m = make_manifest(layers=[make_layer(200)])
+        await push_manifest(reg, REPO, m)                     # untagged, then tagged v1 during the run
+        original = reg.manifests.delete
+        put: list[asyncio.Task[Any]] = []
+
+        async def delete(name: str, reference: str, **kw: Any) -> None:
+            if reference == m.digest and not put:
+                put.append(asyncio.create_task(reg.manifests.put(REPO, "v1", m.body, m.media_type)))
+                deadline = time.monotonic() + 1         # it reached its check (or waits for the lock)
+                while time.monotonic() < deadline and not put[0].done():
+                    try:
+                        await reg.tags.resolve(REPO, "v1")
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.005)
+            await original(name, reference, **kw)
+        reg.manifests.delete = delete  # type: ignore[method-assign]
+        await asyncio.wait_for(Retention(cfg, reg, now=later).run(), 30)
+        assert put
+        assert str((await put[0])[0]) == m.digest
+        await assert_whole(reg, "v1", m)
+    asyncio.run(main())
