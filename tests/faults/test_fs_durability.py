@@ -194,3 +194,51 @@ def test_groupsync_from_the_configuration(tmp_path: Path) -> None:
     drv = create_driver("filesystem", cfg.storage.filesystem, fsync=False)     # fastreg.fsync: false wins
     assert drv.group is None                             # type: ignore[attr-defined]
     asyncio.run(drv.close())
+
+
+def test_groupsync_failure_reaches_every_write_it_may_have_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """``syncfs`` reports a writeback error once, to the sync that finds it, whichever files it
+    hit: the pages of a write made while a sync was running may fail inside that sync, and the
+    next sync, which the write waits for, then succeeds with them lost.  A write that was under
+    way when a sync failed fails too (a put; a blob written before the failure and committed after
+    it), as its own fsync would have; a write begun after the failure is not concerned."""
+    import errno
+    import threading
+
+    from fastreg.storage.driver.backends import groupsync
+    from fastreg.storage.driver.base import StorageError
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    def sync(fd: int) -> None:
+        calls.append(1)
+        if len(calls) == 1:             # the first sync runs while the others write, then fails
+            release.wait(10)
+            raise OSError(errno.EIO, "I/O error")
+    d = FilesystemDriver(str(tmp_path / "root"), groupsync=True)
+    assert d.group is not None
+
+    async def go() -> None:
+        monkeypatch.setattr(groupsync, "_sync", sync)
+        first = asyncio.create_task(d.put_content("/r/first/link", b"1"))
+        while not calls:                                # the failing sync has started
+            await asyncio.sleep(0.001)
+        w = await d.writer("/up/data")
+        await w.write(b"blob")
+        await w.flush()
+        put = asyncio.create_task(d.put_content("/r/during/link", b"2"))
+        await asyncio.sleep(0.01)                       # its bytes are written; it waits for the next sync
+        release.set()
+        results = await asyncio.gather(first, put, return_exceptions=True)
+        assert all(isinstance(r, StorageError) and "[Errno 5]" in str(r) for r in results), results
+        try:
+            await w.commit()
+            raise AssertionError("the blob's commit did not fail")
+        except StorageError as exc:
+            assert "[Errno 5]" in str(exc)
+        await d.put_content("/r/after/link", b"3")      # begun after the failure: fine
+        assert (tmp_path / "root/r/after/link").read_bytes() == b"3"
+        await d.close()
+    asyncio.run(go())

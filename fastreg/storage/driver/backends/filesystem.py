@@ -285,6 +285,7 @@ class FilesystemDriver:
         returns."""
         assert self.group is not None
         d = os.path.dirname(full)
+        since = self.group.mark()
         for attempt in range(PUT_ATTEMPTS):
             tmp = _tmp_name(d)
             if len(data) <= INLINE_MAX:
@@ -292,7 +293,7 @@ class FilesystemDriver:
             else:
                 await self._run(_write_new, tmp, d, data)
             try:
-                await self.group.barrier()
+                await self.group.barrier(since)
                 os.rename(tmp, full)
                 break
             except FileNotFoundError:
@@ -304,7 +305,7 @@ class FilesystemDriver:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-        await self.group.barrier()
+        await self.group.barrier(since)
 
     async def stat(self, path: str) -> FileInfo:
         try:
@@ -341,8 +342,9 @@ class FilesystemDriver:
         fsrc, fdst = self._full(src), self._full(dst)
         try:
             if self.group is not None:
+                since = self.group.mark()
                 self._move(fsrc, fdst, fsync=False)     # (a rename: µs) then the shared sync
-                await self.group.barrier()
+                await self.group.barrier(since)
             elif self.fsync:      # directory fsyncs wait for the disk: off the event loop
                 await self._run(self._move, fsrc, fdst)
             else:
@@ -513,6 +515,7 @@ class _FsWriter:
         self._pending: asyncio.Future[None] | None = None
         self._direct: DirectStream | None = None
         self._direct_from = max(driver.bypass_from, align_up(size))     # aligned: direct I/O from here
+        self._since = driver.group.mark() if driver.group is not None else 0    # groupsync: written since
 
     @property
     def size(self) -> int:
@@ -630,7 +633,7 @@ class _FsWriter:
             group = self._driver.group
             try:
                 if group is not None:       # the shared sync instead of this file's fsync
-                    await group.barrier()
+                    await group.barrier(self._since)
                 if group is None or drop:
                     await self._driver._run(self._sync, self._fd, drop, group is None)
             except OSError as exc:
