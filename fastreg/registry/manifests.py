@@ -263,7 +263,7 @@ class ManifestStore:
         try:
             restored = False
             if self.deletes is not None and self.deletes.covers(name):
-                restored = await self._relink_after_deletes(name, ref, d, parsed)
+                restored = await self._relink_after_deletes(name, ref, d, parsed, local)
             if not await self.guard.confirm(named, since):
                 return restored
             self._cache.pop((d.algorithm, d.hex))
@@ -285,8 +285,8 @@ class ManifestStore:
                                     message="garbage collection in progress, retry") from None
             raise
 
-    async def _relink_after_deletes(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest
-                                    ) -> bool:
+    async def _relink_after_deletes(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest,
+                                    local: bool = True) -> bool:
         """Wait while a retention run deletes the tag or a manifest this PUT just linked, then write
         back every link a delete removed: the children's revisions, the manifest's (and its referrer
         entry), the tag (unless another push moved it meanwhile).  True if the revision was written back."""
@@ -303,6 +303,11 @@ class ManifestStore:
                 continue
             if await self.blobs.stat_data(c) is not None:
                 await self.driver.put_content(layout.revision_link(name, c.algorithm, c.hex), str(c).encode())
+                if self.quota is not None and local:    # uncounted by that delete: counted again
+                    child = await self._content(c)
+                    cp = mf.parse(child.body, child.media_type, allow_blake3=self.allow_blake3)
+                    await self.quota.relinked(name, c, len(child.body),
+                                              [(b.digest, b.size) for b in cp.blobs if not b.foreign])
             elif self.index_policy.must_exist(desc):
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": [str(c)]})
         restored = not await self._revision_exists(name, d)

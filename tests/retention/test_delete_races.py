@@ -271,3 +271,25 @@ def test_first_push_of_an_immutable_tag_during_the_delete(tmp_path: Path) -> Non
         assert str((await put[0])[0]) == m.digest
         await assert_whole(reg, "v1", m)
     asyncio.run(main())
+
+
+def test_quota_counts_the_children_written_back(tmp_path: Path) -> None:
+    """With a storage quota: the run deletes an index's children (uncounting them) between the
+    index's revision and its tag; the PUT links them again, and they count again — the usage is
+    what a recount from the manifests finds."""
+    from fastreg.retention.quota import Quotas, recompute
+    cfg = config(tmp_path, {**POLICY, "quota": {"rules": [{"repository": "ci/**", "limit": 10**9}]}})
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        reg.manifests.quota = Quotas.from_config(cfg, reg.driver)
+        idx = make_index([make_manifest(layers=[make_layer(300)]), make_manifest(layers=[make_layer(301)])])
+
+        async def run() -> None:
+            await Retention(cfg, reg, now=later).run()
+        hook_tag_write(reg, run)
+        await push_manifest(reg, REPO, idx, "multi")
+        await assert_whole(reg, "multi", idx)
+        recount = await recompute(reg.driver, dry_run=True)
+        assert recount.drift == 0, recount.drifted
+    asyncio.run(main())
