@@ -91,5 +91,8 @@ class DeleteIntents:
             return False
         try:
             return time.time() - float(body.decode()) < self.stale
-        except ValueError:
-            return True                 # unreadable (being written): held
+        except ValueError:              # unreadable (written without waiting for the disk, then a
+            try:                        # crash): as old as its modification time
+                return time.time() - (await self.driver.stat(path)).mtime < self.stale
+            except PathNotFound:
+                return False

@@ -293,3 +293,32 @@ def test_quota_counts_the_children_written_back(tmp_path: Path) -> None:
         recount = await recompute(reg.driver, dry_run=True)
         assert recount.drift == 0, recount.drifted
     asyncio.run(main())
+
+
+def test_an_unreadable_intent_goes_stale_too(tmp_path: Path) -> None:
+    """An intent is written without waiting for the disk: a crash of the run's host can leave it
+    empty.  Such an intent goes stale by its age like any other, instead of holding every push of
+    its manifest (503) for ever."""
+    import os
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        assert reg.manifests.deletes is not None
+        reg.manifests.deletes.wait = 0.5
+        m = make_manifest(layers=[make_layer(100)])
+        d = parse_digest(m.digest)
+        path = layout.delete_intent_revision(REPO, d.algorithm, d.hex)
+        await reg.driver.put_content(path, b"")
+        full = str(tmp_path / "data") + path
+        old = time.time() - 500
+        os.utime(full, (old, old))
+        await push_manifest(reg, REPO, m, "t")                      # stale: no wait
+        await assert_whole(reg, "t", m)
+        await reg.driver.put_content(path, b"")                     # a fresh one is held
+        try:
+            await reg.manifests.put(REPO, "t2", m.body, m.media_type)
+            raise AssertionError("no 503")
+        except Exception as exc:
+            assert getattr(exc, "status", None) == 503, exc
+    asyncio.run(main())
