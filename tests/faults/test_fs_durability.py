@@ -242,3 +242,33 @@ def test_groupsync_failure_reaches_every_write_it_may_have_lost(tmp_path: Path, 
         assert (tmp_path / "root/r/after/link").read_bytes() == b"3"
         await d.close()
     asyncio.run(go())
+
+
+def test_groupsync_cancelled_large_put_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """A put past INLINE_MAX writes its temporary file on a worker thread; the request cancelled
+    meanwhile (its client went away) leaves no temporary file once that write ends (`fastreg
+    check` would count it among a crash's leftovers)."""
+    import threading
+    started, go_on = threading.Event(), threading.Event()
+    real = fs_mod._write_new
+
+    def write_new(tmp: str, d: str, data: bytes) -> None:
+        started.set()
+        go_on.wait(10)
+        real(tmp, d, data)
+    monkeypatch.setattr(fs_mod, "_write_new", write_new)
+    d = FilesystemDriver(str(tmp_path / "root"), groupsync=True)
+
+    async def go() -> None:
+        task = asyncio.create_task(d.put_content("/r/big/data", b"x" * (fs_mod.INLINE_MAX + 1)))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        go_on.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await d.close()                                 # (waits for the worker threads)
+    asyncio.run(go())
+    assert [p.name for p in (tmp_path / "root").rglob("*") if p.is_file()] == []

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import itertools
 import logging
 import os
@@ -155,6 +156,12 @@ def _write_new(tmp: str, d: str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     os.close(fd)
+
+
+def _unlink_done(path: str, _job: object) -> None:
+    """A done-callback: remove `path` (a cancelled write's temporary file), if there."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _sync_parents(created: list[str], synced: str) -> None:
@@ -291,7 +298,12 @@ class FilesystemDriver:
             if len(data) <= INLINE_MAX:
                 _write_new(tmp, d, data)
             else:
-                await self._run(_write_new, tmp, d, data)
+                job = self._pool.submit(_write_new, tmp, d, data)
+                try:
+                    await asyncio.wrap_future(job)
+                except asyncio.CancelledError:  # the thread writes on: its file goes once written
+                    job.add_done_callback(functools.partial(_unlink_done, tmp))
+                    raise
             try:
                 await self.group.barrier(since)
                 os.rename(tmp, full)
