@@ -7,6 +7,7 @@ calls is checked with strace in tests/storage/test_fsio.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -95,7 +96,8 @@ def syncs(monkeypatch: pytest.MonkeyPatch, synced: list[str]) -> list[dict[str, 
             for n in dirs:
                 state[os.path.relpath(os.path.join(d, n), root)] = None
             for n in files:
-                state[os.path.relpath(os.path.join(d, n), root)] = Path(d, n).read_bytes()
+                with contextlib.suppress(FileNotFoundError):    # (renamed meanwhile: not in it)
+                    state[os.path.relpath(os.path.join(d, n), root)] = Path(d, n).read_bytes()
         states.append(state)
         real(fd)
     monkeypatch.setattr(groupsync, "_sync", sync)
@@ -272,3 +274,52 @@ def test_groupsync_cancelled_large_put_leaves_no_temporary_file(tmp_path: Path, 
         await d.close()                                 # (waits for the worker threads)
     asyncio.run(go())
     assert [p.name for p in (tmp_path / "root").rglob("*") if p.is_file()] == []
+
+
+def test_groupsync_commit_cancelled_or_failed_closes_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """A blob's commit cancelled while it waits for the sync (its client went away), or failing
+    with the sync: the file it wrote is closed all the same (its caller no longer closes a writer
+    it asked to commit), no descriptor is left open."""
+    import errno
+    import threading
+
+    from fastreg.storage.driver.backends import groupsync
+    from fastreg.storage.driver.base import StorageError
+
+    release = threading.Event()
+    fail: list[bool] = [False]
+
+    def sync(fd: int) -> None:
+        release.wait(10)
+        if fail[0]:
+            raise OSError(errno.EIO, "I/O error")
+    d = FilesystemDriver(str(tmp_path / "root"), groupsync=True)
+
+    def open_on(name: str) -> list[str]:
+        out = []
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/self/fd/{fd}").endswith(name):
+                    out.append(fd)
+        return out
+
+    async def go() -> None:
+        monkeypatch.setattr(groupsync, "_sync", sync)
+        w = await d.writer("/up/cancelled")
+        await w.write(b"blob")
+        task = asyncio.create_task(w.commit())
+        await asyncio.sleep(0.02)                       # waiting for the sync
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert open_on("/up/cancelled") == []
+        release.set()
+        fail[0] = True
+        w = await d.writer("/up/failed")
+        await w.write(b"blob")
+        with pytest.raises(StorageError):
+            await w.commit()
+        assert open_on("/up/failed") == []
+        await d.close()
+    asyncio.run(go())

@@ -639,17 +639,24 @@ class _FsWriter:
         self._direct_from = align_up(offset + len(tail))    # a next append: buffered up to here
 
     async def commit(self) -> None:
-        await self.flush()
-        drop = 0 < self._driver.dropbehind < self._size
-        if self._fd is not None and (self._driver.fsync or drop):
-            group = self._driver.group
-            try:
-                if group is not None:       # the shared sync instead of this file's fsync
-                    await group.barrier(self._since)
-                if group is None or drop:
-                    await self._driver._run(self._sync, self._fd, drop, group is None)
-            except OSError as exc:
-                raise _translate(exc, self._path) from None
+        """Write the rest and make the file durable; closed afterwards, whatever the outcome
+        (callers do not close a writer they asked to commit)."""
+        try:
+            await self.flush()
+            drop = 0 < self._driver.dropbehind < self._size
+            if self._fd is not None and (self._driver.fsync or drop):
+                group = self._driver.group
+                try:
+                    if group is not None:       # the shared sync instead of this file's fsync
+                        await group.barrier(self._since)
+                    if group is None or drop:
+                        await self._driver._run(self._sync, self._fd, drop, group is None)
+                except OSError as exc:
+                    raise _translate(exc, self._path) from None
+        except BaseException:
+            with contextlib.suppress(StorageError, OSError):
+                await self.close()
+            raise
         await self.close()
 
     def _sync(self, fd: int, drop: bool, fsync: bool) -> None:
