@@ -14,7 +14,9 @@ command:
 ``PUT``      writes every link (an index's children's revision links too: pushed again, so that
              a run that decided to delete an old child sees the push when it reads again); then,
              for its tag and for each manifest it links, waits while an intent on it is held;
-             then checks that every link is still there and writes back what a delete removed.
+             then checks that every link is still there and writes back what a delete removed;
+             what it wrote back is a new link, so it looks for intents again, until nothing was
+             missing.
 
 Either the deleter's re-read comes after the PUT's link (and keeps it), or the PUT's check of the
 intent comes after the intent was written: it waits for the delete to end, and restores.  Only

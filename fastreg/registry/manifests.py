@@ -296,12 +296,25 @@ class ManifestStore:
             c = desc.digest             # check of it reads the new push time and keeps the child
             if await self._revision_exists(name, c):
                 await self.driver.put_content(layout.revision_link(name, c.algorithm, c.hex), str(c).encode())
-        await self.deletes.settle(name, tag, [d, *(c.digest for c in parsed.manifests)])
+        restored = False
+        while True:     # what is written back is a link written anew: a run may be deleting it now
+            await self.deletes.settle(name, tag, [d, *(c.digest for c in parsed.manifests)])
+            wrote = await self._write_back(name, tag, d, parsed, local)
+            if wrote is None:
+                return restored
+            restored = restored or wrote
+
+    async def _write_back(self, name: str, tag: str | None, d: Digest, parsed: mf.ParsedManifest,
+                          local: bool) -> bool | None:
+        """`_relink_after_deletes`' writes: None if nothing was missing, else whether the
+        revision was."""
+        wrote = False
         for desc in parsed.manifests:
             c = desc.digest
             if await self._revision_exists(name, c):
                 continue
             if await self.blobs.stat_data(c) is not None:
+                wrote = True
                 await self.driver.put_content(layout.revision_link(name, c.algorithm, c.hex), str(c).encode())
                 if self.quota is not None and local:    # uncounted by that delete: counted again
                     child = await self._content(c)
@@ -312,6 +325,7 @@ class ManifestStore:
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": [str(c)]})
         restored = not await self._revision_exists(name, d)
         if restored:
+            wrote = True
             log.warning("manifest %s@%s: deleted by retention while it was pushed; linked again", name, d)
             await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())
             if parsed.subject is not None:
@@ -322,9 +336,10 @@ class ManifestStore:
             try:
                 await self.tags.resolve(name, tag)          # here, or moved by another push: left as it is
             except RegistryError:
+                wrote = True
                 log.warning("tag %s:%s: deleted by retention while it was pushed; tagged again", name, tag)
                 await self.tags.tag(name, tag, d, new=True)
-        return restored
+        return restored if wrote else None
 
     async def _check_references(self, name: str, parsed: mf.ParsedManifest, local: bool = True) -> None:
         """URLs of foreign layers against the URL policy; and, if `local`, every blob and child

@@ -322,3 +322,47 @@ def test_an_unreadable_intent_goes_stale_too(tmp_path: Path) -> None:
         except Exception as exc:
             assert getattr(exc, "status", None) == 503, exc
     asyncio.run(main())
+
+
+def test_tag_written_back_while_the_run_deletes_its_manifest(tmp_path: Path) -> None:
+    """`a` is pushed again (same manifest) while the run deletes tag `a`: the PUT waits for that
+    delete, then writes `a` back.  Meanwhile the same run, with `untagged: 0s`, found the manifest
+    untagged and deletes it — it read the tags before `a` was written back, the PUT had looked
+    for an intent on the manifest before the run took one.  The tag written back is a new link:
+    the PUT looks for intents again, waits for that delete too, and writes back what it removed."""
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        ma = make_manifest(layers=[make_layer(100)])
+        await push_manifest(reg, REPO, ma, "a")
+        await push_manifest(reg, REPO, make_manifest(layers=[make_layer(101)]), "b")
+        original = reg.manifests.delete
+        put: list[asyncio.Task[Any]] = []
+        run_read_tags = asyncio.Event()
+        assert reg.manifests.deletes is not None
+        settle = reg.manifests.deletes.settle
+
+        async def settled(*args: Any) -> None:
+            await settle(*args)
+            await run_read_tags.wait()         # the run decides on `a`'s manifest before `a` is back
+        reg.manifests.deletes.settle = settled  # type: ignore[method-assign]
+
+        async def delete(name: str, reference: str, **kw: Any) -> None:
+            if reference == "a" and not put:
+                put.append(asyncio.create_task(reg.manifests.put(REPO, "a", ma.body, ma.media_type)))
+                await asyncio.sleep(0.1)
+                assert not put[0].done()                      # it waits for this delete
+            if reference == ma.digest:                        # re-read: untagged; about to delete
+                run_read_tags.set()
+                deadline = time.monotonic() + 1
+                while not put[0].done() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+            await original(name, reference, **kw)
+        reg.manifests.delete = delete  # type: ignore[method-assign]
+        report = await Retention(cfg, reg, now=later).run()
+        assert put
+        await asyncio.wait_for(put[0], 10)
+        assert any(d.name == ma.digest and d.done for d in report.repositories[0].decisions)  # (the race)
+        await assert_whole(reg, "a", ma)
+    asyncio.run(main())
