@@ -323,3 +323,26 @@ def test_groupsync_commit_cancelled_or_failed_closes_its_file(tmp_path: Path, mo
         assert open_on("/up/failed") == []
         await d.close()
     asyncio.run(go())
+
+
+def test_groupsync_refused_where_another_filesystem_is_mounted_inside(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``syncfs`` writes back the root's filesystem only: with another one mounted under the root
+    (the blobs on a disk of their own), what is written there would never be synced.  The driver
+    then fsyncs each file, as without groupsync (and says so once)."""
+    from fastreg.storage.driver.backends import groupsync
+    root = tmp_path / "root"
+    root.mkdir()
+    info = tmp_path / "mountinfo"
+    line = "{id} 1 8:{n} / {path} rw,relatime - ext4 /dev/sd{n} rw\n"
+    info.write_text(line.format(id=30, n=1, path="/") + line.format(id=31, n=2, path=str(tmp_path)))
+    monkeypatch.setattr(groupsync, "MOUNTINFO", str(info), raising=False)
+    d = FilesystemDriver(str(root), groupsync=True)
+    assert d.group is not None                           # the root's own mount: fine
+    asyncio.run(d.close())
+    with info.open("a") as f:                            # a path with a space: \\040 in mountinfo
+        f.write(line.format(id=32, n=3, path=str(root / "docker/registry/v2/my\\040blobs")))
+    d = FilesystemDriver(str(root), groupsync=True)
+    assert d.group is None
+    asyncio.run(d.close())
+    assert groupsync.mounts_under(str(root)) == [str(root / "docker/registry/v2/my blobs")]

@@ -49,7 +49,7 @@ from ..base import (
 )
 from .directio import DirectIO, DirectStream, Saturated, Unsupported, align_up
 from .groupsync import AVAILABLE as GROUPSYNC_AVAILABLE
-from .groupsync import GroupSync
+from .groupsync import GroupSync, mounts_under
 
 log = logging.getLogger("fastreg.storage.filesystem")
 
@@ -200,11 +200,16 @@ class FilesystemDriver:
         # groupsync: every durable step waits for one shared syncfs instead of its own fsyncs
         self.group: GroupSync | None = None
         if fsync and groupsync:
-            if GROUPSYNC_AVAILABLE:
-                self.group = GroupSync(self.root, self._pool)
-            else:
+            inside = mounts_under(self.root) if GROUPSYNC_AVAILABLE else []
+            if not GROUPSYNC_AVAILABLE:
                 log.warning("storage.filesystem.groupsync: syncfs(2) is not available here; "
                             "each durable write fsyncs its own files")
+            elif inside:
+                log.warning("storage.filesystem.groupsync: %s is another filesystem, which a "
+                            "syncfs(2) of the root's does not write back; each durable write fsyncs "
+                            "its own files", inside[0])
+            else:
+                self.group = GroupSync(self.root, self._pool)
 
     def _full(self, path: str) -> str:
         # check_path's test, its common case first: no "." or ".." component without a "/."

@@ -23,6 +23,7 @@ import asyncio
 import ctypes
 import errno
 import os
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,6 +38,27 @@ if sys.platform.startswith("linux"):
         _syncfs = None
 
 AVAILABLE = _syncfs is not None
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+def mounts_under(root: str) -> list[str]:
+    """The mount points strictly under `root` (another filesystem, which a ``syncfs`` of the
+    root's does not write back)."""
+    try:
+        with open(MOUNTINFO, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    prefix = os.path.realpath(root).rstrip("/") + "/"
+    out = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        if point.startswith(prefix) and len(point) > len(prefix):
+            out.append(point)
+    return out
 
 
 def _sync(fd: int) -> None:
