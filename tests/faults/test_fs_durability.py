@@ -346,3 +346,39 @@ def test_groupsync_refused_where_another_filesystem_is_mounted_inside(tmp_path: 
     assert d.group is None
     asyncio.run(d.close())
     assert groupsync.mounts_under(str(root)) == [str(root / "docker/registry/v2/my blobs")]
+
+
+def test_groupsync_commit_reports_its_files_own_write_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A blob uploaded in several requests: the pages an earlier request wrote may have failed to
+    reach the disk while another request's sync ran, which reported the error (once, to its own
+    waiters) before this request's writer was opened.  After the shared sync, the commit asks the
+    file itself (``sync_file_range`` waiting: nothing left to write, the file's unseen error
+    returned, as its fsync would) and fails."""
+    import ctypes
+    import errno
+
+    from fastreg.storage.driver.base import StorageError
+
+    calls: list[int] = []
+
+    def sync_file_range(fd: int, offset: int, length: int, flags: int) -> int:
+        calls.append(flags)
+        if flags & fs_mod._SYNC_FILE_RANGE_WAIT_AFTER:
+            ctypes.set_errno(errno.EIO)
+            return -1
+        return 0
+    monkeypatch.setattr(fs_mod, "_sync_file_range", sync_file_range)
+    d = FilesystemDriver(str(tmp_path / "root"), groupsync=True)
+
+    async def go() -> None:
+        w = await d.writer("/up/data")
+        await w.write(b"part one")
+        await w.close()                                 # the first request ends
+        w = await d.writer("/up/data", append=True)
+        await w.write(b"part two")
+        with pytest.raises(StorageError, match=r"\[Errno 5\]"):
+            await w.commit()
+        await d.close()
+    asyncio.run(go())
+    assert calls

@@ -654,6 +654,7 @@ class _FsWriter:
                 try:
                     if group is not None:       # the shared sync instead of this file's fsync
                         await group.barrier(self._since)
+                        _written_back(self._fd)
                     if group is None or drop:
                         await self._driver._run(self._sync, self._fd, drop, group is None)
                 except OSError as exc:
@@ -777,6 +778,18 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
     ``sync_file_range(SYNC_FILE_RANGE_WRITE)``): a hint, durability still comes from fsync."""
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def _written_back(fd: int) -> None:
+    """After a ``syncfs`` (groupsync): raise the error writing this file's pages back met, if no
+    one saw it yet — what its fsync would report, where the sync reported it to whichever request
+    waited then (pages an earlier request appended).  ``sync_file_range`` waiting for a clean file:
+    no disk access."""
+    if _sync_file_range is not None and _sync_file_range(
+            fd, 0, 0, _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER) != 0:
+        err = ctypes.get_errno()
+        if err not in _UNSUPPORTED:
+            raise OSError(err, os.strerror(err))
 
 
 def _drop_pages(fd: int, offset: int, length: int) -> bool:
