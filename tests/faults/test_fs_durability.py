@@ -382,3 +382,18 @@ def test_groupsync_commit_reports_its_files_own_write_error(tmp_path: Path, monk
         await d.close()
     asyncio.run(go())
     assert calls
+
+
+def test_groupsync_after_close_fails_every_write(tmp_path: Path) -> None:
+    """A durable write that reaches the driver after it was closed (a request still running at
+    shutdown) fails, and so does every one after it: none waits for a sync that cannot start."""
+    from fastreg.storage.driver.base import StorageError
+    d = FilesystemDriver(str(tmp_path / "root"), groupsync=True)
+
+    async def go() -> None:
+        await d.put_content("/r/before/link", b"1")
+        await d.close()
+        for i in range(2):
+            with pytest.raises(StorageError):
+                await asyncio.wait_for(d.put_content(f"/r/after{i}/link", b"2"), 5)
+    asyncio.run(go())

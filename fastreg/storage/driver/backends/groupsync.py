@@ -100,9 +100,14 @@ class GroupSync:
     def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
         fut, self._next = self._next, None
         assert fut is not None
+        try:
+            job = loop.run_in_executor(self._pool, _sync, self._fd)
+        except RuntimeError:            # the driver is closed (its pool shut down)
+            fut.set_exception(OSError(errno.EBADF, "the storage driver is closed"))
+            fut.add_done_callback(_retrieved)
+            return
         self._running = True
         self.syncs += 1
-        job = loop.run_in_executor(self._pool, _sync, self._fd)
 
         def done(j: asyncio.Future[None]) -> None:
             self._running = False
