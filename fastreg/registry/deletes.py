@@ -11,14 +11,18 @@ command:
 
 ``deleter``  writes an intent for what it deletes (a tag, or a manifest revision of a repository);
              reads again that it may delete it; deletes; removes the intent.
-``PUT``      writes every link; then, for its tag and for each manifest it links, waits while an
-             intent on it is held; then checks that every link is still there and writes back what
-             a delete removed.
+``PUT``      writes every link (an index's children's revision links too: pushed again, so that
+             a run that decided to delete an old child sees the push when it reads again); then,
+             for its tag and for each manifest it links, waits while an intent on it is held;
+             then checks that every link is still there and writes back what a delete removed;
+             what it wrote back is a new link, so it looks for intents again, until nothing was
+             missing.
 
 Either the deleter's re-read comes after the PUT's link (and keeps it), or the PUT's check of the
 intent comes after the intent was written: it waits for the delete to end, and restores.  Only
 repositories a retention policy matches pay for the check: four lookups per manifest PUT (the
-intents on the manifest and the tag, the revision, the tag), two more per child of an index.
+intents on the manifest and the tag, the revision, the tag); per child of an index, three lookups
+and the rewrite of its revision link.
 
 An intent left by a deleter that died is stale after ``STALE`` seconds and no longer waited for.
 """
@@ -89,5 +93,8 @@ class DeleteIntents:
             return False
         try:
             return time.time() - float(body.decode()) < self.stale
-        except ValueError:
-            return True                 # unreadable (being written): held
+        except ValueError:              # unreadable (written without waiting for the disk, then a
+            try:                        # crash): as old as its modification time
+                return time.time() - (await self.driver.stat(path)).mtime < self.stale
+            except PathNotFound:
+                return False

@@ -269,7 +269,7 @@ class ManifestStore:
         try:
             restored = False
             if self.deletes is not None and self.deletes.covers(name):
-                restored = await self._relink_after_deletes(name, ref, d, parsed)
+                restored = await self._relink_after_deletes(name, ref, d, parsed, local)
             if not await self.guard.confirm(named, since):
                 return restored
             self._cache.pop((d.algorithm, d.hex))
@@ -291,24 +291,47 @@ class ManifestStore:
                                     message="garbage collection in progress, retry") from None
             raise
 
-    async def _relink_after_deletes(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest
-                                    ) -> bool:
+    async def _relink_after_deletes(self, name: str, ref: Digest | str, d: Digest, parsed: mf.ParsedManifest,
+                                    local: bool = True) -> bool:
         """Wait while a retention run deletes the tag or a manifest this PUT just linked, then write
         back every link a delete removed: the children's revisions, the manifest's (and its referrer
         entry), the tag (unless another push moved it meanwhile).  True if the revision was written back."""
         assert self.deletes is not None
         tag = ref if isinstance(ref, str) else None
-        await self.deletes.settle(name, tag, [d, *(c.digest for c in parsed.manifests)])
+        for desc in parsed.manifests:   # pushed again: a run that takes a child's intent after this
+            c = desc.digest             # check of it reads the new push time and keeps the child
+            if await self._revision_exists(name, c):
+                await self.driver.put_content(layout.revision_link(name, c.algorithm, c.hex), str(c).encode())
+        restored = False
+        while True:     # what is written back is a link written anew: a run may be deleting it now
+            await self.deletes.settle(name, tag, [d, *(c.digest for c in parsed.manifests)])
+            wrote = await self._write_back(name, tag, d, parsed, local)
+            if wrote is None:
+                return restored
+            restored = restored or wrote
+
+    async def _write_back(self, name: str, tag: str | None, d: Digest, parsed: mf.ParsedManifest,
+                          local: bool) -> bool | None:
+        """`_relink_after_deletes`' writes: None if nothing was missing, else whether the
+        revision was."""
+        wrote = False
         for desc in parsed.manifests:
             c = desc.digest
             if await self._revision_exists(name, c):
                 continue
             if await self.blobs.stat_data(c) is not None:
+                wrote = True
                 await self.driver.put_content(layout.revision_link(name, c.algorithm, c.hex), str(c).encode())
+                if self.quota is not None and local:    # uncounted by that delete: counted again
+                    child = await self._content(c)
+                    cp = mf.parse(child.body, child.media_type, allow_blake3=self.allow_blake3)
+                    await self.quota.relinked(name, c, len(child.body),
+                                              [(b.digest, b.size) for b in cp.blobs if not b.foreign])
             elif self.index_policy.must_exist(desc):
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": [str(c)]})
         restored = not await self._revision_exists(name, d)
         if restored:
+            wrote = True
             log.warning("manifest %s@%s: deleted by retention while it was pushed; linked again", name, d)
             await self.driver.put_content(layout.revision_link(name, d.algorithm, d.hex), str(d).encode())
             if parsed.subject is not None:
@@ -319,9 +342,10 @@ class ManifestStore:
             try:
                 await self.tags.resolve(name, tag)          # here, or moved by another push: left as it is
             except RegistryError:
+                wrote = True
                 log.warning("tag %s:%s: deleted by retention while it was pushed; tagged again", name, tag)
                 await self.tags.tag(name, tag, d, new=True)
-        return restored
+        return restored if wrote else None
 
     async def _check_references(self, name: str, parsed: mf.ParsedManifest, local: bool = True) -> None:
         """URLs of foreign layers against the URL policy; and, if `local`, every blob and child
@@ -352,7 +376,9 @@ class ManifestStore:
         if missing:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digests": missing})
 
-    async def delete(self, name: str, reference: str) -> None:
+    async def delete(self, name: str, reference: str, *, guarded: bool = False) -> None:
+        """`guarded`: the caller holds the immutability ``delete_guard`` of `name` already (a
+        retention run takes it before its delete intent, the order a PUT takes them in)."""
         ref = self.parse_reference(reference)
         if isinstance(ref, str):
             if self.immutable is not None:
@@ -362,7 +388,9 @@ class ManifestStore:
         if self.immutable is None:
             await self._delete_digest(name, ref)
             return
-        async with self.immutable.delete_guard(self.tags, name):
+        guard: contextlib.AbstractAsyncContextManager[None] = \
+            contextlib.nullcontext() if guarded else self.immutable.delete_guard(self.tags, name)
+        async with guard:
             if not await self._revision_exists(name, ref):
                 raise RegistryError("MANIFEST_UNKNOWN", {"digest": str(ref)})
             await self.immutable.check_delete_manifest(self.tags, name, ref, self._body)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import re
 import time
@@ -307,9 +308,9 @@ class Retention:
                 kept_targets |= {t.digest for t in await history.tags(self.driver, name)}
             await self.untagged(name, p, p.untagged, kept_targets, now, outcome, dry_run)
 
-    async def _delete(self, name: str, reference: str, dec: Decision) -> None:
+    async def _delete(self, name: str, reference: str, dec: Decision, guarded: bool = False) -> None:
         try:
-            await self.registry.manifests.delete(name, reference)
+            await self.registry.manifests.delete(name, reference, guarded=guarded)
         except RegistryError as exc:
             if exc.code.value == "MANIFEST_UNKNOWN":
                 dec.why.append("already gone")
@@ -364,12 +365,21 @@ class Retention:
             outcome.decisions.append(dec)
             if not dec.delete or dry_run:
                 continue
-            async with self.intents.deleting_revision(name, d):
-                if await history.revision_pushed(self.driver, name, d) != pushed:
-                    dec.delete, dec.why = False, ["pushed during the run"]
-                    continue
-                if await self.registry.tags.pointing_at(name, d):
-                    dec.delete, dec.why = False, ["tagged during the run"]
-                    continue
-                await self._delete(name, str(d), dec)
+            # the immutability lock before the intent: a first push of an immutable tag holds
+            # it while it waits for the intent (the other order would wait for each other)
+            guard: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext() \
+                if self.immutable is None else self.immutable.delete_guard(self.registry.tags, name)
+            try:
+                async with guard, self.intents.deleting_revision(name, d):
+                    if await history.revision_pushed(self.driver, name, d) != pushed:
+                        dec.delete, dec.why = False, ["pushed during the run"]
+                        continue
+                    if await self.registry.tags.pointing_at(name, d):
+                        dec.delete, dec.why = False, ["tagged during the run"]
+                        continue
+                    await self._delete(name, str(d), dec, guarded=True)
+            except RegistryError as exc:        # the lock not had in time
+                dec.error = exc.message if exc.detail is None else f"{exc.message} ({exc.detail})"
+                log.error("retention: deleting %s %s failed: %s", name, d, dec.error)
+                continue
             await self._announce(name, str(d), dec)

@@ -107,7 +107,7 @@ def test_push_waits_for_the_delete_in_progress(tmp_path: Path) -> None:
         original = reg.manifests.delete
         put: list[asyncio.Task[Any]] = []
 
-        async def delete(name: str, reference: str) -> None:
+        async def delete(name: str, reference: str, **kw: Any) -> None:
             if reference == m.digest and not put:
                 put.append(asyncio.create_task(reg.manifests.put(REPO, "late", m.body, m.media_type)))
                 deadline = time.monotonic() + 10
@@ -119,7 +119,7 @@ def test_push_waits_for_the_delete_in_progress(tmp_path: Path) -> None:
                         await asyncio.sleep(0.005)
                 await asyncio.sleep(0.05)
                 assert not put[0].done()                      # it waits for this delete
-            await original(name, reference)
+            await original(name, reference, **kw)
         reg.manifests.delete = delete  # type: ignore[method-assign]
         report = await Retention(cfg, reg, now=later).run()
         assert put
@@ -142,12 +142,12 @@ def test_tag_pushed_again_while_the_run_deletes_it(tmp_path: Path) -> None:
         original = reg.manifests.delete
         put: list[asyncio.Task[Any]] = []
 
-        async def delete(name: str, reference: str) -> None:
+        async def delete(name: str, reference: str, **kw: Any) -> None:
             if reference == "a" and not put:
                 put.append(asyncio.create_task(reg.manifests.put(REPO, "a", ma.body, ma.media_type)))
                 await asyncio.sleep(0.1)
                 assert not put[0].done()                      # it waits for this delete
-            await original(name, reference)
+            await original(name, reference, **kw)
         reg.manifests.delete = delete  # type: ignore[method-assign]
         await Retention(cfg, reg, now=later).run()
         assert put
@@ -191,3 +191,178 @@ def test_repositories_no_policy_matches_pay_nothing(tmp_path: Path) -> None:
     assert reg.manifests.deletes is not None
     assert reg.manifests.deletes.covers("ci/app") and not reg.manifests.deletes.covers("prod/app")
     assert registry(FilesystemDriver(str(tmp_path / "d2")), config(tmp_path, {})).manifests.deletes is None
+
+
+def test_index_pushed_before_its_old_childs_intent(tmp_path: Path) -> None:
+    """A child pushed long ago, untagged: the run decides to delete it; an index naming it is
+    pushed (and answered) before the run takes the child's intent.  The run's re-read under the
+    intent must see the push: the child stays, the index is whole."""
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        await push_manifest(reg, REPO, make_manifest(layers=[make_layer(100)]), "old")
+        child = make_manifest(layers=[make_layer(300)])
+        await push_manifest(reg, REPO, child)                 # by digest: untagged
+        idx = make_index([child])
+        time.sleep(0.02)                                      # (a later modification time)
+        run = Retention(cfg, reg, now=later)
+        original = run.intents.deleting_revision
+        pushed: list[int] = []
+
+        def deleting_revision(name: str, d: Any) -> Any:
+            if str(d) == child.digest and not pushed:
+                pushed.append(1)
+                put = reg.manifests.put(REPO, "multi", idx.body, idx.media_type)     # the index alone
+                return _after(put, original(name, d))
+            return original(name, d)
+        run.intents.deleting_revision = deleting_revision  # type: ignore[method-assign]
+        await run.run()
+        assert pushed
+        await assert_whole(reg, "multi", idx)
+    asyncio.run(main())
+
+
+class _after:
+    """An async context manager that first awaits `first`, then enters `cm`."""
+
+    def __init__(self, first: Awaitable[Any], cm: Any) -> None:
+        self.first, self.cm = first, cm
+
+    async def __aenter__(self) -> None:
+        await self.first
+        await self.cm.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self.cm.__aexit__(*exc)
+
+
+def test_first_push_of_an_immutable_tag_during_the_delete(tmp_path: Path) -> None:
+    """The run re-read an untagged manifest and holds its intent; the first push of an immutable
+    tag naming it takes the immutability lock and waits for that intent; the run's delete by
+    digest needs the same lock.  Neither may wait for the other: the push is answered 201 (not
+    503 once it gave up waiting) and its manifest and tag are there."""
+    cfg = config(tmp_path, {**POLICY, "immutability": {"rules": [{"repository": "ci/**", "tags": ["v*"]}]}})
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        assert reg.manifests.deletes is not None
+        reg.manifests.deletes.wait = 2.0
+        await push_manifest(reg, REPO, make_manifest(layers=[make_layer(100)]), "old")
+        m = make_manifest(layers=[make_layer(200)])
+        await push_manifest(reg, REPO, m)                     # untagged, then tagged v1 during the run
+        original = reg.manifests.delete
+        put: list[asyncio.Task[Any]] = []
+
+        async def delete(name: str, reference: str, **kw: Any) -> None:
+            if reference == m.digest and not put:
+                put.append(asyncio.create_task(reg.manifests.put(REPO, "v1", m.body, m.media_type)))
+                deadline = time.monotonic() + 1         # it reached its check (or waits for the lock)
+                while time.monotonic() < deadline and not put[0].done():
+                    try:
+                        await reg.tags.resolve(REPO, "v1")
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.005)
+            await original(name, reference, **kw)
+        reg.manifests.delete = delete  # type: ignore[method-assign]
+        await asyncio.wait_for(Retention(cfg, reg, now=later).run(), 30)
+        assert put
+        assert str((await put[0])[0]) == m.digest
+        await assert_whole(reg, "v1", m)
+    asyncio.run(main())
+
+
+def test_quota_counts_the_children_written_back(tmp_path: Path) -> None:
+    """With a storage quota: the run deletes an index's children (uncounting them) between the
+    index's revision and its tag; the PUT links them again, and they count again — the usage is
+    what a recount from the manifests finds."""
+    from fastreg.retention.quota import Quotas, recompute
+    cfg = config(tmp_path, {**POLICY, "quota": {"rules": [{"repository": "ci/**", "limit": 10**9}]}})
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        reg.manifests.quota = Quotas.from_config(cfg, reg.driver)
+        idx = make_index([make_manifest(layers=[make_layer(300)]), make_manifest(layers=[make_layer(301)])])
+
+        async def run() -> None:
+            await Retention(cfg, reg, now=later).run()
+        hook_tag_write(reg, run)
+        await push_manifest(reg, REPO, idx, "multi")
+        await assert_whole(reg, "multi", idx)
+        recount = await recompute(reg.driver, dry_run=True)
+        assert recount.drift == 0, recount.drifted
+    asyncio.run(main())
+
+
+def test_an_unreadable_intent_goes_stale_too(tmp_path: Path) -> None:
+    """An intent is written without waiting for the disk: a crash of the run's host can leave it
+    empty.  Such an intent goes stale by its age like any other, instead of holding every push of
+    its manifest (503) for ever."""
+    import os
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        assert reg.manifests.deletes is not None
+        reg.manifests.deletes.wait = 0.5
+        m = make_manifest(layers=[make_layer(100)])
+        d = parse_digest(m.digest)
+        path = layout.delete_intent_revision(REPO, d.algorithm, d.hex)
+        await reg.driver.put_content(path, b"")
+        full = str(tmp_path / "data") + path
+        old = time.time() - 500
+        os.utime(full, (old, old))
+        await push_manifest(reg, REPO, m, "t")                      # stale: no wait
+        await assert_whole(reg, "t", m)
+        await reg.driver.put_content(path, b"")                     # a fresh one is held
+        try:
+            await reg.manifests.put(REPO, "t2", m.body, m.media_type)
+            raise AssertionError("no 503")
+        except Exception as exc:
+            assert getattr(exc, "status", None) == 503, exc
+    asyncio.run(main())
+
+
+def test_tag_written_back_while_the_run_deletes_its_manifest(tmp_path: Path) -> None:
+    """`a` is pushed again (same manifest) while the run deletes tag `a`: the PUT waits for that
+    delete, then writes `a` back.  Meanwhile the same run, with `untagged: 0s`, found the manifest
+    untagged and deletes it — it read the tags before `a` was written back, the PUT had looked
+    for an intent on the manifest before the run took one.  The tag written back is a new link:
+    the PUT looks for intents again, waits for that delete too, and writes back what it removed."""
+    cfg = config(tmp_path, POLICY)
+
+    async def main() -> None:
+        reg = registry(FilesystemDriver(str(tmp_path / "data")), cfg)
+        ma = make_manifest(layers=[make_layer(100)])
+        await push_manifest(reg, REPO, ma, "a")
+        await push_manifest(reg, REPO, make_manifest(layers=[make_layer(101)]), "b")
+        original = reg.manifests.delete
+        put: list[asyncio.Task[Any]] = []
+        run_read_tags = asyncio.Event()
+        assert reg.manifests.deletes is not None
+        settle = reg.manifests.deletes.settle
+
+        async def settled(*args: Any) -> None:
+            await settle(*args)
+            await run_read_tags.wait()         # the run decides on `a`'s manifest before `a` is back
+        reg.manifests.deletes.settle = settled  # type: ignore[method-assign]
+
+        async def delete(name: str, reference: str, **kw: Any) -> None:
+            if reference == "a" and not put:
+                put.append(asyncio.create_task(reg.manifests.put(REPO, "a", ma.body, ma.media_type)))
+                await asyncio.sleep(0.1)
+                assert not put[0].done()                      # it waits for this delete
+            if reference == ma.digest:                        # re-read: untagged; about to delete
+                run_read_tags.set()
+                deadline = time.monotonic() + 1
+                while not put[0].done() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+            await original(name, reference, **kw)
+        reg.manifests.delete = delete  # type: ignore[method-assign]
+        report = await Retention(cfg, reg, now=later).run()
+        assert put
+        await asyncio.wait_for(put[0], 10)
+        assert any(d.name == ma.digest and d.done for d in report.repositories[0].decisions)  # (the race)
+        await assert_whole(reg, "a", ma)
+    asyncio.run(main())

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import itertools
 import logging
 import os
@@ -48,7 +49,7 @@ from ..base import (
 )
 from .directio import DirectIO, DirectStream, Saturated, Unsupported, align_up
 from .groupsync import AVAILABLE as GROUPSYNC_AVAILABLE
-from .groupsync import GroupSync
+from .groupsync import GroupSync, mounts_under
 
 log = logging.getLogger("fastreg.storage.filesystem")
 
@@ -157,6 +158,12 @@ def _write_new(tmp: str, d: str, data: bytes) -> None:
     os.close(fd)
 
 
+def _unlink_done(path: str, _job: object) -> None:
+    """A done-callback: remove `path` (a cancelled write's temporary file), if there."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 def _sync_parents(created: list[str], synced: str) -> None:
     """fsync the parent of each directory in `created` (their new entries), but `synced`."""
     parents = dict.fromkeys(os.path.dirname(c) for c in created)
@@ -193,11 +200,16 @@ class FilesystemDriver:
         # groupsync: every durable step waits for one shared syncfs instead of its own fsyncs
         self.group: GroupSync | None = None
         if fsync and groupsync:
-            if GROUPSYNC_AVAILABLE:
-                self.group = GroupSync(self.root, self._pool)
-            else:
+            inside = mounts_under(self.root) if GROUPSYNC_AVAILABLE else []
+            if not GROUPSYNC_AVAILABLE:
                 log.warning("storage.filesystem.groupsync: syncfs(2) is not available here; "
                             "each durable write fsyncs its own files")
+            elif inside:
+                log.warning("storage.filesystem.groupsync: %s is another filesystem, which a "
+                            "syncfs(2) of the root's does not write back; each durable write fsyncs "
+                            "its own files", inside[0])
+            else:
+                self.group = GroupSync(self.root, self._pool)
 
     def _full(self, path: str) -> str:
         # check_path's test, its common case first: no "." or ".." component without a "/."
@@ -285,14 +297,20 @@ class FilesystemDriver:
         returns."""
         assert self.group is not None
         d = os.path.dirname(full)
+        since = self.group.mark()
         for attempt in range(PUT_ATTEMPTS):
             tmp = _tmp_name(d)
             if len(data) <= INLINE_MAX:
                 _write_new(tmp, d, data)
             else:
-                await self._run(_write_new, tmp, d, data)
+                job = self._pool.submit(_write_new, tmp, d, data)
+                try:
+                    await asyncio.wrap_future(job)
+                except asyncio.CancelledError:  # the thread writes on: its file goes once written
+                    job.add_done_callback(functools.partial(_unlink_done, tmp))
+                    raise
             try:
-                await self.group.barrier()
+                await self.group.barrier(since)
                 os.rename(tmp, full)
                 break
             except FileNotFoundError:
@@ -304,7 +322,7 @@ class FilesystemDriver:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-        await self.group.barrier()
+        await self.group.barrier(since)
 
     async def stat(self, path: str) -> FileInfo:
         try:
@@ -341,8 +359,9 @@ class FilesystemDriver:
         fsrc, fdst = self._full(src), self._full(dst)
         try:
             if self.group is not None:
+                since = self.group.mark()
                 self._move(fsrc, fdst, fsync=False)     # (a rename: µs) then the shared sync
-                await self.group.barrier()
+                await self.group.barrier(since)
             elif self.fsync:      # directory fsyncs wait for the disk: off the event loop
                 await self._run(self._move, fsrc, fdst)
             else:
@@ -513,6 +532,7 @@ class _FsWriter:
         self._pending: asyncio.Future[None] | None = None
         self._direct: DirectStream | None = None
         self._direct_from = max(driver.bypass_from, align_up(size))     # aligned: direct I/O from here
+        self._since = driver.group.mark() if driver.group is not None else 0    # groupsync: written since
 
     @property
     def size(self) -> int:
@@ -624,17 +644,25 @@ class _FsWriter:
         self._direct_from = align_up(offset + len(tail))    # a next append: buffered up to here
 
     async def commit(self) -> None:
-        await self.flush()
-        drop = 0 < self._driver.dropbehind < self._size
-        if self._fd is not None and (self._driver.fsync or drop):
-            group = self._driver.group
-            try:
-                if group is not None:       # the shared sync instead of this file's fsync
-                    await group.barrier()
-                if group is None or drop:
-                    await self._driver._run(self._sync, self._fd, drop, group is None)
-            except OSError as exc:
-                raise _translate(exc, self._path) from None
+        """Write the rest and make the file durable; closed afterwards, whatever the outcome
+        (callers do not close a writer they asked to commit)."""
+        try:
+            await self.flush()
+            drop = 0 < self._driver.dropbehind < self._size
+            if self._fd is not None and (self._driver.fsync or drop):
+                group = self._driver.group
+                try:
+                    if group is not None:       # the shared sync instead of this file's fsync
+                        await group.barrier(self._since)
+                        _written_back(self._fd)
+                    if group is None or drop:
+                        await self._driver._run(self._sync, self._fd, drop, group is None)
+                except OSError as exc:
+                    raise _translate(exc, self._path) from None
+        except BaseException:
+            with contextlib.suppress(StorageError, OSError):
+                await self.close()
+            raise
         await self.close()
 
     def _sync(self, fd: int, drop: bool, fsync: bool) -> None:
@@ -750,6 +778,18 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
     ``sync_file_range(SYNC_FILE_RANGE_WRITE)``): a hint, durability still comes from fsync."""
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def _written_back(fd: int) -> None:
+    """After a ``syncfs`` (groupsync): raise the error writing this file's pages back met, if no
+    one saw it yet — what its fsync would report, where the sync reported it to whichever request
+    waited then (pages an earlier request appended).  ``sync_file_range`` waiting for a clean file:
+    no disk access."""
+    if _sync_file_range is not None and _sync_file_range(
+            fd, 0, 0, _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER) != 0:
+        err = ctypes.get_errno()
+        if err not in _UNSUPPORTED:
+            raise OSError(err, os.strerror(err))
 
 
 def _drop_pages(fd: int, offset: int, length: int) -> bool:
