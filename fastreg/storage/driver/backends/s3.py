@@ -46,14 +46,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiobotocore
 import aiohttp
+import botocore.auth
+import botocore.awsrequest
 import botocore.handlers
 import botocore.utils
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
+from yarl import URL
 
 from .... import __version__
 from .. import lease
@@ -167,6 +171,145 @@ class _Session:
         return _Session(d["uploadid"], [(int(n), str(e), int(s)) for n, e, s in d["parts"]]), tail
 
 
+_FALLBACK: dict[str, Any] = {}     # _Direct.head (by identity): not answered directly, ask botocore
+_PROBE = "fastreg-direct-probe"    # the key of the request that the base URL is taken from
+_NO_SUCH_KEY = b"<Code>NoSuchKey</Code>"
+_NO_SUCH_KEY_ERROR = {"Error": {"Code": "NoSuchKey", "Message": "The specified key does not exist."},
+                      "ResponseMetadata": {"HTTPStatusCode": 404}}
+_DIRECT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+
+
+class _Probed(Exception):
+    """Stops the probe request of _Direct.setup once botocore has built it."""
+
+
+class _Direct:
+    """GetObject and HeadObject of one key sent without botocore's request path (event hooks,
+    endpoint rule set, serializers, response model walk, retries): more than half the CPU of a
+    small request. The request is the one botocore sends for these calls: the URL of the key under
+    the base URL that botocore's own endpoint resolution gives for the bucket (taken once from a
+    request botocore builds: path-style or virtual-hosted, port and all), the key percent-encoded
+    as botocore encodes it, signed by botocore's SigV4 signer with the client's credentials (session
+    token included) and signing region, the client's User-Agent, on the client's own connection
+    pool (its TLS settings and timeouts). The `before-send` hooks still see it.
+
+    Only the answers whose meaning is plain are taken: 200, a HEAD's 404 and a GET's 404
+    NoSuchKey. Anything else (403, 5xx, throttling, a redirect, a connection error, a hook that
+    answers) returns "not answered" and the caller makes the botocore call, whose retries, error
+    mapping and region redirects then apply as before. After a redirect the path stays off for
+    the client: the bucket lives elsewhere than the base URL says."""
+
+    __slots__ = ("base", "region", "http", "credentials", "events", "user_agent", "on", "_signer")
+
+    def __init__(self, base: str, region: str, http: aiohttp.ClientSession, client: Any) -> None:
+        self.base = base
+        self.region = region
+        self.http = http
+        self.credentials = client._request_signer._credentials
+        self.events = client.meta.events
+        self.user_agent = str(client._user_agent_creator.to_string())
+        self.on = True
+        self._signer: tuple[Any, botocore.auth.S3SigV4Auth] | None = None
+
+    @classmethod
+    async def setup(cls, client: Any, bucket: str) -> _Direct | None:
+        """The direct path of this client, or None where it cannot be the same request as
+        botocore's: no credentials (anonymous), a proxy, another signing scheme, an unknown layout.
+        The base URL and signing region are botocore's own for this bucket: a HeadObject of a
+        probe key is built by the client and stopped when created, before it is signed or sent."""
+        try:
+            if client._request_signer._credentials is None:
+                return None
+            seen: list[Any] = []
+
+            def stop(request: Any = None, **_: Any) -> None:
+                seen.append(request)
+                raise _Probed
+
+            event = "request-created.s3.HeadObject"
+            client.meta.events.register_first(event, stop, unique_id="fastreg-direct-probe")
+            try:
+                await client.head_object(Bucket=bucket, Key=_PROBE)
+            except _Probed:
+                pass
+            finally:
+                client.meta.events.unregister(event, unique_id="fastreg-direct-probe")
+            if len(seen) != 1:
+                return None
+            url, signing = str(seen[0].url), seen[0].context.get("signing") or {}
+            base, query = url.partition("?")[0], urlsplit(url).query
+            if (query or not base.endswith("/" + _PROBE) or seen[0].context.get("auth_type") not in ("s3v4", "v4")
+                    or signing.get("signing_name", "s3") != "s3" or not signing.get("region")):
+                return None
+            base = base[:-len(_PROBE)]
+            http = client._endpoint.http_session
+            if http._proxy_config.proxy_url_for(base):
+                return None
+            session = await http._get_session(None)
+            if not isinstance(session, aiohttp.ClientSession):
+                return None
+            return cls(base, str(signing["region"]), session, client)
+        except (AttributeError, TypeError, ValueError, KeyError, BotoCoreError):
+            return None
+
+    async def _send(self, method: str, op: str, key: str) -> tuple[int, Any, bytes] | None:
+        if not self.on:
+            return None
+        url = self.base + quote(key, safe="/~")
+        creds = await self.credentials.get_frozen_credentials()
+        if self._signer is None or self._signer[0] != creds:
+            self._signer = (creds, botocore.auth.S3SigV4Auth(creds, "s3", self.region))
+        req = botocore.awsrequest.AWSRequest(method=method, url=url, headers={"User-Agent": self.user_agent})
+        self._signer[1].add_auth(req)
+        prepared = req.prepare()
+        _, answered = await self.events.emit_until_response(f"before-send.s3.{op}", request=prepared)
+        if answered is not None:
+            return None
+        headers = dict(prepared.headers.items())
+        headers["Accept-Encoding"] = "identity"
+        try:
+            async with self.http.request(method, URL(url, encoded=True), headers=headers,
+                                         allow_redirects=False) as resp:
+                body = await resp.read()
+                if resp.status in _REDIRECTS:
+                    self.on = False
+                return resp.status, resp.headers, body
+        except _DIRECT_ERRORS:
+            return None
+
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes; None: not answered here. A missing key raises NoSuchKey."""
+        got = await self._send("GET", "GetObject", key)
+        if got is None:
+            return None
+        status, _, body = got
+        if status == 200:
+            return body
+        if status == 404 and _NO_SUCH_KEY in body:
+            raise ClientError(_NO_SUCH_KEY_ERROR, "GetObject")
+        return None
+
+    async def head(self, key: str) -> dict[str, Any] | None:
+        """What the driver reads of HeadObject's answer (ContentLength, LastModified, Metadata);
+        None: no such key; _FALLBACK: not answered here."""
+        got = await self._send("HEAD", "HeadObject", key)
+        if got is None:
+            return _FALLBACK
+        status, headers, _ = got
+        if status == 404:
+            return None
+        if status != 200 or "Content-Length" not in headers or "Last-Modified" not in headers:
+            return _FALLBACK
+        try:
+            return {"ContentLength": int(headers["Content-Length"]),
+                    "LastModified": _timestamp(headers["Last-Modified"]),
+                    "Metadata": {k[11:].lower(): v for k, v in headers.items()
+                                 if k.lower().startswith("x-amz-meta-")}}
+        except (ValueError, TypeError):
+            return _FALLBACK
+
+
 class S3Driver(ObjectKeys):
     name = "s3"
     capabilities = Capabilities(exclusive=True)      # the lease object (lease.py)
@@ -199,6 +342,9 @@ class S3Driver(ObjectKeys):
         self.list_page = max(1, min(list_page_size, 1000))              # tests use tiny pages
         self.redirect = redirect
         self.max_attempts = max_attempts
+        # GetObject and HeadObject of one key sent directly (signed by botocore's signer, on the
+        # client's connection pool) unless they fail otherwise than 404: see _Direct.
+        self.direct_requests = p.flag("directrequests", True)
         self.lease_seconds = float(p.number("lockleaseseconds", int(lease.LEASE_SECONDS), minimum=1))
         # How If-Match spells an ETag: AWS, MinIO and moto match the quoted form S3 returns,
         # Ceph RGW 16.2 only the unquoted one; the first lock probes which (lease.conditions).
@@ -206,6 +352,7 @@ class S3Driver(ObjectKeys):
         self.lease_form = "quoted"
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
+        self._direct: _Direct | None = None
         self._lock: asyncio.Lock | None = None
 
     # -- plumbing --------------------------------------------------------------------------
@@ -234,6 +381,8 @@ class S3Driver(ObjectKeys):
                     aws_session_token=self.session_token, verify=not self.skipverify, config=cfg))
                 _prune_handlers(self._client)
                 self._stack = stack
+                if self.direct_requests:
+                    self._direct = await _Direct.setup(self._client, self.bucket)
         return self._client
 
     def _put_args(self) -> dict[str, Any]:
@@ -261,12 +410,20 @@ class S3Driver(ObjectKeys):
 
     async def _get(self, key: str) -> bytes:
         s3 = await self._s3()
+        if self._direct is not None:
+            data = await self._direct.get(key)
+            if data is not None:
+                return data
         resp = await s3.get_object(Bucket=self.bucket, Key=key)
         async with resp["Body"] as body:
             return bytes(await body.read())
 
     async def _head(self, key: str) -> dict[str, Any] | None:
         s3 = await self._s3()
+        if self._direct is not None:
+            head = await self._direct.head(key)
+            if head is not _FALLBACK:
+                return head
         try:
             return dict(await s3.head_object(Bucket=self.bucket, Key=key))
         except S3_ERRORS as exc:
@@ -630,7 +787,7 @@ class S3Driver(ObjectKeys):
 
     async def close(self) -> None:
         if self._stack is not None:
-            stack, self._stack, self._client = self._stack, None, None
+            stack, self._stack, self._client, self._direct = self._stack, None, None, None
             await stack.aclose()
 
 
