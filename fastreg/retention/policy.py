@@ -171,6 +171,12 @@ class Report:
                 f"{manifests} untagged manifests; kept {kept} tags")
 
 
+def _failed(dec: Decision, name: str, reference: str, exc: RegistryError) -> None:
+    """A deletion that failed: its error in the report and the log."""
+    dec.error = exc.message if exc.detail is None else f"{exc.message} ({exc.detail})"
+    log.error("retention: deleting %s %s failed: %s", name, reference, dec.error)
+
+
 @dataclass
 class _Fresh:
     tags: dict[str, pulls.Entry]
@@ -315,8 +321,7 @@ class Retention:
             if exc.code.value == "MANIFEST_UNKNOWN":
                 dec.why.append("already gone")
                 return
-            dec.error = exc.message if exc.detail is None else f"{exc.message} ({exc.detail})"
-            log.error("retention: deleting %s %s failed: %s", name, reference, dec.error)
+            _failed(dec, name, reference, exc)
             return
         dec.done = True
         log.info("retention: deleted %s %s:%s (%s)", dec.kind, name, reference, "; ".join(dec.why))
@@ -379,7 +384,6 @@ class Retention:
                         continue
                     await self._delete(name, str(d), dec, guarded=True)
             except RegistryError as exc:        # the lock not had in time
-                dec.error = exc.message if exc.detail is None else f"{exc.message} ({exc.detail})"
-                log.error("retention: deleting %s %s failed: %s", name, d, dec.error)
+                _failed(dec, name, str(d), exc)
                 continue
             await self._announce(name, str(d), dec)
